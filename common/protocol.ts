@@ -1,0 +1,123 @@
+/**
+ * The one protocol of MoE Studio, shared by the extension host (client/), the language server
+ * (server/) and the webviews (webview/).
+ *
+ * - Custom LSP requests and notifications are `RequestType`/`NotificationType` objects named
+ *   `moeStudio/<verb>`, so neither side ever spells a method name or guesses a payload shape.
+ * - Webview messages use one envelope, `{type, payload, requestId?}`, with a typed map from `type` to
+ *   `payload` in each direction.
+ *
+ * Webview code must only `import type` from here: the runtime values below pull in vscode-jsonrpc.
+ */
+import { NotificationType, RequestType } from 'vscode-languageserver-protocol';
+
+// ---------------------------------------------------------------------------------------------
+// Server health (drives the status bar item)
+
+export type HealthState = 'starting' | 'ready' | 'busy' | 'error';
+
+export interface HealthParams {
+  state: HealthState;
+  /** One line for the status bar tooltip, e.g. "Profiling code.valid.jsonl". */
+  message: string;
+  /** Longer text for errors (shown in the tooltip and logged). */
+  detail?: string;
+}
+
+export namespace HealthNotification {
+  export const method = 'moeStudio/health';
+  export const type = new NotificationType<HealthParams>(method);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workspace trust: the client tells the server, because only the client can see it.
+
+export interface TrustParams {
+  trusted: boolean;
+}
+
+export namespace TrustNotification {
+  export const method = 'moeStudio/trust';
+  export const type = new NotificationType<TrustParams>(method);
+}
+
+/** Options the client passes in `initialize`. */
+export interface InitializationOptions {
+  trusted: boolean;
+  /** Where the server may cache things (profiles live in the workspace, not here). */
+  storageDir?: string;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Datasets
+
+export type DatasetFormat = 'jsonl' | 'json' | 'csv' | 'parquet' | 'txt';
+
+export const DATASET_EXTENSIONS: Record<string, DatasetFormat> = {
+  '.jsonl': 'jsonl',
+  '.json': 'json',
+  '.csv': 'csv',
+  '.parquet': 'parquet',
+  '.txt': 'txt',
+};
+
+export interface SummarizeDatasetParams {
+  /** A `file:` URI. */
+  uri: string;
+}
+
+export interface DatasetSummary {
+  uri: string;
+  fileName: string;
+  format: DatasetFormat;
+  bytes: number;
+  rows: number;
+  /** Rows that could not be parsed (JSONL/CSV), with the first few line numbers (1-based). */
+  malformedRows: number;
+  firstMalformedLines: number[];
+  /** Histogram of row sizes in bytes: `counts[i]` rows have a size in [edges[i], edges[i+1]). */
+  rowBytesHistogram: { edges: number[]; counts: number[] };
+}
+
+export namespace SummarizeDatasetRequest {
+  export const method = 'moeStudio/summarizeDataset';
+  export const type = new RequestType<SummarizeDatasetParams, DatasetSummary, void>(method);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Error codes carried by ResponseError, so the client can react without parsing messages.
+
+export const enum ErrorCodes {
+  /** Bad user input: a file that cannot be read or parsed, an invalid setting. */
+  InvalidInput = -32001,
+  /** The workspace is untrusted and the request would run a model. */
+  Untrusted = -32002,
+  /** The request was cancelled by the user. */
+  Cancelled = -32800,
+  /** A bug: anything we did not anticipate. */
+  Internal = -32603,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Webview messages: `{type, payload, requestId?}` in both directions.
+
+export interface ToWebviewMessages {
+  /** The dataset summary to chart. */
+  datasetSummary: DatasetSummary;
+  /** Something failed on the extension side; the panel shows it instead of a chart. */
+  error: { message: string };
+}
+
+export interface FromWebviewMessages {
+  /** The page's script has loaded and listens; the extension may now post data. */
+  ready: Record<string, never>;
+  /** The user asked to save a chart: a PNG data URL and a suggested file name. */
+  saveChart: { dataUrl: string; fileName: string };
+}
+
+export type Envelope<M, K extends keyof M = keyof M> = K extends keyof M
+  ? { type: K; payload: M[K]; requestId?: number }
+  : never;
+
+export type ToWebviewMessage = Envelope<ToWebviewMessages>;
+export type FromWebviewMessage = Envelope<FromWebviewMessages>;

@@ -1,0 +1,140 @@
+/**
+ * The contract between the checkpoint loader and everything downstream (runtime, profile, plan, export).
+ *
+ * A `ModelSpec` is the normalised, architecture-independent description of a decoder-only SMoE model:
+ * every option the forward pass needs, resolved from config.json once, so the runtime never reads
+ * config.json itself and never branches on the architecture name.
+ */
+
+export const SUPPORTED_ARCHITECTURES = [
+  'MixtralForCausalLM',
+  'Qwen2MoeForCausalLM',
+  'Qwen3MoeForCausalLM',
+  'OlmoeForCausalLM',
+] as const;
+export type ArchitectureName = (typeof SUPPORTED_ARCHITECTURES)[number];
+
+/** Where q/k RMSNorm sits, if anywhere: Qwen3-MoE normalises each head, OLMoE the whole projection. */
+export type QkNorm = 'none' | 'perHead' | 'full';
+
+export interface AttentionSpec {
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  /** Qwen2-MoE has biases on q, k and v projections. */
+  qkvBias: boolean;
+  qkNorm: QkNorm;
+  ropeTheta: number;
+}
+
+/** A SwiGLU MLP: down(silu(gate(x)) * up(x)). */
+export interface MlpSpec {
+  intermediateSize: number;
+}
+
+export interface MoeSpec {
+  numExperts: number;
+  topK: number;
+  /** Renormalise the top-k softmax weights to sum to 1 (Mixtral: always true). */
+  normTopKProb: boolean;
+  expert: MlpSpec;
+  /** Qwen2-MoE: an always-on expert whose output is scaled by sigmoid(shared_expert_gate(x)). */
+  sharedExpert?: MlpSpec & { gated: boolean };
+}
+
+export type LayerSpec =
+  | { index: number; kind: 'moe'; moe: MoeSpec }
+  | { index: number; kind: 'dense'; mlp: MlpSpec };
+
+export interface ModelSpec {
+  architecture: ArchitectureName;
+  vocabSize: number;
+  hiddenSize: number;
+  rmsNormEps: number;
+  tieWordEmbeddings: boolean;
+  attention: AttentionSpec;
+  layers: LayerSpec[];
+  /** The tensor names this checkpoint must contain, resolved from the architecture table. */
+  tensors: TensorNames;
+}
+
+/** Exact tensor names, per layer and expert, as published checkpoints spell them. */
+export interface TensorNames {
+  embedTokens: string;
+  finalNorm: string;
+  /** Absent when embeddings are tied. */
+  lmHead?: string;
+  layer(i: number): LayerTensorNames;
+}
+
+export interface LayerTensorNames {
+  inputNorm: string;
+  postAttentionNorm: string;
+  q: string;
+  k: string;
+  v: string;
+  o: string;
+  qBias?: string;
+  kBias?: string;
+  vBias?: string;
+  qNorm?: string;
+  kNorm?: string;
+  /** MoE layers only. */
+  router?: string;
+  expert?(j: number): MlpTensorNames;
+  sharedExpert?: MlpTensorNames;
+  sharedExpertGate?: string;
+  /** Dense layers only (Qwen2-MoE `mlp_only_layers`, `decoder_sparse_step`). */
+  mlp?: MlpTensorNames;
+}
+
+/** HF weight layout: gate/up are [intermediate, hidden], down is [hidden, intermediate] (y = x W^T). */
+export interface MlpTensorNames {
+  gate: string;
+  up: string;
+  down: string;
+}
+
+export type DType = 'F32' | 'F16' | 'BF16';
+
+export interface TensorInfo {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  file: string;
+  byteLength: number;
+}
+
+/**
+ * Lazy access to a checkpoint's tensors. Nothing is read until asked for, so a model larger than
+ * memory can be streamed tensor by tensor (export) or loaded layer by layer (runtime).
+ */
+export interface WeightSource {
+  has(name: string): boolean;
+  info(name: string): TensorInfo;
+  names(): string[];
+  /** Decoded to fp32 (bf16 and fp16 are widened). */
+  readFloat32(name: string): Promise<Float32Array>;
+  /** The tensor's bytes exactly as stored, for bit-exact copies. */
+  readRaw(name: string): Promise<Uint8Array>;
+  close(): Promise<void>;
+}
+
+/** A loaded model folder: spec, weights and tokenizer. */
+export interface LoadedCheckpoint {
+  folder: string;
+  /** config.json exactly as read, for export and diffs. */
+  config: Record<string, unknown>;
+  spec: ModelSpec;
+  weights: WeightSource;
+  tokenizer: TextTokenizer;
+}
+
+export interface TextTokenizer {
+  encode(text: string): number[];
+  decode(ids: number[]): string;
+  /** Token strings with character offsets into the text, for token-level views. */
+  encodeWithOffsets(text: string): { ids: number[]; offsets: [number, number][] };
+  readonly bosTokenId?: number;
+  readonly eosTokenId?: number;
+}

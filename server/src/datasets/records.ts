@@ -1,0 +1,150 @@
+import * as fs from 'node:fs';
+import * as readline from 'node:readline';
+import { Transform, type TransformCallback } from 'node:stream';
+import type { DatasetFormat } from '../../../common/protocol';
+import { UserError } from '../errors';
+import { parseCsvRecords } from './csv';
+
+/**
+ * One row of a dataset as read from disk: its parsed value, or why it could not be parsed.
+ * `line` is 1-based for line-oriented formats (JSONL, CSV, text) and the element index + 1 for
+ * JSON arrays and Parquet, so error messages can always point somewhere.
+ */
+export interface DatasetRecord {
+  line: number;
+  bytes: number;
+  value?: unknown;
+  error?: string;
+}
+
+/** JSON datasets are parsed whole; past this size ask for JSONL, which streams. */
+const MAX_JSON_BYTES = 512 * 1024 * 1024;
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Streams the rows of a dataset file; memory stays flat for line-oriented formats. */
+export async function* readRecords(file: string, format: DatasetFormat): AsyncGenerator<DatasetRecord> {
+  switch (format) {
+    case 'jsonl':
+      for await (const { line, text, bytes, error } of readLines(file)) {
+        if (error) yield { line, bytes, error };
+        else if (text.trim() === '') continue;
+        else yield parseJsonLine(line, text, bytes);
+      }
+      return;
+    case 'txt':
+      for await (const { line, text, bytes, error } of readLines(file)) {
+        if (error) yield { line, bytes, error };
+        else if (text.trim() !== '') yield { line, bytes, value: text };
+      }
+      return;
+    case 'csv':
+      yield* parseCsvRecords(readLines(file));
+      return;
+    case 'json':
+      yield* readJsonArray(file);
+      return;
+    case 'parquet':
+      yield* readParquet(file);
+      return;
+  }
+}
+
+function parseJsonLine(line: number, text: string, bytes: number): DatasetRecord {
+  try {
+    return { line, bytes, value: JSON.parse(text) };
+  } catch (error) {
+    return { line, bytes, error: `invalid JSON (${(error as Error).message})` };
+  }
+}
+
+export interface TextLine {
+  line: number;
+  text: string;
+  bytes: number;
+  error?: string;
+}
+
+/** Lines of a file, each checked to be valid UTF-8 (a binary file fails on its first bad line). */
+export async function* readLines(file: string): AsyncGenerator<TextLine> {
+  const stream = fs.createReadStream(file);
+  // Split on raw bytes so that invalid UTF-8 is detected instead of silently replaced.
+  const lines = readline.createInterface({ input: stream.pipe(new LineBytes()), crlfDelay: Infinity });
+  let line = 0;
+  try {
+    for await (const encoded of lines) {
+      line++;
+      const raw = Buffer.from(encoded, 'latin1');
+      try {
+        yield { line, text: utf8.decode(raw), bytes: raw.length };
+      } catch {
+        yield { line, text: '', bytes: raw.length, error: 'not valid UTF-8 text (is this a binary file?)' };
+      }
+    }
+  } finally {
+    lines.close();
+    stream.destroy();
+  }
+}
+
+/** Re-encodes bytes as latin1 so readline splits lines without decoding them as UTF-8. */
+class LineBytes extends Transform {
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    callback(null, chunk.toString('latin1'));
+  }
+}
+
+async function* readJsonArray(file: string): AsyncGenerator<DatasetRecord> {
+  const { size } = await fs.promises.stat(file);
+  if (size > MAX_JSON_BYTES) {
+    throw new UserError(`${file} is ${Math.round(size / 2 ** 20)} MB of JSON; convert it to JSONL (one record per line) so it can be streamed.`);
+  }
+  const buffer = await fs.promises.readFile(file);
+  let text: string;
+  try {
+    text = utf8.decode(buffer);
+  } catch {
+    throw new UserError(`${file} is not valid UTF-8 text (is this a binary file?).`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new UserError(`${file} is not valid JSON: ${(error as Error).message}`);
+  }
+  const rows = Array.isArray(parsed)
+    ? parsed
+    : parsed && typeof parsed === 'object' && Array.isArray((parsed as { data?: unknown }).data)
+      ? (parsed as { data: unknown[] }).data
+      : undefined;
+  if (!rows) throw new UserError(`${file}: expected a JSON array of records or an object with a "data" array.`);
+  for (let i = 0; i < rows.length; i++) {
+    yield { line: i + 1, bytes: Buffer.byteLength(JSON.stringify(rows[i]) ?? ''), value: rows[i] };
+  }
+}
+
+async function* readParquet(file: string): AsyncGenerator<DatasetRecord> {
+  const { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } = await import('hyparquet');
+  let buffer;
+  let metadata;
+  try {
+    buffer = await asyncBufferFromFile(file);
+    metadata = await parquetMetadataAsync(buffer);
+  } catch (error) {
+    throw new UserError(`${file} is not a readable Parquet file: ${(error as Error).message}`);
+  }
+  // Read a row group's worth at a time so memory follows the row group size, not the file size.
+  let rowStart = 0;
+  for (const group of metadata.row_groups) {
+    const rowEnd = rowStart + Number(group.num_rows);
+    const rows = await parquetReadObjects({ file: buffer, metadata, rowStart, rowEnd });
+    for (let i = 0; i < rows.length; i++) {
+      yield { line: rowStart + i + 1, bytes: Buffer.byteLength(JSON.stringify(rows[i], bigintToNumber) ?? ''), value: rows[i] };
+    }
+    rowStart = rowEnd;
+  }
+}
+
+function bigintToNumber(_key: string, value: unknown): unknown {
+  return typeof value === 'bigint' ? Number(value) : value;
+}

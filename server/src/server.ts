@@ -1,0 +1,82 @@
+/**
+ * The MoE Studio language server: the process that reads checkpoints and datasets and runs models,
+ * so the extension host never blocks on them. It speaks LSP over stdio (or IPC when VS Code starts it)
+ * plus the custom `moeStudio/*` requests of common/protocol.ts.
+ */
+import { fileURLToPath } from 'node:url';
+import {
+  ProposedFeatures,
+  TextDocumentSyncKind,
+  TextDocuments,
+  createConnection,
+  type InitializeResult,
+} from 'vscode-languageserver/node';
+import { TextDocument } from 'vscode-languageserver-textdocument';
+import {
+  SummarizeDatasetRequest,
+  TrustNotification,
+  type InitializationOptions,
+} from '../../common/protocol';
+import { summarizeDataset } from './datasets/summarize';
+import { UserError } from './errors';
+import { jsonlDiagnostics } from './lsp/datasetDiagnostics';
+import { Health } from './lsp/health';
+import { safeHandler } from './lsp/safeHandler';
+
+const connection = createConnection(ProposedFeatures.all);
+const documents = new TextDocuments(TextDocument);
+const health = new Health(connection);
+let trusted = false;
+
+connection.onInitialize((params): InitializeResult => {
+  const options = (params.initializationOptions ?? {}) as Partial<InitializationOptions>;
+  trusted = options.trusted === true;
+  return {
+    capabilities: { textDocumentSync: TextDocumentSyncKind.Incremental },
+    serverInfo: { name: 'MoE Studio', version: '0.1.0' },
+  };
+});
+
+connection.onInitialized(() => {
+  health.ready(trusted ? 'Ready' : 'Ready (restricted mode: no model runs until the workspace is trusted)');
+});
+
+connection.onNotification(TrustNotification.type, ({ trusted: nowTrusted }) => {
+  trusted = nowTrusted;
+  health.ready(trusted ? 'Ready' : 'Ready (restricted mode)');
+});
+
+connection.onRequest(
+  SummarizeDatasetRequest.type,
+  safeHandler(connection, SummarizeDatasetRequest.method, async ({ uri }, token) => {
+    const done = health.beginBusy(`Reading ${uri.split('/').pop()}`);
+    try {
+      return { ...(await summarizeDataset(filePath(uri), token)), uri };
+    } finally {
+      done();
+    }
+  }),
+);
+
+documents.onDidChangeContent(({ document }) => {
+  if (document.uri.endsWith('.jsonl')) {
+    void connection.sendDiagnostics({ uri: document.uri, diagnostics: jsonlDiagnostics(document) });
+  }
+});
+
+documents.onDidClose(({ document }) => {
+  void connection.sendDiagnostics({ uri: document.uri, diagnostics: [] });
+});
+
+/** Only local files: a model or dataset on a remote file system is not something we can mmap or stream. */
+function filePath(uri: string): string {
+  if (!uri.startsWith('file:')) throw new UserError(`Only local files are supported, not ${uri}.`);
+  return fileURLToPath(uri);
+}
+
+// A bug in one request must not take the whole server down with it.
+process.on('uncaughtException', (error) => connection.console.error(`Uncaught exception: ${error.stack ?? error}`));
+process.on('unhandledRejection', (reason) => connection.console.error(`Unhandled rejection: ${reason instanceof Error ? reason.stack : reason}`));
+
+documents.listen(connection);
+connection.listen();

@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { pathToFileURL } from 'node:url';
+import {
+  DidOpenTextDocumentNotification,
+  PublishDiagnosticsNotification,
+  ResponseError,
+  type PublishDiagnosticsParams,
+} from 'vscode-languageserver-protocol/node';
+import { ErrorCodes, HealthNotification, SummarizeDatasetRequest, type HealthParams } from '../../common/protocol';
+import { nextNotification, sendInitialized, startServer, type ServerUnderTest } from '../support/lspClient';
+
+describe('language server over stdio', () => {
+  let server: ServerUnderTest;
+  let dir: string;
+
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'moe-lsp-'));
+    server = await startServer();
+  });
+
+  after(async () => {
+    await server.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('reports ready after initialized', async () => {
+    const ready = nextNotification<HealthParams>(server, HealthNotification.type, (health) => health.state === 'ready');
+    sendInitialized(server);
+    assert.equal((await ready).state, 'ready');
+  });
+
+  it('answers a custom request with the dataset summary', async () => {
+    const file = path.join(dir, 'rows.jsonl');
+    fs.writeFileSync(file, '{"text":"a"}\n{"text":"bbbb"}\nnot json\n\n{"text":"cc"}\n');
+    const summary = await server.connection.sendRequest(SummarizeDatasetRequest.type, { uri: pathToFileURL(file).toString() });
+    assert.equal(summary.rows, 3);
+    assert.equal(summary.malformedRows, 1);
+    assert.deepEqual(summary.firstMalformedLines, [3]);
+    assert.equal(summary.bytes, fs.statSync(file).size);
+    assert.equal(summary.format, 'jsonl');
+    assert.equal(summary.rowBytesHistogram.counts.reduce((a, b) => a + b, 0), 3);
+  });
+
+  it('turns bad input into a ResponseError and keeps serving', async () => {
+    const missing = pathToFileURL(path.join(dir, 'missing.jsonl')).toString();
+    await assert.rejects(
+      server.connection.sendRequest(SummarizeDatasetRequest.type, { uri: missing }),
+      (error: unknown) => error instanceof ResponseError && error.code === ErrorCodes.InvalidInput && /does not exist/.test(error.message),
+    );
+    const pickle = path.join(dir, 'weights.pt');
+    fs.writeFileSync(pickle, 'not really');
+    await assert.rejects(
+      server.connection.sendRequest(SummarizeDatasetRequest.type, { uri: pathToFileURL(pickle).toString() }),
+      (error: unknown) => error instanceof ResponseError && /pickle/.test(error.message),
+    );
+    const good = path.join(dir, 'ok.txt');
+    fs.writeFileSync(good, 'one\ntwo\n');
+    const summary = await server.connection.sendRequest(SummarizeDatasetRequest.type, { uri: pathToFileURL(good).toString() });
+    assert.equal(summary.rows, 2);
+  });
+
+  it('publishes diagnostics for malformed JSONL lines', async () => {
+    const uri = pathToFileURL(path.join(dir, 'open.jsonl')).toString();
+    const published = nextNotification<PublishDiagnosticsParams>(server, PublishDiagnosticsNotification.type, (params) => params.uri === uri);
+    void server.connection.sendNotification(DidOpenTextDocumentNotification.type, {
+      textDocument: { uri, languageId: 'jsonl', version: 1, text: '{"ok":1}\n{"broken": \n{"ok":2}\n' },
+    });
+    const { diagnostics } = await published;
+    assert.equal(diagnostics.length, 1);
+    assert.equal(diagnostics[0].range.start.line, 1);
+    assert.match(diagnostics[0].message, /not valid JSON/);
+  });
+});
