@@ -17,9 +17,9 @@ export class CancelledError extends Error {
   }
 }
 
-export function isUserError(error: unknown): error is Error {
-  // Stage-specific errors (e.g. CheckpointError) mark themselves user-facing with `userFacing`.
-  return error instanceof UserError || (error instanceof Error && (error as { userFacing?: boolean }).userFacing === true);
+/** Stage-specific errors (CheckpointError, …) extend UserError, so one check covers them all. */
+export function isUserError(error: unknown): error is UserError {
+  return error instanceof UserError;
 }
 
 export function errorMessage(error: unknown): string {

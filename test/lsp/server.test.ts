@@ -72,6 +72,6 @@ describe('language server over stdio', () => {
     const { diagnostics } = await published;
     assert.equal(diagnostics.length, 1);
     assert.equal(diagnostics[0].range.start.line, 1);
-    assert.match(diagnostics[0].message, /not valid JSON/);
+    assert.match(String(diagnostics[0].message), /not valid JSON/);
   });
 });

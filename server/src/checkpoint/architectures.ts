@@ -1,0 +1,213 @@
+/**
+ * The four supported architectures as data, in the manner of llama.cpp's `llama-arch.cpp`: tensor-name
+ * templates (`{i}` = layer, `{j}` = expert) and the config keys and defaults that differ between them.
+ * Adding an architecture is adding a row here, never a branch in the runtime.
+ *
+ * Defaults are transformers' own (configuration_mixtral.py, configuration_qwen2_moe.py,
+ * configuration_qwen3_moe.py, configuration_olmoe.py), used only when config.json omits a key.
+ */
+
+import type { ArchitectureName, LayerTensorNames, MlpTensorNames, QkNorm, TensorNames } from './modelSpec';
+
+interface MlpNameTemplates {
+  gate: string;
+  up: string;
+  down: string;
+}
+
+export interface ArchitectureTable {
+  architecture: ArchitectureName;
+  /** config.json `model_type`, used when `architectures` is absent. */
+  modelType: string;
+  names: {
+    embedTokens: string;
+    finalNorm: string;
+    lmHead: string;
+    inputNorm: string;
+    postAttentionNorm: string;
+    q: string;
+    k: string;
+    v: string;
+    o: string;
+    qNorm?: string;
+    kNorm?: string;
+    router: string;
+    expert: MlpNameTemplates;
+    sharedExpert?: MlpNameTemplates;
+    sharedExpertGate?: string;
+    /** Layers without experts (Qwen `mlp_only_layers` / `decoder_sparse_step`). */
+    denseMlp?: MlpNameTemplates;
+  };
+  config: {
+    numExperts: 'num_local_experts' | 'num_experts';
+    expertIntermediateSize: 'intermediate_size' | 'moe_intermediate_size';
+    /** Present when the model has an always-on shared expert. */
+    sharedExpertIntermediateSize?: 'shared_expert_intermediate_size';
+    /** Whether `decoder_sparse_step` and `mlp_only_layers` can make layers dense. */
+    hasDenseLayers: boolean;
+  };
+  /**
+   * 'always': q/k/v carry biases whatever the config says (Qwen2-MoE hard-codes `bias=True`).
+   * 'attentionBias': transformers reads `attention_bias`, which would also bias o_proj; every
+   * published checkpoint has it false, and true is refused rather than half-supported.
+   */
+  qkvBias: 'always' | 'never' | 'attentionBias';
+  qkNorm: QkNorm;
+  /** Mixtral always renormalises the top-k weights; the others read `norm_topk_prob`. */
+  normTopKProb: 'always' | { configDefault: boolean };
+  defaults: {
+    ropeTheta: number;
+    rmsNormEps: number;
+    /** undefined: defaults to num_attention_heads. */
+    numKvHeads?: number;
+  };
+}
+
+const LAYER = 'model.layers.{i}';
+const ATTENTION = `${LAYER}.self_attn`;
+
+const COMMON_NAMES = {
+  embedTokens: 'model.embed_tokens.weight',
+  finalNorm: 'model.norm.weight',
+  lmHead: 'lm_head.weight',
+  inputNorm: `${LAYER}.input_layernorm.weight`,
+  postAttentionNorm: `${LAYER}.post_attention_layernorm.weight`,
+  q: `${ATTENTION}.q_proj.weight`,
+  k: `${ATTENTION}.k_proj.weight`,
+  v: `${ATTENTION}.v_proj.weight`,
+  o: `${ATTENTION}.o_proj.weight`,
+};
+
+function swiglu(prefix: string): MlpNameTemplates {
+  return { gate: `${prefix}.gate_proj.weight`, up: `${prefix}.up_proj.weight`, down: `${prefix}.down_proj.weight` };
+}
+
+const QWEN_MOE_NAMES = {
+  ...COMMON_NAMES,
+  router: `${LAYER}.mlp.gate.weight`,
+  expert: swiglu(`${LAYER}.mlp.experts.{j}`),
+  denseMlp: swiglu(`${LAYER}.mlp`),
+};
+
+export const ARCHITECTURES: Record<ArchitectureName, ArchitectureTable> = {
+  MixtralForCausalLM: {
+    architecture: 'MixtralForCausalLM',
+    modelType: 'mixtral',
+    names: {
+      ...COMMON_NAMES,
+      router: `${LAYER}.block_sparse_moe.gate.weight`,
+      // Mixtral's w1 is the gate projection, w3 the up projection and w2 the down projection.
+      expert: {
+        gate: `${LAYER}.block_sparse_moe.experts.{j}.w1.weight`,
+        up: `${LAYER}.block_sparse_moe.experts.{j}.w3.weight`,
+        down: `${LAYER}.block_sparse_moe.experts.{j}.w2.weight`,
+      },
+    },
+    config: { numExperts: 'num_local_experts', expertIntermediateSize: 'intermediate_size', hasDenseLayers: false },
+    qkvBias: 'never',
+    qkNorm: 'none',
+    normTopKProb: 'always',
+    defaults: { ropeTheta: 1e6, rmsNormEps: 1e-5, numKvHeads: 8 },
+  },
+  Qwen2MoeForCausalLM: {
+    architecture: 'Qwen2MoeForCausalLM',
+    modelType: 'qwen2_moe',
+    names: {
+      ...QWEN_MOE_NAMES,
+      sharedExpert: swiglu(`${LAYER}.mlp.shared_expert`),
+      sharedExpertGate: `${LAYER}.mlp.shared_expert_gate.weight`,
+    },
+    config: {
+      numExperts: 'num_experts',
+      expertIntermediateSize: 'moe_intermediate_size',
+      sharedExpertIntermediateSize: 'shared_expert_intermediate_size',
+      hasDenseLayers: true,
+    },
+    qkvBias: 'always',
+    qkNorm: 'none',
+    normTopKProb: { configDefault: false },
+    defaults: { ropeTheta: 10000, rmsNormEps: 1e-6, numKvHeads: 16 },
+  },
+  Qwen3MoeForCausalLM: {
+    architecture: 'Qwen3MoeForCausalLM',
+    modelType: 'qwen3_moe',
+    names: { ...QWEN_MOE_NAMES, qNorm: `${ATTENTION}.q_norm.weight`, kNorm: `${ATTENTION}.k_norm.weight` },
+    config: { numExperts: 'num_experts', expertIntermediateSize: 'moe_intermediate_size', hasDenseLayers: true },
+    qkvBias: 'attentionBias',
+    qkNorm: 'perHead',
+    normTopKProb: { configDefault: false },
+    defaults: { ropeTheta: 10000, rmsNormEps: 1e-6, numKvHeads: 4 },
+  },
+  OlmoeForCausalLM: {
+    architecture: 'OlmoeForCausalLM',
+    modelType: 'olmoe',
+    names: {
+      ...COMMON_NAMES,
+      qNorm: `${ATTENTION}.q_norm.weight`,
+      kNorm: `${ATTENTION}.k_norm.weight`,
+      router: `${LAYER}.mlp.gate.weight`,
+      expert: swiglu(`${LAYER}.mlp.experts.{j}`),
+    },
+    config: { numExperts: 'num_experts', expertIntermediateSize: 'intermediate_size', hasDenseLayers: false },
+    qkvBias: 'attentionBias',
+    qkNorm: 'full',
+    normTopKProb: { configDefault: false },
+    defaults: { ropeTheta: 10000, rmsNormEps: 1e-5 },
+  },
+};
+
+function fill(template: string, layer: number, expert?: number): string {
+  return template.replace('{i}', String(layer)).replace('{j}', String(expert ?? '{j}'));
+}
+
+function fillMlp(templates: MlpNameTemplates, layer: number, expert?: number): MlpTensorNames {
+  return {
+    gate: fill(templates.gate, layer, expert),
+    up: fill(templates.up, layer, expert),
+    down: fill(templates.down, layer, expert),
+  };
+}
+
+function biasOf(weightName: string): string {
+  return weightName.replace(/\.weight$/, '.bias');
+}
+
+/** Resolves the templates for a model whose layer kinds are known. */
+export function resolveTensorNames(
+  table: ArchitectureTable,
+  options: { tieWordEmbeddings: boolean; qkvBias: boolean; isMoeLayer: (layer: number) => boolean },
+): TensorNames {
+  const { names } = table;
+  return {
+    embedTokens: names.embedTokens,
+    finalNorm: names.finalNorm,
+    lmHead: options.tieWordEmbeddings ? undefined : names.lmHead,
+    layer(i: number): LayerTensorNames {
+      const attention = {
+        inputNorm: fill(names.inputNorm, i),
+        postAttentionNorm: fill(names.postAttentionNorm, i),
+        q: fill(names.q, i),
+        k: fill(names.k, i),
+        v: fill(names.v, i),
+        o: fill(names.o, i),
+        ...(options.qkvBias && {
+          qBias: biasOf(fill(names.q, i)),
+          kBias: biasOf(fill(names.k, i)),
+          vBias: biasOf(fill(names.v, i)),
+        }),
+        ...(names.qNorm && names.kNorm && { qNorm: fill(names.qNorm, i), kNorm: fill(names.kNorm, i) }),
+      };
+      if (!options.isMoeLayer(i)) {
+        if (!names.denseMlp) throw new Error(`${table.architecture} has no dense layers; layer ${i} must be MoE.`);
+        return { ...attention, mlp: fillMlp(names.denseMlp, i) };
+      }
+      return {
+        ...attention,
+        router: fill(names.router, i),
+        expert: (j: number) => fillMlp(names.expert, i, j),
+        ...(names.sharedExpert && { sharedExpert: fillMlp(names.sharedExpert, i) }),
+        ...(names.sharedExpertGate && { sharedExpertGate: fill(names.sharedExpertGate, i) }),
+      };
+    },
+  };
+}

@@ -1,0 +1,187 @@
+/**
+ * config.json -> ModelSpec. Every key the forward pass depends on is read and checked here, once, so
+ * a bad config fails at load with the key named, not as a shape error deep in the runtime.
+ */
+
+import { ARCHITECTURES, resolveTensorNames, type ArchitectureTable } from './architectures';
+import { CheckpointError } from './errors';
+import { SUPPORTED_ARCHITECTURES, type LayerSpec, type ModelSpec, type MoeSpec } from './modelSpec';
+
+type Config = Record<string, unknown>;
+
+export function findArchitecture(config: Config, file: string): ArchitectureTable {
+  const supported = SUPPORTED_ARCHITECTURES.join(', ');
+  const declared = config.architectures;
+  if (declared !== undefined) {
+    if (!Array.isArray(declared) || declared.length === 0 || !declared.every((name) => typeof name === 'string')) {
+      throw new CheckpointError('invalidConfig', `${file}: "architectures" should be a list of names, got ${JSON.stringify(declared)}.`, file);
+    }
+    const known = declared.find((name): name is keyof typeof ARCHITECTURES => name in ARCHITECTURES);
+    if (!known) {
+      throw new CheckpointError(
+        'unsupportedArchitecture',
+        `${file}: architecture ${declared.join(', ')} is not supported. MoE Studio supports ${supported}.`,
+        file,
+      );
+    }
+    return ARCHITECTURES[known];
+  }
+  const modelType = config.model_type;
+  const byType = Object.values(ARCHITECTURES).find((table) => table.modelType === modelType);
+  if (!byType) {
+    throw new CheckpointError(
+      'unsupportedArchitecture',
+      `${file}: neither "architectures" nor a known "model_type" (got ${JSON.stringify(modelType)}). MoE Studio supports ${supported}.`,
+      file,
+    );
+  }
+  return byType;
+}
+
+/** Typed, named access to config keys: every failure says which key and what was wrong. */
+class ConfigReader {
+  constructor(
+    private readonly config: Config,
+    private readonly file: string,
+  ) {}
+
+  fail(message: string): never {
+    throw new CheckpointError('invalidConfig', `${this.file}: ${message}`, this.file);
+  }
+
+  has(key: string): boolean {
+    return this.config[key] !== undefined && this.config[key] !== null;
+  }
+
+  positiveInt(key: string, fallback?: number): number {
+    const value = this.has(key) ? this.config[key] : fallback;
+    if (value === undefined) this.fail(`"${key}" is missing.`);
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+      this.fail(`"${key}" should be a positive integer, got ${JSON.stringify(value)}.`);
+    }
+    return value;
+  }
+
+  positiveNumber(key: string, fallback: number): number {
+    const value = this.has(key) ? this.config[key] : fallback;
+    if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+      this.fail(`"${key}" should be a positive number, got ${JSON.stringify(value)}.`);
+    }
+    return value;
+  }
+
+  boolean(key: string, fallback: boolean): boolean {
+    const value = this.has(key) ? this.config[key] : fallback;
+    if (typeof value !== 'boolean') this.fail(`"${key}" should be true or false, got ${JSON.stringify(value)}.`);
+    return value;
+  }
+
+  intList(key: string): number[] {
+    const value = this.has(key) ? this.config[key] : [];
+    if (!Array.isArray(value) || !value.every((n) => Number.isSafeInteger(n) && n >= 0)) {
+      this.fail(`"${key}" should be a list of layer indices, got ${JSON.stringify(value)}.`);
+    }
+    return value as number[];
+  }
+
+  raw(key: string): unknown {
+    return this.config[key];
+  }
+}
+
+export function parseModelConfig(config: unknown, file = 'config.json'): ModelSpec {
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) {
+    throw new CheckpointError('invalidConfig', `${file} is not a JSON object.`, file);
+  }
+  const table = findArchitecture(config as Config, file);
+  const read = new ConfigReader(config as Config, file);
+
+  const hiddenSize = read.positiveInt('hidden_size');
+  const numHeads = read.positiveInt('num_attention_heads');
+  const numKvHeads = read.positiveInt('num_key_value_heads', table.defaults.numKvHeads ?? numHeads);
+  if (numHeads % numKvHeads !== 0) {
+    read.fail(`num_attention_heads (${numHeads}) is not a multiple of num_key_value_heads (${numKvHeads}).`);
+  }
+  const headDim = read.has('head_dim') ? read.positiveInt('head_dim') : hiddenSize / numHeads;
+  if (!Number.isInteger(headDim)) {
+    read.fail(`hidden_size (${hiddenSize}) is not divisible by num_attention_heads (${numHeads}) and "head_dim" is absent.`);
+  }
+  if (headDim % 2 !== 0) read.fail(`head_dim ${headDim} is odd; rotary embeddings need an even head size.`);
+
+  const activation = read.raw('hidden_act');
+  if (activation !== undefined && activation !== 'silu') {
+    read.fail(`"hidden_act" is ${JSON.stringify(activation)}; the experts of ${table.architecture} are SwiGLU ("silu").`);
+  }
+  if (table.qkvBias === 'attentionBias' && read.boolean('attention_bias', false)) {
+    read.fail(`"attention_bias": true is not supported (no published ${table.architecture} checkpoint uses it).`);
+  }
+  if (read.has('clip_qkv')) read.fail(`"clip_qkv" is not supported; set it to null.`);
+
+  const numLayers = read.positiveInt('num_hidden_layers');
+  const numExperts = read.positiveInt(table.config.numExperts);
+  const topK = read.positiveInt('num_experts_per_tok');
+  if (topK > numExperts) read.fail(`num_experts_per_tok (${topK}) exceeds ${table.config.numExperts} (${numExperts}).`);
+
+  const moe: MoeSpec = {
+    numExperts,
+    topK,
+    normTopKProb:
+      table.normTopKProb === 'always' ? true : read.boolean('norm_topk_prob', table.normTopKProb.configDefault),
+    expert: { intermediateSize: read.positiveInt(table.config.expertIntermediateSize) },
+    ...(table.config.sharedExpertIntermediateSize && {
+      sharedExpert: { intermediateSize: read.positiveInt(table.config.sharedExpertIntermediateSize), gated: true },
+    }),
+  };
+  const isMoeLayer = moeLayerSchedule(table, read, numLayers);
+  const layers: LayerSpec[] = [];
+  for (let index = 0; index < numLayers; index++) {
+    layers.push(
+      isMoeLayer(index)
+        ? { index, kind: 'moe', moe }
+        : { index, kind: 'dense', mlp: { intermediateSize: read.positiveInt('intermediate_size') } },
+    );
+  }
+
+  const tieWordEmbeddings = read.boolean('tie_word_embeddings', false);
+  const qkvBias = table.qkvBias === 'always';
+  return {
+    architecture: table.architecture,
+    vocabSize: read.positiveInt('vocab_size'),
+    hiddenSize,
+    rmsNormEps: read.positiveNumber('rms_norm_eps', table.defaults.rmsNormEps),
+    tieWordEmbeddings,
+    attention: { numHeads, numKvHeads, headDim, qkvBias, qkNorm: table.qkNorm, ropeTheta: ropeTheta(table, read) },
+    layers,
+    tensors: resolveTensorNames(table, { tieWordEmbeddings, qkvBias, isMoeLayer }),
+  };
+}
+
+/**
+ * Qwen's rule (modeling_qwen2_moe.py): layer i is sparse iff it is not in `mlp_only_layers`,
+ * there are experts, and (i + 1) is a multiple of `decoder_sparse_step`.
+ */
+function moeLayerSchedule(table: ArchitectureTable, read: ConfigReader, numLayers: number): (layer: number) => boolean {
+  if (!table.config.hasDenseLayers) return () => true;
+  const step = read.positiveInt('decoder_sparse_step', 1);
+  const mlpOnly = new Set(read.intList('mlp_only_layers'));
+  for (const layer of mlpOnly) {
+    if (layer >= numLayers) read.fail(`"mlp_only_layers" names layer ${layer}, but there are only ${numLayers} layers.`);
+  }
+  return (layer) => !mlpOnly.has(layer) && (layer + 1) % step === 0;
+}
+
+/** transformers 4.x writes `rope_theta`; 5.x nests it in `rope_parameters`. Scaled RoPE is refused, not ignored. */
+function ropeTheta(table: ArchitectureTable, read: ConfigReader): number {
+  for (const key of ['rope_scaling', 'rope_parameters']) {
+    const value = read.raw(key);
+    if (value === undefined || value === null) continue;
+    if (typeof value !== 'object' || Array.isArray(value)) read.fail(`"${key}" should be an object.`);
+    const params = value as Record<string, unknown>;
+    const ropeType = params.rope_type ?? params.type ?? 'default';
+    if (ropeType !== 'default') read.fail(`"${key}" asks for ${JSON.stringify(ropeType)} RoPE scaling, which is not supported.`);
+    if (key === 'rope_parameters' && params.rope_theta !== undefined && !read.has('rope_theta')) {
+      return new ConfigReader(params, `${key} in config.json`).positiveNumber('rope_theta', table.defaults.ropeTheta);
+    }
+  }
+  return read.positiveNumber('rope_theta', table.defaults.ropeTheta);
+}

@@ -1,0 +1,69 @@
+/**
+ * Every tensor a ModelSpec needs, with its shape in HF layout (a Linear's weight is [out, in]).
+ * Load-time validation checks checkpoints against this list; test fixtures generate from it.
+ */
+
+import type { MlpTensorNames, ModelSpec } from './modelSpec';
+
+export interface ExpectedTensor {
+  name: string;
+  shape: number[];
+}
+
+function mlpTensors(names: MlpTensorNames, hidden: number, intermediate: number): ExpectedTensor[] {
+  return [
+    { name: names.gate, shape: [intermediate, hidden] },
+    { name: names.up, shape: [intermediate, hidden] },
+    { name: names.down, shape: [hidden, intermediate] },
+  ];
+}
+
+/** In checkpoint order: embeddings, then each layer, then the final norm and lm_head. */
+export function listExpectedTensors(spec: ModelSpec): ExpectedTensor[] {
+  const hidden = spec.hiddenSize;
+  const { numHeads, numKvHeads, headDim, qkNorm } = spec.attention;
+  const qSize = numHeads * headDim;
+  const kvSize = numKvHeads * headDim;
+  const expected: ExpectedTensor[] = [{ name: spec.tensors.embedTokens, shape: [spec.vocabSize, hidden] }];
+
+  for (const layer of spec.layers) {
+    const names = spec.tensors.layer(layer.index);
+    expected.push(
+      { name: names.inputNorm, shape: [hidden] },
+      { name: names.q, shape: [qSize, hidden] },
+      { name: names.k, shape: [kvSize, hidden] },
+      { name: names.v, shape: [kvSize, hidden] },
+      { name: names.o, shape: [hidden, qSize] },
+    );
+    if (names.qBias && names.kBias && names.vBias) {
+      expected.push({ name: names.qBias, shape: [qSize] }, { name: names.kBias, shape: [kvSize] }, { name: names.vBias, shape: [kvSize] });
+    }
+    if (names.qNorm && names.kNorm) {
+      // Qwen3-MoE normalises each head with one shared weight; OLMoE normalises the whole projection.
+      const perHead = qkNorm === 'perHead';
+      expected.push(
+        { name: names.qNorm, shape: [perHead ? headDim : qSize] },
+        { name: names.kNorm, shape: [perHead ? headDim : kvSize] },
+      );
+    }
+    expected.push({ name: names.postAttentionNorm, shape: [hidden] });
+
+    if (layer.kind === 'dense') {
+      if (names.mlp) expected.push(...mlpTensors(names.mlp, hidden, layer.mlp.intermediateSize));
+      continue;
+    }
+    const { moe } = layer;
+    if (names.router) expected.push({ name: names.router, shape: [moe.numExperts, hidden] });
+    for (let j = 0; j < moe.numExperts && names.expert; j++) {
+      expected.push(...mlpTensors(names.expert(j), hidden, moe.expert.intermediateSize));
+    }
+    if (moe.sharedExpert && names.sharedExpert) {
+      expected.push(...mlpTensors(names.sharedExpert, hidden, moe.sharedExpert.intermediateSize));
+    }
+    if (names.sharedExpertGate) expected.push({ name: names.sharedExpertGate, shape: [1, hidden] });
+  }
+
+  expected.push({ name: spec.tensors.finalNorm, shape: [hidden] });
+  if (spec.tensors.lmHead) expected.push({ name: spec.tensors.lmHead, shape: [spec.vocabSize, hidden] });
+  return expected;
+}

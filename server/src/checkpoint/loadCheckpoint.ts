@@ -1,0 +1,66 @@
+/**
+ * Opens a model folder: config.json -> ModelSpec, weights (validated against the spec, read lazily),
+ * tokenizer. Nothing else in MoE Studio reads these files directly.
+ */
+
+import { readFile, stat } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { parseModelConfig } from './config';
+import { CheckpointError } from './errors';
+import type { LoadedCheckpoint } from './modelSpec';
+import { loadTokenizer } from './tokenizer';
+import { validateWeights } from './validateWeights';
+import { isPickleFile, openWeights, pickleRefusal, type UncomputableTensor } from './weightFiles';
+
+export const CONFIG_FILE = 'config.json';
+
+export interface CheckpointLoad extends LoadedCheckpoint {
+  /** Stored tensors the runtime cannot compute with (not F32/F16/BF16), kept for bit-exact export. */
+  uncomputableTensors: UncomputableTensor[];
+}
+
+async function readConfig(folder: string): Promise<Record<string, unknown>> {
+  const path = join(folder, CONFIG_FILE);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    throw new CheckpointError('notFound', `${path} is missing; a model folder needs config.json next to its weights.`, path);
+  }
+  try {
+    const config: unknown = JSON.parse(text);
+    if (typeof config === 'object' && config !== null && !Array.isArray(config)) return config as Record<string, unknown>;
+  } catch (error) {
+    throw new CheckpointError('invalidConfig', `${path} is not valid JSON (${(error as Error).message}).`, path);
+  }
+  throw new CheckpointError('invalidConfig', `${path} is not a JSON object.`, path);
+}
+
+/**
+ * `path` is the model folder; a file inside it (config.json, a .safetensors shard) stands for its
+ * folder. A pickle file is refused outright.
+ */
+export async function loadCheckpoint(path: string): Promise<CheckpointLoad> {
+  const target = resolve(path);
+  let isFile: boolean;
+  try {
+    isFile = (await stat(target)).isFile();
+  } catch {
+    throw new CheckpointError('notFound', `${target} does not exist.`, target);
+  }
+  if (isFile && isPickleFile(target)) throw pickleRefusal(target, dirname(target));
+  const folder = isFile ? dirname(target) : target;
+
+  // Weights first: a pickle-only folder should be refused for that, whatever its config says.
+  const weights = await openWeights(folder);
+  try {
+    const config = await readConfig(folder);
+    const spec = parseModelConfig(config, join(folder, CONFIG_FILE));
+    validateWeights(spec, weights, folder);
+    const tokenizer = await loadTokenizer(folder, config);
+    return { folder, config, spec, weights, tokenizer, uncomputableTensors: weights.uncomputableTensors() };
+  } catch (error) {
+    await weights.close();
+    throw error;
+  }
+}

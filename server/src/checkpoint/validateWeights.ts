@@ -1,0 +1,51 @@
+/**
+ * Checks a checkpoint's tensors against its spec before anything is computed: every tensor the
+ * architecture needs is present, computable, and has the shape config.json implies. A model with a
+ * wrong config fails here with names, rather than later with an out-of-bounds read.
+ */
+
+import { basename } from 'node:path';
+import { CheckpointError, type CheckpointErrorCode } from './errors';
+import { listExpectedTensors } from './expectedTensors';
+import type { ModelSpec } from './modelSpec';
+import type { CheckpointWeights } from './weightFiles';
+
+/** Enough to see the pattern (a wrong size in config.json breaks hundreds of tensors alike). */
+const PROBLEMS_SHOWN = 5;
+
+interface Problem {
+  code: CheckpointErrorCode;
+  text: string;
+}
+
+export function validateWeights(spec: ModelSpec, weights: CheckpointWeights, folder: string): void {
+  const problems: Problem[] = [];
+  for (const { name, shape } of listExpectedTensors(spec)) {
+    const file = weights.fileOf(name);
+    if (file === undefined) {
+      const hint = name === spec.tensors.lmHead ? ' (if the output layer shares the embeddings, config.json should say "tie_word_embeddings": true)' : '';
+      problems.push({ code: 'missingTensor', text: `missing tensor ${name}${hint}` });
+      continue;
+    }
+    if (!weights.has(name)) {
+      const dtype = weights.uncomputableTensors().find((tensor) => tensor.name === name)?.dtype;
+      problems.push({ code: 'unsupportedDtype', text: `${basename(file)}: ${name} is ${dtype}; expected F32, F16 or BF16` });
+      continue;
+    }
+    const info = weights.info(name);
+    if (info.shape.length !== shape.length || info.shape.some((dim, i) => dim !== shape[i])) {
+      problems.push({
+        code: 'wrongShape',
+        text: `${basename(file)}: ${name} has shape [${info.shape.join(', ')}], expected [${shape.join(', ')}] from config.json`,
+      });
+    }
+  }
+  if (problems.length === 0) return;
+  const shown = problems.slice(0, PROBLEMS_SHOWN).map((problem) => `  - ${problem.text}`);
+  const more = problems.length > PROBLEMS_SHOWN ? `\n  … and ${problems.length - PROBLEMS_SHOWN} more` : '';
+  throw new CheckpointError(
+    problems[0].code,
+    `${folder} does not match its ${spec.architecture} config (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${shown.join('\n')}${more}`,
+    folder,
+  );
+}
