@@ -121,3 +121,36 @@ export type Envelope<M, K extends keyof M = keyof M> = K extends keyof M
 
 export type ToWebviewMessage = Envelope<ToWebviewMessages>;
 export type FromWebviewMessage = Envelope<FromWebviewMessages>;
+
+// ---------------------------------------------------------------------------------------------
+// Models
+
+export interface DescribeModelParams {
+  /** The model folder (or a file inside it). */
+  folder: string;
+}
+
+export interface ModelSummary {
+  folder: string;
+  architecture: string;
+  layers: number;
+  moeLayers: number[];
+  /** Experts per MoE layer and experts per token (of the first MoE layer; uniform in stock models). */
+  numExperts: number;
+  topK: number;
+  hiddenSize: number;
+  vocabSize: number;
+  /** Storage dtypes and how many tensors use each. */
+  dtypes: Record<string, number>;
+  parameters: number;
+  /** Parameters in routed experts, the part pruning shrinks. */
+  expertParameters: number;
+  /** Parameters a token uses: everything but the experts it is not routed to. */
+  activeParametersPerToken: number;
+  bytes: number;
+}
+
+export namespace DescribeModelRequest {
+  export const method = 'moeStudio/describeModel';
+  export const type = new RequestType<DescribeModelParams, ModelSummary, void>(method);
+}

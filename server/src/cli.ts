@@ -3,6 +3,8 @@
  * Each command is a small async function from parsed arguments to printed output.
  */
 import * as path from 'node:path';
+import { loadCheckpoint } from './checkpoint';
+import { describeCheckpoint } from './checkpoint/describe';
 import { summarizeDataset } from './datasets/summarize';
 import { errorMessage, isUserError } from './errors';
 
@@ -18,6 +20,27 @@ export interface ParsedArgs {
 }
 
 const commands: Record<string, Command> = {
+  info: {
+    usage: 'moe-studio info --model DIR [--json]',
+    description: 'Load a model folder (validating every tensor) and describe it.',
+    async run({ options }) {
+      const checkpoint = await loadCheckpoint(path.resolve(requiredOption(options, 'model', 'DIR')));
+      try {
+        const summary = describeCheckpoint(checkpoint);
+        if (options.has('json')) {
+          console.log(JSON.stringify(summary, null, 2));
+          return;
+        }
+        const millions = (n: number) => `${(n / 1e6).toFixed(2)} M`;
+        console.log(`${summary.architecture} at ${summary.folder}`);
+        console.log(`  ${summary.layers} layers (${summary.moeLayers.length} MoE), ${summary.numExperts} experts, top-${summary.topK}, hidden ${summary.hiddenSize}, vocab ${summary.vocabSize}`);
+        console.log(`  ${millions(summary.parameters)} parameters (${millions(summary.expertParameters)} in experts, ${millions(summary.activeParametersPerToken)} active per token), ${(summary.bytes / 2 ** 20).toFixed(1)} MiB`);
+        console.log(`  dtypes: ${Object.entries(summary.dtypes).map(([dtype, count]) => `${dtype} × ${count}`).join(', ')}`);
+      } finally {
+        await checkpoint.weights.close();
+      }
+    },
+  },
   summarize: {
     usage: 'moe-studio summarize FILE [--json]',
     description: 'Rows, bytes and malformed rows of a dataset (JSONL, JSON, CSV, Parquet, text).',
@@ -55,6 +78,12 @@ export function parseArgs(argv: string[]): ParsedArgs {
 
 function required(value: string | undefined, name: string): string {
   if (!value) throw new UsageError(`missing ${name}`);
+  return value;
+}
+
+function requiredOption(options: Map<string, string | true>, name: string, placeholder: string): string {
+  const value = options.get(name);
+  if (typeof value !== 'string') throw new UsageError(`missing --${name} ${placeholder}`);
   return value;
 }
 

@@ -13,10 +13,13 @@ import {
 } from 'vscode-languageserver/node';
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import {
+  DescribeModelRequest,
   SummarizeDatasetRequest,
   TrustNotification,
   type InitializationOptions,
 } from '../../common/protocol';
+import { loadCheckpoint } from './checkpoint';
+import { describeCheckpoint } from './checkpoint/describe';
 import { summarizeDataset } from './datasets/summarize';
 import { UserError } from './errors';
 import { jsonlDiagnostics } from './lsp/datasetDiagnostics';
@@ -54,6 +57,18 @@ connection.onRequest(
       return { ...(await summarizeDataset(filePath(uri), token)), uri };
     } finally {
       done();
+    }
+  }),
+);
+
+connection.onRequest(
+  DescribeModelRequest.type,
+  safeHandler(connection, DescribeModelRequest.method, async ({ folder }) => {
+    const checkpoint = await loadCheckpoint(folder);
+    try {
+      return describeCheckpoint(checkpoint);
+    } finally {
+      await checkpoint.weights.close();
     }
   }),
 );

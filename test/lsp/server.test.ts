@@ -10,7 +10,8 @@ import {
   ResponseError,
   type PublishDiagnosticsParams,
 } from 'vscode-languageserver-protocol/node';
-import { ErrorCodes, HealthNotification, SummarizeDatasetRequest, type HealthParams } from '../../common/protocol';
+import { DescribeModelRequest, ErrorCodes, HealthNotification, SummarizeDatasetRequest, type HealthParams } from '../../common/protocol';
+import { writeRandomCheckpoint } from '../support/randomCheckpoint';
 import { nextNotification, sendInitialized, startServer, type ServerUnderTest } from '../support/lspClient';
 
 describe('language server over stdio', () => {
@@ -73,5 +74,23 @@ describe('language server over stdio', () => {
     assert.equal(diagnostics.length, 1);
     assert.equal(diagnostics[0].range.start.line, 1);
     assert.match(String(diagnostics[0].message), /not valid JSON/);
+  });
+
+  it('describes a model folder and reports a corrupt checkpoint as input error, staying up', async () => {
+    const folder = path.join(dir, 'qwen');
+    await writeRandomCheckpoint(folder, { architecture: 'Qwen2MoeForCausalLM', numLayers: 2, numExperts: 4, topK: 2, dtype: 'BF16' });
+    const summary = await server.connection.sendRequest(DescribeModelRequest.type, { folder });
+    assert.equal(summary.architecture, 'Qwen2MoeForCausalLM');
+    assert.equal(summary.numExperts, 4);
+    assert.deepEqual(Object.keys(summary.dtypes), ['BF16']);
+
+    const weights = path.join(folder, 'model.safetensors');
+    fs.truncateSync(weights, fs.statSync(weights).size - 7);
+    await assert.rejects(
+      server.connection.sendRequest(DescribeModelRequest.type, { folder }),
+      (error: unknown) => error instanceof ResponseError && error.code === ErrorCodes.InvalidInput && /model\.safetensors/.test(error.message),
+    );
+    const again = await server.connection.sendRequest(SummarizeDatasetRequest.type, { uri: pathToFileURL(path.join(dir, 'rows.jsonl')).toString() });
+    assert.equal(again.rows, 3);
   });
 });

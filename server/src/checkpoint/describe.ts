@@ -1,0 +1,40 @@
+import type { ModelSummary } from '../../../common/protocol';
+import type { LoadedCheckpoint } from './modelSpec';
+
+/** What a user wants to know about a model folder before running it: shape, experts, size. */
+export function describeCheckpoint({ folder, spec, weights }: LoadedCheckpoint): ModelSummary {
+  const dtypes: Record<string, number> = {};
+  let parameters = 0;
+  let bytes = 0;
+  for (const name of weights.names()) {
+    const info = weights.info(name);
+    dtypes[info.dtype] = (dtypes[info.dtype] ?? 0) + 1;
+    parameters += info.shape.reduce((a, b) => a * b, 1);
+    bytes += info.byteLength;
+  }
+  let expertParameters = 0;
+  let inactiveParameters = 0;
+  for (const layer of spec.layers) {
+    if (layer.kind !== 'moe') continue;
+    const perExpert = 3 * spec.hiddenSize * layer.moe.expert.intermediateSize;
+    expertParameters += perExpert * layer.moe.numExperts;
+    inactiveParameters += perExpert * (layer.moe.numExperts - layer.moe.topK);
+  }
+  const moeLayers = spec.layers.filter((layer) => layer.kind === 'moe');
+  const first = moeLayers[0]?.kind === 'moe' ? moeLayers[0].moe : undefined;
+  return {
+    folder,
+    architecture: spec.architecture,
+    layers: spec.layers.length,
+    moeLayers: moeLayers.map((layer) => layer.index),
+    numExperts: first?.numExperts ?? 0,
+    topK: first?.topK ?? 0,
+    hiddenSize: spec.hiddenSize,
+    vocabSize: spec.vocabSize,
+    dtypes,
+    parameters,
+    expertParameters,
+    activeParametersPerToken: parameters - inactiveParameters,
+    bytes,
+  };
+}
