@@ -1,0 +1,127 @@
+/**
+ * One entry from a method and its inputs to the plan file object, with the method, its parameters and
+ * its seed recorded so the plan says how it was made and can be made again.
+ */
+import type { DType, ModelSpec } from '../checkpoint/modelSpec';
+import { analyseHfExactness } from './hfExactness';
+import { adaptiveGatingForShare } from './methods/adaptiveGating';
+import { type EepParameters, type EepProgress, type FitnessFunction, eepSearch } from './methods/eep';
+import { type LayerErrorFunction, naeePruning } from './methods/naee';
+import { frequencyPruning, randomPruning, reapPruning, softCountPruning } from './methods/ranking';
+import { uncurlMerging } from './methods/uncurl';
+import { type MoePlan, PLAN_SCHEMA, PLAN_VERSION, type PlanLayer, isUniformExpertCount, moeLayerCount } from './planFile';
+import { predictSavings } from './savings';
+import type { ExpertTarget, LayerStatistics, MoeLayerShape } from './statistics';
+
+export type PlanMethod =
+  | { name: 'random' }
+  | { name: 'frequency' }
+  | { name: 'softCount' }
+  | { name: 'reap' }
+  | { name: 'naee'; exhaustiveLimit?: number }
+  | { name: 'uncurl'; restarts?: number }
+  | ({ name: 'eep' } & Partial<Omit<EepParameters, 'seed'>>)
+  /** Adaptive gating alone: every expert stays. */
+  | { name: 'adaptiveGating' };
+
+export interface PlanInputs {
+  statistics?: LayerStatistics[];
+  /** NAEE: the layer's reconstruction error with only `keptExperts` routable. */
+  layerError?: LayerErrorFunction;
+  /** EEP: the task metric of a candidate (higher is better). */
+  fitness?: FitnessFunction;
+}
+
+export interface PlanOptions {
+  spec: ModelSpec;
+  model: { folder: string; fingerprint?: string };
+  calibration: { datasets: string[]; profile?: string };
+  /** The checkpoint's dtype, for the byte savings. */
+  dtype: DType;
+  /** Experts kept per layer; every method but adaptiveGating needs it. */
+  targetExperts?: ExpertTarget;
+  seed?: number;
+  /** Adaptive gating on top of the method: thresholds that reach this share of single-expert tokens. */
+  singleExpertShare?: number;
+  signal?: AbortSignal;
+  onGeneration?: (progress: EepProgress) => void;
+}
+
+export function moeLayerShapes(spec: ModelSpec): MoeLayerShape[] {
+  return spec.layers.flatMap((l) => (l.kind === 'moe' ? [{ layer: l.index, numExperts: l.moe.numExperts }] : []));
+}
+
+export async function generatePlan(method: PlanMethod, inputs: PlanInputs, options: PlanOptions): Promise<MoePlan> {
+  const { spec } = options;
+  const seed = options.seed ?? 0;
+  const shapes = moeLayerShapes(spec);
+  if (shapes.length === 0) throw new Error('the model has no MoE layer');
+  const firstMoe = spec.layers.find((l) => l.kind === 'moe')!;
+  const { numExperts, topK } = firstMoe.kind === 'moe' ? firstMoe.moe : { numExperts: 0, topK: 0 };
+  const target = (): ExpertTarget => {
+    if (options.targetExperts === undefined) throw new Error(`${method.name} needs targetExperts`);
+    return options.targetExperts;
+  };
+  const statistics = (): LayerStatistics[] => {
+    if (!inputs.statistics) throw new Error(`${method.name} needs profiling statistics`);
+    return inputs.statistics;
+  };
+  const { name, ...methodParameters } = method;
+  let parameters: Record<string, unknown> = methodParameters;
+  let layers: PlanLayer[];
+  switch (method.name) {
+    case 'random':
+      layers = randomPruning(shapes, target(), seed);
+      break;
+    case 'frequency':
+      layers = frequencyPruning(statistics(), target());
+      break;
+    case 'softCount':
+      layers = softCountPruning(statistics(), target());
+      break;
+    case 'reap':
+      layers = reapPruning(statistics(), target());
+      break;
+    case 'uncurl':
+      layers = uncurlMerging(statistics(), target(), { seed, restarts: method.restarts });
+      break;
+    case 'naee':
+      if (!inputs.layerError) throw new Error('naee needs a layerError callback');
+      layers = await naeePruning({ layers: shapes, target: target(), layerError: inputs.layerError, exhaustiveLimit: method.exhaustiveLimit, signal: options.signal });
+      break;
+    case 'eep': {
+      if (!inputs.fitness) throw new Error('eep needs a fitness callback');
+      const result = await eepSearch({ ...methodParameters, layers: shapes, target: target(), fitness: inputs.fitness, seed, signal: options.signal, onGeneration: options.onGeneration });
+      const { seed: _recordedSeparately, ...searched } = result.parameters;
+      parameters = { ...searched, bestFitness: result.fitness, evaluations: result.evaluations };
+      layers = result.layers;
+      break;
+    }
+    case 'adaptiveGating':
+      layers = shapes.map((s) => ({ layer: s.layer, keptExperts: Array.from({ length: s.numExperts }, (_, j) => j) }));
+      break;
+  }
+  const singleExpertShare = options.singleExpertShare;
+  if (singleExpertShare !== undefined) {
+    const thresholds = new Map(adaptiveGatingForShare(statistics(), singleExpertShare).map((t) => [t.layer, t.adaptiveThreshold]));
+    layers = layers.map((l) => (thresholds.has(l.layer) ? { ...l, adaptiveThreshold: thresholds.get(l.layer) } : l));
+  } else if (method.name === 'adaptiveGating') {
+    throw new Error('adaptiveGating needs singleExpertShare');
+  }
+  return {
+    schema: PLAN_SCHEMA,
+    version: PLAN_VERSION,
+    model: { folder: options.model.folder, architecture: spec.architecture, numExperts, numLayers: spec.layers.length, topK, ...(options.model.fingerprint ? { fingerprint: options.model.fingerprint } : {}) },
+    calibration: options.calibration,
+    method: {
+      name,
+      parameters: { ...parameters, ...(options.targetExperts !== undefined ? { targetExperts: options.targetExperts } : {}), ...(singleExpertShare !== undefined ? { singleExpertShare } : {}) },
+      seed,
+    },
+    uniformExpertCount: isUniformExpertCount(layers, numExperts, moeLayerCount(spec)),
+    exactInHuggingFace: analyseHfExactness(layers, spec),
+    layers,
+    predictedSavings: predictSavings(spec, layers, options.dtype),
+    evaluations: [],
+  };
+}

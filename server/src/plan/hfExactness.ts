@@ -1,0 +1,40 @@
+/**
+ * Which plans a stock Hugging Face config can express exactly after export, i.e. the exported
+ * checkpoint computes what the runtime computed when it evaluated the plan.
+ *
+ * - Pruning is exact for every supported architecture, whatever `norm_topk_prob`. The runtime removes an
+ *   expert by adding -inf to its router logit *before* the softmax (runtimePlan.ts `expertBias`), so the
+ *   softmax denominator already runs over the kept experts only; export slices the router rows, and the
+ *   softmax over the E' remaining logits is the same distribution. A runtime that zeroed probabilities
+ *   *after* the softmax would keep the removed experts in the denominator and then differ from export
+ *   whenever weights are not renormalised over the top-k (Qwen/OLMoE with norm_topk_prob=false); ours
+ *   does not, so that case does not arise.
+ * - Merging is exact: the plan maps router *logits* (W_RM · W_r is a new router weight, a linear map of
+ *   logits) and expert *weights* (W_EM combines gate, up and down tensors), both plain new tensors. Mixing
+ *   softmax *outputs* would not be expressible; the format never does that.
+ * - Not expressible: adaptive gating (no config key), different expert counts per layer
+ *   (`num_local_experts` / `num_experts` is one number), different top-k per layer
+ *   (`num_experts_per_tok` is one number; a uniform change of top-k is fine).
+ */
+import type { ModelSpec } from '../checkpoint/modelSpec';
+import type { HfExactness, PlanLayer } from './planFile';
+
+export function analyseHfExactness(layers: PlanLayer[], spec: ModelSpec): HfExactness {
+  const planned = new Map(layers.map((l) => [l.layer, l]));
+  const expertCounts = new Set<number>();
+  const topKs = new Set<number>();
+  const adaptive: number[] = [];
+  for (const layerSpec of spec.layers) {
+    if (layerSpec.kind !== 'moe') continue;
+    const plan = planned.get(layerSpec.index);
+    const kept = plan?.keptExperts.length ?? layerSpec.moe.numExperts;
+    expertCounts.add(kept);
+    topKs.add(Math.min(plan?.topK ?? layerSpec.moe.topK, kept));
+    if (plan?.adaptiveThreshold !== undefined && Number.isFinite(plan.adaptiveThreshold)) adaptive.push(layerSpec.index);
+  }
+  const reasons: string[] = [];
+  if (adaptive.length) reasons.push(`adaptive gating (layers ${adaptive.join(', ')}) has no Hugging Face config key`);
+  if (expertCounts.size > 1) reasons.push(`layers keep different expert counts (${[...expertCounts].sort((a, b) => a - b).join(', ')}); the config has one expert count for every layer`);
+  if (topKs.size > 1) reasons.push(`layers use different top-k (${[...topKs].sort((a, b) => a - b).join(', ')}); num_experts_per_tok is one number for every layer`);
+  return { exact: reasons.length === 0, reasons };
+}

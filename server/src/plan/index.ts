@@ -1,0 +1,12 @@
+/** The plan stage: the plan file, its checks and conversions, and the methods that make plans. */
+export * from './planFile';
+export { analyseHfExactness } from './hfExactness';
+export { oneHotRows, toLayerPlan, toRuntimePlan } from './runtimeConversion';
+export { predictSavings } from './savings';
+export type { ExpertTarget, GatingCurve, LayerStatistics, MoeLayerShape } from './statistics';
+export { randomPruning, frequencyPruning, softCountPruning, reapPruning } from './methods/ranking';
+export { naeePruning, type LayerErrorFunction, type NaeeOptions } from './methods/naee';
+export { uncurlMerging, spectralClusters, type UncurlOptions } from './methods/uncurl';
+export { eepSearch, DEFAULT_EEP_PARAMETERS, type EepOptions, type EepParameters, type EepProgress, type EepResult, type FitnessFunction } from './methods/eep';
+export { adaptiveGatingForShare, adaptiveGatingWithinQuality, thresholdForSingleExpertShare, type QualityBoundOptions } from './methods/adaptiveGating';
+export { generatePlan, moeLayerShapes, type PlanInputs, type PlanMethod, type PlanOptions } from './generatePlan';

@@ -1,0 +1,69 @@
+/**
+ * UNCURL (Sarkar et al., 2024, "Revisiting SMoE Language Models by Evaluating Inefficiencies with Task
+ * Specific Expert Pruning"): per layer, cluster experts whose router logits behave alike on the task's
+ * calibration data, and merge each cluster into one expert.
+ *
+ * Similarity S_ij = (1 + cos_ij) / 2 of the experts' router-logit columns; spectral clustering (Ng, Jordan
+ * & Weiss): the normalised Laplacian L = I - D^-1/2 S D^-1/2, its k smallest eigenvectors as an embedding,
+ * rows normalised to unit length, k-means (k-means++ seeded from the plan's seed, best of several restarts).
+ *
+ * In each cluster the most-used expert stays and the others merge into it, weighted by usage:
+ * W_EM row = tokenCount_j / Σ_cluster tokenCount (uniform when the cluster saw no token). The router
+ * keeps the surviving expert's own row (one-hot W_RM): no router is retrained, so tokens that chose a
+ * merged-away expert now reach its cluster only when the survivor's logit wins, which is what UNCURL's
+ * logit similarity makes likely.
+ */
+import type { PlanLayer } from '../planFile';
+import { SeededRandom } from '../prng';
+import { oneHotRows } from '../runtimeConversion';
+import { type ExpertTarget, type LayerStatistics, targetFor } from '../statistics';
+import { kMeans, symmetricEigen } from './linalg';
+
+export interface UncurlOptions {
+  seed: number;
+  /** k-means restarts per layer. */
+  restarts?: number;
+}
+
+/** Cluster label per expert, labels 0..k-1 numbered by each cluster's lowest expert id. */
+export function spectralClusters(cosine: number[][], k: number, random: SeededRandom, restarts: number): number[] {
+  const n = cosine.length;
+  const similarity = cosine.map((row) => row.map((c) => (1 + c) / 2));
+  const degree = similarity.map((row) => row.reduce((s, x) => s + x, 0));
+  const scale = degree.map((d) => (d > 0 ? 1 / Math.sqrt(d) : 0));
+  const laplacian = similarity.map((row, i) => row.map((s, j) => (i === j ? 1 : 0) - scale[i] * s * scale[j]));
+  const { vectors } = symmetricEigen(laplacian);
+  const embedding = Array.from({ length: n }, (_, i) => {
+    const row = vectors.slice(0, k).map((v) => v[i]);
+    const norm = Math.hypot(...row);
+    return norm > 0 ? row.map((x) => x / norm) : row;
+  });
+  const labels = kMeans(embedding, k, random, restarts);
+  const renumber = new Map<number, number>();
+  return labels.map((label) => {
+    if (!renumber.has(label)) renumber.set(label, renumber.size);
+    return renumber.get(label)!;
+  });
+}
+
+export function uncurlMerging(statistics: LayerStatistics[], target: ExpertTarget, options: UncurlOptions): PlanLayer[] {
+  const random = new SeededRandom(options.seed);
+  return statistics.map((s) => {
+    if (!s.routerLogitSimilarity) throw new Error(`layer ${s.layer}: UNCURL needs routerLogitSimilarity statistics`);
+    const numExperts = s.tokenCount.length;
+    const k = targetFor(target, s.layer, numExperts);
+    const labels = spectralClusters(s.routerLogitSimilarity, k, random, options.restarts ?? 10);
+    const clusters = Array.from({ length: k }, (_, c) => labels.flatMap((label, id) => (label === c ? [id] : [])));
+    const survivors = clusters.map((members) => members.reduce((best, id) => (s.tokenCount[id] > s.tokenCount[best] ? id : best)));
+    const order = survivors.map((_, c) => c).sort((a, b) => survivors[a] - survivors[b]);
+    const keptExperts = order.map((c) => survivors[c]);
+    const mergeMatrix = order.map((c) => {
+      const members = clusters[c];
+      const usage = members.reduce((sum, id) => sum + s.tokenCount[id], 0);
+      const row = new Array<number>(numExperts).fill(0);
+      for (const id of members) row[id] = usage > 0 ? s.tokenCount[id] / usage : 1 / members.length;
+      return row;
+    });
+    return { layer: s.layer, keptExperts, mergeMatrix, routerMap: oneHotRows(keptExperts, numExperts) };
+  });
+}

@@ -1,0 +1,63 @@
+/**
+ * What a plan saves, computed from the ModelSpec alone (no weights are read): parameters, bytes in the
+ * checkpoint's dtype, and parameters active per token. "Active" counts every parameter except the routed
+ * experts a token does not run (embeddings and lm_head included), the convention behind Mixtral's
+ * "12.9B active". Adaptive gating lowers the expected active count further, by an amount only the
+ * calibration data knows; the figure here is the top-k bound.
+ */
+import type { DType, MlpSpec, ModelSpec } from '../checkpoint/modelSpec';
+import type { PlanLayer, PredictedSavings } from './planFile';
+
+const BYTES_PER_ELEMENT: Record<DType, number> = { F32: 4, F16: 2, BF16: 2 };
+
+function mlpParameters(hidden: number, mlp: MlpSpec): number {
+  return 3 * hidden * mlp.intermediateSize;
+}
+
+interface ParameterCount {
+  total: number;
+  active: number;
+}
+
+function countParameters(spec: ModelSpec, planned: Map<number, PlanLayer>): ParameterCount {
+  const h = spec.hiddenSize;
+  const { numHeads, numKvHeads, headDim, qkvBias, qkNorm } = spec.attention;
+  const attention =
+    h * numHeads * headDim * 2 + h * numKvHeads * headDim * 2 +
+    (qkvBias ? numHeads * headDim + 2 * numKvHeads * headDim : 0) +
+    (qkNorm === 'perHead' ? 2 * headDim : qkNorm === 'full' ? (numHeads + numKvHeads) * headDim : 0);
+  const embeddings = spec.vocabSize * h * (spec.tieWordEmbeddings ? 1 : 2);
+  let total = embeddings + h; // + final norm
+  let active = total;
+  for (const layer of spec.layers) {
+    const shared = attention + 2 * h; // + input and post-attention norms
+    total += shared;
+    active += shared;
+    if (layer.kind === 'dense') {
+      total += mlpParameters(h, layer.mlp);
+      active += mlpParameters(h, layer.mlp);
+      continue;
+    }
+    const plan = planned.get(layer.index);
+    const experts = plan?.keptExperts.length ?? layer.moe.numExperts;
+    const topK = Math.min(plan?.topK ?? layer.moe.topK, experts);
+    const expert = mlpParameters(h, layer.moe.expert);
+    const sharedExpert = layer.moe.sharedExpert ? mlpParameters(h, layer.moe.sharedExpert) + (layer.moe.sharedExpert.gated ? h : 0) : 0;
+    const router = experts * h;
+    total += router + experts * expert + sharedExpert;
+    active += router + topK * expert + sharedExpert;
+  }
+  return { total, active };
+}
+
+export function predictSavings(spec: ModelSpec, layers: PlanLayer[], dtype: DType): PredictedSavings {
+  const before = countParameters(spec, new Map());
+  const after = countParameters(spec, new Map(layers.map((l) => [l.layer, l])));
+  const bytes = BYTES_PER_ELEMENT[dtype];
+  return {
+    dtype,
+    parameters: { before: before.total, after: after.total },
+    bytes: { before: before.total * bytes, after: after.total * bytes },
+    activeParametersPerToken: { before: before.active, after: after.active },
+  };
+}

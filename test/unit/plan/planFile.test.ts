@@ -1,0 +1,128 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { type MoePlan, type PlanProblem, formatPlan, parsePlan } from '../../../server/src/plan/planFile';
+import { tinySpec } from './tinySpec';
+
+function basePlan(layers: unknown[], overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    schema: 'moe-studio.plan',
+    version: 1,
+    model: { folder: 'model', architecture: 'MixtralForCausalLM', numExperts: 8, numLayers: 2, topK: 2 },
+    calibration: { datasets: ['data/code.jsonl'] },
+    method: { name: 'manual', parameters: {}, seed: 0 },
+    uniformExpertCount: true,
+    exactInHuggingFace: { exact: true, reasons: [] },
+    layers,
+    ...overrides,
+  };
+}
+
+/** The text a problem points at. */
+function at(text: string, problem: PlanProblem): string {
+  return text.slice(problem.range.offset, problem.range.offset + problem.range.length);
+}
+
+function applyFix(text: string, problem: PlanProblem): string {
+  const edits = [...problem.fix!.edits].sort((a, b) => b.offset - a.offset);
+  return edits.reduce((t, e) => t.slice(0, e.offset) + e.newText + t.slice(e.offset + e.length), text);
+}
+
+const both = (kept: number[]) => [{ layer: 0, keptExperts: kept }, { layer: 1, keptExperts: kept }];
+
+test('a well-formed plan parses without problems and survives format → parse', () => {
+  const text = formatPlan(basePlan(both([0, 2, 5, 7])) as unknown as MoePlan);
+  const parsed = parsePlan(text, tinySpec());
+  assert.deepEqual(parsed.problems, []);
+  assert.equal(parsed.valid, true);
+  assert.deepEqual(parsed.plan!.layers[1], { layer: 1, keptExperts: [0, 2, 5, 7], mergeMatrix: undefined, routerMap: undefined, topK: undefined, adaptiveThreshold: undefined });
+  assert.equal(parsed.layerRanges.length, 2);
+  assert.match(text, /"keptExperts": \[0, 2, 5, 7\]/);
+});
+
+test('syntax errors and wrong types are reported where they are', () => {
+  const broken = parsePlan('{"schema": "moe-studio.plan", "version": 1,, }');
+  assert.ok(broken.problems.some((p) => p.code === 'syntax'));
+  const text = JSON.stringify(basePlan([{ layer: 0, keptExperts: [1, 'two'] }], { schema: 'other', uniformExpertCount: 'yes' }));
+  const problems = parsePlan(text).problems;
+  const wrong = (s: string) => problems.find((p) => at(text, p) === s)!;
+  assert.equal(wrong('"two"').message, 'expected an integer ≥ 0');
+  assert.equal(wrong('"yes"').message, 'expected true or false');
+  assert.equal(applyFix(text, wrong('"other"')), text.replace('"other"', '"moe-studio.plan"'));
+  const missing = parsePlan(JSON.stringify({ schema: 'moe-studio.plan', version: 1 })).problems.map((p) => p.message);
+  assert.ok(missing.includes('missing required property "layers"'));
+});
+
+test('duplicate expert ids point at the second occurrence and the fix removes it with its matrix rows', () => {
+  const layer = { layer: 0, keptExperts: [1, 4, 1], mergeMatrix: [[0, 1, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 1, 0, 0, 0], [0, 1, 0, 0, 0, 0, 0, 0]] };
+  const text = formatPlan(basePlan([layer, { layer: 1, keptExperts: [1, 4, 1] }]) as unknown as MoePlan);
+  const [duplicate] = parsePlan(text, tinySpec()).problems.filter((p) => p.code === 'duplicateExpert');
+  assert.equal(duplicate.message, 'expert 1 is listed twice');
+  assert.equal(duplicate.range.offset, text.indexOf('[1, 4, 1]') + 7);
+  assert.equal(at(text, duplicate), '1');
+  const fixed = parsePlan(applyFix(text, duplicate), tinySpec());
+  assert.deepEqual(fixed.plan!.layers[0].keptExperts, [1, 4]);
+  assert.equal(fixed.plan!.layers[0].mergeMatrix!.length, 2);
+  assert.ok(!fixed.problems.some((p) => p.code === 'matrixShape'));
+});
+
+test('unknown experts, matrix shapes, empty and non-MoE layers, duplicate layers', () => {
+  const layers = [
+    { layer: 0, keptExperts: [0, 9] },
+    { layer: 1, keptExperts: [0, 1], routerMap: [[1, 0, 0, 0, 0, 0, 0, 0]], mergeMatrix: [[1, 0, 0], [0, 1, 0, 0, 0, 0, 0, 0]] },
+    { layer: 1, keptExperts: [] },
+    { layer: 2, keptExperts: [0] },
+  ];
+  const text = JSON.stringify(basePlan(layers), null, 1);
+  const problems = parsePlan(text, tinySpec({ numLayers: 3, denseLayers: [2] })).problems;
+  const byCode = (code: string) => problems.filter((p) => p.code === code);
+  assert.equal(byCode('unknownExpert').length, 1);
+  assert.equal(at(text, byCode('unknownExpert')[0]), '9');
+  const shapes = byCode('matrixShape');
+  assert.deepEqual(shapes.map((p) => p.message), [
+    'mergeMatrix row has 3 columns; it needs one per original expert (8)',
+    'routerMap has 1 rows; it needs one per kept expert (2)',
+  ]);
+  assert.ok(at(text, shapes[0]).startsWith('[') && at(text, shapes[0]).replace(/\s/g, '') === '[1,0,0]');
+  assert.equal(at(text, byCode('emptyLayer')[0]), '[]');
+  assert.equal(byCode('duplicateLayer').length, 1);
+  assert.equal(byCode('notMoeLayer')[0].message, 'layer 2 is a dense layer, not an MoE layer');
+  assert.equal(at(text, byCode('notMoeLayer')[0]), '2');
+});
+
+test('plan/model mismatch is reported on the model field, with a fix', () => {
+  const text = JSON.stringify(basePlan(both([0, 1, 2, 3])), null, 2);
+  const problems = parsePlan(text, tinySpec({ numExperts: 16 })).problems.filter((p) => p.code === 'modelMismatch');
+  assert.equal(problems.length, 1);
+  assert.equal(problems[0].message, 'the model has numExperts 16, the plan says 8');
+  assert.equal(at(text, problems[0]), '8');
+  assert.match(applyFix(text, problems[0]), /"numExperts": 16/);
+});
+
+test('pruning past UNCURL\'s threshold warns: 4× for 8 experts, 2× for 64', () => {
+  const eight = JSON.stringify(basePlan(both([0, 1])));
+  assert.deepEqual(parsePlan(eight, tinySpec()).problems.filter((p) => p.code === 'pruningFactor'), []);
+  const pastFour = JSON.stringify(basePlan([{ layer: 0, keptExperts: [0], topK: 1 }, { layer: 1, keptExperts: [0, 1] }], { uniformExpertCount: false, exactInHuggingFace: { exact: false, reasons: [] } }));
+  const warning = parsePlan(pastFour, tinySpec()).problems.filter((p) => p.code === 'pruningFactor');
+  assert.equal(warning.length, 1);
+  assert.equal(warning[0].severity, 'warning');
+  assert.equal(at(pastFour, warning[0]), '[0]');
+  const kept = (n: number) => Array.from({ length: n }, (_, i) => i);
+  const model = { folder: 'm', architecture: 'MixtralForCausalLM', numExperts: 64, numLayers: 1 };
+  const count = (n: number) => parsePlan(JSON.stringify(basePlan([{ layer: 0, keptExperts: kept(n) }], { model }))).problems.filter((p) => p.code === 'pruningFactor').length;
+  assert.equal(count(32), 0);
+  assert.equal(count(31), 1);
+});
+
+test('top-k above the kept count, and claims that no longer hold after an edit', () => {
+  const text = JSON.stringify(basePlan([{ layer: 0, keptExperts: [0, 1], topK: 3 }, { layer: 1, keptExperts: [0, 1, 2] }]));
+  const problems = parsePlan(text, tinySpec()).problems;
+  const topK = problems.find((p) => p.code === 'topK')!;
+  assert.equal(at(text, topK), '3');
+  assert.match(applyFix(text, topK), /"topK":2/);
+  const claims = problems.filter((p) => p.code === 'claimMismatch');
+  assert.deepEqual(claims.map((p) => at(text, p)), ['true', 'true']);
+  const fixed = claims.reduceRight((t, p) => applyFix(t, p), text);
+  const reparsed = parsePlan(fixed, tinySpec()).plan!;
+  assert.equal(reparsed.uniformExpertCount, false);
+  assert.equal(reparsed.exactInHuggingFace.exact, false);
+});
