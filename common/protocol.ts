@@ -104,6 +104,10 @@ export const enum ErrorCodes {
 export interface ToWebviewMessages {
   /** The dataset summary to chart. */
   datasetSummary: DatasetSummary;
+  /** A finished expert profile to show on the dashboard. */
+  profile: { profile: ProfileFile; profilePath: string; notes: string[] };
+  /** Compare mode: this profile minus another. */
+  comparison: ProfileComparison;
   /** Something failed on the extension side; the panel shows it instead of a chart. */
   error: { message: string };
 }
@@ -113,6 +117,8 @@ export interface FromWebviewMessages {
   ready: Record<string, never>;
   /** The user asked to save a chart: a PNG data URL and a suggested file name. */
   saveChart: { dataUrl: string; fileName: string };
+  /** The user asked to compare this profile with another saved one. */
+  compare: Record<string, never>;
 }
 
 export type Envelope<M, K extends keyof M = keyof M> = K extends keyof M
@@ -153,4 +159,138 @@ export interface ModelSummary {
 export namespace DescribeModelRequest {
   export const method = 'moeStudio/describeModel';
   export const type = new RequestType<DescribeModelParams, ModelSummary, void>(method);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plan files (`*.moeplan.json`): the server publishes diagnostics and answers hover, completion,
+// code action and code lens requests for them with standard LSP; no custom request is involved.
+// Its code lenses invoke these client commands with one argument, the plan's URI (a string).
+
+export const PlanCommands = {
+  evaluate: 'moeStudio.evaluatePlan',
+  preview: 'moeStudio.previewPlan',
+  export: 'moeStudio.exportPlan',
+} as const;
+
+/** The arguments of every `PlanCommands` command, as the code lens passes them. */
+export type PlanCommandArguments = [planUri: string];
+
+// ---------------------------------------------------------------------------------------------
+// Profiling experts on a dataset
+
+import type { FieldSpec, ProfileComparison, ProfileFile } from '../server/src/profile/types';
+
+export interface FindModelsParams {
+  /** Workspace folders to search (file system paths). */
+  folders: string[];
+}
+
+export interface ModelCandidate {
+  folder: string;
+  architecture?: string;
+}
+
+/** Model folders (config.json + *.safetensors) found in the workspace, nearest first. */
+export namespace FindModelsRequest {
+  export const method = 'moeStudio/findModels';
+  export const type = new RequestType<FindModelsParams, ModelCandidate[], void>(method);
+}
+
+export interface DetectTextFieldParams {
+  uri: string;
+}
+
+export interface TextFieldCandidate {
+  spec: FieldSpec;
+  label: string;
+  confidence: number;
+}
+
+export interface DetectTextFieldResult {
+  candidates: TextFieldCandidate[];
+  /** True when the best candidate is clear enough to use without asking. */
+  confident: boolean;
+}
+
+export namespace DetectTextFieldRequest {
+  export const method = 'moeStudio/detectTextField';
+  export const type = new RequestType<DetectTextFieldParams, DetectTextFieldResult, void>(method);
+}
+
+export interface ProfileDatasetParams {
+  uri: string;
+  /** The model folder. */
+  model: string;
+  field: FieldSpec;
+  /** Workspace folder the profile is saved under (`.moe-studio/profiles/`). */
+  workspaceFolder: string;
+  /** From the `moeStudio.profile.*` and `moeStudio.threads` settings. */
+  settings: ProfileRunSettings;
+  /** Profile again even when a current profile exists. */
+  force?: boolean;
+  /** Set by the client: the server reports progress (tokens, tokens/s, time left) on it. */
+  workDoneToken?: string | number;
+}
+
+export interface ProfileRunSettings {
+  /** Rows longer than this many tokens are truncated (with a note). */
+  sequenceLength: number;
+  /** Profile at most this many rows; null for all. */
+  maxRows: number | null;
+  /** Keep per-token routing for the first this many tokens (hovers, decorations). */
+  tokenRecords: number;
+  /** What to do with a row that cannot be parsed or lacks the text field. */
+  onMalformed: 'skip' | 'stop';
+  /** onnxruntime threads; 0 = all cores but one. */
+  threads: number;
+}
+
+export interface ProfileDatasetResult {
+  profilePath: string;
+  /** True when an up-to-date saved profile was reused instead of running the model. */
+  reused: boolean;
+  profile: ProfileFile;
+  /** Human notes: truncated rows, skipped malformed rows, … */
+  notes: string[];
+}
+
+export namespace ProfileDatasetRequest {
+  export const method = 'moeStudio/profileDataset';
+  export const type = new RequestType<ProfileDatasetParams, ProfileDatasetResult, void>(method);
+}
+
+export interface TokenRoutesParams {
+  uri: string;
+}
+
+export interface TokenRoute {
+  /** Range in the dataset document (0-based line and UTF-16 character). */
+  range: { start: { line: number; character: number }; end: { line: number; character: number } };
+  /** Per profiled MoE layer: experts chosen, highest gate first, and their gates. */
+  experts: number[][];
+  gates: number[][];
+}
+
+export interface TokenRoutesResult {
+  /** The MoE layer indices, in the order of `experts`/`gates`. */
+  layers: number[];
+  numExperts: number;
+  routes: TokenRoute[];
+}
+
+/** Token-level routing of a profiled dataset in document coordinates, for decorations. */
+export namespace TokenRoutesRequest {
+  export const method = 'moeStudio/tokenRoutes';
+  export const type = new RequestType<TokenRoutesParams, TokenRoutesResult, void>(method);
+}
+
+export interface CompareProfilesParams {
+  /** Profile files (paths). The result is `a` minus `b`. */
+  a: string;
+  b: string;
+}
+
+export namespace CompareProfilesRequest {
+  export const method = 'moeStudio/compareProfiles';
+  export const type = new RequestType<CompareProfilesParams, ProfileComparison, void>(method);
 }

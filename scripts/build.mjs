@@ -21,6 +21,8 @@ const nodeBundle = {
   minify: production,
   // onnxruntime-node is a native addon shipped in node_modules; vscode is provided by the host.
   external: ['vscode', 'onnxruntime-node'],
+  // Prefer ES modules: jsonc-parser's UMD `main` uses dynamic requires that esbuild cannot bundle.
+  mainFields: ['module', 'main'],
   logLevel: 'warning',
   absWorkingDir: root,
 };

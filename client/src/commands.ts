@@ -1,8 +1,8 @@
 import * as vscode from 'vscode';
 import type { LanguageClient } from 'vscode-languageclient/node';
-import { ErrorCodes, SummarizeDatasetRequest } from '../../common/protocol';
-import { ResponseError } from 'vscode-languageclient/node';
-import { ProfilePanel } from './webview/profilePanel';
+import { compareWithProfile } from './compareProfiles';
+import { profileDataset } from './profileCommand';
+import { RoutingDecorations } from './routingDecorations';
 
 /** Everything a command needs, resolved once at activation. */
 export interface CommandContext {
@@ -12,8 +12,18 @@ export interface CommandContext {
 }
 
 export function registerCommands(ctx: CommandContext): vscode.Disposable[] {
+  const decorations = new RoutingDecorations(ctx.client);
   return [
-    vscode.commands.registerCommand('moeStudio.profileDataset', (uri?: vscode.Uri) => profileDataset(ctx, uri)),
+    decorations,
+    command('moeStudio.profileDataset', ctx, async (client, uri?: vscode.Uri) => {
+      const dataset = datasetUri(uri);
+      if (dataset && requireTrust('profile experts')) await profileDataset(ctx.extension, client, dataset);
+    }),
+    command('moeStudio.toggleRoutingDecorations', ctx, async () => decorations.toggle(vscode.window.activeTextEditor)),
+    command('moeStudio.compareProfiles', ctx, async (client, uri?: vscode.Uri) => {
+      const dataset = datasetUri(uri);
+      if (dataset) await compareWithProfile(ctx.extension, client, dataset);
+    }),
     vscode.commands.registerCommand('moeStudio.showServerLog', () => ctx.output.show(true)),
     vscode.commands.registerCommand('moeStudio.restartServer', async () => {
       await ctx.client()?.restart();
@@ -22,39 +32,38 @@ export function registerCommands(ctx: CommandContext): vscode.Disposable[] {
 }
 
 /**
- * Right-click on a dataset → "Profile experts on this dataset". Until expert profiling lands this
- * opens the dashboard with the dataset's summary from the server (rows and sizes) and says so.
+ * Registers a command that needs the server, reporting any failure once, as an error message with
+ * the server's own words (they name the file and the problem).
  */
-async function profileDataset(ctx: CommandContext, uri: vscode.Uri | undefined): Promise<void> {
-  const dataset = uri ?? vscode.window.activeTextEditor?.document.uri;
-  if (!dataset) {
-    void vscode.window.showErrorMessage('Open or select a dataset file (JSONL, JSON, CSV, Parquet or text) to profile.');
-    return;
-  }
-  if (!vscode.workspace.isTrusted) {
-    void vscode.window.showWarningMessage(
-      'MoE Studio runs models only in trusted workspaces, because a model folder and its data are code-like input. Trust this workspace to profile experts.',
-      'Manage Workspace Trust',
-    ).then((choice) => choice && vscode.commands.executeCommand('workbench.trust.manage'));
-    return;
-  }
-  const client = ctx.client();
-  if (!client) {
-    void vscode.window.showErrorMessage('The MoE Studio server is not running. See the MoE Studio output.');
-    return;
-  }
-  const panel = ProfilePanel.show(ctx.extension, dataset);
-  try {
-    const summary = await vscode.window.withProgress(
-      { location: vscode.ProgressLocation.Notification, title: `Reading ${vscode.workspace.asRelativePath(dataset)}`, cancellable: true },
-      (_progress, token) => client.sendRequest(SummarizeDatasetRequest.type, { uri: dataset.toString() }, token),
-    );
-    panel.post({ type: 'datasetSummary', payload: summary });
-    void vscode.window.showInformationMessage('Expert profiling is coming soon: the dashboard shows the dataset summary for now.');
-  } catch (error) {
-    if (error instanceof ResponseError && error.code === ErrorCodes.Cancelled) return;
-    const message = error instanceof Error ? error.message : String(error);
-    panel.post({ type: 'error', payload: { message } });
-    void vscode.window.showErrorMessage(message);
-  }
+export function command<A extends unknown[]>(id: string, ctx: CommandContext, run: (client: LanguageClient, ...args: A) => Promise<unknown>): vscode.Disposable {
+  return vscode.commands.registerCommand(id, async (...args: A) => {
+    const client = ctx.client();
+    if (!client) {
+      void vscode.window.showErrorMessage('The MoE Studio server is not running. See the MoE Studio output.', 'Show Log').then((choice) => choice && ctx.output.show());
+      return;
+    }
+    try {
+      await run(client, ...args);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      ctx.output.error(`${id}: ${message}`);
+      void vscode.window.showErrorMessage(message);
+    }
+  });
+}
+
+function datasetUri(uri: vscode.Uri | undefined): vscode.Uri | undefined {
+  const dataset = uri instanceof vscode.Uri ? uri : vscode.window.activeTextEditor?.document.uri;
+  if (!dataset) void vscode.window.showErrorMessage('Open or select a dataset file (JSONL, JSON, CSV, Parquet or text) first.');
+  return dataset;
+}
+
+/** In an untrusted workspace nothing runs a model: say why and offer the way out. */
+export function requireTrust(what: string): boolean {
+  if (vscode.workspace.isTrusted) return true;
+  void vscode.window.showWarningMessage(
+    `MoE Studio runs models only in trusted workspaces, because model folders and data are code-like input. Trust this workspace to ${what}.`,
+    'Manage Workspace Trust',
+  ).then((choice) => choice && vscode.commands.executeCommand('workbench.trust.manage'));
+  return false;
 }

@@ -25,17 +25,19 @@ import { UserError } from './errors';
 import { jsonlDiagnostics } from './lsp/datasetDiagnostics';
 import { Health } from './lsp/health';
 import { safeHandler } from './lsp/safeHandler';
+import { registerPlanFeatures } from './lsp/plan';
 
 const connection = createConnection(ProposedFeatures.all);
 const documents = new TextDocuments(TextDocument);
 const health = new Health(connection);
+const plans = registerPlanFeatures(connection, documents, health);
 let trusted = false;
 
 connection.onInitialize((params): InitializeResult => {
   const options = (params.initializationOptions ?? {}) as Partial<InitializationOptions>;
   trusted = options.trusted === true;
   return {
-    capabilities: { textDocumentSync: TextDocumentSyncKind.Incremental },
+    capabilities: { textDocumentSync: TextDocumentSyncKind.Incremental, ...plans.initialize(params) },
     serverInfo: { name: 'MoE Studio', version: '0.1.0' },
   };
 });

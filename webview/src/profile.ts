@@ -1,56 +1,80 @@
 /**
- * The profile dashboard. For now it charts the dataset summary the server sends (rows by size);
- * expert statistics join it when profiling lands.
+ * The profile dashboard of one dataset: the dataset summary at the top (rows by size), then, once
+ * profiling is done, the expert-usage charts; compare mode adds a difference heatmap against
+ * another saved profile.
  */
 import { BarController, BarElement, CategoryScale, Chart, LinearScale, Tooltip } from 'chart.js';
-import type { DatasetSummary } from '../../common/protocol';
+import type { DatasetSummary, ToWebviewMessages } from '../../common/protocol';
+import type { ProfileComparison } from '../../server/src/profile/types';
+import { chartCard } from './chartCard';
+import { adaptiveGatingChart, chartsTheme, coActivationHeatmap, differenceHeatmap, entropyChart, expertUsageBars, usageHeatmap } from './charts';
+import { button, element, formatBytes } from './dom';
 import { chartTheme, onThemeChange } from './theme';
 import { onMessage, vscode } from './vscodeApi';
 
 Chart.register(BarController, BarElement, CategoryScale, LinearScale, Tooltip);
 
+type ProfileMessage = ToWebviewMessages['profile'];
+interface State {
+  summary?: DatasetSummary;
+  profile?: ProfileMessage;
+  comparison?: ProfileComparison;
+  layerIndex?: number;
+  error?: string;
+}
+
 const app = document.getElementById('app') as HTMLElement;
-let chart: Chart | undefined;
-let shown: DatasetSummary | undefined;
+let state: State = (vscode.getState() as State | undefined) ?? {};
+let charts: { destroy(): void }[] = [];
 
 onMessage((message) => {
   switch (message.type) {
     case 'datasetSummary':
-      shown = message.payload;
-      vscode.setState({ summary: shown });
-      renderSummary(shown);
+      update({ summary: message.payload, error: undefined });
+      return;
+    case 'profile':
+      update({ profile: message.payload, comparison: undefined, error: undefined });
+      return;
+    case 'comparison':
+      update({ comparison: message.payload });
       return;
     case 'error':
-      renderError(message.payload.message);
+      update({ error: message.payload.message });
       return;
   }
 });
 
-onThemeChange(() => shown && renderSummary(shown));
-
-const saved = vscode.getState() as { summary?: DatasetSummary } | undefined;
-if (saved?.summary) {
-  shown = saved.summary;
-  renderSummary(shown);
-}
+onThemeChange(render);
+render();
 vscode.postMessage({ type: 'ready', payload: {} });
 
-function renderSummary(summary: DatasetSummary): void {
-  chart?.destroy();
-  app.replaceChildren(
-    element('h1', { id: 'summary-title' }, summary.fileName),
-    element('p', { className: 'facts' },
-      `${summary.format.toUpperCase()} · ${summary.rows.toLocaleString()} rows · ${formatBytes(summary.bytes)}` +
-        (summary.malformedRows > 0 ? ` · ${summary.malformedRows} malformed (first at line ${summary.firstMalformedLines.join(', ')})` : '')),
-    element('section', { className: 'chart-card' },
-      element('header', {},
-        element('h2', {}, 'Rows by size'),
-        button('Save as PNG', () => saveChart('summary-chart', `${summary.fileName}.rows-by-size.png`))),
-      element('div', { className: 'chart-box' }, element('canvas', { id: 'summary-chart', role: 'img', ariaLabel: 'Histogram of row sizes in bytes' }))),
-  );
+function update(change: Partial<State>): void {
+  state = { ...state, ...change };
+  vscode.setState(state);
+  render();
+}
+
+function render(): void {
+  for (const chart of charts) chart.destroy();
+  charts = [];
+  const sections: Node[] = [];
+  if (state.error) sections.push(element('div', { className: 'error', role: 'alert' }, state.error));
+  if (state.summary) sections.push(...summarySection(state.summary));
+  if (state.profile) sections.push(...profileSections(state.profile));
+  else if (state.summary && !state.error) sections.push(element('p', { className: 'loading' }, 'Profiling experts…'));
+  if (sections.length === 0) sections.push(element('p', { className: 'loading' }, 'Loading…'));
+  app.replaceChildren(...sections);
+  drawPending.splice(0).forEach((draw) => draw());
+}
+
+/** Charts are drawn after their canvases are in the document, so chart.js can measure them. */
+const drawPending: (() => void)[] = [];
+
+function summarySection(summary: DatasetSummary): Node[] {
+  const { card, canvas } = chartCard('summary-chart', 'Rows by size', `${summary.fileName}.rows-by-size.png`, { label: 'Histogram of row sizes in bytes' });
   const theme = chartTheme();
   const { edges, counts } = summary.rowBytesHistogram;
-  chart = new Chart(document.getElementById('summary-chart') as HTMLCanvasElement, {
+  drawPending.push(() => charts.push(new Chart(canvas, {
     type: 'bar',
     data: {
       labels: counts.map((_, i) => `${formatBytes(edges[i])}–${formatBytes(edges[i + 1])}`),
@@ -65,41 +89,63 @@ function renderSummary(summary: DatasetSummary): void {
         x: { ticks: { color: theme.foreground }, grid: { color: theme.grid }, title: { display: true, text: 'row size', color: theme.foreground } },
         y: { ticks: { color: theme.foreground }, grid: { color: theme.grid }, title: { display: true, text: 'rows', color: theme.foreground }, beginAtZero: true },
       },
-      plugins: { tooltip: { enabled: true } },
     },
-  });
+  })));
+  return [
+    element('h1', { id: 'summary-title' }, summary.fileName),
+    element('p', { className: 'facts' },
+      `${summary.format.toUpperCase()} · ${summary.rows.toLocaleString()} rows · ${formatBytes(summary.bytes)}` +
+        (summary.malformedRows > 0 ? ` · ${summary.malformedRows} malformed (first at line ${summary.firstMalformedLines.join(', ')})` : '')),
+    card,
+  ];
 }
 
-function renderError(message: string): void {
-  chart?.destroy();
-  app.replaceChildren(element('div', { className: 'error', role: 'alert' }, message));
+function profileSections({ profile, profilePath, notes }: ProfileMessage): Node[] {
+  const theme = chartsTheme();
+  const { layers } = profile;
+  const layerIndex = Math.min(state.layerIndex ?? 0, layers.length - 1);
+  const picked = layers[layerIndex];
+  const stem = profile.dataset.file.split(/[\\/]/).pop() ?? 'profile';
+
+  const layerPicker = element('select', { id: 'layer-picker', title: 'MoE layer' },
+    ...layers.map((layer, i) => element('option', { value: String(i), selected: i === layerIndex }, `layer ${layer.layer}`)));
+  layerPicker.addEventListener('change', () => update({ layerIndex: Number(layerPicker.value) }));
+
+  const usage = chartCard('usage-heatmap', 'Expert usage (layer × expert)', `${stem}.usage-heatmap.png`, { tall: true });
+  const bars = chartCard('usage-bars', 'Expert usage in one layer', `${stem}.usage-layer-${picked.layer}.png`, { controls: [layerPicker] });
+  const coActivation = chartCard('co-activation', `Co-activation, layer ${picked.layer}`, `${stem}.co-activation-${picked.layer}.png`, { tall: true });
+  const entropy = chartCard('entropy', 'Routing entropy per layer', `${stem}.entropy.png`);
+  const gating = chartCard('adaptive-gating', 'Adaptive gating: tokens that need one expert', `${stem}.adaptive-gating.png`);
+  drawPending.push(
+    () => charts.push(usageHeatmap(usage.canvas, layers, theme)),
+    () => charts.push(expertUsageBars(bars.canvas, picked, theme)),
+    () => charts.push(coActivationHeatmap(coActivation.canvas, picked, theme)),
+    () => charts.push(entropyChart(entropy.canvas, layers, theme)),
+    () => charts.push(adaptiveGatingChart(gating.canvas, layers, profile.gatingThresholds, theme)),
+  );
+
+  const nodes: Node[] = [
+    element('h2', { className: 'section-title' }, `Experts of ${profile.model.folder.split(/[\\/]/).pop()} on this data`),
+    element('p', { className: 'facts', id: 'profile-facts' },
+      `${profile.model.architecture} · ${layers.length} MoE layers × ${profile.model.numExperts} experts, top-${profile.model.topK} · ` +
+        `${profile.dataset.rows.toLocaleString()} rows · ${profile.dataset.tokens.toLocaleString()} tokens · saved to ${profilePath}`),
+    ...notes.map((note) => element('p', { className: 'note' }, note)),
+    element('div', { className: 'toolbar' }, button('Compare with another profile…', () => vscode.postMessage({ type: 'compare', payload: {} }))),
+    element('div', { className: 'grid' }, usage.card, bars.card, coActivation.card, entropy.card, gating.card),
+  ];
+  if (state.comparison) nodes.push(...comparisonSection(state.comparison, stem));
+  return nodes;
 }
 
-function saveChart(canvasId: string, fileName: string): void {
-  const canvas = document.getElementById(canvasId) as HTMLCanvasElement | null;
-  if (canvas) vscode.postMessage({ type: 'saveChart', payload: { dataUrl: canvas.toDataURL('image/png'), fileName } });
-}
-
-function button(label: string, onClick: () => void): HTMLButtonElement {
-  const node = element('button', { type: 'button' }, label);
-  node.addEventListener('click', onClick);
-  return node;
-}
-
-/** Builds DOM with text nodes only: payload strings never become markup. */
-function element<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  props: Partial<HTMLElementTagNameMap[K]>,
-  ...children: (Node | string)[]
-): HTMLElementTagNameMap[K] {
-  const node = Object.assign(document.createElement(tag), props);
-  node.append(...children);
-  return node;
-}
-
-function formatBytes(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  if (bytes < 1024 ** 2) return `${(bytes / 1024).toFixed(1)} KB`;
-  if (bytes < 1024 ** 3) return `${(bytes / 1024 ** 2).toFixed(1)} MB`;
-  return `${(bytes / 1024 ** 3).toFixed(2)} GB`;
+function comparisonSection(comparison: ProfileComparison, stem: string): Node[] {
+  const theme = chartsTheme();
+  const difference = chartCard('difference-heatmap', `Usage difference: ${comparison.label} − ${comparison.otherLabel}`, `${stem}.difference.png`, { tall: true });
+  drawPending.push(() => charts.push(differenceHeatmap(difference.canvas, comparison, theme)));
+  const divergence = comparison.layers.map((layer) => `layer ${layer.layer}: ${layer.jensenShannon.toFixed(3)}`).join(' · ');
+  return [
+    element('h2', { className: 'section-title' }, 'Compare'),
+    element('p', { className: 'facts' }, `Jensen–Shannon divergence of expert usage (bits): ${divergence}`),
+    ...comparison.skipped.map((skip) => element('p', { className: 'note' }, `Layer ${skip.layer} not compared: ${skip.reason}`)),
+    element('div', { className: 'grid' }, difference.card),
+  ];
 }

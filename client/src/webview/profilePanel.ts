@@ -65,6 +65,9 @@ export class ProfilePanel {
       case 'saveChart':
         void saveChart(this.dataset, message.payload);
         return;
+      case 'compare':
+        void vscode.commands.executeCommand('moeStudio.compareProfiles', this.dataset);
+        return;
     }
   }
 }

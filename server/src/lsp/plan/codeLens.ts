@@ -1,0 +1,45 @@
+/**
+ * Lenses above a plan's `layers`: the three things to do with a plan, and a one-line summary of what it
+ * does. The client registers the commands; the plan's URI is their argument.
+ */
+import { findNodeAtLocation } from 'jsonc-parser';
+import type { CodeLens, Range } from 'vscode-languageserver/node';
+import type { TextDocument } from 'vscode-languageserver-textdocument';
+import { PlanCommands } from '../../../../common/protocol';
+import { type PlanAnalysis, expertsInLayer, toRange } from './analysis';
+
+export function planCodeLenses(document: TextDocument, analysis: PlanAnalysis): CodeLens[] {
+  const layersKey = analysis.tree && findNodeAtLocation(analysis.tree, ['layers'])?.parent?.children?.[0];
+  const range: Range = layersKey ? toRange(document, { offset: layersKey.offset, length: layersKey.length }) : { start: { line: 0, character: 0 }, end: { line: 0, character: 0 } };
+  const lenses: CodeLens[] = [
+    { range, command: { title: 'Evaluate', command: PlanCommands.evaluate, arguments: [document.uri] } },
+    { range, command: { title: 'Preview', command: PlanCommands.preview, arguments: [document.uri] } },
+    { range, command: { title: 'Export', command: PlanCommands.export, arguments: [document.uri] } },
+  ];
+  const summary = planSummary(analysis);
+  // An empty command id makes the lens plain text: it informs, it does nothing when clicked.
+  if (summary) lenses.push({ range, command: { title: summary, command: '' } });
+  return lenses;
+}
+
+/** "4/8 experts kept · 46% fewer parameters · exact in HF", from what the plan says about itself. */
+export function planSummary(analysis: PlanAnalysis): string | undefined {
+  const plan = analysis.parsed.plan;
+  if (!plan) return undefined;
+  const parts: string[] = [];
+  const counts = plan.layers.map((l) => l.keptExperts.length);
+  if (counts.length > 0) {
+    const fewest = Math.min(...counts);
+    const most = Math.max(...counts);
+    const numExperts = expertsInLayer(analysis, plan.layers[0].layer);
+    const kept = fewest === most ? String(fewest) : `${fewest}–${most}`;
+    parts.push(`${kept}${numExperts > 0 ? `/${numExperts}` : ''} experts kept`);
+  }
+  const parameters = plan.predictedSavings?.parameters;
+  if (parameters && parameters.before > 0) {
+    parts.push(`${Math.round(100 * (1 - parameters.after / parameters.before))}% fewer parameters`);
+  }
+  const exact = analysis.tree && findNodeAtLocation(analysis.tree, ['exactInHuggingFace', 'exact']);
+  if (exact?.type === 'boolean') parts.push(exact.value ? 'exact in HF' : 'not exact in HF');
+  return parts.length > 0 ? parts.join(' · ') : undefined;
+}

@@ -1,0 +1,84 @@
+/**
+ * What the editor knows about each plan method: a one-line summary and the parameters `method.parameters`
+ * may hold, with defaults and descriptions, for completion. The names are generatePlan's; the random
+ * seed of every method is `method.seed`, not a parameter.
+ */
+import { DEFAULT_EEP_PARAMETERS, type MethodName } from '../../plan';
+import { DEFAULT_EXHAUSTIVE_LIMIT } from '../../plan/methods/naee';
+
+export interface MethodParameter {
+  name: string;
+  description: string;
+  /** The value completion inserts; for counts, scaled to the layer's E. */
+  defaultValue: (numExperts: number) => unknown;
+}
+
+export interface MethodInfo {
+  summary: string;
+  parameters: MethodParameter[];
+}
+
+/** UNCURL's k-means restarts per layer when the plan does not say (uncurl.ts). */
+const UNCURL_DEFAULT_RESTARTS = 10;
+
+const targetExperts: MethodParameter = {
+  name: 'targetExperts',
+  description: 'Experts each MoE layer keeps (E′): one number for every layer, or an object from layer index to count.',
+  defaultValue: (numExperts) => Math.max(1, Math.floor(numExperts / 2)),
+};
+
+const singleExpertShare: MethodParameter = {
+  name: 'singleExpertShare',
+  description: 'Adaptive gating on top of the method: per-layer thresholds so that this share of tokens (0..1) runs only its first expert.',
+  defaultValue: () => 0.5,
+};
+
+const constant = (value: unknown) => () => value;
+
+const eep = DEFAULT_EEP_PARAMETERS;
+
+export const METHODS: Record<MethodName, MethodInfo> = {
+  manual: { summary: 'Written by hand: no method made the layers.', parameters: [] },
+  random: { summary: 'Baseline: keeps a random subset per layer, drawn from `method.seed`.', parameters: [targetExperts, singleExpertShare] },
+  frequency: { summary: 'Keeps the experts most often in a token\'s top-k (hard counts, SEER-MoE).', parameters: [targetExperts, singleExpertShare] },
+  softCount: { summary: 'Keeps the experts with the largest summed gate weights (soft counts, SEER-MoE).', parameters: [targetExperts, singleExpertShare] },
+  reap: { summary: 'Keeps the experts with the highest REAP saliency, mean gate × ‖expert output‖ (Lasby et al. 2025).', parameters: [targetExperts, singleExpertShare] },
+  naee: {
+    summary: 'Keeps the subset with the least layer reconstruction error (Lu et al. 2024): exhaustive when small, else greedy.',
+    parameters: [
+      targetExperts,
+      { name: 'exhaustiveLimit', description: 'Search every subset when C(E, E′) is at most this; otherwise greedy backward elimination.', defaultValue: constant(DEFAULT_EXHAUSTIVE_LIMIT) },
+      singleExpertShare,
+    ],
+  },
+  uncurl: {
+    summary: 'Merges experts by spectral clustering of router logits, weighted by usage (Sarkar et al. 2024).',
+    parameters: [
+      targetExperts,
+      { name: 'restarts', description: 'k-means restarts per layer; the best clustering wins.', defaultValue: constant(UNCURL_DEFAULT_RESTARTS) },
+      singleExpertShare,
+    ],
+  },
+  eep: {
+    summary: 'Evolutionary search over router and merge matrices, scored by a task metric (Liu et al. 2024).',
+    parameters: [
+      targetExperts,
+      { name: 'populationSize', description: 'Candidates per generation.', defaultValue: constant(eep.populationSize) },
+      { name: 'generations', description: 'Generations per phase.', defaultValue: constant(eep.generations) },
+      { name: 'eliteSize', description: 'Best candidates carried into the next generation unchanged.', defaultValue: constant(eep.eliteSize) },
+      { name: 'budget', description: 'Most fitness evaluations over both phases.', defaultValue: constant(eep.budget) },
+      { name: 'phases', description: '"prune" (one-hot subsets), then "merge" (continuous matrices from the best subset).', defaultValue: constant(eep.phases) },
+      { name: 'sigma', description: 'Standard deviation of the merge-phase Gaussian mutation.', defaultValue: constant(eep.sigma) },
+      { name: 'mutationRate', description: 'Share of matrix entries a merge-phase mutation perturbs.', defaultValue: constant(eep.mutationRate) },
+      singleExpertShare,
+    ],
+  },
+  adaptiveGating: {
+    summary: 'Keeps every expert; a token skips the experts after its first when its router is confident (Li et al. 2023).',
+    parameters: [{ ...singleExpertShare, description: 'Per-layer thresholds so that this share of tokens (0..1) runs only its first expert.' }],
+  },
+};
+
+export function methodInfo(name: string | undefined): MethodInfo | undefined {
+  return name !== undefined && Object.hasOwn(METHODS, name) ? METHODS[name as MethodName] : undefined;
+}
