@@ -10,6 +10,8 @@
  * Webview code must only `import type` from here: the runtime values below pull in vscode-jsonrpc.
  */
 import { NotificationType, RequestType } from 'vscode-languageserver-protocol';
+import type { MoePlan, PlanEvaluation } from '../server/src/plan/planFile';
+import type { FieldSpec, ProfileComparison, ProfileFile } from '../server/src/profile/types';
 
 // ---------------------------------------------------------------------------------------------
 // Server health (drives the status bar item)
@@ -92,6 +94,8 @@ export const enum ErrorCodes {
   InvalidInput = -32001,
   /** The workspace is untrusted and the request would run a model. */
   Untrusted = -32002,
+  /** An export target exists; the client asks before retrying with `overwrite`. */
+  ExportTargetExists = -32003,
   /** The request was cancelled by the user. */
   Cancelled = -32800,
   /** A bug: anything we did not anticipate. */
@@ -108,6 +112,10 @@ export interface ToWebviewMessages {
   profile: { profile: ProfileFile; profilePath: string; notes: string[] };
   /** Compare mode: this profile minus another. */
   comparison: ProfileComparison;
+  /** The plan preview: kept, merged and dropped experts, savings, quality. */
+  planPreview: PreviewPlanResult;
+  /** Quality against experts kept, per method. */
+  sweep: SweepResult;
   /** Something failed on the extension side; the panel shows it instead of a chart. */
   error: { message: string };
 }
@@ -119,6 +127,11 @@ export interface FromWebviewMessages {
   saveChart: { dataUrl: string; fileName: string };
   /** The user asked to compare this profile with another saved one. */
   compare: Record<string, never>;
+  /** Plan preview buttons. */
+  runSweep: Record<string, never>;
+  openConfigDiff: Record<string, never>;
+  evaluatePlan: Record<string, never>;
+  exportPlan: Record<string, never>;
 }
 
 export type Envelope<M, K extends keyof M = keyof M> = K extends keyof M
@@ -178,7 +191,6 @@ export type PlanCommandArguments = [planUri: string];
 // ---------------------------------------------------------------------------------------------
 // Profiling experts on a dataset
 
-import type { FieldSpec, ProfileComparison, ProfileFile } from '../server/src/profile/types';
 
 export interface FindModelsParams {
   /** Workspace folders to search (file system paths). */
@@ -293,4 +305,160 @@ export interface CompareProfilesParams {
 export namespace CompareProfilesRequest {
   export const method = 'moeStudio/compareProfiles';
   export const type = new RequestType<CompareProfilesParams, ProfileComparison, void>(method);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plans: generate, evaluate, preview, sweep, compare
+
+
+export type PlanMethodName = 'random' | 'frequency' | 'softCount' | 'reap' | 'naee' | 'uncurl' | 'eep';
+
+export interface GeneratePlanParams {
+  /** The model folder. */
+  model: string;
+  method: PlanMethodName;
+  /** Experts to keep per MoE layer. */
+  targetExperts: number;
+  /** Calibration datasets (file paths) with their text field. */
+  calibration: { file: string; field: FieldSpec }[];
+  /** A saved profile of the calibration data (statistics-based methods); profiled on demand when absent. */
+  profilePath?: string;
+  seed: number;
+  /** Method parameters (EEP budget, population, …); defaults when absent. */
+  parameters?: Record<string, unknown>;
+  /** Also choose an adaptive-gating threshold per layer reaching this share of single-expert tokens. */
+  singleExpertShare?: number;
+  /** Where to write the `*.moeplan.json` (a path); the server refuses to overwrite an existing file. */
+  output: string;
+  workDoneToken?: string | number;
+}
+
+export interface GeneratePlanResult {
+  planPath: string;
+  plan: MoePlan;
+}
+
+export namespace GeneratePlanRequest {
+  export const method = 'moeStudio/generatePlan';
+  export const type = new RequestType<GeneratePlanParams, GeneratePlanResult, void>(method);
+}
+
+export type EvaluationMetric = 'loss' | 'perplexity' | 'kl' | 'top1Agreement' | 'accuracy';
+
+export interface EvaluatePlanParams {
+  /** The plan file (a path). */
+  plan: string;
+  /** Held-out datasets (paths) with their text field; multiple-choice data (`{prompt, choices, label}`) is scored by accuracy. */
+  datasets: { file: string; field?: FieldSpec }[];
+  /** At most this many rows per dataset. */
+  maxRows?: number;
+  workDoneToken?: string | number;
+}
+
+export interface EvaluatePlanResult {
+  /** One entry per dataset and metric, with the full model's baseline (cached). */
+  evaluations: PlanEvaluation[];
+  /** The plan file's text with `evaluations` updated, for the client to apply as an undoable edit. */
+  updatedPlanText: string;
+}
+
+export namespace EvaluatePlanRequest {
+  export const method = 'moeStudio/evaluatePlan';
+  export const type = new RequestType<EvaluatePlanParams, EvaluatePlanResult, void>(method);
+}
+
+export interface PlanLayerPreview {
+  layer: number;
+  numExperts: number;
+  kept: number[];
+  /** Original experts merged into each kept expert (excluding itself), by kept id. */
+  mergedInto: Record<number, number[]>;
+  dropped: number[];
+  topK?: number;
+  adaptiveThreshold?: number;
+}
+
+export interface PreviewPlanResult {
+  plan: MoePlan;
+  layers: PlanLayerPreview[];
+  /** The model's config.json before and after export, for VS Code's diff editor. */
+  configBefore: string;
+  configAfter: string;
+  /** Why a Hugging Face export cannot express the plan exactly (empty when it can). */
+  notExactReasons: string[];
+}
+
+export namespace PreviewPlanRequest {
+  export const method = 'moeStudio/previewPlan';
+  export const type = new RequestType<{ plan: string }, PreviewPlanResult, void>(method);
+}
+
+export interface SweepParams {
+  model: string;
+  methods: PlanMethodName[];
+  /** Kept-expert counts to try, e.g. [8, 7, …, 1]. */
+  counts: number[];
+  calibration: { file: string; field: FieldSpec }[];
+  /** Held-out dataset the quality is measured on. */
+  evaluation: { file: string; field?: FieldSpec };
+  metric: EvaluationMetric;
+  seed: number;
+  maxRows?: number;
+  workDoneToken?: string | number;
+}
+
+export interface SweepResult {
+  metric: EvaluationMetric;
+  counts: number[];
+  /** The full model's value of the metric, drawn as a reference line. */
+  baseline: number;
+  /** Per method: the metric at each count (same order as `counts`). */
+  series: { method: PlanMethodName; values: number[] }[];
+}
+
+/** Quality against experts kept, for several methods side by side: where quality falls off. */
+export namespace SweepRequest {
+  export const method = 'moeStudio/sweep';
+  export const type = new RequestType<SweepParams, SweepResult, void>(method);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Export
+
+export type ExportFormat = 'huggingface' | 'onnx';
+
+export interface ExportPreviewResult {
+  tensors: { name: string; action: 'kept' | 'renamed' | 'merged' | 'sliced' | 'mapped' | 'removed'; bytes: number }[];
+  bytesBefore: number;
+  bytesAfter: number;
+  bytesSaved: number;
+  configBefore: string;
+  configAfter: string;
+  notExactReasons: string[];
+}
+
+export namespace ExportPreviewRequest {
+  export const method = 'moeStudio/exportPreview';
+  export const type = new RequestType<{ plan: string }, ExportPreviewResult, void>(method);
+}
+
+export interface ExportPlanParams {
+  plan: string;
+  format: ExportFormat;
+  /** The new model folder (HF) or .onnx file; it must not exist unless `overwrite`. */
+  target: string;
+  overwrite?: boolean;
+  workDoneToken?: string | number;
+}
+
+export interface ExportPlanResult {
+  target: string;
+  files: { path: string; bytes: number; sha256: string }[];
+  /** The model card (README.md) of a Hugging Face export. */
+  modelCard?: string;
+}
+
+export namespace ExportPlanRequest {
+  export const method = 'moeStudio/exportPlan';
+  export const type = new RequestType<ExportPlanParams, ExportPlanResult, void>(method);
 }

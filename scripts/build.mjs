@@ -34,7 +34,7 @@ const nodeEntries = [
   { entryPoints: ['server/src/runtime/worker.ts'], outfile: 'dist/runtimeWorker.js', optional: true },
 ];
 
-const webviewEntries = ['profile'];
+const webviewEntries = ['profile', 'planPreview'];
 
 const builds = [
   ...nodeEntries

@@ -1,6 +1,13 @@
 import * as vscode from 'vscode';
 import type { LanguageClient } from 'vscode-languageclient/node';
+import { PlanCommands } from '../../common/protocol';
 import { compareWithProfile } from './compareProfiles';
+import { comparePlans } from './plans/comparePlans';
+import { evaluatePlan } from './plans/evaluatePlan';
+import { exportPlan } from './plans/exportPlan';
+import { generatePlan } from './plans/generatePlan';
+import { previewPlan } from './plans/previewPlan';
+import { VirtualDocuments } from './virtualDocuments';
 import { profileDataset } from './profileCommand';
 import { RoutingDecorations } from './routingDecorations';
 
@@ -13,8 +20,26 @@ export interface CommandContext {
 
 export function registerCommands(ctx: CommandContext): vscode.Disposable[] {
   const decorations = new RoutingDecorations(ctx.client);
+  const documents = new VirtualDocuments();
   return [
     decorations,
+    documents,
+    command('moeStudio.generatePlan', ctx, async (client, uri?: vscode.Uri) => {
+      if (requireTrust('generate plans')) await generatePlan(ctx.extension, client, uri instanceof vscode.Uri ? uri : undefined);
+    }),
+    command(PlanCommands.evaluate, ctx, async (client, plan?: string | vscode.Uri) => {
+      const uri = planUri(plan);
+      if (uri && requireTrust('evaluate plans')) await evaluatePlan(ctx.extension, client, uri);
+    }),
+    command(PlanCommands.preview, ctx, async (client, plan?: string | vscode.Uri) => {
+      const uri = planUri(plan);
+      if (uri) await previewPlan(ctx.extension, client, documents, uri);
+    }),
+    command(PlanCommands.export, ctx, async (client, plan?: string | vscode.Uri) => {
+      const uri = planUri(plan);
+      if (uri && requireTrust('export checkpoints')) await exportPlan(client, documents, uri);
+    }),
+    command('moeStudio.comparePlans', ctx, async (_client, plan?: vscode.Uri) => comparePlans(plan instanceof vscode.Uri ? plan : undefined)),
     command('moeStudio.profileDataset', ctx, async (client, uri?: vscode.Uri) => {
       const dataset = datasetUri(uri);
       if (dataset && requireTrust('profile experts')) await profileDataset(ctx.extension, client, dataset);
@@ -50,6 +75,16 @@ export function command<A extends unknown[]>(id: string, ctx: CommandContext, ru
       void vscode.window.showErrorMessage(message);
     }
   });
+}
+
+/** Code lenses pass the plan URI as a string; menus pass a Uri; the palette passes nothing. */
+function planUri(plan: string | vscode.Uri | undefined): vscode.Uri | undefined {
+  if (plan instanceof vscode.Uri) return plan;
+  if (typeof plan === 'string') return vscode.Uri.parse(plan);
+  const active = vscode.window.activeTextEditor?.document.uri;
+  if (active?.path.endsWith('.moeplan.json')) return active;
+  void vscode.window.showErrorMessage('Open a *.moeplan.json plan first.');
+  return undefined;
 }
 
 function datasetUri(uri: vscode.Uri | undefined): vscode.Uri | undefined {

@@ -3,7 +3,7 @@ import * as vscode from 'vscode';
 import type { LanguageClient } from 'vscode-languageclient/node';
 import { CompareProfilesRequest } from '../../common/protocol';
 import { profileOf } from './profileRegistry';
-import { ProfilePanel } from './webview/profilePanel';
+import { showProfilePanel } from './webview/profilePanel';
 
 /**
  * Compare mode: this dataset's profile minus another saved profile (same model), shown as a
@@ -27,5 +27,5 @@ export async function compareWithProfile(context: vscode.ExtensionContext, clien
   );
   if (!picked) return;
   const comparison = await client.sendRequest(CompareProfilesRequest.type, { a: current, b: picked.uri.fsPath });
-  ProfilePanel.show(context, dataset).post({ type: 'comparison', payload: comparison });
+  showProfilePanel(context, dataset).post({ type: 'comparison', payload: comparison });
 }

@@ -1,0 +1,73 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import type { LanguageClient } from 'vscode-languageclient/node';
+import { DescribeModelRequest, GeneratePlanRequest, type PlanMethodName } from '../../../common/protocol';
+import type { FieldSpec } from '../../../server/src/profile/types';
+import { chooseDatasets } from '../datasetChoice';
+import { chooseTextField } from '../fieldChoice';
+import { chooseModel } from '../modelChoice';
+import { withServerProgress } from '../progress';
+
+const METHODS: { method: PlanMethodName; label: string; detail: string }[] = [
+  { method: 'eep', label: 'EEP (evolutionary search)', detail: 'Gradient-free search over router mapping and expert merging; fitness is task quality on calibration samples. Best quality, slowest.' },
+  { method: 'uncurl', label: 'UNCURL (cluster and merge)', detail: 'Clusters experts by router-logit similarity on the task, keeps the most used per cluster and merges the rest into it.' },
+  { method: 'naee', label: 'NAEE (subset search)', detail: "Per layer, the kept subset that best reconstructs the layer's output on calibration tokens." },
+  { method: 'reap', label: 'REAP', detail: 'Drops the experts with the lowest mean gate × ‖expert output‖ over routed tokens.' },
+  { method: 'frequency', label: 'Frequency', detail: 'Keeps the experts routed to most often on the calibration data.' },
+  { method: 'softCount', label: 'Soft count', detail: 'Keeps the experts with the largest sum of gate weights.' },
+  { method: 'random', label: 'Random (baseline)', detail: 'A seeded random subset: the floor every method should beat.' },
+];
+
+/** "Generate pruning plan": quick picks for the method, the target count and the calibration data. */
+export async function generatePlan(context: vscode.ExtensionContext, client: LanguageClient, scope?: vscode.Uri): Promise<void> {
+  const workspaceFolder = (scope && vscode.workspace.getWorkspaceFolder(scope)) ?? vscode.workspace.workspaceFolders?.[0];
+  if (!workspaceFolder) {
+    void vscode.window.showErrorMessage('Open a workspace folder to generate plans in.');
+    return;
+  }
+  const model = await chooseModel(context, client, scope ?? workspaceFolder.uri);
+  if (!model) return;
+  const summary = await client.sendRequest(DescribeModelRequest.type, { folder: model });
+
+  const method = await vscode.window.showQuickPick(METHODS.map((entry) => ({ ...entry, detail: entry.detail })), { title: 'Pruning method', matchOnDetail: true });
+  if (!method) return;
+
+  const E = summary.numExperts;
+  const threshold = E >= 64 ? 2 : 4;
+  const counts = Array.from({ length: E - 1 }, (_, i) => E - 1 - i);
+  const target = await vscode.window.showQuickPick(
+    counts.map((count) => ({
+      label: `Keep ${count} of ${E} experts per layer`,
+      description: `${(E / count).toFixed(1)}× fewer experts`,
+      detail: E / count > threshold ? `$(warning) Past UNCURL's threshold (~${threshold}×): expect quality to drop` : undefined,
+      count,
+    })),
+    { title: `How many experts should each of the ${summary.moeLayers.length} MoE layers keep?` },
+  );
+  if (!target) return;
+
+  const calibration = await chooseDatasets(context, { title: 'Calibration data (the task to keep quality on)', canPickMany: true, remember: 'moeStudio.calibration', preferMatching: /train/ });
+  if (!calibration) return;
+  const withFields: { file: string; field: FieldSpec }[] = [];
+  for (const file of calibration) {
+    const field = await chooseTextField(context, client, file);
+    if (!field) return;
+    withFields.push({ file: file.fsPath, field });
+  }
+
+  const plansFolder = path.join(workspaceFolder.uri.fsPath, 'plans');
+  const stem = `${path.basename(calibration[0].fsPath).replace(/\.(train|valid)?\.?[^.]+$/, '')}.${method.method}-keep${target.count}`;
+  const output = uniquePath(plansFolder, stem, '.moeplan.json');
+  const result = await withServerProgress(client, `Generating a ${method.label} plan`, (workDoneToken, token) =>
+    client.sendRequest(GeneratePlanRequest.type, { model, method: method.method, targetExperts: target.count, calibration: withFields, seed: 0, output, workDoneToken }, token));
+  if (!result) return;
+  await vscode.window.showTextDocument(vscode.Uri.file(result.planPath));
+}
+
+function uniquePath(folder: string, stem: string, extension: string): string {
+  for (let n = 1; ; n++) {
+    const candidate = path.join(folder, `${stem}${n > 1 ? `-${n}` : ''}${extension}`);
+    if (!fs.existsSync(candidate)) return candidate;
+  }
+}

@@ -1,0 +1,158 @@
+/**
+ * The plan preview: what each layer keeps, merges and drops, what it saves, how quality moves,
+ * and a sweep of quality against experts kept for several methods side by side.
+ */
+import { CategoryScale, Chart, Legend, LinearScale, LineController, LineElement, PointElement, Tooltip } from 'chart.js';
+import type { PreviewPlanResult, SweepResult } from '../../common/protocol';
+import { chartCard } from './chartCard';
+import { button, element, formatBytes } from './dom';
+import { chartTheme, onThemeChange } from './theme';
+import { onMessage, vscode } from './vscodeApi';
+
+Chart.register(LineController, LineElement, PointElement, CategoryScale, LinearScale, Tooltip, Legend);
+
+interface State {
+  preview?: PreviewPlanResult;
+  sweep?: SweepResult;
+  sweepRunning?: boolean;
+  error?: string;
+}
+
+const app = document.getElementById('app') as HTMLElement;
+let state: State = (vscode.getState() as State | undefined) ?? {};
+let charts: Chart[] = [];
+
+onMessage((message) => {
+  if (message.type === 'planPreview') update({ preview: message.payload, error: undefined });
+  else if (message.type === 'sweep') update({ sweep: message.payload, sweepRunning: false });
+  else if (message.type === 'error') update({ error: message.payload.message, sweepRunning: false });
+});
+onThemeChange(render);
+render();
+vscode.postMessage({ type: 'ready', payload: {} });
+
+function update(change: Partial<State>): void {
+  state = { ...state, ...change };
+  vscode.setState(state);
+  render();
+}
+
+function render(): void {
+  charts.forEach((chart) => chart.destroy());
+  charts = [];
+  const { preview } = state;
+  if (!preview) {
+    app.replaceChildren(state.error ? element('div', { className: 'error', role: 'alert' }, state.error) : element('p', { className: 'loading' }, 'Loading…'));
+    return;
+  }
+  const { plan } = preview;
+  const sweep = chartCard('sweep-chart', 'Quality against experts kept', 'sweep.png', { tall: true, label: 'Quality of each method for each number of experts kept' });
+  app.replaceChildren(
+    ...(state.error ? [element('div', { className: 'error', role: 'alert' }, state.error)] : []),
+    element('h1', { id: 'plan-title' }, `${plan.method.name} plan · ${plan.model.architecture}`),
+    element('p', { className: 'facts' },
+      `${plan.model.folder} · calibrated on ${plan.calibration.datasets.join(', ') || '—'} · seed ${plan.method.seed ?? '—'} · ` +
+        (preview.notExactReasons.length ? `not exact in Hugging Face: ${preview.notExactReasons.join(' ')}` : 'exact in Hugging Face')),
+    element('div', { className: 'toolbar' },
+      button('Evaluate', () => vscode.postMessage({ type: 'evaluatePlan', payload: {} })),
+      button('config.json diff', () => vscode.postMessage({ type: 'openConfigDiff', payload: {} })),
+      button('Export…', () => vscode.postMessage({ type: 'exportPlan', payload: {} }))),
+    savingsTable(preview),
+    element('h2', { className: 'section-title' }, 'Experts per layer'),
+    legend(),
+    layersGrid(preview),
+    element('h2', { className: 'section-title' }, 'Quality'),
+    evaluationsTable(preview),
+    element('div', { className: 'toolbar' },
+      button(state.sweepRunning ? 'Sweeping…' : state.sweep ? 'Run the sweep again' : 'Run sweep (8 → 1 experts, several methods)', () => {
+        if (state.sweepRunning) return;
+        update({ sweepRunning: true });
+        vscode.postMessage({ type: 'runSweep', payload: {} });
+      })),
+    ...(state.sweep ? [sweep.card] : []),
+  );
+  if (state.sweep) charts.push(sweepChart(sweep.canvas, state.sweep));
+}
+
+function savingsTable({ plan }: PreviewPlanResult): HTMLElement {
+  const savings = plan.predictedSavings;
+  if (!savings) return element('p', { className: 'facts' }, 'No predicted savings in the plan.');
+  const row = (label: string, pair: { before: number; after: number }, format: (n: number) => string) =>
+    element('tr', {}, element('th', {}, label), element('td', {}, format(pair.before)), element('td', {}, format(pair.after)),
+      element('td', { className: 'delta' }, `−${(100 * (1 - pair.after / pair.before)).toFixed(1)}%`));
+  const millions = (n: number) => `${(n / 1e6).toFixed(2)} M`;
+  return element('table', { className: 'numbers', id: 'savings' },
+    element('thead', {}, element('tr', {}, element('th', {}, ''), element('th', {}, 'before'), element('th', {}, 'after'), element('th', {}, 'change'))),
+    element('tbody', {},
+      row('parameters', savings.parameters, millions),
+      row('memory', savings.bytes, formatBytes),
+      row('active parameters per token', savings.activeParametersPerToken, millions)));
+}
+
+function legend(): HTMLElement {
+  return element('p', { className: 'legend' },
+    element('span', { className: 'cell kept' }, 'kept'), ' ',
+    element('span', { className: 'cell merged' }, 'merged into →'), ' ',
+    element('span', { className: 'cell dropped' }, 'dropped'));
+}
+
+function layersGrid({ layers }: PreviewPlanResult): HTMLElement {
+  const rows = layers.map((layer) => {
+    const target = new Map<number, number>();
+    for (const [kept, sources] of Object.entries(layer.mergedInto)) for (const source of sources) target.set(source, Number(kept));
+    const kept = new Set(layer.kept);
+    const cells = Array.from({ length: layer.numExperts }, (_, expert) => {
+      if (kept.has(expert)) return element('span', { className: 'cell kept', title: `expert ${expert}: kept` }, String(expert));
+      const into = target.get(expert);
+      if (into !== undefined) return element('span', { className: 'cell merged', title: `expert ${expert}: merged into ${into}` }, `${expert}→${into}`);
+      return element('span', { className: 'cell dropped', title: `expert ${expert}: dropped` }, String(expert));
+    });
+    const extras = [layer.topK !== undefined ? `top-${layer.topK}` : '', layer.adaptiveThreshold !== undefined ? `T = ${layer.adaptiveThreshold}` : ''].filter(Boolean).join(' · ');
+    return element('div', { className: 'layer-row' },
+      element('span', { className: 'layer-label' }, `layer ${layer.layer}`),
+      element('span', { className: 'cells' }, ...cells),
+      element('span', { className: 'layer-extra' }, `${layer.kept.length}/${layer.numExperts}${extras ? ` · ${extras}` : ''}`));
+  });
+  return element('div', { className: 'layers', id: 'layers-grid' }, ...rows);
+}
+
+function evaluationsTable({ plan }: PreviewPlanResult): HTMLElement {
+  if (plan.evaluations.length === 0) return element('p', { className: 'facts' }, 'Not evaluated yet: press Evaluate to measure it against the full model on held-out data.');
+  return element('table', { className: 'numbers', id: 'evaluations' },
+    element('thead', {}, element('tr', {}, ...['dataset', 'metric', 'full model', 'plan', 'change'].map((h) => element('th', {}, h)))),
+    element('tbody', {}, ...plan.evaluations.map((e) => element('tr', {},
+      element('td', {}, e.dataset), element('td', {}, e.metric),
+      element('td', {}, e.baseline === undefined ? '—' : e.baseline.toFixed(4)),
+      element('td', {}, e.value.toFixed(4)),
+      element('td', { className: 'delta' }, e.baseline === undefined ? '' : `${e.value - e.baseline >= 0 ? '+' : ''}${(e.value - e.baseline).toFixed(4)}`)))));
+}
+
+const SERIES_COLORS = ['--vscode-charts-blue', '--vscode-charts-orange', '--vscode-charts-green', '--vscode-charts-purple', '--vscode-charts-red', '--vscode-charts-yellow'];
+
+function sweepChart(canvas: HTMLCanvasElement, sweep: SweepResult): Chart {
+  const theme = chartTheme();
+  const style = getComputedStyle(document.documentElement);
+  const color = (i: number) => style.getPropertyValue(SERIES_COLORS[i % SERIES_COLORS.length]).trim() || ['#3794ff', '#d18616', '#388a34', '#652d90', '#e51400', '#bf8803'][i % 6];
+  const labels = sweep.counts.map(String);
+  return new Chart(canvas, {
+    type: 'line',
+    data: {
+      labels,
+      datasets: [
+        ...sweep.series.map((series, i) => ({ label: series.method, data: series.values, borderColor: color(i), backgroundColor: color(i), tension: 0.2 })),
+        { label: 'full model', data: sweep.counts.map(() => sweep.baseline), borderColor: theme.foreground, borderDash: [6, 4], pointRadius: 0, backgroundColor: 'transparent' },
+      ],
+    },
+    options: {
+      animation: false,
+      maintainAspectRatio: false,
+      color: theme.foreground,
+      font: { family: theme.font },
+      scales: {
+        x: { title: { display: true, text: 'experts kept per layer', color: theme.foreground }, ticks: { color: theme.foreground }, grid: { color: theme.grid } },
+        y: { title: { display: true, text: sweep.metric, color: theme.foreground }, ticks: { color: theme.foreground }, grid: { color: theme.grid } },
+      },
+      plugins: { legend: { labels: { color: theme.foreground } } },
+    },
+  });
+}
