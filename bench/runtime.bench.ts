@@ -1,0 +1,259 @@
+/**
+ * Runtime throughput: tokens/second of a forward with router capture (loss + every MoE layer's router
+ * logits, experts, gates and expert norms) at 1 and 2 threads, on the demo model and on a wider random
+ * Mixtral (hidden 1024, 8 experts, top-2, 4 layers), against a PyTorch eager forward of the same
+ * weights and tokens (tools/bench-torch/torch_forward.py) when /usr/bin/python3 has torch.
+ * Also: peak RSS against the fp32 weight size, and the fraction of onnxruntime's own MatMul peak.
+ * Bars: >= 1.5x PyTorch eager; peak RSS <= 1.5x fp32 weights + 200 MB.
+ * Run: node --import tsx bench/runtime.bench.ts
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { parseModelConfig } from '../server/src/checkpoint';
+import type { ModelSpec } from '../server/src/checkpoint/modelSpec';
+import { GraphBuilder } from '../server/src/runtime/graphBuilder';
+import { ModelRuntime } from '../server/src/runtime/modelRuntime';
+import { Prng } from '../test/support/prng';
+
+const ROOT = resolve(__dirname, '..');
+const WIDE_MODEL = join(ROOT, '.cache', 'bench-wide-mixtral');
+const THREADS = [1, 2];
+const PYTHON = '/usr/bin/python3';
+const MB = 1024 * 1024;
+
+interface BenchModel {
+  name: string;
+  folder: string;
+  batch: number;
+  seqLength: number;
+  /** Timed runs after a warm-up; the median is reported. */
+  repeats: number;
+}
+
+interface Row {
+  model: string;
+  /** Loss-only forward with a plan on the last layer, after a first one filled the prefix cache. */
+  planSeconds: number;
+  threads: number;
+  tokens: number;
+  ortSeconds: number;
+  torchSeconds?: number;
+  gflops: number;
+  peakGflops: number;
+  ortLoss: number;
+  torchLoss?: number;
+}
+
+async function main(): Promise<void> {
+  if (process.argv[2] === '--write-wide-model') return writeWideModel(process.argv[3]);
+  if (process.argv[2] === '--peak-rss') return reportPeakRss(process.argv[3]);
+  console.log(`load average at start: ${loadavg().map((l) => l.toFixed(1)).join(' ')} (2 cores; other work on the machine skews timings)`);
+  if (!existsSync(join(WIDE_MODEL, 'config.json'))) {
+    console.log(`writing the wide random model to ${WIDE_MODEL} (once) ...`);
+    // In a child process: the generator holds the weights twice, which must not count towards our peak RSS.
+    const child = spawnSync(process.execPath, ['--import', 'tsx', __filename, '--write-wide-model', WIDE_MODEL], { stdio: 'inherit' });
+    if (child.status !== 0) throw new Error('could not write the wide model');
+  }
+  const models: BenchModel[] = [];
+  if (existsSync(join(ROOT, 'demo/model/config.json')) && existsSync(join(ROOT, 'demo/model/model.safetensors'))) models.push({ name: 'demo', folder: join(ROOT, 'demo/model'), batch: 8, seqLength: 128, repeats: 7 });
+  else console.log('demo/model not found: skipping the demo model');
+  models.push({ name: 'wide', folder: WIDE_MODEL, batch: 4, seqLength: 128, repeats: 3 });
+  const hasTorch = spawnSync(PYTHON, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
+  if (!hasTorch) console.log(`${PYTHON} has no torch: skipping the PyTorch comparison`);
+
+  // Measured before and after the runs, best kept: a busy machine only ever makes the peak look lower.
+  const peak = new Map<number, number>();
+  const measurePeak = async () => {
+    for (const threads of THREADS) peak.set(threads, Math.max(peak.get(threads) ?? 0, await matmulPeakGflops(threads)));
+  };
+  await measurePeak();
+
+  const rows: Row[] = [];
+  const scratch = mkdtempSync(join(tmpdir(), 'moe-bench-'));
+  try {
+    for (const model of models) {
+      const spec = parseModelConfig(JSON.parse(readFileSync(join(model.folder, 'config.json'), 'utf8')));
+      const prng = new Prng(17);
+      // Mixed lengths, so padding is part of the measured work as it is in real evaluation batches.
+      const sequences = Array.from({ length: model.batch }, (_, b) => Int32Array.from({ length: model.seqLength - (b % 2) * 16 }, () => 3 + Math.floor(prng.next() * (spec.vocabSize - 3))));
+      const tokensFile = join(scratch, `${model.name}.json`);
+      writeFileSync(tokensFile, JSON.stringify(sequences.map((s) => [...s])));
+      for (const threads of THREADS) {
+        const ort = await timeRuntime(model.folder, sequences, threads, model.repeats);
+        const torch = hasTorch ? timeTorch(model.folder, tokensFile, threads, model.repeats) : undefined;
+        const tokens = sequences.reduce((sum, s) => sum + s.length, 0);
+        rows.push({ model: model.name, planSeconds: ort.planSeconds, threads, tokens, ortSeconds: ort.seconds, torchSeconds: torch?.median_s, gflops: forwardFlops(spec, sequences) / ort.seconds / 1e9, peakGflops: 0, ortLoss: ort.meanLoss, torchLoss: torch?.mean_loss });
+      }
+    }
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+  await measurePeak();
+  for (const row of rows) row.peakGflops = peak.get(row.threads)!;
+  printTable(rows);
+
+  const wideWeights = fp32WeightBytes(WIDE_MODEL);
+  // In a fresh process that only opens the model and runs one captured forward: this process has held
+  // other models and sessions, and freed native memory is not always given back to the OS.
+  const rssRun = spawnSync(process.execPath, ['--import', 'tsx', __filename, '--peak-rss', WIDE_MODEL], { encoding: 'utf8' });
+  if (rssRun.status !== 0) throw new Error(`peak RSS run failed: ${rssRun.stderr}`);
+  const peakRss = Number(rssRun.stdout.trim().split('\n').pop());
+  const rssBar = 1.5 * wideWeights + 200 * MB;
+  console.log(`\npeak RSS (open + one captured forward, own process) ${(peakRss / MB).toFixed(0)} MB; wide model fp32 weights ${(wideWeights / MB).toFixed(0)} MB; bar 1.5x + 200 MB = ${(rssBar / MB).toFixed(0)} MB: ${peakRss <= rssBar ? 'PASS' : 'FAIL'}`);
+  for (const row of rows.filter((r) => r.torchSeconds !== undefined)) {
+    const ratio = row.torchSeconds! / row.ortSeconds;
+    console.log(`${row.model} @ ${row.threads} thread(s): ${ratio.toFixed(2)}x PyTorch eager, bar 1.5x: ${ratio >= 1.5 ? 'PASS' : 'FAIL'}`);
+  }
+  console.log(`load average at end: ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+}
+
+async function timeRuntime(folder: string, sequences: Int32Array[], threads: number, repeats: number): Promise<{ seconds: number; meanLoss: number; planSeconds: number }> {
+  const runtime = await ModelRuntime.open(folder, { threads });
+  try {
+    const request = { sequences, outputs: { loss: true, moe: true } };
+    await runtime.forward(request); // warm-up: first-run allocations and kernel selection
+    const times: number[] = [];
+    let meanLoss = 0;
+    for (let i = 0; i < repeats; i++) {
+      const start = performance.now();
+      const result = await runtime.forward(request);
+      times.push((performance.now() - start) / 1000);
+      const losses = result.sequences.flatMap((s) => [...s.loss!]);
+      meanLoss = losses.reduce((a, b) => a + b, 0) / losses.length;
+    }
+    // Plan search: candidates differ in the last layer only, so each reruns one layer and the head.
+    const last = runtime.model.layers.length - 1;
+    const lastLayer = runtime.model.layers[last];
+    const numExperts = lastLayer.kind === 'moe' ? lastLayer.moe.numExperts : 0;
+    const planTimes: number[] = [];
+    for (let candidate = 0; candidate <= repeats; candidate++) {
+      const keptExperts = Array.from({ length: numExperts }, (_, e) => e !== candidate % numExperts);
+      const start = performance.now();
+      await runtime.forward({ sequences, outputs: { loss: true }, plan: { layers: { [last]: { keptExperts } } } });
+      if (candidate > 0) planTimes.push((performance.now() - start) / 1000);
+    }
+    const median = (values: number[]) => values.sort((a, b) => a - b)[Math.floor(values.length / 2)];
+    return { seconds: median(times), meanLoss, planSeconds: median(planTimes) };
+  } finally {
+    await runtime.close();
+  }
+}
+
+function timeTorch(folder: string, tokensFile: string, threads: number, repeats: number): { median_s: number; mean_loss: number } {
+  const script = join(ROOT, 'tools/bench-torch/torch_forward.py');
+  const run = spawnSync(PYTHON, [script, folder, tokensFile, String(threads), String(repeats)], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: String(threads) } });
+  if (run.status !== 0) throw new Error(`torch_forward.py failed: ${run.stderr}`);
+  return JSON.parse(run.stdout.trim().split('\n').pop()!);
+}
+
+/** onnxruntime's own fp32 MatMul rate on a large product: the denominator for "fraction of peak". */
+async function matmulPeakGflops(threads: number): Promise<number> {
+  const [M, K, N] = [512, 1024, 4096];
+  const g = new GraphBuilder('peak');
+  const a = g.input('a', 'float', [M, K]);
+  g.output(g.op('Gemm', [a, g.weight('b', new Float32Array(N * K).fill(0.01), [N, K])], { transB: 1 }), 'y', 'float', [M, N]);
+  const model = await g.serialize();
+  if (model.kind !== 'bytes') throw new Error('unexpected external data');
+  const session = await ort.InferenceSession.create(model.bytes, { intraOpNumThreads: threads, interOpNumThreads: 1, extra: { session: { intra_op: { allow_spinning: '0' } } } });
+  const feeds = { a: new ort.Tensor('float32', new Float32Array(M * K).fill(1), [M, K]) };
+  await session.run(feeds);
+  const times: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    const start = performance.now();
+    await session.run(feeds);
+    times.push((performance.now() - start) / 1000);
+  }
+  await session.release();
+  return (2 * M * K * N) / times.sort((x, y) => x - y)[0] / 1e9;
+}
+
+/** FLOPs of the forward with only the active experts counted; causal attention counts the keys each query sees. */
+function forwardFlops(spec: ModelSpec, sequences: Int32Array[]): number {
+  const { numHeads, numKvHeads, headDim } = spec.attention;
+  const H = spec.hiddenSize;
+  const tokens = sequences.reduce((sum, s) => sum + s.length, 0);
+  const attendedPairs = sequences.reduce((sum, s) => sum + (s.length * (s.length + 1)) / 2, 0);
+  let flops = 2 * tokens * H * spec.vocabSize;
+  for (const layer of spec.layers) {
+    flops += 2 * tokens * H * (numHeads + 2 * numKvHeads) * headDim + 2 * tokens * numHeads * headDim * H;
+    flops += 2 * 2 * attendedPairs * numHeads * headDim;
+    if (layer.kind === 'dense') flops += 2 * tokens * 3 * H * layer.mlp.intermediateSize;
+    else {
+      flops += 2 * tokens * H * layer.moe.numExperts + 2 * tokens * layer.moe.topK * 3 * H * layer.moe.expert.intermediateSize;
+      if (layer.moe.sharedExpert) flops += 2 * tokens * 3 * H * layer.moe.sharedExpert.intermediateSize;
+    }
+  }
+  return flops;
+}
+
+function fp32WeightBytes(folder: string): number {
+  // The wide model is stored as F32, so its file size is the fp32 weight size (plus a small header).
+  return statSync(join(folder, 'model.safetensors')).size;
+}
+
+function printTable(rows: Row[]): void {
+  const header = ['model', 'threads', 'tokens', 'onnx tok/s', 'torch tok/s', 'speed-up', 'GFLOP/s', 'MatMul peak', '% of peak', 'loss onnx / torch', 'plan eval tok/s'];
+  const lines = rows.map((r) => [
+    r.model,
+    String(r.threads),
+    String(r.tokens),
+    (r.tokens / r.ortSeconds).toFixed(0),
+    r.torchSeconds ? (r.tokens / r.torchSeconds).toFixed(0) : '-',
+    r.torchSeconds ? `${(r.torchSeconds / r.ortSeconds).toFixed(2)}x` : '-',
+    r.gflops.toFixed(1),
+    r.peakGflops.toFixed(1),
+    `${((100 * r.gflops) / r.peakGflops).toFixed(0)}%`,
+    `${r.ortLoss.toFixed(5)} / ${r.torchLoss?.toFixed(5) ?? '-'}`,
+    (r.tokens / r.planSeconds).toFixed(0),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
+  const format = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i])).join('  ');
+  console.log('\n' + format(header));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const line of lines) console.log(format(line));
+  console.log('onnx: forward with loss and every MoE capture (router logits, experts, gates, expert norms); plan eval: loss only,');
+  console.log('a different expert mask on the last layer each time, earlier layers served from the prefix cache.');
+}
+
+async function reportPeakRss(folder: string): Promise<void> {
+  const runtime = await ModelRuntime.open(folder, { threads: 1 });
+  const sequences = Array.from({ length: 4 }, (_, b) => Int32Array.from({ length: 128 }, (_, t) => 3 + ((b * 131 + t * 7) % 1000)));
+  await runtime.forward({ sequences, outputs: { loss: true, moe: true, moeInputs: true } });
+  await runtime.close();
+  console.log(peakRssBytes());
+}
+
+/**
+ * This process's peak RSS. On Linux, VmHWM of the current address space: getrusage's maxRSS survives exec,
+ * so a child of a 2.4 GB bench process reported 2.4 GB before it had loaded anything.
+ */
+function peakRssBytes(): number {
+  const status = existsSync('/proc/self/status') ? readFileSync('/proc/self/status', 'utf8') : '';
+  const kib = /^VmHWM:\s+(\d+) kB/m.exec(status)?.[1];
+  return kib ? Number(kib) * 1024 : process.resourceUsage().maxRSS * 1024;
+}
+
+async function writeWideModel(folder: string): Promise<void> {
+  const { writeRandomCheckpoint } = await import('../test/support/randomCheckpoint');
+  await writeRandomCheckpoint(folder, {
+    architecture: 'MixtralForCausalLM',
+    seed: 1,
+    vocabSize: 32000,
+    hiddenSize: 1024,
+    numLayers: 4,
+    numHeads: 16,
+    numKvHeads: 4,
+    numExperts: 8,
+    topK: 2,
+    expertIntermediateSize: 2816,
+    weightStd: 0.02,
+  });
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});

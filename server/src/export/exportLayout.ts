@@ -1,0 +1,203 @@
+/**
+ * The exported checkpoint as a list of tensors, each described by where its bytes come from. Preview
+ * and export share this one description, so what the preview shows is exactly what gets written.
+ *
+ * A tensor is a sequence of segments: a raw byte range of a source tensor (bit-exact copies, kept
+ * experts, sliced router rows) or a linear combination of equally long element ranges (merged experts,
+ * mapped router rows), computed in fp32 and rounded back to the tensor's dtype.
+ */
+
+import { bytesPerElement, elementCount, isComputeDType, type StoredDType } from '../checkpoint/dtype';
+import type { ModelSpec, WeightSource } from '../checkpoint/modelSpec';
+import { ExportError } from './exportErrors';
+import { oneHotIndex, type ResolvedExportPlan, type ResolvedMoeLayer } from './exportPlan';
+
+export interface SourceTensor {
+  name: string;
+  dtype: StoredDType;
+  shape: number[];
+  byteLength: number;
+  /** The file the loader found it in. */
+  file: string;
+}
+
+/** What export needs of a loaded checkpoint (`CheckpointLoad` satisfies it). */
+export interface ExportSource {
+  folder: string;
+  config: Record<string, unknown>;
+  spec: ModelSpec;
+  weights: WeightSource;
+  /** Tensors the runtime cannot compute with; they are still copied bit for bit. */
+  uncomputableTensors?: { name: string; dtype: StoredDType; shape: number[]; file: string }[];
+}
+
+export type Segment =
+  | { kind: 'raw'; source: string; byteOffset: number; byteLength: number }
+  | { kind: 'combine'; elements: number; terms: { source: string; elementOffset: number; coefficient: number }[] };
+
+export type TensorAction = 'kept' | 'renamed' | 'merged' | 'sliced' | 'mapped';
+
+export interface OutputTensor {
+  name: string;
+  dtype: StoredDType;
+  shape: number[];
+  byteLength: number;
+  action: TensorAction;
+  /** Source tensors it is made from. */
+  sources: string[];
+  segments: Segment[];
+}
+
+export interface ExportLayout {
+  tensors: OutputTensor[];
+  /** Source tensors no output uses. */
+  removed: SourceTensor[];
+  sourceTensors: SourceTensor[];
+}
+
+/** Every stored tensor, in the loader's order (file by file, as each header lists them). */
+export function listSourceTensors(source: ExportSource): SourceTensor[] {
+  const computable = source.weights.names().map((name) => {
+    const info = source.weights.info(name);
+    return { name, dtype: info.dtype as StoredDType, shape: info.shape, byteLength: info.byteLength, file: info.file };
+  });
+  const uncomputable = (source.uncomputableTensors ?? []).map((tensor) => ({
+    ...tensor,
+    byteLength: elementCount(tensor.shape) * bytesPerElement(tensor.dtype),
+  }));
+  return [...computable, ...uncomputable];
+}
+
+const ROLES = ['gate', 'up', 'down'] as const;
+type Role = (typeof ROLES)[number];
+
+export function buildExportLayout(source: ExportSource, resolved: ResolvedExportPlan): ExportLayout {
+  const { spec } = source;
+  const sourceTensors = listSourceTensors(source);
+  const byName = new Map(sourceTensors.map((tensor) => [tensor.name, tensor]));
+  const planned = new Map(resolved.layers.filter((layer) => layer.planned).map((layer) => [layer.index, layer]));
+  const expertTensor = new Map<string, ResolvedMoeLayer>();
+  const routerTensor = new Map<string, ResolvedMoeLayer>();
+  for (const layer of planned.values()) {
+    const names = spec.tensors.layer(layer.index);
+    routerTensor.set(names.router!, layer);
+    for (let j = 0; j < layer.moe.numExperts; j++) for (const role of ROLES) expertTensor.set(names.expert!(j)[role], layer);
+  }
+  const require = (name: string): SourceTensor => {
+    const found = byName.get(name);
+    if (!found) throw new ExportError('invalidSource', `The source checkpoint has no tensor ${name}.`);
+    return found;
+  };
+
+  const tensors: OutputTensor[] = [];
+  const used = new Set<string>();
+  const emitted = new Set<number>();
+  for (const tensor of sourceTensors) {
+    const expertLayer = expertTensor.get(tensor.name);
+    const routerLayer = routerTensor.get(tensor.name);
+    if (expertLayer) {
+      if (emitted.has(expertLayer.index)) continue;
+      emitted.add(expertLayer.index);
+      tensors.push(...expertOutputs(spec, expertLayer, require));
+    } else if (routerLayer) {
+      tensors.push(routerOutput(routerLayer, tensor, require));
+    } else {
+      tensors.push({
+        name: tensor.name,
+        dtype: tensor.dtype,
+        shape: tensor.shape,
+        byteLength: tensor.byteLength,
+        action: 'kept',
+        sources: [tensor.name],
+        segments: [{ kind: 'raw', source: tensor.name, byteOffset: 0, byteLength: tensor.byteLength }],
+      });
+    }
+  }
+  for (const output of tensors) for (const name of output.sources) used.add(name);
+  return { tensors, removed: sourceTensors.filter((tensor) => !used.has(tensor.name)), sourceTensors };
+}
+
+function expertOutputs(spec: ModelSpec, layer: ResolvedMoeLayer, require: (name: string) => SourceTensor): OutputTensor[] {
+  const names = spec.tensors.layer(layer.index);
+  const outputs: OutputTensor[] = [];
+  layer.expertRows.forEach((row, i) => {
+    for (const role of ROLES) {
+      const name = names.expert!(i)[role];
+      const copyOf = oneHotIndex(row);
+      if (copyOf !== undefined) {
+        const from = require(names.expert!(copyOf)[role]);
+        outputs.push({
+          name,
+          dtype: from.dtype,
+          shape: from.shape,
+          byteLength: from.byteLength,
+          action: from.name === name ? 'kept' : 'renamed',
+          sources: [from.name],
+          segments: [{ kind: 'raw', source: from.name, byteOffset: 0, byteLength: from.byteLength }],
+        });
+        continue;
+      }
+      outputs.push(mergedExpert(name, role, row, (j) => require(names.expert!(j)[role])));
+    }
+  });
+  return outputs;
+}
+
+function mergedExpert(name: string, role: Role, row: number[], sourceOf: (j: number) => SourceTensor): OutputTensor {
+  const terms = row.flatMap((coefficient, j) => (coefficient === 0 ? [] : [{ tensor: sourceOf(j), coefficient }]));
+  // An all-zero row is a legal (if odd) plan: a zero expert, shaped like expert 0.
+  const shapeOf = terms[0]?.tensor ?? sourceOf(0);
+  for (const { tensor } of terms) {
+    if (!isComputeDType(tensor.dtype)) throw new ExportError('invalidSource', `${tensor.name} is ${tensor.dtype}; only F32, F16 and BF16 experts can be merged.`);
+    if (tensor.dtype !== shapeOf.dtype || tensor.shape.join() !== shapeOf.shape.join()) {
+      throw new ExportError('invalidSource', `Cannot merge ${tensor.name} (${tensor.dtype} [${tensor.shape}]) with ${shapeOf.name} (${shapeOf.dtype} [${shapeOf.shape}]) into the ${role} of ${name}.`);
+    }
+  }
+  return {
+    name,
+    dtype: shapeOf.dtype,
+    shape: shapeOf.shape,
+    byteLength: shapeOf.byteLength,
+    action: 'merged',
+    sources: terms.map(({ tensor }) => tensor.name),
+    segments: [
+      {
+        kind: 'combine',
+        elements: elementCount(shapeOf.shape),
+        terms: terms.map(({ tensor, coefficient }) => ({ source: tensor.name, elementOffset: 0, coefficient })),
+      },
+    ],
+  };
+}
+
+function routerOutput(layer: ResolvedMoeLayer, router: SourceTensor, require: (name: string) => SourceTensor): OutputTensor {
+  require(router.name);
+  const [rows, hidden] = router.shape;
+  if (router.shape.length !== 2 || rows !== layer.moe.numExperts) {
+    throw new ExportError('invalidSource', `Router ${router.name} has shape [${router.shape}], expected [${layer.moe.numExperts}, hidden].`);
+  }
+  const rowBytes = hidden * bytesPerElement(router.dtype);
+  const identity = layer.routerRows.length === rows && layer.routerRows.every((row, i) => oneHotIndex(row) === i);
+  const sliced = layer.routerRows.every((row) => oneHotIndex(row) !== undefined);
+  if (!sliced && !isComputeDType(router.dtype)) {
+    throw new ExportError('invalidSource', `Router ${router.name} is ${router.dtype}; only F32, F16 and BF16 routers can be mapped.`);
+  }
+  const segments: Segment[] = layer.routerRows.map((row) => {
+    const copyOf = oneHotIndex(row);
+    if (copyOf !== undefined) return { kind: 'raw', source: router.name, byteOffset: copyOf * rowBytes, byteLength: rowBytes };
+    return {
+      kind: 'combine',
+      elements: hidden,
+      terms: row.flatMap((coefficient, j) => (coefficient === 0 ? [] : [{ source: router.name, elementOffset: j * hidden, coefficient }])),
+    };
+  });
+  return {
+    name: router.name,
+    dtype: router.dtype,
+    shape: [layer.numExperts, hidden],
+    byteLength: layer.numExperts * rowBytes,
+    action: identity ? 'kept' : sliced ? 'sliced' : 'mapped',
+    sources: [router.name],
+    segments,
+  };
+}

@@ -1,0 +1,170 @@
+/**
+ * What the export stage consumes: per MoE layer, which original experts survive (and in which order,
+ * which becomes their new ids), how they are merged and how the router is rebuilt. The plan stage's
+ * document is adapted to this shape; everything else in it travels as opaque JSON into config.json.
+ */
+
+import type { ModelSpec, MoeSpec } from '../checkpoint/modelSpec';
+import { ExportError } from './exportErrors';
+
+export interface ExportLayerPlan {
+  /** Original expert ids; position i is new expert i. With a mergeMatrix: the ids new expert i stands for (recorded, not computed with). */
+  keptExperts: number[];
+  /** E' x E: new expert i's gate, up and down = Σ_j mergeMatrix[i][j] · original expert j's. Default: expert keptExperts[i] copied. */
+  mergeMatrix?: number[][];
+  /** E' x E: new router row i = Σ_j routerMap[i][j] · original router row j. Default: one-hot on keptExperts. */
+  routerMap?: number[][];
+  /** Experts per token; every layer must end up with the same value, since config.json has one. */
+  topK?: number;
+  /**
+   * Adaptive gating: a token keeps the experts after its first only when p1 - p2 <= T. The ONNX export
+   * bakes it into the graph; Hugging Face has no key for it, so such a plan says `huggingFace.exact: false`.
+   */
+  adaptiveThreshold?: number;
+}
+
+export interface ExportPlan {
+  /** Keyed by decoder layer index; MoE layers only. An absent layer is exported unchanged. */
+  layers: Record<number, ExportLayerPlan>;
+  /**
+   * Whether a stock transformers loader computes what the plan computed in MoE Studio. Adaptive gating,
+   * expert masks without removal and similar runtime-only tricks are not; the plan stage says why.
+   */
+  huggingFace: { exact: boolean; reasons?: string[] };
+  /** Recorded verbatim under `moe_studio.plan` in config.json. */
+  planRecord?: unknown;
+  /** Recorded verbatim under `moe_studio.evaluation`; the model card renders `{dataset?, metrics?: [{name, before, after}]}`. */
+  evaluation?: unknown;
+  /** For the model card: how the plan was made (e.g. "REAP pruning") and on which data. */
+  method?: string;
+  calibrationData?: string;
+}
+
+/** A MoE layer after the plan: every layer of the model has one, unplanned layers as identity. */
+export interface ResolvedMoeLayer {
+  index: number;
+  moe: MoeSpec;
+  planned: boolean;
+  /** New expert count E'. */
+  numExperts: number;
+  keptExperts: number[];
+  /** Row i: coefficients over original experts for new expert i (one-hot for pure pruning). */
+  expertRows: number[][];
+  /** Row i: coefficients over original router rows for new router row i. */
+  routerRows: number[][];
+  merged: boolean;
+  topK: number;
+}
+
+export interface ResolvedExportPlan {
+  layers: ResolvedMoeLayer[];
+  /** Shared by every layer (config.json has one `num_experts_per_tok`). */
+  topK: number;
+  uniformExperts: boolean;
+  maxExperts: number;
+  /** Why a stock loader would not compute what the plan computes; empty when it would. */
+  notExactReasons: string[];
+}
+
+function oneHot(length: number, at: number): number[] {
+  const row = new Array<number>(length).fill(0);
+  row[at] = 1;
+  return row;
+}
+
+/** The index j when the row is exactly 1 at j and 0 elsewhere: that new tensor is a bit-exact copy. */
+export function oneHotIndex(row: readonly number[]): number | undefined {
+  let found: number | undefined;
+  for (let j = 0; j < row.length; j++) {
+    if (row[j] === 0) continue;
+    if (row[j] !== 1 || found !== undefined) return undefined;
+    found = j;
+  }
+  return found;
+}
+
+/** Checks the plan against the model; an invalid plan throws, one HF cannot express exactly says why in `notExactReasons`. */
+export function resolveExportPlan(spec: ModelSpec, plan: ExportPlan): ResolvedExportPlan {
+  const problems: string[] = [];
+  const layers: ResolvedMoeLayer[] = [];
+  const layerKeys = Object.keys(plan.layers ?? {});
+  for (const key of layerKeys) {
+    const index = Number(key);
+    const layer = spec.layers[index];
+    if (!Number.isInteger(index) || !layer) problems.push(`layer ${key} does not exist (the model has ${spec.layers.length} layers)`);
+    else if (layer.kind !== 'moe') problems.push(`layer ${key} is a dense layer; only MoE layers can be pruned or merged`);
+  }
+  for (const layer of spec.layers) {
+    if (layer.kind !== 'moe') continue;
+    const layerPlan = plan.layers?.[layer.index];
+    const E = layer.moe.numExperts;
+    if (!layerPlan) {
+      const identity = Array.from({ length: E }, (_, j) => j);
+      const rows = identity.map((j) => oneHot(E, j));
+      layers.push({ index: layer.index, moe: layer.moe, planned: false, numExperts: E, keptExperts: identity, expertRows: rows, routerRows: rows, merged: false, topK: layer.moe.topK });
+      continue;
+    }
+    const fail = (message: string) => problems.push(`layer ${layer.index}: ${message}`);
+    const kept = layerPlan.keptExperts;
+    if (!Array.isArray(kept) || kept.length === 0) {
+      fail('keptExperts must list at least one expert');
+      continue;
+    }
+    const bad = kept.filter((j) => !Number.isInteger(j) || j < 0 || j >= E);
+    if (bad.length) fail(`keptExperts has ${bad.join(', ')}, outside 0..${E - 1}`);
+    if (new Set(kept).size !== kept.length) fail('keptExperts lists an expert twice');
+    const checkMatrix = (name: string, matrix: number[][] | undefined) => {
+      if (matrix === undefined) return;
+      if (!Array.isArray(matrix) || matrix.length !== kept.length) return fail(`${name} must have ${kept.length} rows (one per kept expert)`);
+      matrix.forEach((row, i) => {
+        if (!Array.isArray(row) || row.length !== E) fail(`${name} row ${i} must have ${E} columns`);
+        else if (!row.every(Number.isFinite)) fail(`${name} row ${i} has a value that is not a finite number`);
+      });
+    };
+    checkMatrix('mergeMatrix', layerPlan.mergeMatrix);
+    checkMatrix('routerMap', layerPlan.routerMap);
+    const topK = layerPlan.topK ?? layer.moe.topK;
+    if (!Number.isInteger(topK) || topK < 1 || topK > kept.length) fail(`topK ${topK} is not in 1..${kept.length}`);
+    if (problems.length) continue;
+    const defaultRows = kept.map((j) => oneHot(E, j));
+    const expertRows = layerPlan.mergeMatrix ?? defaultRows;
+    layers.push({
+      index: layer.index,
+      moe: layer.moe,
+      planned: true,
+      numExperts: kept.length,
+      keptExperts: [...kept],
+      expertRows,
+      routerRows: layerPlan.routerMap ?? defaultRows,
+      merged: expertRows.some((row) => oneHotIndex(row) === undefined),
+      topK,
+    });
+  }
+  if (problems.length) throw new ExportError('invalidPlan', `The export plan is invalid:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+
+  const notExactReasons = plan.huggingFace?.exact === false ? [...(plan.huggingFace.reasons ?? [])] : [];
+  if (plan.huggingFace?.exact === false && notExactReasons.length === 0) notExactReasons.push('the plan says so, without a reason');
+  const topKs = [...new Set(layers.map((layer) => layer.topK))];
+  if (topKs.length > 1) {
+    notExactReasons.push(`layers use different top-k (${topKs.join(', ')}); config.json has a single num_experts_per_tok`);
+  }
+  const counts = layers.map((layer) => layer.numExperts);
+  return {
+    layers,
+    topK: topKs[0] ?? 0,
+    uniformExperts: new Set(counts).size <= 1,
+    maxExperts: Math.max(0, ...counts),
+    notExactReasons,
+  };
+}
+
+/** Export refuses what a stock loader would compute differently; preview only reports it. */
+export function assertExactInHuggingFace(resolved: ResolvedExportPlan): void {
+  const reasons = resolved.notExactReasons;
+  if (reasons.length === 0) return;
+  throw new ExportError(
+    'notExact',
+    `This plan cannot be exported to Hugging Face format exactly, so it was not exported:\n${reasons.map((r) => `  - ${r}`).join('\n')}`,
+    reasons,
+  );
+}

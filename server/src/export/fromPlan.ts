@@ -1,0 +1,138 @@
+/**
+ * The plan file (`*.moeplan.json`) as the export stage sees it: the plan document adapted to an
+ * `ExportPlan`, after checking that it was made for the checkpoint it names. The plan's own
+ * conventions (a missing matrix is the one-hot selection of `keptExperts`, a top-k above the kept
+ * count means "all kept experts") carry over unchanged, so export computes what the runtime ran.
+ */
+
+import { readFile } from 'node:fs/promises';
+import { dirname, parse, resolve } from 'node:path';
+import { loadCheckpoint, type CheckpointLoad } from '../checkpoint';
+import type { ModelSpec } from '../checkpoint/modelSpec';
+import { analyseHfExactness, parsePlan, type MoePlan, type PlanEvaluation } from '../plan';
+import { resolvePlanPath } from '../lsp/plan/resources';
+import { ExportError } from './exportErrors';
+import type { ExportLayerPlan, ExportPlan } from './exportPlan';
+
+/** How the model card names each method. */
+const METHOD_LABELS: Record<string, string> = {
+  manual: 'a hand-written plan',
+  random: 'random pruning',
+  frequency: 'frequency pruning',
+  softCount: 'soft-count pruning',
+  reap: 'REAP pruning',
+  naee: 'NAEE pruning',
+  uncurl: 'UNCURL merging',
+  eep: 'EEP (evolutionary expert pruning and merging)',
+  adaptiveGating: 'adaptive gating',
+};
+
+/** Throws `invalidPlan` with every way the plan's `model` block differs from the checkpoint. */
+export function checkPlanMatchesModel(plan: MoePlan, spec: ModelSpec, modelFolder: string): void {
+  const moeLayers = spec.layers.flatMap((layer) => (layer.kind === 'moe' ? [layer] : []));
+  const experts = [...new Set(moeLayers.map((layer) => layer.moe.numExperts))];
+  const problems: string[] = [];
+  if (plan.model.architecture !== spec.architecture) problems.push(`the plan is for ${plan.model.architecture}, the model is ${spec.architecture}`);
+  if (!experts.includes(plan.model.numExperts)) problems.push(`the plan is for ${plan.model.numExperts} experts per layer, the model has ${experts.join(', ')}`);
+  if (plan.model.numLayers !== spec.layers.length) problems.push(`the plan is for ${plan.model.numLayers} layers, the model has ${spec.layers.length}`);
+  const moeIndices = new Set(moeLayers.map((layer) => layer.index));
+  const notMoe = (plan.layers ?? []).filter((layer) => !moeIndices.has(layer.layer)).map((layer) => layer.layer);
+  if (notMoe.length) problems.push(`layer${notMoe.length > 1 ? 's' : ''} ${notMoe.join(', ')} ${notMoe.length > 1 ? 'are not MoE layers' : 'is not an MoE layer'} of the model`);
+  if (problems.length) {
+    throw new ExportError('invalidPlan', `The plan does not match the model at ${modelFolder}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+/** The plan as the export stage consumes it; `spec` must be the model the plan was checked against. */
+export function toExportPlan(plan: MoePlan, spec: ModelSpec): ExportPlan {
+  const layers: Record<number, ExportLayerPlan> = {};
+  for (const layer of plan.layers) {
+    const layerSpec = spec.layers[layer.layer];
+    if (layerSpec?.kind !== 'moe') continue;
+    layers[layer.layer] = {
+      keptExperts: [...layer.keptExperts],
+      ...(layer.mergeMatrix ? { mergeMatrix: layer.mergeMatrix } : {}),
+      ...(layer.routerMap ? { routerMap: layer.routerMap } : {}),
+      // The runtime drops slots beyond the kept experts (their probability is 0), so k caps at E'.
+      topK: Math.min(layer.topK ?? layerSpec.moe.topK, layer.keptExperts.length),
+      ...(layer.adaptiveThreshold !== undefined ? { adaptiveThreshold: layer.adaptiveThreshold } : {}),
+    };
+  }
+  const exactness = analyseHfExactness(plan.layers, spec);
+  const target = plan.method.parameters?.targetExperts;
+  const label = METHOD_LABELS[plan.method.name] ?? plan.method.name;
+  return {
+    layers,
+    huggingFace: { exact: exactness.exact, reasons: exactness.reasons },
+    planRecord: plan,
+    evaluation: evaluationRecord(plan.evaluations ?? []),
+    method: typeof target === 'number' ? `${label}, ${target} experts per layer` : label,
+    calibrationData: plan.calibration?.datasets?.length ? plan.calibration.datasets.join(', ') : undefined,
+  };
+}
+
+/** The plan's evaluations in the shape the model card renders, each entry keeping everything the plan recorded. */
+function evaluationRecord(evaluations: readonly PlanEvaluation[]): ExportPlan['evaluation'] {
+  if (!evaluations.length) return undefined;
+  const datasets = [...new Set(evaluations.map((e) => e.dataset))];
+  return {
+    dataset: datasets.join(', '),
+    metrics: evaluations.map((e) => ({
+      ...e,
+      name: datasets.length > 1 ? `${e.metric} (${e.dataset})` : e.metric,
+      before: e.baseline,
+      after: e.value,
+    })),
+  };
+}
+
+export interface PlanForExport {
+  planFile: string;
+  plan: MoePlan;
+  /** The checkpoint the plan names, open: close `source.weights` when done. */
+  source: CheckpointLoad;
+  exportPlan: ExportPlan;
+}
+
+/**
+ * Reads a plan file, opens the model it names (relative to the plan's folder or any folder above it,
+ * which is where the workspace folder the path is written against sits) and checks the plan against it.
+ */
+export async function loadPlanForExport(planFile: string): Promise<PlanForExport> {
+  const file = resolve(planFile);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new ExportError('invalidPlan', `Cannot read the plan ${file}: ${(error as Error).message}`);
+  }
+  const shape = parsePlan(text);
+  if (!shape.plan?.model?.folder) {
+    throw new ExportError('invalidPlan', `${file} is not a plan file with a model folder${problemList(shape.problems)}`);
+  }
+  const folder = await resolvePlanPath(shape.plan.model.folder, file, ancestors(dirname(file)));
+  const source = await loadCheckpoint(folder);
+  try {
+    const parsed = parsePlan(text, source.spec);
+    if (!parsed.plan) throw new ExportError('invalidPlan', `${file} is not a plan file${problemList(parsed.problems)}`);
+    checkPlanMatchesModel(parsed.plan, source.spec, folder);
+    if (!parsed.valid) throw new ExportError('invalidPlan', `${file} has errors; fix them before exporting${problemList(parsed.problems)}`);
+    return { planFile: file, plan: parsed.plan, source, exportPlan: toExportPlan(parsed.plan, source.spec) };
+  } catch (error) {
+    await source.weights.close();
+    throw error;
+  }
+}
+
+function problemList(problems: readonly { severity: string; message: string }[]): string {
+  const errors = problems.filter((p) => p.severity === 'error');
+  return errors.length ? `:\n${errors.map((p) => `  - ${p.message}`).join('\n')}` : '.';
+}
+
+function ancestors(folder: string): string[] {
+  const result: string[] = [];
+  for (let current = dirname(folder); ; current = dirname(current)) {
+    result.push(current);
+    if (current === parse(current).root) return result;
+  }
+}

@@ -1,0 +1,94 @@
+/** The exported folder's README.md: what was pruned or merged, on what data, and quality before and after. */
+
+import { basename } from 'node:path';
+import type { ExportPlan, ResolvedExportPlan } from './exportPlan';
+
+interface Metric {
+  name: string;
+  before?: number;
+  after?: number;
+}
+
+function metricsOf(evaluation: unknown): { dataset?: string; metrics: Metric[] } | undefined {
+  if (typeof evaluation !== 'object' || evaluation === null) return undefined;
+  const { dataset, metrics } = evaluation as { dataset?: unknown; metrics?: unknown };
+  if (!Array.isArray(metrics) || !metrics.every((m) => typeof m === 'object' && m !== null && typeof (m as Metric).name === 'string')) return undefined;
+  return { dataset: typeof dataset === 'string' ? dataset : undefined, metrics: metrics as Metric[] };
+}
+
+const number = (value: unknown) => (typeof value === 'number' ? String(Number(value.toPrecision(6))) : '–');
+
+export function modelCard(options: {
+  sourceFolder: string;
+  sourceConfig: Record<string, unknown>;
+  plan: ExportPlan;
+  resolved: ResolvedExportPlan;
+  bytesBefore: number;
+  bytesAfter: number;
+}): string {
+  const { plan, resolved, sourceConfig } = options;
+  const sourceName = typeof sourceConfig._name_or_path === 'string' && sourceConfig._name_or_path ? sourceConfig._name_or_path : basename(options.sourceFolder);
+  const architecture = Array.isArray(sourceConfig.architectures) ? String(sourceConfig.architectures[0]) : String(sourceConfig.model_type);
+  const changed = resolved.layers.filter((layer) => layer.planned);
+  const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(2)} GiB`;
+  const lines = [
+    '---',
+    'library_name: transformers',
+    'tags:',
+    '  - moe-studio',
+    '  - mixture-of-experts',
+    `  - ${changed.some((layer) => layer.merged) ? 'expert-merging' : 'expert-pruning'}`,
+    '---',
+    '',
+    `# ${sourceName}, compressed with MoE Studio`,
+    '',
+    `This is \`${sourceName}\` (${architecture}) with experts ${changed.some((l) => l.merged) ? 'pruned and merged' : 'pruned'} by MoE Studio` +
+      `${plan.method ? ` (${plan.method})` : ''}. Weights: ${gib(options.bytesAfter)}, down from ${gib(options.bytesBefore)}.`,
+    '',
+    '## What changed',
+    '',
+    `- Calibration data: ${plan.calibrationData ?? metricsOf(plan.evaluation)?.dataset ?? 'not recorded'}.`,
+    `- Experts per token: ${resolved.topK}${resolved.topK !== sourceConfig.num_experts_per_tok ? ` (was ${String(sourceConfig.num_experts_per_tok)})` : ''}.`,
+    '- Every tensor not listed below is a bit-for-bit copy of the original.',
+    '',
+    ...(changed.length === 0
+      ? ['No layer was changed.']
+      : [
+          '| layer | experts | original ids of the new experts | merged |',
+          '|---|---|---|---|',
+          ...changed.map((layer) => `| ${layer.index} | ${layer.moe.numExperts} → ${layer.numExperts} | ${layer.keptExperts.join(', ')} | ${layer.merged ? 'yes' : 'no'} |`),
+        ]),
+    '',
+  ];
+
+  lines.push('## Quality', '');
+  const evaluation = metricsOf(plan.evaluation);
+  if (evaluation) {
+    if (evaluation.dataset) lines.push(`Evaluated on ${evaluation.dataset}.`, '');
+    lines.push('| metric | original | exported |', '|---|---|---|', ...evaluation.metrics.map((m) => `| ${m.name} | ${number(m.before)} | ${number(m.after)} |`), '');
+  } else if (plan.evaluation !== undefined && plan.evaluation !== null) {
+    lines.push('```json', JSON.stringify(plan.evaluation, null, 2), '```', '');
+  } else {
+    lines.push('No evaluation was recorded.', '');
+  }
+
+  lines.push('## Loading', '');
+  if (resolved.uniformExperts) {
+    lines.push('Every MoE layer has the same number of experts, so the stock `transformers` loader opens this folder as usual (`AutoModelForCausalLM.from_pretrained`).', '');
+  } else {
+    lines.push(
+      '**Layers keep different numbers of experts. Stock `transformers` loaders need the same count in every layer and will refuse this model** ' +
+        '(router weight shapes do not match the config). The per-layer counts are in `config.json` under `moe_studio.num_experts_per_layer`; ' +
+        'the expert count key holds the largest of them.',
+      '',
+    );
+  }
+  lines.push(
+    '## Provenance',
+    '',
+    '`config.json` has a `moe_studio` block: the original expert ids of every new expert, the layers whose experts were merged, the plan and its evaluation. ' +
+      '`moe_studio_manifest.json` lists the SHA-256 of every file in this folder.',
+    '',
+  );
+  return lines.join('\n');
+}

@@ -1,0 +1,196 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { AttributeType, ModelProto, OnnxDType, OnnxDTypeName } from './onnxSchema';
+
+export type Dim = number | string;
+/** Plain numbers are INT attributes; floats are spelled `{ float: x }` so 1.0 is never sent as an int. */
+export type AttributeValue = number | string | number[] | { float: number } | { floats: number[] };
+
+const OPSET = 17;
+const IR_VERSION = 8;
+/** onnxruntime parses models with protobuf, which refuses messages over 2 GiB; stay well below. */
+export const DEFAULT_EXTERNAL_DATA_THRESHOLD = 1536 * 1024 * 1024;
+
+/** A weight's values, or how to get them: lazy weights are read one at a time while serialising. */
+export type WeightData = Float32Array | (() => Promise<Float32Array>);
+
+interface Initializer {
+  name: string;
+  dtype: OnnxDTypeName;
+  dims: number[];
+  data: Uint8Array | (() => Promise<Float32Array>);
+  /** Small constants stay inline: onnxruntime's shape inference cannot read shapes from external data. */
+  inline: boolean;
+}
+
+/** Where a built model lives: in memory, or as an .onnx file with its weights in a side file. */
+export type SerializedModel = { kind: 'bytes'; bytes: Uint8Array } | { kind: 'file'; modelPath: string; weightsPath: string };
+
+/**
+ * A tiny ONNX graph builder: nodes get fresh output names, constants are deduplicated, and weights are
+ * kept as byte views or readers until serialisation, so with external data a layer is streamed to disk
+ * one tensor at a time and never held in memory whole.
+ */
+export class GraphBuilder {
+  private readonly nodes: object[] = [];
+  private readonly inputs: object[] = [];
+  private readonly outputs: object[] = [];
+  private readonly initializers: Initializer[] = [];
+  private readonly constants = new Map<string, string>();
+  private counter = 0;
+
+  constructor(private readonly graphName: string) {}
+
+  input(name: string, dtype: OnnxDTypeName, dims: Dim[]): string {
+    this.inputs.push(valueInfo(name, dtype, dims));
+    return name;
+  }
+
+  /** Declares `value` as a graph output called `name` (through an Identity so any value can be exported). */
+  output(value: string, name: string, dtype: OnnxDTypeName, dims: Dim[]): void {
+    this.nodes.push({ op_type: 'Identity', input: [value], output: [name], name: `out_${name}`, domain: '' });
+    this.outputs.push(valueInfo(name, dtype, dims));
+  }
+
+  weight(name: string, data: WeightData, dims: number[]): string {
+    this.initializers.push({ name, dtype: 'float', dims, data: typeof data === 'function' ? data : floatBytes(data), inline: false });
+    return name;
+  }
+
+  constInt64(values: number[]): string {
+    return this.constant('int64', values, () => new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer));
+  }
+
+  /** A 0-d int64 tensor (Range wants scalars). */
+  scalarInt64(value: number): string {
+    return this.constant('int64', [value], () => new Uint8Array(BigInt64Array.of(BigInt(value)).buffer), []);
+  }
+
+  constFloat(values: number[]): string {
+    return this.constant('float', values, () => new Uint8Array(Float32Array.from(values).buffer));
+  }
+
+  /** Adds a node and returns its output names (`outputCount` fresh names). */
+  node(opType: string, inputs: string[], attributes: Record<string, AttributeValue> = {}, outputCount = 1, domain = ''): string[] {
+    const id = this.counter++;
+    const output = Array.from({ length: outputCount }, (_, i) => `${opType}_${id}_${i}`);
+    this.nodes.push({ op_type: opType, input: inputs, output, name: `${opType}_${id}`, domain, attribute: Object.entries(attributes).map(([n, v]) => attribute(n, v)) });
+    return output;
+  }
+
+  /** One-output shorthand for `node`. */
+  op(opType: string, inputs: string[], attributes: Record<string, AttributeValue> = {}, domain = ''): string {
+    return this.node(opType, inputs, attributes, 1, domain)[0];
+  }
+
+  weightBytes(): number {
+    return this.initializers.reduce((sum, init) => sum + 4 * elementCount(init.dims), 0);
+  }
+
+  /**
+   * Serialises the model. Above `externalDataThreshold` bytes of weights, the weights go to a side file
+   * next to `<externalDataDir>/<graph name>.onnx` (ONNX external data) because protobuf cannot hold them.
+   */
+  async serialize(options: { externalDataDir?: string; externalDataThreshold?: number } = {}): Promise<SerializedModel> {
+    const threshold = options.externalDataThreshold ?? DEFAULT_EXTERNAL_DATA_THRESHOLD;
+    const external = this.weightBytes() > threshold;
+    if (external && !options.externalDataDir) throw new Error(`graph ${this.graphName}: weights exceed ${threshold} bytes and no external data folder was given`);
+    let tensors: object[];
+    let dataFile: string | undefined;
+    if (external) {
+      const dataName = `${this.graphName}.weights`;
+      dataFile = path.join(options.externalDataDir!, dataName);
+      tensors = await writeExternalData(this.initializers, dataFile, dataName);
+    } else {
+      tensors = [];
+      for (const init of this.initializers) tensors.push(tensorProto(init, await bytesOf(init)));
+    }
+    const model = {
+      ir_version: IR_VERSION,
+      producer_name: 'moe-studio',
+      opset_import: [{ domain: '', version: OPSET }, { domain: 'com.microsoft', version: 1 }],
+      graph: { name: this.graphName, node: this.nodes, initializer: tensors, input: this.inputs, output: this.outputs },
+    };
+    // Plain objects with numeric enums encode directly; fromObject would only add a pass over the weights.
+    const bytes = ModelProto.encode(model).finish();
+    if (!external) return { kind: 'bytes', bytes };
+    const modelPath = path.join(options.externalDataDir!, `${this.graphName}.onnx`);
+    fs.writeFileSync(modelPath, bytes);
+    return { kind: 'file', modelPath, weightsPath: dataFile! };
+  }
+
+  private constant(dtype: OnnxDTypeName, values: number[], toBytes: () => Uint8Array, dims = [values.length]): string {
+    const key = `${dtype}[${dims}]:${values.join(',')}`;
+    let name = this.constants.get(key);
+    if (!name) {
+      name = `const_${this.constants.size}`;
+      this.initializers.push({ name, dtype, dims, data: toBytes(), inline: true });
+      this.constants.set(key, name);
+    }
+    return name;
+  }
+}
+
+async function writeExternalData(initializers: Initializer[], dataFile: string, location: string): Promise<object[]> {
+  const fd = fs.openSync(dataFile, 'w');
+  try {
+    let offset = 0;
+    const tensors: object[] = [];
+    for (const init of initializers) {
+      if (init.inline) {
+        tensors.push(tensorProto(init, await bytesOf(init)));
+        continue;
+      }
+      // Page alignment lets onnxruntime memory-map each tensor in place instead of copying it.
+      offset = Math.ceil(offset / 4096) * 4096;
+      const bytes = await bytesOf(init);
+      fs.writeSync(fd, bytes, 0, bytes.byteLength, offset);
+      tensors.push({
+        name: init.name,
+        data_type: OnnxDType[init.dtype],
+        dims: init.dims,
+        data_location: 1,
+        external_data: [
+          { key: 'location', value: location },
+          { key: 'offset', value: String(offset) },
+          { key: 'length', value: String(bytes.byteLength) },
+        ],
+      });
+      offset += bytes.byteLength;
+    }
+    return tensors;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function tensorProto(init: Initializer, bytes: Uint8Array): object {
+  return { name: init.name, data_type: OnnxDType[init.dtype], dims: init.dims, raw_data: bytes };
+}
+
+async function bytesOf(init: Initializer): Promise<Uint8Array> {
+  const bytes = typeof init.data === 'function' ? floatBytes(await init.data()) : init.data;
+  if (bytes.byteLength !== 4 * elementCount(init.dims) && init.dtype === 'float') throw new Error(`weight ${init.name}: ${bytes.byteLength / 4} values for shape [${init.dims}]`);
+  return bytes;
+}
+
+function floatBytes(data: Float32Array): Uint8Array {
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
+function elementCount(dims: number[]): number {
+  return dims.reduce((a, b) => a * b, 1);
+}
+
+function valueInfo(name: string, dtype: OnnxDTypeName, dims: Dim[]): object {
+  const dim = dims.map((d) => (typeof d === 'number' ? { dim_value: d } : { dim_param: d }));
+  return { name, type: { tensor_type: { elem_type: OnnxDType[dtype], shape: { dim } } } };
+}
+
+function attribute(name: string, value: AttributeValue): object {
+  if (typeof value === 'string') return { name, type: AttributeType.string, s: Buffer.from(value) };
+  if (Array.isArray(value)) return { name, type: AttributeType.ints, ints: value };
+  if (typeof value === 'number') return { name, type: AttributeType.int, i: value };
+  if ('floats' in value) return { name, type: AttributeType.floats, floats: value.floats };
+  return { name, type: AttributeType.float, f: value.float };
+}

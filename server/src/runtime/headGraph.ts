@@ -1,0 +1,27 @@
+import type { ModelSpec } from '../checkpoint/modelSpec';
+import { GraphBuilder, WeightData } from './graphBuilder';
+
+export const HeadIO = {
+  hidden: 'hidden', // [rows, hidden]: only the rows whose logits or loss are wanted
+  targets: 'targets', // [rows] int64: the next token of each row (any valid id when only logits are fetched)
+  logits: 'logits', // [rows, vocab]
+  nll: 'nll', // [rows]: -log p(target), computed here so the vocab-wide logits need not leave the session
+} as const;
+
+/** Final norm, lm_head (or the tied embedding) and the next-token cross-entropy. */
+export function buildHeadGraph(spec: ModelSpec, finalNorm: WeightData, lmHead: WeightData): GraphBuilder {
+  const g = new GraphBuilder('head');
+  const H = spec.hiddenSize;
+  const hidden = g.input(HeadIO.hidden, 'float', ['rows', H]);
+  const targets = g.input(HeadIO.targets, 'int64', ['rows']);
+  const variance = g.op('ReduceMean', [g.op('Pow', [hidden, g.constFloat([2])])], { axes: [-1], keepdims: 1 });
+  const std = g.op('Sqrt', [g.op('Add', [variance, g.constFloat([spec.rmsNormEps])])]);
+  const normed = g.op('Mul', [g.op('Div', [hidden, std]), g.weight('final_norm', finalNorm, [H])]);
+  // Gemm with transB reads lm_head in its stored [vocab, hidden] layout, so a tied embedding needs no transpose.
+  const logits = g.op('Gemm', [normed, g.weight('lm_head', lmHead, [spec.vocabSize, H])], { transB: 1 });
+  const logProbs = g.op('LogSoftmax', [logits], { axis: -1 });
+  const picked = g.op('GatherElements', [logProbs, g.op('Unsqueeze', [targets, g.constInt64([1])])], { axis: 1 });
+  g.output(logits, HeadIO.logits, 'float', ['rows', spec.vocabSize]);
+  g.output(g.op('Neg', [g.op('Reshape', [picked, g.constInt64([-1])])]), HeadIO.nll, 'float', ['rows']);
+  return g;
+}

@@ -1,0 +1,11 @@
+/**
+ * The runtime stage's public surface: run a checkpoint with onnxruntime in a worker thread.
+ * `ModelEngine` (the in-thread engine) is deliberately not exported here: importing it loads the native
+ * onnxruntime binding, which the language server's thread never needs. Import './modelEngine' directly
+ * where blocking the thread is fine (the worker, tests, CLI batch jobs).
+ */
+export { ModelRuntime, resolveWorkerPath, type RuntimeOptions } from './modelRuntime';
+export type { EngineOptions } from './modelEngine';
+export { ForwardCancelledError, type ForwardOutputs, type ForwardRequest, type ForwardResult, type MoeLayerCapture, type SequenceResult } from './forwardTypes';
+export { resolveLayerPlan, firstChangedLayer, type LayerPlan, type RuntimePlan, type ResolvedLayerPlan } from './runtimePlan';
+export type { ModelSummary } from './runtimeProtocol';

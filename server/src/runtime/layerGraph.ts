@@ -1,0 +1,159 @@
+import type { LayerSpec, ModelSpec, MoeSpec } from '../checkpoint/modelSpec';
+import { GraphBuilder, WeightData } from './graphBuilder';
+import type { LayerWeights, MlpWeights } from './layerWeights';
+
+/** Names of a decoder-layer graph's inputs and outputs, shared by the builder and the engine. */
+export const LayerIO = {
+  hidden: 'hidden', // [batch, seq, hidden]
+  ropeCos: 'rope_cos', // [seq, headDim]
+  ropeSin: 'rope_sin',
+  attentionBias: 'attention_bias', // [batch, 1, 1, seq, seq]: 0 where a query may attend, -inf elsewhere
+  routerMap: 'router_map', // [E, E']: W_RM^T, applied to router logits
+  expertBias: 'expert_bias', // [E']: 0 for kept experts, -inf for masked ones
+  topK: 'top_k', // [1] int64
+  adaptiveThreshold: 'adaptive_threshold', // [1]: keep experts after the first only when p1 - p2 <= T
+  hiddenOut: 'hidden_out',
+  moeInput: 'moe_input', // [tokens, hidden]: what the router and experts see
+  routerLogits: 'router_logits', // [tokens, E'] after mapping, before the mask
+  selectedExperts: 'selected_experts', // [tokens, k] int64, -1 where a slot was dropped
+  gateWeights: 'gate_weights', // [tokens, k]
+  expertOutputNorms: 'expert_output_norms', // [tokens, k]: ||expert output|| before gating
+} as const;
+
+/**
+ * Builds one decoder layer (attention + MoE or dense MLP) as an ONNX graph, HF semantics throughout.
+ * `experts` overrides the checkpoint's experts, which is how merged plans get their own weights.
+ */
+export function buildLayerGraph(spec: ModelSpec, layer: LayerSpec, weights: LayerWeights, experts?: MlpWeights[]): GraphBuilder {
+  const g = new GraphBuilder(`layer${layer.index}`);
+  const { numHeads, numKvHeads, headDim } = spec.attention;
+  const H = spec.hiddenSize;
+  const hidden = g.input(LayerIO.hidden, 'float', ['batch', 'seq', H]);
+  const cos = g.input(LayerIO.ropeCos, 'float', ['seq', headDim]);
+  const sin = g.input(LayerIO.ropeSin, 'float', ['seq', headDim]);
+  const attentionBias = g.input(LayerIO.attentionBias, 'float', ['batch', 1, 1, 'seq', 'seq']);
+  const w = (name: string, data: WeightData, dims: number[]) => g.weight(name, data, dims);
+  const rmsNorm = (x: string, name: string, weight: WeightData, size: number) => {
+    // The exact pattern onnxruntime fuses into SimplifiedLayerNormalization (fp32 throughout).
+    const variance = g.op('ReduceMean', [g.op('Pow', [x, g.constFloat([2])])], { axes: [-1], keepdims: 1 });
+    const std = g.op('Sqrt', [g.op('Add', [variance, g.constFloat([spec.rmsNormEps])])]);
+    return g.op('Mul', [g.op('Div', [x, std]), w(name, weight, [size])]);
+  };
+
+  // Tokens as rows of a 2-D matrix, so every projection is a Gemm on the weight exactly as stored.
+  const rows = g.op('Reshape', [hidden, g.constInt64([-1, H])]);
+  const batchAndSeq = g.op('Slice', [g.op('Shape', [hidden]), g.constInt64([0]), g.constInt64([2])]);
+
+  // Attention.
+  const x = rmsNorm(rows, 'input_norm', weights.inputNorm, H);
+  const project = (name: 'q' | 'k' | 'v', heads: number, bias?: WeightData) =>
+    linearOp(g, x, `${name}_proj`, weights[name], heads * headDim, H, bias && w(`${name}_bias`, bias, [heads * headDim]));
+  let q = project('q', numHeads, weights.qBias);
+  let k = project('k', numKvHeads, weights.kBias);
+  const v = project('v', numKvHeads, weights.vBias);
+  if (spec.attention.qkNorm === 'full') {
+    q = rmsNorm(q, 'q_norm', weights.qNorm!, numHeads * headDim);
+    k = rmsNorm(k, 'k_norm', weights.kNorm!, numKvHeads * headDim);
+  }
+  const toHeads = (t: string, heads: number) => g.op('Reshape', [t, g.op('Concat', [batchAndSeq, g.constInt64([heads, headDim])], { axis: 0 })]);
+  let q4 = toHeads(q, numHeads);
+  let k4 = toHeads(k, numKvHeads);
+  if (spec.attention.qkNorm === 'perHead') {
+    q4 = rmsNorm(q4, 'q_norm', weights.qNorm!, headDim);
+    k4 = rmsNorm(k4, 'k_norm', weights.kNorm!, headDim);
+  }
+  const headsFirst = (t: string) => g.op('Transpose', [t], { perm: [0, 2, 1, 3] });
+  const rope = (t: string) => {
+    // rotate_half: the two halves of each head, (x1, x2) -> (-x2, x1).
+    const [x1, x2] = g.node('Split', [t, g.constInt64([headDim / 2, headDim / 2])], { axis: -1 }, 2);
+    const rotated = g.op('Concat', [g.op('Neg', [x2]), x1], { axis: -1 });
+    return g.op('Add', [g.op('Mul', [t, cos]), g.op('Mul', [rotated, sin])]);
+  };
+  const group = numHeads / numKvHeads;
+  // GQA without copying k/v: queries grouped as [batch, kv, group, seq, d] broadcast against [batch, kv, 1, seq, d].
+  const qGrouped = g.op('Reshape', [rope(headsFirst(q4)), g.constInt64([0, numKvHeads, group, -1, headDim])]);
+  const kGrouped = g.op('Unsqueeze', [rope(headsFirst(k4)), g.constInt64([2])]);
+  const vGrouped = g.op('Unsqueeze', [headsFirst(toHeads(v, numKvHeads)), g.constInt64([2])]);
+  const scores = g.op('MatMul', [qGrouped, g.op('Transpose', [kGrouped], { perm: [0, 1, 2, 4, 3] })]);
+  const scaled = g.op('Add', [g.op('Mul', [scores, g.constFloat([1 / Math.sqrt(headDim)])]), attentionBias]);
+  const context = g.op('MatMul', [g.op('Softmax', [scaled], { axis: -1 }), vGrouped]);
+  const merged = g.op('Reshape', [g.op('Transpose', [g.op('Reshape', [context, g.constInt64([0, numHeads, -1, headDim])])], { perm: [0, 2, 1, 3] }), g.constInt64([-1, numHeads * headDim])]);
+  const attended = g.op('Add', [rows, linearOp(g, merged, 'o_proj', weights.o, H, numHeads * headDim)]);
+
+  // Feed-forward.
+  const normed = rmsNorm(attended, 'post_attention_norm', weights.postAttentionNorm, H);
+  const feedForward =
+    layer.kind === 'dense'
+      ? swigluOp(g, normed, 'mlp', weights.mlp!, layer.mlp.intermediateSize, H)
+      : buildSparseMoe(g, spec, layer.moe, normed, weights, experts ?? weights.experts!);
+  const out = g.op('Reshape', [g.op('Add', [attended, feedForward]), g.op('Shape', [hidden])]);
+  g.output(out, LayerIO.hiddenOut, 'float', ['batch', 'seq', H]);
+  return g;
+}
+
+/** y = x W^T (+ b) on rows: Gemm with transB reads the HF [out, in] layout as is, so no transposed copy is made. */
+function linearOp(g: GraphBuilder, x: string, name: string, weight: WeightData, outDim: number, inDim: number, bias?: string): string {
+  return g.op('Gemm', [x, g.weight(name, weight, [outDim, inDim]), ...(bias ? [bias] : [])], { transB: 1 });
+}
+
+/** down(silu(gate x) * up x). */
+export function swigluOp(g: GraphBuilder, x: string, name: string, mlp: MlpWeights, intermediate: number, hidden: number): string {
+  const gate = linearOp(g, x, `${name}/gate`, mlp.gate, intermediate, hidden);
+  const up = linearOp(g, x, `${name}/up`, mlp.up, intermediate, hidden);
+  const activated = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
+  return linearOp(g, activated, `${name}/down`, mlp.down, hidden, intermediate);
+}
+
+/**
+ * Router + top-k + sparse expert dispatch. Each expert runs only on the tokens routed to it (NonZero ->
+ * GatherND -> SwiGLU -> ScatterND add), so the cost grows with k, not with the number of experts.
+ * The plan's knobs (mapping, mask, k, adaptive threshold) are graph inputs: changing them needs no rebuild.
+ */
+export function buildSparseMoe(g: GraphBuilder, spec: ModelSpec, moe: MoeSpec, x: string, weights: LayerWeights, experts: MlpWeights[]): string {
+  const H = spec.hiddenSize;
+  const linear = (input: string, name: string, weight: WeightData, outDim: number, inDim: number) => linearOp(g, input, name, weight, outDim, inDim);
+  const swiglu = (input: string, name: string, mlp: MlpWeights, intermediate: number) => swigluOp(g, input, name, mlp, intermediate, H);
+  const E = moe.numExperts;
+  const routedExperts = experts.length;
+  const routerMap = g.input(LayerIO.routerMap, 'float', [E, routedExperts]);
+  const expertBias = g.input(LayerIO.expertBias, 'float', [routedExperts]);
+  const topK = g.input(LayerIO.topK, 'int64', [1]);
+  const threshold = g.input(LayerIO.adaptiveThreshold, 'float', [1]);
+
+  const logits = g.op('MatMul', [linear(x, 'router', weights.router!, E, H), routerMap]);
+  const probs = g.op('Softmax', [g.op('Add', [logits, expertBias])], { axis: -1 });
+  const [topProbs, topIndices] = g.node('TopK', [probs, topK], { axis: -1, largest: 1, sorted: 1 }, 2);
+  // Adaptive gating: the slots after the first survive only when p1 - p2 <= T; masked experts (p = 0) never run.
+  const [bestTwo] = g.node('TopK', [probs, g.constInt64([Math.min(2, routedExperts)])], { axis: -1, largest: 1, sorted: 1 }, 2);
+  const gap = g.op('Sub', [g.op('ReduceMax', [bestTwo], { axes: [-1], keepdims: 1 }), g.op('ReduceMin', [bestTwo], { axes: [-1], keepdims: 1 })]);
+  const slots = g.op('Range', [g.scalarInt64(0), g.op('Squeeze', [topK, g.constInt64([0])]), g.scalarInt64(1)]);
+  const isFirstSlot = g.op('Equal', [slots, g.scalarInt64(0)]);
+  const keep = g.op('And', [g.op('Or', [isFirstSlot, g.op('LessOrEqual', [gap, threshold])]), g.op('Greater', [topProbs, g.constFloat([0])])]);
+  let gateWeights = g.op('Mul', [topProbs, g.op('Cast', [keep], { to: 1 })]);
+  if (moe.normTopKProb) gateWeights = g.op('Div', [gateWeights, g.op('ReduceSum', [gateWeights, g.constInt64([-1])], { keepdims: 1 })]);
+  const selected = g.op('Where', [keep, topIndices, g.constInt64([-1])]);
+
+  const flatSelected = g.op('Reshape', [selected, g.constInt64([-1])]);
+  const flatWeights = g.op('Reshape', [gateWeights, g.constInt64([-1, 1])]);
+  let combined = g.op('ConstantOfShape', [g.op('Shape', [x])], {});
+  let norms = g.op('ConstantOfShape', [g.op('Shape', [flatSelected])], {});
+  for (let e = 0; e < routedExperts; e++) {
+    // (token, slot) pairs routed to e, as ScatterND/GatherND indices [n, 1].
+    const pairs = g.op('Transpose', [g.op('NonZero', [g.op('Equal', [flatSelected, g.constInt64([e])])])], { perm: [1, 0] });
+    const tokens = g.op('Div', [pairs, topK]);
+    const output = swiglu(g.op('GatherND', [x, tokens]), `expert${e}`, experts[e], moe.expert.intermediateSize);
+    norms = g.op('ScatterND', [norms, pairs, g.op('ReduceL2', [output], { axes: [1], keepdims: 0 })]);
+    combined = g.op('ScatterND', [combined, tokens, g.op('Mul', [output, g.op('GatherND', [flatWeights, pairs])])], { reduction: 'add' });
+  }
+  if (moe.sharedExpert) {
+    let shared = swiglu(x, 'shared_expert', weights.sharedExpert!, moe.sharedExpert.intermediateSize);
+    if (moe.sharedExpert.gated) shared = g.op('Mul', [shared, g.op('Sigmoid', [linear(x, 'shared_expert_gate', weights.sharedExpertGate!, 1, H)])]);
+    combined = g.op('Add', [combined, shared]);
+  }
+  g.output(x, LayerIO.moeInput, 'float', ['tokens', H]);
+  g.output(logits, LayerIO.routerLogits, 'float', ['tokens', routedExperts]);
+  g.output(selected, LayerIO.selectedExperts, 'int64', ['tokens', 'k']);
+  g.output(gateWeights, LayerIO.gateWeights, 'float', ['tokens', 'k']);
+  g.output(g.op('Reshape', [norms, g.op('Shape', [selected])]), LayerIO.expertOutputNorms, 'float', ['tokens', 'k']);
+  return combined;
+}

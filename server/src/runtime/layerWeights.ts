@@ -1,0 +1,78 @@
+import type { LayerSpec, MlpTensorNames, ModelSpec, WeightSource } from '../checkpoint/modelSpec';
+import type { WeightData } from './graphBuilder';
+
+/** A SwiGLU MLP's weights in HF layout: gate/up [intermediate, hidden], down [hidden, intermediate]. */
+export interface MlpWeights {
+  gate: WeightData;
+  up: WeightData;
+  down: WeightData;
+}
+
+/**
+ * One decoder layer's weights, fp32, in HF layout (y = x W^T). Each is a reader, not the values: the graph
+ * builder reads them one at a time while writing the model, so a whole layer is never in memory at once.
+ */
+export interface LayerWeights {
+  inputNorm: WeightData;
+  postAttentionNorm: WeightData;
+  q: WeightData;
+  k: WeightData;
+  v: WeightData;
+  o: WeightData;
+  qBias?: WeightData;
+  kBias?: WeightData;
+  vBias?: WeightData;
+  qNorm?: WeightData;
+  kNorm?: WeightData;
+  router?: WeightData;
+  experts?: MlpWeights[];
+  sharedExpert?: MlpWeights;
+  sharedExpertGate?: WeightData;
+  mlp?: MlpWeights;
+}
+
+export function layerWeights(spec: ModelSpec, source: WeightSource, layer: LayerSpec): LayerWeights {
+  const names = spec.tensors.layer(layer.index);
+  const reader = (name: string): WeightData => () => source.readFloat32(name);
+  const optional = (name: string | undefined) => (name ? reader(name) : undefined);
+  const mlp = (m: MlpTensorNames): MlpWeights => ({ gate: reader(m.gate), up: reader(m.up), down: reader(m.down) });
+  return {
+    inputNorm: reader(names.inputNorm),
+    postAttentionNorm: reader(names.postAttentionNorm),
+    q: reader(names.q),
+    k: reader(names.k),
+    v: reader(names.v),
+    o: reader(names.o),
+    qBias: optional(names.qBias),
+    kBias: optional(names.kBias),
+    vBias: optional(names.vBias),
+    qNorm: optional(names.qNorm),
+    kNorm: optional(names.kNorm),
+    router: optional(names.router),
+    experts: layer.kind === 'moe' ? Array.from({ length: layer.moe.numExperts }, (_, j) => mlp(names.expert!(j))) : undefined,
+    sharedExpert: names.sharedExpert && mlp(names.sharedExpert),
+    sharedExpertGate: optional(names.sharedExpertGate),
+    mlp: names.mlp && mlp(names.mlp),
+  };
+}
+
+/** Experts of a merged layer: new expert i = Σ_j mergeMatrix[i][j] · expert j, for gate, up and down alike. */
+export function mergeExperts(experts: MlpWeights[], mergeMatrix: number[][]): MlpWeights[] {
+  return mergeMatrix.map((row) => {
+    const combine = (pick: (e: MlpWeights) => WeightData): WeightData => async () => {
+      let out: Float32Array | undefined;
+      for (const [j, coefficient] of row.entries()) {
+        if (coefficient === 0) continue;
+        const source = await resolveWeight(pick(experts[j]));
+        out ??= new Float32Array(source.length);
+        for (let x = 0; x < out.length; x++) out[x] += coefficient * source[x];
+      }
+      return out ?? new Float32Array((await resolveWeight(pick(experts[0]))).length);
+    };
+    return { gate: combine((e) => e.gate), up: combine((e) => e.up), down: combine((e) => e.down) };
+  });
+}
+
+export function resolveWeight(data: WeightData): Promise<Float32Array> {
+  return typeof data === 'function' ? data() : Promise.resolve(data);
+}

@@ -1,0 +1,107 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Worker, WorkerOptions } from 'node:worker_threads';
+import { ForwardCancelledError, ForwardRequest, ForwardResult } from './forwardTypes';
+import type { EngineOptions } from './modelEngine';
+import { deserializeError, ModelSummary, WorkerRequest, WorkerResponse } from './runtimeProtocol';
+
+export type RuntimeOptions = EngineOptions;
+
+interface Pending {
+  resolve(result: ForwardResult): void;
+  reject(error: Error): void;
+}
+
+/**
+ * How to start the worker. Bundled, dist/runtimeWorker.js sits next to the bundle running this code.
+ * Under tsx (tests, benches) this file is server/src/runtime/modelRuntime.ts and the worker is worker.ts
+ * beside it; Node 20 workers ignore an `--import tsx` loader for a .ts entry, so a one-line CommonJS
+ * bootstrap registers tsx's require hook first and then requires the TypeScript worker.
+ */
+export function resolveWorkerPath(): { script: string; options: WorkerOptions } {
+  const bundled = path.join(__dirname, 'runtimeWorker.js');
+  if (fs.existsSync(bundled)) return { script: bundled, options: {} };
+  const source = path.join(__dirname, 'worker.ts');
+  return { script: `require('tsx/cjs'); require(${JSON.stringify(source)});`, options: { eval: true } };
+}
+
+/**
+ * A model running in a worker thread. The calling thread never blocks on inference: each call posts a
+ * message, results come back as transferred typed arrays, and an AbortSignal cancels between layers.
+ */
+export class ModelRuntime {
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private closing?: Promise<void>;
+  private failure?: Error;
+
+  private constructor(
+    private readonly worker: Worker,
+    readonly model: ModelSummary,
+  ) {
+    worker.on('message', (message: WorkerResponse) => this.onMessage(message));
+    worker.on('error', (error) => this.failAll(error));
+    worker.on('exit', (code) => this.failAll(new Error(`runtime worker exited (code ${code})`)));
+  }
+
+  static async open(checkpointFolder: string, options: RuntimeOptions = {}): Promise<ModelRuntime> {
+    const { script, options: workerOptions } = resolveWorkerPath();
+    const worker = new Worker(script, workerOptions);
+    const model = await new Promise<ModelSummary>((resolve, reject) => {
+      const onMessage = (message: WorkerResponse) => {
+        worker.off('error', reject);
+        if (message.type === 'opened') resolve(message.model);
+        else if (message.type === 'error') reject(deserializeError(message.error));
+        else reject(new Error(`unexpected worker message ${message.type}`));
+      };
+      worker.once('message', onMessage);
+      worker.once('error', reject);
+      worker.postMessage({ type: 'open', folder: checkpointFolder, options } satisfies WorkerRequest);
+    }).catch(async (error) => {
+      await worker.terminate();
+      throw error;
+    });
+    return new ModelRuntime(worker, model);
+  }
+
+  forward(request: ForwardRequest, options: { signal?: AbortSignal } = {}): Promise<ForwardResult> {
+    const { signal } = options;
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.closing) return Promise.reject(new Error('runtime is closed'));
+    if (signal?.aborted) return Promise.reject(new ForwardCancelledError());
+    const id = this.nextId++;
+    const cancelFlag = new SharedArrayBuffer(4);
+    const onAbort = () => Atomics.store(new Int32Array(cancelFlag), 0, 1);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    return new Promise<ForwardResult>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ type: 'forward', id, request, cancelFlag } satisfies WorkerRequest);
+    }).finally(() => signal?.removeEventListener('abort', onAbort));
+  }
+
+  close(): Promise<void> {
+    this.closing ??= new Promise<void>((resolve) => {
+      const done = () => void this.worker.terminate().then(() => resolve());
+      if (this.failure) return done();
+      this.worker.on('message', (message: WorkerResponse) => message.type === 'closed' && done());
+      this.worker.postMessage({ type: 'close' } satisfies WorkerRequest);
+    });
+    return this.closing;
+  }
+
+  private onMessage(message: WorkerResponse): void {
+    if (message.type !== 'result' && message.type !== 'error') return;
+    if (message.id === undefined) return;
+    const pending = this.pending.get(message.id);
+    this.pending.delete(message.id);
+    if (message.type === 'result') pending?.resolve(message.result);
+    else pending?.reject(message.error.name === 'AbortError' ? new ForwardCancelledError() : deserializeError(message.error));
+  }
+
+  private failAll(error: Error): void {
+    if (this.closing && !this.failure && this.pending.size === 0) return;
+    this.failure ??= error;
+    for (const pending of this.pending.values()) pending.reject(error);
+    this.pending.clear();
+  }
+}

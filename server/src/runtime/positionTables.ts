@@ -1,0 +1,30 @@
+/**
+ * RoPE cos/sin tables exactly as HF builds them in fp32: inv_freq = 1 / theta^(arange(0, d, 2) / d),
+ * angles = position * inv_freq, duplicated across both halves of the head (rotate_half convention).
+ */
+export function ropeTables(headDim: number, theta: number, length: number): { cos: Float32Array; sin: Float32Array } {
+  const half = headDim / 2;
+  const invFreq = Float32Array.from({ length: half }, (_, i) => Math.fround(1 / Math.fround(Math.pow(theta, Math.fround((2 * i) / headDim)))));
+  const cos = new Float32Array(length * headDim);
+  const sin = new Float32Array(length * headDim);
+  for (let t = 0; t < length; t++) {
+    for (let i = 0; i < half; i++) {
+      const angle = Math.fround(t * invFreq[i]);
+      cos[t * headDim + i] = cos[t * headDim + half + i] = Math.cos(angle);
+      sin[t * headDim + i] = sin[t * headDim + half + i] = Math.sin(angle);
+    }
+  }
+  return { cos, sin };
+}
+
+/** [batch, 1, 1, seq, seq] additive bias: causal, and right padding never visible as a key. */
+export function attentionBias(lengths: number[], padded: number): Float32Array {
+  const bias = new Float32Array(lengths.length * padded * padded).fill(-Infinity);
+  lengths.forEach((len, b) => {
+    for (let i = 0; i < padded; i++) {
+      const row = (b * padded + i) * padded;
+      bias.fill(0, row, row + Math.min(i + 1, len));
+    }
+  });
+  return bias;
+}

@@ -1,0 +1,37 @@
+import type { ModelSpec } from '../checkpoint/modelSpec';
+import type { ForwardRequest, ForwardResult } from './forwardTypes';
+import type { EngineOptions } from './modelEngine';
+
+/** The model as the main thread sees it: the spec without its tensor-name functions (they do not clone). */
+export type ModelSummary = Omit<ModelSpec, 'tensors'>;
+
+export interface SerializedError {
+  name: string;
+  message: string;
+  stack?: string;
+}
+
+/** Main thread -> worker. `cancelFlag` is a shared Int32Array(1) the worker polls between layers. */
+export type WorkerRequest =
+  | { type: 'open'; folder: string; options: EngineOptions }
+  | { type: 'forward'; id: number; request: ForwardRequest; cancelFlag: SharedArrayBuffer }
+  | { type: 'close' };
+
+/** Worker -> main thread. */
+export type WorkerResponse =
+  | { type: 'opened'; model: ModelSummary }
+  | { type: 'result'; id: number; result: ForwardResult }
+  | { type: 'error'; id?: number; error: SerializedError }
+  | { type: 'closed' };
+
+export function serializeError(error: unknown): SerializedError {
+  if (error instanceof Error) return { name: error.name, message: error.message, stack: error.stack };
+  return { name: 'Error', message: String(error) };
+}
+
+export function deserializeError(error: SerializedError): Error {
+  const revived = new Error(error.message);
+  revived.name = error.name;
+  if (error.stack) revived.stack = error.stack;
+  return revived;
+}

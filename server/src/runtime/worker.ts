@@ -1,0 +1,68 @@
+/**
+ * Worker-thread entry (bundled as dist/runtimeWorker.js). onnxruntime-node runs inference synchronously,
+ * so it lives here and the language server's thread only exchanges messages.
+ */
+import { parentPort } from 'node:worker_threads';
+import { loadCheckpoint } from '../checkpoint';
+import type { LoadedCheckpoint } from '../checkpoint/modelSpec';
+import type { ForwardResult } from './forwardTypes';
+import { ModelEngine } from './modelEngine';
+import { serializeError, WorkerRequest, WorkerResponse } from './runtimeProtocol';
+
+const port = parentPort;
+if (!port) throw new Error('runtime worker must run in a worker thread');
+
+let engine: ModelEngine | undefined;
+let checkpoint: LoadedCheckpoint | undefined;
+// One message at a time: a forward awaits onnxruntime, and a second one must not interleave with it.
+let queue: Promise<void> = Promise.resolve();
+
+port.on('message', (message: WorkerRequest) => {
+  queue = queue.then(() => handle(message));
+});
+
+async function handle(message: WorkerRequest): Promise<void> {
+  const reply = (response: WorkerResponse, transfer: ArrayBuffer[] = []) => port!.postMessage(response, transfer);
+  try {
+    switch (message.type) {
+      case 'open': {
+        checkpoint = await loadCheckpoint(message.folder);
+        engine = await ModelEngine.create(checkpoint.spec, checkpoint.weights, message.options).catch(async (error) => {
+          await checkpoint?.weights.close();
+          throw error;
+        });
+        const { tensors: _names, ...model } = checkpoint.spec;
+        reply({ type: 'opened', model });
+        return;
+      }
+      case 'forward': {
+        if (!engine) throw new Error('no model is open');
+        const cancelled = new Int32Array(message.cancelFlag);
+        const result = await engine.forward(message.request, () => Atomics.load(cancelled, 0) !== 0);
+        reply({ type: 'result', id: message.id, result }, transferables(result));
+        return;
+      }
+      case 'close':
+        await engine?.close();
+        await checkpoint?.weights.close();
+        engine = undefined;
+        checkpoint = undefined;
+        reply({ type: 'closed' });
+        return;
+    }
+  } catch (error) {
+    reply({ type: 'error', id: message.type === 'forward' ? message.id : undefined, error: serializeError(error) });
+  }
+}
+
+/** Every result array is freshly allocated, so its buffer can move to the main thread without a copy. */
+function transferables(result: ForwardResult): ArrayBuffer[] {
+  const buffers = new Set<ArrayBuffer>();
+  const add = (array: { buffer: ArrayBufferLike } | undefined) => array && buffers.add(array.buffer as ArrayBuffer);
+  for (const sequence of result.sequences) {
+    add(sequence.logits);
+    add(sequence.loss);
+    for (const layer of sequence.moe ?? []) [layer.routerLogits, layer.selectedExperts, layer.gateWeights, layer.expertOutputNorms, layer.inputs].forEach(add);
+  }
+  return [...buffers];
+}
