@@ -7,6 +7,12 @@ import { loadCheckpoint } from './checkpoint';
 import { describeCheckpoint } from './checkpoint/describe';
 import { summarizeDataset } from './datasets/summarize';
 import { errorMessage, isUserError } from './errors';
+import type { FieldSpec } from './profile';
+import { profileDataset, sharedRuntimes } from './profile/run';
+import type { EvaluationMetric, PlanMethodName } from '../../common/protocol';
+import { evaluatePlanFile } from './evaluate';
+import { generatePlanFile, runSweep } from './plan/run';
+import { exportPlanFile, parseByteSize, progressMessage } from './export';
 
 interface Command {
   usage: string;
@@ -38,6 +44,175 @@ const commands: Record<string, Command> = {
         console.log(`  dtypes: ${Object.entries(summary.dtypes).map(([dtype, count]) => `${dtype} × ${count}`).join(', ')}`);
       } finally {
         await checkpoint.weights.close();
+      }
+    },
+  },
+  profile: {
+    usage: 'moe-studio profile --model DIR --data FILE [--field NAME|--field A+B] [--out FILE] [--seq-len N] [--max-rows N] [--token-records N] [--threads N] [--force]',
+    description: 'Profile expert usage on a dataset; writes a profile file and prints a per-layer summary.',
+    async run({ options }) {
+      const model = path.resolve(requiredOption(options, 'model', 'DIR'));
+      const data = path.resolve(requiredOption(options, 'data', 'FILE'));
+      const field = fieldOption(options.get('field'));
+      const out = options.get('out');
+      const started = Date.now();
+      try {
+        const result = await profileDataset({
+          datasetFile: data,
+          modelFolder: model,
+          field,
+          workspaceFolder: process.cwd(),
+          outFile: typeof out === 'string' ? path.resolve(out) : undefined,
+          force: options.has('force'),
+          settings: {
+            ...(options.has('seq-len') ? { sequenceLength: integerOption(options, 'seq-len', 1) } : {}),
+            ...(options.has('max-rows') ? { maxRows: integerOption(options, 'max-rows', 0) } : {}),
+            ...(options.has('token-records') ? { tokenRecords: integerOption(options, 'token-records', 0) } : {}),
+            ...(options.has('threads') ? { threads: integerOption(options, 'threads', 0) } : {}),
+          },
+          onProgress: ({ tokens, tokensPerSecond, secondsLeft }) =>
+            process.stderr.write(`\r${tokens.toLocaleString('en-US')} tokens · ${Math.round(tokensPerSecond).toLocaleString('en-US')} tok/s · ${Math.round(secondsLeft)} s left   `),
+        });
+        process.stderr.write(result.reused ? 'Reused the saved profile (same model, data, field and settings; --force recomputes).\n' : `\rDone in ${((Date.now() - started) / 1000).toFixed(1)} s.${' '.repeat(30)}\n`);
+        const { profile } = result;
+        const thresholdIndex = (t: number) => profile.gatingThresholds.findIndex((value) => Math.abs(value - t) < 1e-9);
+        const [at01, at02] = [thresholdIndex(0.1), thresholdIndex(0.2)];
+        const percent = (share: number) => `${(100 * share).toFixed(1)}%`;
+        console.log(`${profile.dataset.rows} rows, ${profile.dataset.tokens} tokens; ${profile.model.architecture}, ${profile.model.numExperts} experts, top-${profile.model.topK}`);
+        console.log(`layer  top experts (usage share)              entropy  single-expert share T=0.1  T=0.2`);
+        for (const layer of profile.layers) {
+          const top = [...layer.usageShare.keys()].sort((a, b) => layer.usageShare[b] - layer.usageShare[a]).slice(0, 3);
+          const experts = top.map((expert) => `${expert} (${percent(layer.usageShare[expert])})`).join(', ');
+          const single = (index: number) => (index >= 0 ? percent(layer.singleExpertShare[index]) : 'n/a');
+          console.log(`${String(layer.layer).padStart(5)}  ${experts.padEnd(38)} ${layer.meanEntropy.toFixed(3).padStart(7)}  ${single(at01).padStart(25)}  ${single(at02).padStart(5)}`);
+        }
+        for (const note of result.notes) console.log(`note: ${note}`);
+        console.log(result.profilePath);
+      } finally {
+        await sharedRuntimes.close();
+      }
+    },
+  },
+  plan: {
+    usage: 'moe-studio plan --model DIR --method NAME --keep N --calibration FILE[,FILE] [--field F] [--seed S] [--budget N] [--profile FILE] [--share X] [--threads N] --out FILE.moeplan.json',
+    description: 'Make a plan (random, frequency, softCount, reap, naee, uncurl, eep) from calibration data; never overwrites --out.',
+    async run({ options }) {
+      const method = methodOption(requiredOption(options, 'method', 'NAME'));
+      const field = options.has('field') ? fieldOption(options.get('field')) : undefined;
+      try {
+        const { planPath, plan } = await generatePlanFile({
+          model: path.resolve(requiredOption(options, 'model', 'DIR')),
+          method,
+          targetExperts: integerOption(options, 'keep', 1),
+          calibration: listOption(options, 'calibration').map((file) => ({ file: path.resolve(file), field })),
+          profilePath: typeof options.get('profile') === 'string' ? path.resolve(options.get('profile') as string) : undefined,
+          seed: options.has('seed') ? integerOption(options, 'seed', 0) : 0,
+          parameters: options.has('budget') ? { budget: integerOption(options, 'budget', 1) } : undefined,
+          singleExpertShare: options.has('share') ? Number(options.get('share')) : undefined,
+          output: path.resolve(requiredOption(options, 'out', 'FILE.moeplan.json')),
+          workspaceFolder: process.cwd(),
+          threads: options.has('threads') ? integerOption(options, 'threads', 0) : 0,
+          onProgress: (message) => process.stderr.write(`${message}\n`),
+        });
+        for (const layer of plan.layers) console.log(`layer ${layer.layer}: keeps ${layer.keptExperts.join(', ')}${layer.mergeMatrix ? ' (merged)' : ''}`);
+        console.log(planPath);
+      } finally {
+        await sharedRuntimes.close();
+      }
+    },
+  },
+  evaluate: {
+    usage: 'moe-studio evaluate --plan FILE --data FILE[,FILE] [--field F] [--max-rows N] [--threads N] [--json]',
+    description: 'Measure a plan against the full model (loss, perplexity, KL, top-1 agreement; accuracy on multiple-choice data).',
+    async run({ options }) {
+      const field = options.has('field') ? fieldOption(options.get('field')) : undefined;
+      try {
+        const result = await evaluatePlanFile({
+          plan: path.resolve(requiredOption(options, 'plan', 'FILE')),
+          datasets: listOption(options, 'data').map((file) => ({ file: path.resolve(file), field })),
+          maxRows: options.has('max-rows') ? integerOption(options, 'max-rows', 1) : undefined,
+          workspaceFolder: process.cwd(),
+          threads: options.has('threads') ? integerOption(options, 'threads', 0) : 0,
+          onProgress: ({ message }) => process.stderr.write(`${message}\n`),
+        });
+        if (options.has('json')) {
+          console.log(JSON.stringify(result.evaluations, null, 2));
+          return;
+        }
+        console.log('dataset                         metric          full model        plan');
+        for (const e of result.evaluations) console.log(`${e.dataset.padEnd(31)} ${e.metric.padEnd(14)} ${(e.baseline ?? NaN).toFixed(4).padStart(11)} ${e.value.toFixed(4).padStart(11)}`);
+      } finally {
+        await sharedRuntimes.close();
+      }
+    },
+  },
+  sweep: {
+    usage: 'moe-studio sweep --model DIR --methods a,b --calibration FILE[,FILE] --data FILE [--metric M] [--counts 8,7,…] [--seed S] [--max-rows N] [--budget N] [--json]',
+    description: 'Quality against experts kept, for several methods side by side on held-out data.',
+    async run({ options }) {
+      const field = options.has('field') ? fieldOption(options.get('field')) : undefined;
+      const budget = options.has('budget') ? integerOption(options, 'budget', 1) : 100;
+      try {
+        const result = await runSweep({
+          model: path.resolve(requiredOption(options, 'model', 'DIR')),
+          methods: listOption(options, 'methods').map(methodOption),
+          counts: options.has('counts') ? listOption(options, 'counts').map(Number) : [],
+          calibration: listOption(options, 'calibration').map((file) => ({ file: path.resolve(file), field })),
+          evaluation: { file: path.resolve(requiredOption(options, 'data', 'FILE')), field },
+          metric: (typeof options.get('metric') === 'string' ? options.get('metric') : 'loss') as EvaluationMetric,
+          seed: options.has('seed') ? integerOption(options, 'seed', 0) : 0,
+          maxRows: options.has('max-rows') ? integerOption(options, 'max-rows', 1) : undefined,
+          parameters: { eep: { budget } },
+          workspaceFolder: process.cwd(),
+          onProgress: (message) => process.stderr.write(`${message}\n`),
+        });
+        if (options.has('json')) {
+          console.log(JSON.stringify(result, null, 2));
+          return;
+        }
+        console.log(`${result.metric} (full model ${result.baseline.toFixed(4)})`);
+        console.log(`${'method'.padEnd(10)} ${result.counts.map((c) => String(c).padStart(8)).join(' ')}`);
+        for (const { method, values } of result.series) console.log(`${method.padEnd(10)} ${values.map((v) => v.toFixed(4).padStart(8)).join(' ')}`);
+      } finally {
+        await sharedRuntimes.close();
+      }
+    },
+  },
+  export: {
+    usage: 'moe-studio export --plan FILE --out DIR [--format huggingface|onnx] [--overwrite] [--shard-size 5GB]',
+    description: 'Write the model a plan describes: a Hugging Face folder, or one ONNX file (--out ends in .onnx).',
+    async run({ options }) {
+      const format = options.get('format') ?? 'huggingface';
+      if (format !== 'huggingface' && format !== 'onnx') throw new UsageError(`--format is huggingface or onnx, not ${String(format)}`);
+      const shardSize = options.get('shard-size');
+      const shardBytes = typeof shardSize === 'string' ? parseByteSize(shardSize) : undefined;
+      if (shardSize !== undefined && shardBytes === undefined) throw new UsageError(`--shard-size ${String(shardSize)} is not a size like 5GB or 500MB`);
+      const plan = path.resolve(requiredOption(options, 'plan', 'FILE'));
+      const target = path.resolve(requiredOption(options, 'out', 'DIR'));
+      // Ctrl-C cancels: the partial export is removed instead of left behind.
+      const controller = new AbortController();
+      const cancel = () => controller.abort();
+      process.once('SIGINT', cancel);
+      const started = Date.now();
+      let reported = 0;
+      try {
+        const result = await exportPlanFile(plan, {
+          format,
+          target,
+          overwrite: options.has('overwrite'),
+          shardBytes,
+          signal: controller.signal,
+          onProgress: (progress) => {
+            const now = Date.now();
+            if (progress.phase === 'weights' && progress.bytesWritten < progress.bytesTotal && now - reported < 1000) return;
+            reported = now;
+            process.stderr.write(`${progressMessage(progress, now - started)}\n`);
+          },
+        });
+        console.log(`Exported ${result.target}`);
+        for (const file of result.files) console.log(`  ${file.path}  ${file.bytes} bytes  sha256 ${file.sha256}`);
+      } finally {
+        process.off('SIGINT', cancel);
       }
     },
   },
@@ -85,6 +260,33 @@ function requiredOption(options: Map<string, string | true>, name: string, place
   const value = options.get(name);
   if (typeof value !== 'string') throw new UsageError(`missing --${name} ${placeholder}`);
   return value;
+}
+
+function integerOption(options: Map<string, string | true>, name: string, min: number): number {
+  const value = Number(options.get(name));
+  if (!(Number.isInteger(value) && value >= min)) throw new UsageError(`--${name} must be an integer ≥ ${min}`);
+  return value;
+}
+
+/** `--field text`, `--field prompt+completion` (joined with ""), or the whole row when absent. */
+function fieldOption(value: string | true | undefined): FieldSpec {
+  if (value === undefined) return { kind: 'field', field: 'text' };
+  if (value === true) throw new UsageError('--field needs a NAME (or A+B)');
+  const parts = value.split('+');
+  if (parts.length === 2 && parts.every((part) => part !== '')) return { kind: 'pair', fields: [parts[0], parts[1]], separator: parts[0] === 'question' ? '\n' : '' };
+  return { kind: 'field', field: value };
+}
+
+const PLAN_METHODS: PlanMethodName[] = ['random', 'frequency', 'softCount', 'reap', 'naee', 'uncurl', 'eep'];
+
+function methodOption(value: string): PlanMethodName {
+  if (!(PLAN_METHODS as string[]).includes(value)) throw new UsageError(`unknown method "${value}" (one of ${PLAN_METHODS.join(', ')})`);
+  return value as PlanMethodName;
+}
+
+/** `--data a.jsonl,b.jsonl`: a comma-separated list, at least one entry. */
+function listOption(options: Map<string, string | true>, name: string): string[] {
+  return requiredOption(options, name, 'A[,B]').split(',').map((item) => item.trim()).filter((item) => item !== '');
 }
 
 class UsageError extends Error {}

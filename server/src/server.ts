@@ -24,20 +24,28 @@ import { summarizeDataset } from './datasets/summarize';
 import { UserError } from './errors';
 import { jsonlDiagnostics } from './lsp/datasetDiagnostics';
 import { Health } from './lsp/health';
+import { HoverProviders } from './lsp/hovers';
 import { safeHandler } from './lsp/safeHandler';
 import { registerPlanFeatures } from './lsp/plan';
+import { registerExportRequests } from './lsp/exportRequests';
+import { registerProfileFeatures } from './lsp/profileFeatures';
+import { registerPlanRequests } from './lsp/planRequests';
 
 const connection = createConnection(ProposedFeatures.all);
 const documents = new TextDocuments(TextDocument);
 const health = new Health(connection);
-const plans = registerPlanFeatures(connection, documents, health);
+const hovers = new HoverProviders(connection);
 let trusted = false;
+const profiles = registerProfileFeatures(connection, documents, health, { isTrusted: () => trusted, hovers });
+const plans = registerPlanFeatures(connection, documents, health, hovers);
+registerPlanRequests(connection, health, { isTrusted: () => trusted });
+registerExportRequests(connection, health, { isTrusted: () => trusted });
 
 connection.onInitialize((params): InitializeResult => {
   const options = (params.initializationOptions ?? {}) as Partial<InitializationOptions>;
   trusted = options.trusted === true;
   return {
-    capabilities: { textDocumentSync: TextDocumentSyncKind.Incremental, ...plans.initialize(params) },
+    capabilities: { textDocumentSync: TextDocumentSyncKind.Incremental, ...plans.initialize(params), ...profiles.initialize(params) },
     serverInfo: { name: 'MoE Studio', version: '0.1.0' },
   };
 });

@@ -1,12 +1,13 @@
 // The packaged extension in real VS Code (code-server in headless Chromium), driven the way a
 // person uses it: wait for the server to be ready, open a dataset from the explorer,
-// right-click it, "Profile experts on this dataset", and see the chart. Screenshots of every
-// step land in test-results/e2e-*.png.
+// right-click it, "Profile experts on this dataset", see the dataset chart and the expert
+// heatmap, then hover a token in the dataset and see its experts. Screenshots of every step
+// land in test-results/e2e-*.png.
 
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, join, relative } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import { after, test } from 'node:test';
 import type { Browser, FrameLocator, Page } from 'playwright-core';
 import { ensureCodeServer, installExtension, launchCodeServer, type CodeServer } from '../../scripts/codeServer.mjs';
@@ -20,11 +21,12 @@ const STARTUP_MS = 180_000;
 let server: CodeServer | undefined;
 let browser: Browser | undefined;
 let profileDir: string | undefined;
+let workspaceDir: string | undefined;
 
 after(async () => {
   await browser?.close();
   await server?.stop();
-  if (profileDir) await rm(profileDir, { recursive: true, force: true });
+  for (const dir of [profileDir, workspaceDir]) if (dir) await rm(dir, { recursive: true, force: true });
 });
 
 test('profiling a dataset from the explorer opens the chart', { timeout: 600_000 }, async (t) => {
@@ -34,6 +36,7 @@ test('profiling a dataset from the explorer opens the chart', { timeout: 600_000
   if (!browser) return;
 
   const { folder, dataset } = workspaceWithDataset();
+  workspaceDir = dirname(folder);
   const datasetName = basename(dataset);
   profileDir = await mkdtemp(join(tmpdir(), 'moe-studio-e2e-'));
   const dirs = { userDataDir: join(profileDir, 'user-data'), extensionsDir: join(profileDir, 'extensions') };
@@ -121,6 +124,42 @@ async function run(page: Page, url: string, folder: string, datasetName: string,
   assert.ok(chart.width > 100 && chart.height > 100, `chart canvas is ${chart.width}x${chart.height}`);
   assert.ok(chart.painted > 2_000, `the chart canvas is nearly blank (${chart.painted} painted pixels)`);
   await screenshot(page, 'e2e-6-chart');
+
+  await step(page, 'e2e-7-expert-heatmap', async () => {
+    await webview.locator('#usage-heatmap').waitFor({ timeout: 240_000 }).catch(async () => {
+      const error = await webview.locator('.error').allTextContents();
+      throw new Error(`the expert heatmap never appeared${error.length ? `: ${error.join(' ')}` : ''}`);
+    });
+    const heatmap = await paintedPixels(webview, '#usage-heatmap');
+    assert.ok(heatmap > 2_000, `the expert heatmap is nearly blank (${heatmap} painted pixels)`);
+    assert.match((await webview.locator('#profile-facts').textContent()) ?? '', /MixtralForCausalLM · 4 MoE layers × 8 experts/);
+  });
+
+  await step(page, 'e2e-8-token-hover', async () => {
+    await page.locator(`.tabs-container .tab[aria-label^="${datasetName}"]`).first().click();
+    // The first row's first characters are inside its "text" string: hover a token there.
+    const firstLine = page.locator('.monaco-editor .view-lines .view-line').first();
+    await firstLine.waitFor({ timeout: 15_000 });
+    const box = (await firstLine.boundingBox())!;
+    const hover = page.locator('.monaco-hover:not(.hidden)').filter({ hasText: /expert/i }).first();
+    for (const x of [160, 200, 240, 120]) {
+      await page.mouse.move(box.x + x, box.y + box.height / 2);
+      if (await hover.waitFor({ timeout: 6_000 }).then(() => true, () => false)) break;
+    }
+    await hover.waitFor({ timeout: 10_000 });
+    assert.match((await hover.textContent()) ?? '', /layer\s*experts/i);
+    // One table row per MoE layer of the demo model, under the header.
+    assert.equal(await hover.locator('table tbody tr').count(), 4);
+  });
+}
+
+async function paintedPixels(frame: FrameLocator, selector: string): Promise<number> {
+  return frame.locator(selector).evaluate((canvas: HTMLCanvasElement) => {
+    const { data } = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height);
+    let painted = 0;
+    for (let i = 3; i < data.length; i += 4) if (data[i] > 0) painted++;
+    return painted;
+  });
 }
 
 function explorerRow(page: Page, name: string) {

@@ -157,7 +157,7 @@ test('the profile panel charts a dataset summary under its CSP', async (t) => {
   await assertClean(page, problems);
 });
 
-test('the profile panel shows an error instead of a chart', async (t) => {
+test('the profile panel shows an error above the dataset summary', async (t) => {
   browser ??= await prerequisite(t, 'Chromium', launchBrowser);
   if (!browser) return;
   const { page, problems } = await openPanel();
@@ -166,7 +166,15 @@ test('the profile panel shows an error instead of a chart', async (t) => {
   await send(page, { type: 'error', payload: { message: 'prompts.jsonl: line 3 is not JSON' } });
   await page.getByRole('alert').waitFor({ timeout: 10_000 });
   assert.equal(await page.getByRole('alert').textContent(), 'prompts.jsonl: line 3 is not JSON');
-  assert.equal(await page.locator('#summary-chart').count(), 0);
+  // A failed profile does not hide what is known about the data: the summary stays, below the error.
+  const order = await page.evaluate(() => {
+    const alert = document.querySelector('[role="alert"]')!;
+    const title = document.getElementById('summary-title')!;
+    return alert.compareDocumentPosition(title) & Node.DOCUMENT_POSITION_FOLLOWING;
+  });
+  assert.ok(order, 'the error is not above the summary');
+  assert.equal(await page.locator('#summary-chart').count(), 1);
+  assert.equal(await page.locator('.loading').count(), 0, 'a failed profile must not say it is still profiling');
   await screenshot(page, 'webview-profile-error');
   await assertClean(page, problems);
 });

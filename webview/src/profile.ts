@@ -26,6 +26,8 @@ interface State {
 const app = document.getElementById('app') as HTMLElement;
 let state: State = (vscode.getState() as State | undefined) ?? {};
 let charts: { destroy(): void }[] = [];
+/** Charts are drawn after their canvases are in the document, so chart.js can measure them. */
+const drawPending: (() => void)[] = [];
 
 onMessage((message) => {
   switch (message.type) {
@@ -66,9 +68,6 @@ function render(): void {
   app.replaceChildren(...sections);
   drawPending.splice(0).forEach((draw) => draw());
 }
-
-/** Charts are drawn after their canvases are in the document, so chart.js can measure them. */
-const drawPending: (() => void)[] = [];
 
 function summarySection(summary: DatasetSummary): Node[] {
   const { card, canvas } = chartCard('summary-chart', 'Rows by size', `${summary.fileName}.rows-by-size.png`, { label: 'Histogram of row sizes in bytes' });
@@ -125,7 +124,7 @@ function profileSections({ profile, profilePath, notes }: ProfileMessage): Node[
   );
 
   const nodes: Node[] = [
-    element('h2', { className: 'section-title' }, `Experts of ${profile.model.folder.split(/[\\/]/).pop()} on this data`),
+    element('h2', { className: 'section-title' }, 'Experts on this data'),
     element('p', { className: 'facts', id: 'profile-facts' },
       `${profile.model.architecture} · ${layers.length} MoE layers × ${profile.model.numExperts} experts, top-${profile.model.topK} · ` +
         `${profile.dataset.rows.toLocaleString()} rows · ${profile.dataset.tokens.toLocaleString()} tokens · saved to ${profilePath}`),

@@ -96,7 +96,7 @@ export interface ProfileDataset {
 }
 
 export interface ProfileSettings {
-  /** Rows longer than this many tokens are cut into sequences of this length. */
+  /** Rows longer than this many tokens are truncated to this length (the run notes how many were). */
   sequenceLength: number;
   /** Rows profiled at most; null for all. */
   maxRows: number | null;

@@ -18,6 +18,7 @@ import {
 import type { TextDocument } from 'vscode-languageserver-textdocument';
 import { errorMessage, isUserError } from '../../errors';
 import type { Health } from '../health';
+import type { HoverProviders } from '../hovers';
 import { type EditorProblem, type PlanAnalysis, analysePlanText, isPlanUri, modelFolderNode, planTree, toDiagnostic } from './analysis';
 import { planCodeActions } from './codeActions';
 import { planCodeLenses } from './codeLens';
@@ -35,14 +36,14 @@ export interface PlanFeatures {
   initialize(params: InitializeParams): ServerCapabilities;
 }
 
-export function registerPlanFeatures(connection: Connection, documents: TextDocuments<TextDocument>, health: Health): PlanFeatures {
+export function registerPlanFeatures(connection: Connection, documents: TextDocuments<TextDocument>, health: Health, hovers: HoverProviders): PlanFeatures {
   const plans = new PlanDocuments(connection, documents, health);
   documents.onDidChangeContent(({ document }) => {
     if (isPlanUri(document.uri)) plans.schedule(document.uri);
   });
   documents.onDidClose(({ document }) => plans.forget(document.uri));
 
-  connection.onHover(plans.guarded('hover', null, async (document, { position }) => {
+  hovers.add(plans.guarded('hover', null, async (document, { position }) => {
     const analysis = plans.current(document);
     return planHover(document, analysis, document.offsetAt(position), await plans.profile(document, analysis));
   }));

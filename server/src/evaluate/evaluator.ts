@@ -1,0 +1,177 @@
+/**
+ * Quality of a model under a RuntimePlan, on samples tokenised once. One `Evaluator` serves hundreds of
+ * `fitness(plan)` calls (EEP) on the same fixed batches, so the runtime's prefix cache resumes every
+ * forward at the first layer the plan changes.
+ *
+ * Metrics (text data, over the counted positions: every token that predicts a next token, BOS included):
+ * - `loss`: mean next-token cross-entropy in nats, token-weighted over all sequences; `perplexity` = e^loss;
+ * - `kl`: mean over positions of KL(full model ‖ planned model) of the next-token distributions;
+ * - `top1Agreement`: share of positions where both models' most likely next token is the same.
+ * Multiple-choice data: `accuracy`, the share of items whose label has the highest choice log-likelihood.
+ *
+ * KL and agreement need both models' logits; they never cross into the plan's forward. Sequences go in
+ * chunks of bounded tokens × vocabulary, each chunk forwarded twice (the full model's second pass is
+ * almost free: the prefix cache holds its final hidden state, so only the head runs).
+ */
+import type { EvaluationMetric } from '../../../common/protocol';
+import { CancelledError } from '../errors';
+import { ForwardCancelledError, type ModelRuntime, type RuntimePlan } from '../runtime';
+import { argmax, choiceLogLikelihood, klDivergence } from './metrics';
+import type { EvaluationSamples } from './samples';
+
+export type MetricValues = Partial<Record<EvaluationMetric, number>>;
+
+export interface EvaluationResult {
+  values: MetricValues;
+  /** Sequences (text) or items (multiple choice) scored. */
+  samples: number;
+  /** Counted positions (text) or scored choice tokens (multiple choice). */
+  tokens: number;
+}
+
+export interface EvaluateOptions {
+  signal?: AbortSignal;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export const TEXT_METRICS: EvaluationMetric[] = ['loss', 'perplexity', 'kl', 'top1Agreement'];
+export const CHOICE_METRICS: EvaluationMetric[] = ['accuracy'];
+
+/** Weight of the correct choices' mean token loss in a multiple-choice fitness: breaks accuracy ties, never outweighs one item. */
+const CHOICE_LOSS_TIE_BREAK = 1e-3;
+/** Logit floats per side held at once for KL and agreement (64 MiB each). */
+const DEFAULT_MAX_LOGIT_FLOATS = 16 * 2 ** 20;
+
+export class Evaluator {
+  private readonly maxLogitFloats: number;
+
+  constructor(
+    readonly runtime: ModelRuntime,
+    readonly samples: EvaluationSamples,
+    options: { maxLogitFloats?: number } = {},
+  ) {
+    this.maxLogitFloats = options.maxLogitFloats ?? DEFAULT_MAX_LOGIT_FLOATS;
+  }
+
+  /** The metrics this data supports. */
+  get metrics(): EvaluationMetric[] {
+    return this.samples.kind === 'text' ? TEXT_METRICS : CHOICE_METRICS;
+  }
+
+  get size(): number {
+    return this.samples.kind === 'text' ? this.samples.sequences.length : this.samples.items.length;
+  }
+
+  async evaluate(plan: RuntimePlan | undefined, metrics: EvaluationMetric[] = this.metrics, options: EvaluateOptions = {}): Promise<EvaluationResult> {
+    const unsupported = metrics.filter((m) => !this.metrics.includes(m));
+    if (unsupported.length > 0) throw new Error(`${unsupported.join(', ')} cannot be measured on ${this.samples.kind === 'text' ? 'text' : 'multiple-choice'} data`);
+    return cancellable(options.signal, () => this.samples.kind === 'text'
+      ? this.evaluateText(this.samples.sequences, plan, metrics, options)
+      : this.evaluateChoices(this.samples.items, plan, options));
+  }
+
+  /**
+   * Higher is better: the negative mean loss on text; on multiple choice the accuracy, minus a small
+   * multiple of the correct choices' mean token loss so candidates with equal accuracy still rank.
+   */
+  async fitness(plan: RuntimePlan, signal?: AbortSignal): Promise<number> {
+    return cancellable(signal, async () => {
+      if (this.samples.kind === 'text') return -(await this.evaluateText(this.samples.sequences, plan, ['loss'], { signal })).values.loss!;
+      const result = await this.evaluateChoices(this.samples.items, plan, { signal });
+      return result.values.accuracy! - CHOICE_LOSS_TIE_BREAK * result.correctChoiceLoss;
+    });
+  }
+
+  private async evaluateText(sequences: Int32Array[], plan: RuntimePlan | undefined, metrics: EvaluationMetric[], options: EvaluateOptions): Promise<EvaluationResult> {
+    const wantLoss = metrics.includes('loss') || metrics.includes('perplexity');
+    const compare = metrics.includes('kl') || metrics.includes('top1Agreement');
+    const vocab = this.runtime.model.vocabSize;
+    const chunks = compare ? chunkByTokens(sequences, Math.max(1, Math.floor(this.maxLogitFloats / vocab))) : [sequences];
+    let lossSum = 0;
+    let klSum = 0;
+    let agreements = 0;
+    let positions = 0;
+    let done = 0;
+    for (const chunk of chunks) {
+      const planned = await this.runtime.forward({ sequences: chunk, outputs: { loss: wantLoss, ...(compare ? { logits: 'all' as const } : {}) }, plan }, { signal: options.signal });
+      const full = compare ? await this.runtime.forward({ sequences: chunk, outputs: { logits: 'all' } }, { signal: options.signal }) : undefined;
+      chunk.forEach((sequence, i) => {
+        const counted = sequence.length - 1;
+        positions += counted;
+        if (wantLoss) for (const value of planned.sequences[i].loss!) lossSum += value;
+        if (!full) return;
+        const p = full.sequences[i].logits!;
+        const q = planned.sequences[i].logits!;
+        for (let t = 0; t < counted; t++) {
+          klSum += klDivergence(p, q, t * vocab, vocab);
+          if (argmax(p, t * vocab, vocab) === argmax(q, t * vocab, vocab)) agreements++;
+        }
+      });
+      done += chunk.length;
+      options.onProgress?.(done, sequences.length);
+    }
+    const values: MetricValues = {};
+    if (metrics.includes('loss')) values.loss = lossSum / positions;
+    if (metrics.includes('perplexity')) values.perplexity = Math.exp(lossSum / positions);
+    if (metrics.includes('kl')) values.kl = klSum / positions;
+    if (metrics.includes('top1Agreement')) values.top1Agreement = agreements / positions;
+    return { values, samples: sequences.length, tokens: positions };
+  }
+
+  private async evaluateChoices(items: Extract<EvaluationSamples, { kind: 'choice' }>['items'], plan: RuntimePlan | undefined, options: EvaluateOptions): Promise<EvaluationResult & { correctChoiceLoss: number }> {
+    const sequences = items.flatMap((item) => item.choices.map((c) => c.ids));
+    const result = await this.runtime.forward({ sequences, outputs: { loss: true }, plan }, { signal: options.signal });
+    let correct = 0;
+    let correctLoss = 0;
+    let correctTokens = 0;
+    let index = 0;
+    for (const item of items) {
+      let best = -1;
+      let bestScore = -Infinity;
+      item.choices.forEach((choice, c) => {
+        const score = choiceLogLikelihood(result.sequences[index + c].loss!, choice.start);
+        if (score > bestScore) {
+          bestScore = score;
+          best = c;
+        }
+        if (c === item.label) {
+          correctLoss -= score;
+          correctTokens += choice.ids.length - choice.start;
+        }
+      });
+      if (best === item.label) correct++;
+      index += item.choices.length;
+    }
+    options.onProgress?.(items.length, items.length);
+    return { values: { accuracy: correct / items.length }, samples: items.length, tokens: correctTokens, correctChoiceLoss: correctTokens > 0 ? correctLoss / correctTokens : 0 };
+  }
+}
+
+/** Consecutive groups of sequences with at most `maxTokens` tokens each (a longer sequence goes alone). */
+export function chunkByTokens(sequences: Int32Array[], maxTokens: number): Int32Array[][] {
+  const chunks: Int32Array[][] = [];
+  let current: Int32Array[] = [];
+  let tokens = 0;
+  for (const sequence of sequences) {
+    if (current.length > 0 && tokens + sequence.length > maxTokens) {
+      chunks.push(current);
+      current = [];
+      tokens = 0;
+    }
+    current.push(sequence);
+    tokens += sequence.length;
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
+}
+
+/** The runtime's AbortError and a fired signal both become the one CancelledError users see. */
+async function cancellable<T>(signal: AbortSignal | undefined, work: () => Promise<T>): Promise<T> {
+  if (signal?.aborted) throw new CancelledError('Evaluation cancelled.');
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof ForwardCancelledError || (error as Error)?.name === 'AbortError' || signal?.aborted) throw new CancelledError('Evaluation cancelled.');
+    throw error;
+  }
+}

@@ -1,0 +1,158 @@
+/**
+ * A model and its calibration data, with everything the plan methods need derived from them on first
+ * use and kept: routing statistics (one captured forward), NAEE's per-layer reconstruction, EEP's
+ * evaluator. A sweep makes many plans from one of these without repeating any of that work.
+ */
+import * as path from 'node:path';
+import { loadCheckpoint, type CheckpointLoad } from '../../checkpoint';
+import type { DType } from '../../checkpoint/modelSpec';
+import { Evaluator } from '../../evaluate/evaluator';
+import { loadSamples, type ChoiceItem, type EvaluationSamples } from '../../evaluate/samples';
+import { UserError } from '../../errors';
+import { loadProfile } from '../../profile/profileFile';
+import type { ModelIdentity } from '../../profile/run/modelIdentity';
+import type { OpenModel } from '../../profile/run/runtimePool';
+import type { FieldSpec } from '../../profile/types';
+import type { PlanInputs, PlanMethod } from '../generatePlan';
+import type { LayerStatistics } from '../statistics';
+import { LayerReconstruction } from './layerReconstruction';
+import { captureCalibration, toPlanStatistics, type CalibrationCapture } from './statistics';
+
+export type MethodName = PlanMethod['name'];
+
+export interface CalibrationFile {
+  file: string;
+  field?: FieldSpec;
+}
+
+export interface CalibrationOptions {
+  /** Rows read per calibration file (default 256). */
+  maxRows?: number;
+  /** Tokens per sequence (default 256). */
+  sequenceLength?: number;
+  /** A saved profile of the calibration data, used instead of profiling it here. */
+  profilePath?: string;
+  /** NAEE: calibration tokens per layer the reconstruction error is measured on (default 1024). */
+  naeeTokens?: number;
+}
+
+/** Method parameters a plan request may carry besides the method's own. */
+export interface CalibrationParameters {
+  /** EEP: calibration sequences each candidate is scored on (default 32). */
+  samples?: number;
+}
+
+export const DEFAULT_EEP_SAMPLES = 32;
+export const DEFAULT_NAEE_TOKENS = 1024;
+
+export class Calibration {
+  private capture?: Promise<CalibrationCapture>;
+  private reconstruction?: Promise<LayerReconstruction>;
+  private checkpoint?: Promise<CheckpointLoad>;
+  private readonly evaluators = new Map<number, Evaluator>();
+  private profileStatistics?: Promise<LayerStatistics[]>;
+
+  private constructor(
+    readonly model: OpenModel,
+    readonly identity: ModelIdentity,
+    /** Every calibration row as text sequences (a multiple-choice row as prompt + its correct choice). */
+    readonly sequences: Int32Array[],
+    /** The multiple-choice items when every calibration file is multiple choice: EEP then scores accuracy. */
+    readonly choiceItems: ChoiceItem[] | undefined,
+    readonly files: string[],
+    private readonly profilePath?: string,
+    private readonly naeeTokens = DEFAULT_NAEE_TOKENS,
+  ) {}
+
+  static async load(model: OpenModel, identity: ModelIdentity, files: CalibrationFile[], options: CalibrationOptions = {}): Promise<Calibration> {
+    if (files.length === 0) throw new UserError('Name at least one calibration dataset.');
+    const loaded = [];
+    for (const { file, field } of files) loaded.push(await loadSamples(file, model.tokenizer, { field, maxRows: options.maxRows ?? 256, sequenceLength: options.sequenceLength }));
+    const sequences = loaded.flatMap(({ samples }) => samples.kind === 'text' ? samples.sequences : samples.items.map((item) => item.choices[item.label].ids));
+    const allChoice = loaded.every(({ samples }) => samples.kind === 'choice');
+    const choiceItems = allChoice ? loaded.flatMap(({ samples }) => (samples.kind === 'choice' ? samples.items : [])) : undefined;
+    return new Calibration(model, identity, sequences, choiceItems, loaded.map((l) => l.file), options.profilePath && path.resolve(options.profilePath), options.naeeTokens);
+  }
+
+  /** The calibration's routing statistics: the saved profile's when one was named, else profiled now. */
+  statistics(signal?: AbortSignal): Promise<LayerStatistics[]> {
+    if (this.profilePath) {
+      this.profileStatistics ??= loadProfile(this.profilePath).then((profile) => {
+        if (profile.model.fingerprint && profile.model.fingerprint !== this.identity.fingerprint) {
+          throw new UserError(`The profile ${path.basename(this.profilePath!)} was made with other weights than ${this.identity.folder}; profile the calibration data again.`);
+        }
+        return toPlanStatistics(profile);
+      });
+      return this.profileStatistics;
+    }
+    return this.captured(signal).then((c) => c.statistics);
+  }
+
+  async layerError(signal?: AbortSignal): Promise<LayerReconstruction> {
+    this.reconstruction ??= (async () => {
+      const capture = await this.captured(signal);
+      const checkpoint = await this.openCheckpoint();
+      return LayerReconstruction.build(this.identity.spec, checkpoint.weights, capture.layerInputs, signal);
+    })();
+    this.reconstruction.catch(() => (this.reconstruction = undefined));
+    return this.reconstruction;
+  }
+
+  /** EEP's evaluator: the first `samples` calibration sequences (or items), tokenised once, scored many times. */
+  evaluator(samples = DEFAULT_EEP_SAMPLES): Evaluator {
+    let evaluator = this.evaluators.get(samples);
+    if (!evaluator) {
+      const data: EvaluationSamples = this.choiceItems ? { kind: 'choice', items: spread(this.choiceItems, samples) } : { kind: 'text', sequences: spread(this.sequences, samples) };
+      evaluator = new Evaluator(this.model.runtime, data);
+      this.evaluators.set(samples, evaluator);
+    }
+    return evaluator;
+  }
+
+  /** What `method` needs, computed (once) now. */
+  async inputsFor(method: MethodName, parameters: CalibrationParameters, options: { needsStatistics: boolean; signal?: AbortSignal }): Promise<PlanInputs> {
+    const inputs: PlanInputs = {};
+    if (options.needsStatistics || ['frequency', 'softCount', 'reap', 'uncurl'].includes(method)) inputs.statistics = await this.statistics(options.signal);
+    if (method === 'naee') {
+      const reconstruction = await this.layerError(options.signal);
+      inputs.layerError = async (layer, kept) => reconstruction.error(layer, kept);
+    }
+    if (method === 'eep') {
+      const evaluator = this.evaluator(parameters.samples ?? DEFAULT_EEP_SAMPLES);
+      inputs.fitness = (candidate) => evaluator.fitness(candidate, options.signal);
+    }
+    return inputs;
+  }
+
+  /** The checkpoint's storage dtype (of its expert weights), for the plan's byte savings. */
+  async dtype(): Promise<DType> {
+    const checkpoint = await this.openCheckpoint();
+    const moe = this.identity.spec.layers.find((l) => l.kind === 'moe');
+    const name = moe ? this.identity.spec.tensors.layer(moe.index).expert?.(0).gate : undefined;
+    return name ? checkpoint.weights.info(name).dtype : 'F32';
+  }
+
+  /** Releases the main-thread weight reader (the runtime stays in its pool). */
+  async close(): Promise<void> {
+    const checkpoint = this.checkpoint;
+    this.checkpoint = undefined;
+    if (checkpoint) await (await checkpoint.catch(() => undefined))?.weights.close();
+  }
+
+  private captured(signal?: AbortSignal): Promise<CalibrationCapture> {
+    this.capture ??= captureCalibration(this.model.runtime, this.sequences, { inputTokens: this.naeeTokens, signal });
+    this.capture.catch(() => (this.capture = undefined));
+    return this.capture;
+  }
+
+  private openCheckpoint(): Promise<CheckpointLoad> {
+    this.checkpoint ??= loadCheckpoint(this.identity.folder);
+    return this.checkpoint;
+  }
+}
+
+/** `count` entries spread evenly over `all` (all of them when there are fewer): a sample that covers every calibration file. */
+function spread<T>(all: T[], count: number): T[] {
+  if (all.length <= count) return all;
+  return Array.from({ length: count }, (_, i) => all[Math.floor((i * all.length) / count)]);
+}

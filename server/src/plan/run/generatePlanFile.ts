@@ -1,0 +1,146 @@
+/**
+ * From a model and calibration data to a `*.moeplan.json`: the method's inputs from the calibration
+ * (statistics, NAEE's layer error, EEP's fitness), `generatePlan`, and the file written with
+ * `formatPlan`, never over an existing one.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { PlanMethodName } from '../../../../common/protocol';
+import { UserError } from '../../errors';
+import { modelIdentity } from '../../profile/run/modelIdentity';
+import { RuntimePool } from '../../profile/run/runtimePool';
+import { sharedRuntimes } from '../../profile/run/profileDataset';
+import { generatePlan, type PlanMethod } from '../generatePlan';
+import type { EepProgress } from '../methods/eep';
+import { formatPlan, type MoePlan } from '../planFile';
+import { Calibration, type CalibrationFile, type CalibrationParameters } from './calibration';
+
+export interface PlanRequestOptions {
+  method: PlanMethodName;
+  targetExperts: number;
+  seed: number;
+  /** Method parameters (EEP budget, population, …; `samples` for EEP's calibration sequences). */
+  parameters?: Record<string, unknown>;
+  singleExpertShare?: number;
+  signal?: AbortSignal;
+  onProgress?: (message: string, eep?: EepProgress) => void;
+}
+
+export interface PlanRecord {
+  /** The model folder and calibration files as the plan writes them (relative paths). */
+  modelFolder: string;
+  datasets: string[];
+  profile?: string;
+}
+
+const EEP_KEYS = ['populationSize', 'generations', 'eliteSize', 'budget', 'phases', 'sigma', 'mutationRate'] as const;
+
+/** The generatePlan method object for a method name and the request's free-form parameters. */
+export function planMethod(name: PlanMethodName, parameters: Record<string, unknown> = {}): PlanMethod {
+  const numberParameter = (key: string): number | undefined => {
+    const value = parameters[key];
+    if (value === undefined) return undefined;
+    if (typeof value !== 'number' || !Number.isFinite(value)) throw new UserError(`The ${name} parameter "${key}" must be a number.`);
+    return value;
+  };
+  switch (name) {
+    case 'naee':
+      return { name, ...defined({ exhaustiveLimit: numberParameter('exhaustiveLimit') }) };
+    case 'uncurl':
+      return { name, ...defined({ restarts: numberParameter('restarts') }) };
+    case 'eep': {
+      const method: Record<string, unknown> = { name };
+      for (const key of EEP_KEYS) {
+        if (parameters[key] === undefined) continue;
+        if (key === 'phases') {
+          const phases = parameters.phases;
+          if (!Array.isArray(phases) || phases.length === 0 || !phases.every((p) => p === 'prune' || p === 'merge')) throw new UserError('The eep parameter "phases" must list "prune" and/or "merge".');
+          method.phases = phases;
+        } else {
+          method[key] = numberParameter(key);
+        }
+      }
+      return method as PlanMethod;
+    }
+    default:
+      return { name };
+  }
+}
+
+/** A plan object for the calibration (not written anywhere). */
+export async function makePlan(calibration: Calibration, options: PlanRequestOptions, record: PlanRecord): Promise<MoePlan> {
+  const method = planMethod(options.method, options.parameters);
+  const calibrationParameters: CalibrationParameters = { samples: typeof options.parameters?.samples === 'number' ? options.parameters.samples : undefined };
+  const needsStatistics = options.singleExpertShare !== undefined;
+  if (['frequency', 'softCount', 'reap', 'uncurl', 'naee'].includes(options.method) || needsStatistics) options.onProgress?.('Profiling the calibration data');
+  if (options.method === 'naee') options.onProgress?.('Computing every expert\'s output on the calibration tokens');
+  const inputs = await calibration.inputsFor(method.name, calibrationParameters, { needsStatistics, signal: options.signal });
+  options.onProgress?.(options.method === 'eep' ? 'Searching (EEP)' : options.method === 'naee' ? 'Searching expert subsets (NAEE)' : 'Choosing experts');
+  return generatePlan(method, inputs, {
+    spec: calibration.identity.spec,
+    model: { folder: record.modelFolder, fingerprint: calibration.identity.fingerprint },
+    calibration: { datasets: record.datasets, ...(record.profile ? { profile: record.profile } : {}) },
+    dtype: await calibration.dtype(),
+    targetExperts: options.targetExperts,
+    seed: options.seed,
+    singleExpertShare: options.singleExpertShare,
+    signal: options.signal,
+    onGeneration: (progress) => options.onProgress?.(`EEP ${progress.phase} generation ${progress.generation}: best fitness ${progress.bestFitness.toFixed(4)} (${progress.evaluations} evaluations)`, progress),
+  });
+}
+
+export interface GeneratePlanFileOptions extends PlanRequestOptions {
+  model: string;
+  calibration: CalibrationFile[];
+  profilePath?: string;
+  /** Where to write; refused when it exists. */
+  output: string;
+  /** Paths in the plan are written relative to this folder when inside it (else relative to the plan's folder). */
+  workspaceFolder?: string;
+  /** Calibration rows read per file (default 256). */
+  maxRows?: number;
+  threads?: number;
+  runtimes?: RuntimePool;
+}
+
+export async function generatePlanFile(options: GeneratePlanFileOptions): Promise<{ planPath: string; plan: MoePlan }> {
+  const planPath = path.resolve(options.output);
+  if (!planPath.endsWith('.moeplan.json')) throw new UserError(`A plan file's name ends in .moeplan.json; ${path.basename(planPath)} does not.`);
+  if (fs.existsSync(planPath)) throw new UserError(`${planPath} already exists; choose another name (plans are never overwritten).`);
+  const identity = await modelIdentity(options.model);
+  const model = await (options.runtimes ?? sharedRuntimes).get(identity, options.threads ?? 0);
+  options.onProgress?.('Reading the calibration data');
+  const calibration = await Calibration.load(model, identity, options.calibration, { profilePath: options.profilePath, maxRows: options.maxRows });
+  try {
+    const written = (file: string) => planRelativePath(file, planPath, options.workspaceFolder);
+    const plan = await makePlan(calibration, options, {
+      modelFolder: written(identity.folder),
+      datasets: calibration.files.map(written),
+      ...(options.profilePath ? { profile: written(path.resolve(options.profilePath)) } : {}),
+    });
+    await fs.promises.mkdir(path.dirname(planPath), { recursive: true });
+    try {
+      await fs.promises.writeFile(planPath, formatPlan(plan), { flag: 'wx' });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new UserError(`${planPath} already exists; choose another name (plans are never overwritten).`);
+      throw error;
+    }
+    return { planPath, plan };
+  } finally {
+    await calibration.close();
+  }
+}
+
+/** A path as a plan stores it: relative to the workspace folder when inside it, else to the plan's folder; forward slashes. */
+export function planRelativePath(file: string, planPath: string, workspaceFolder?: string): string {
+  const inside = (base: string) => {
+    const relative = path.relative(base, file);
+    return relative !== '' && !relative.startsWith('..') && !path.isAbsolute(relative) ? relative : undefined;
+  };
+  const relative = (workspaceFolder && inside(path.resolve(workspaceFolder))) ?? path.relative(path.dirname(planPath), file);
+  return relative.split(path.sep).join('/') || '.';
+}
+
+function defined<T extends Record<string, unknown>>(object: T): Partial<T> {
+  return Object.fromEntries(Object.entries(object).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

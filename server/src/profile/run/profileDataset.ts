@@ -1,0 +1,322 @@
+/**
+ * Profiling a dataset end to end: read rows, tokenise them as the model was trained (the tokenizer's
+ * own special tokens, e.g. Mixtral's `<s>`), run the model in its worker with MoE captures, and fold
+ * the captures into the statistics of the profile file. Memory is the statistics (layers × E²), the
+ * token records and two batches in flight, whatever the dataset size.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { ProfileRunSettings } from '../../../../common/protocol';
+import { datasetFormatOf } from '../../datasets/format';
+import { readRecords } from '../../datasets/records';
+import { CancelledError, UserError, errorMessage, isUserError } from '../../errors';
+import { ForwardCancelledError, type ModelRuntime } from '../../runtime';
+import type { TextTokenizer } from '../../checkpoint/modelSpec';
+import { buildProfile, defaultProfilePath, fileSha256, loadCurrentProfile, profileCacheKey, saveProfile, type ProfileInputs } from '../profileFile';
+import { Profiler } from '../profiler';
+import { fieldLabel, rowText } from '../textField';
+import type { SequenceTokens } from '../tokenRecords';
+import type { FieldSpec, ProfileFile, ProfileSettings } from '../types';
+import { modelIdentity, profileModel, relativeToWorkspace } from './modelIdentity';
+import { RuntimePool } from './runtimePool';
+
+export type { ProfileRunSettings };
+
+export const DEFAULT_PROFILE_SETTINGS: ProfileRunSettings = { sequenceLength: 256, maxRows: 2000, tokenRecords: 4096, onMalformed: 'skip', threads: 0 };
+
+export interface ProfileProgress {
+  tokens: number;
+  /** Tokens the whole run will profile, extrapolated from the bytes read so far. */
+  totalTokensEstimate: number;
+  tokensPerSecond: number;
+  secondsLeft: number;
+  rows: number;
+}
+
+export interface ProfileDatasetOptions {
+  datasetFile: string;
+  modelFolder: string;
+  field: FieldSpec;
+  /** Profiles are saved under `<workspaceFolder>/.moe-studio/profiles/`. */
+  workspaceFolder: string;
+  settings?: Partial<ProfileRunSettings>;
+  /** Where to save; default `defaultProfilePath`. */
+  outFile?: string;
+  force?: boolean;
+  signal?: AbortSignal;
+  onProgress?(progress: ProfileProgress): void;
+  /** Open models to use; default the process-wide pool. */
+  runtimes?: RuntimePool;
+}
+
+export interface ProfileDatasetResult {
+  profilePath: string;
+  reused: boolean;
+  profile: ProfileFile;
+  notes: string[];
+}
+
+/** The models of this process, shared by every request; `closeSharedRuntimes` on shutdown. */
+export const sharedRuntimes = new RuntimePool();
+
+/** Upper bound on the tokens of one forward call: the runtime's own batch limit. */
+const BATCH_TOKENS = 2048;
+/** The first batch is small so the worker starts while the token records' offsets are still being aligned. */
+const FIRST_BATCH_TOKENS = 256;
+/** Rows tokenised between yields to the event loop, so requests (hovers) are answered while profiling. */
+const ROWS_PER_SLICE = 16;
+const MALFORMED_LINES_KEPT = 10;
+
+export async function profileDataset(options: ProfileDatasetOptions): Promise<ProfileDatasetResult> {
+  const settings = { ...DEFAULT_PROFILE_SETTINGS, ...options.settings };
+  const maxRows = settings.maxRows && settings.maxRows > 0 ? settings.maxRows : null;
+  if (!(Number.isInteger(settings.sequenceLength) && settings.sequenceLength >= 1)) throw new UserError(`sequence length must be a positive integer, got ${settings.sequenceLength}`);
+  const datasetFile = path.resolve(options.datasetFile);
+  const format = datasetFormatOf(datasetFile);
+  const before = await statDataset(datasetFile);
+  throwIfAborted(options.signal);
+
+  const identity = await modelIdentity(options.modelFolder);
+  const profileSettings: ProfileSettings = { sequenceLength: settings.sequenceLength, maxRows, tokenRecords: settings.tokenRecords };
+  const inputs: ProfileInputs = {
+    model: profileModel(identity, options.workspaceFolder),
+    dataset: {
+      file: relativeToWorkspace(datasetFile, options.workspaceFolder),
+      format,
+      field: options.field,
+      rows: 0,
+      contentSha256: await fileSha256(datasetFile),
+      malformedRows: 0,
+      firstMalformedLines: [],
+    },
+    settings: profileSettings,
+  };
+  const profilePath = path.resolve(options.outFile ?? defaultProfilePath(options.workspaceFolder, datasetFile, identity.folder));
+  if (!options.force) {
+    const current = await loadCurrentProfile(profilePath, profileCacheKey(inputs));
+    if (current) return { profilePath, reused: true, profile: current, notes: ['Reused the saved profile: same model, data, field and settings.'] };
+  }
+  throwIfAborted(options.signal);
+
+  const runtimes = options.runtimes ?? sharedRuntimes;
+  const { runtime, tokenizer } = await runtimes.get(identity, settings.threads);
+  const run = new ProfileRun(datasetFile, format, options.field, settings, maxRows, before.size, tokenizer, options.onProgress);
+  try {
+    await run.execute(runtime, options.signal);
+  } catch (error) {
+    if (error instanceof ForwardCancelledError || options.signal?.aborted) throw new CancelledError('Profiling cancelled; the previous profile (if any) is unchanged.');
+    if (!isUserError(error)) runtimes.discard(identity);
+    throw error;
+  }
+  const after = await statDataset(datasetFile);
+  if (after.size !== before.size || after.mtimeMs !== before.mtimeMs) {
+    throw new UserError(`${path.basename(datasetFile)} changed during profiling, run again.`);
+  }
+  const result = run.finish();
+  const profile = buildProfile({ ...inputs, dataset: { ...inputs.dataset, rows: run.rows, malformedRows: run.malformed, firstMalformedLines: run.malformedLines } }, result);
+  throwIfAborted(options.signal);
+  await saveProfile(profilePath, profile);
+  return { profilePath, reused: false, profile, notes: run.notes() };
+}
+
+interface PreparedBatch {
+  sequences: SequenceTokens[];
+  tokens: number;
+}
+
+/** One pass over a dataset: reading and tokenising the next batch while the worker runs the current one. */
+class ProfileRun {
+  rows = 0;
+  malformed = 0;
+  readonly malformedLines: number[] = [];
+  private truncated = 0;
+  private emptyRows = 0;
+  private firstFieldError?: string;
+  private recordsLeft: number;
+  private tokens = 0;
+  private bytesRead = 0;
+  private rowIndex = 0;
+  private readonly profiler: Profiler;
+  private readonly records: AsyncGenerator<{ line: number; bytes: number; value?: unknown; error?: string }>;
+  private exhausted = false;
+  /** True when maxRows stopped the run before the data ended. */
+  private limited = false;
+  private started = 0;
+
+  constructor(
+    private readonly file: string,
+    format: ReturnType<typeof datasetFormatOf>,
+    private readonly field: FieldSpec,
+    private readonly settings: ProfileRunSettings,
+    private readonly maxRows: number | null,
+    private readonly fileBytes: number,
+    private readonly tokenizer: TextTokenizer,
+    private readonly onProgress?: (progress: ProfileProgress) => void,
+  ) {
+    this.profiler = new Profiler({ tokenRecords: settings.tokenRecords });
+    this.recordsLeft = settings.tokenRecords;
+    this.records = readRecords(file, format);
+  }
+
+  async execute(runtime: ModelRuntime, signal?: AbortSignal): Promise<void> {
+    this.started = performance.now();
+    try {
+      let next = await this.prepare(signal);
+      let inFlight: { batch: PreparedBatch; result: ReturnType<ModelRuntime['forward']> } | undefined;
+      while (next.tokens > 0 || inFlight) {
+        const launched = next.tokens > 0 ? { batch: next, result: runtime.forward({ sequences: next.sequences.map((s) => s.tokenIds as Int32Array), outputs: { moe: true } }, { signal }) } : undefined;
+        // Awaited below; until then a failure of this batch must not count as unhandled.
+        launched?.result.catch(() => undefined);
+        // Keep the worker busy: fold in the previous batch and tokenise the next one meanwhile.
+        if (inFlight) await this.fold(inFlight.batch, await inFlight.result);
+        inFlight = launched;
+        throwIfAborted(signal);
+        next = launched ? await this.prepare(signal) : { sequences: [], tokens: 0 };
+      }
+    } finally {
+      await this.records.return(undefined);
+    }
+    if (this.rows === 0) throw new UserError(this.emptyReason());
+  }
+
+  finish() {
+    return this.profiler.finalize();
+  }
+
+  notes(): string[] {
+    const notes: string[] = [];
+    const plural = (n: number, word: string) => `${n.toLocaleString('en-US')} ${word}${n === 1 ? '' : 's'}`;
+    if (this.truncated > 0) notes.push(`${plural(this.truncated, 'row')} truncated to ${this.settings.sequenceLength} tokens.`);
+    if (this.malformed > 0) notes.push(`${plural(this.malformed, 'malformed row')} skipped (first at line${this.malformedLines.length === 1 ? '' : 's'} ${this.malformedLines.join(', ')}).`);
+    if (this.emptyRows > 0) notes.push(`${plural(this.emptyRows, 'row')} with empty text skipped.`);
+    if (this.limited && this.maxRows !== null) notes.push(`Profiled the first ${plural(this.maxRows, 'row')} (the maxRows setting).`);
+    return notes;
+  }
+
+  private async fold(batch: PreparedBatch, result: Awaited<ReturnType<ModelRuntime['forward']>>): Promise<void> {
+    batch.sequences.forEach((sequence, i) => {
+      const moe = result.sequences[i].moe;
+      if (!moe) throw new Error('the runtime returned no MoE captures');
+      this.profiler.addSequence(sequence, moe);
+    });
+    this.tokens += batch.tokens;
+    const seconds = (performance.now() - this.started) / 1000;
+    const tokensPerSecond = seconds > 0 ? this.tokens / seconds : 0;
+    const fromBytes = this.bytesRead > 0 ? (this.tokens / this.bytesRead) * this.fileBytes : this.tokens;
+    const fromRows = this.maxRows !== null && this.rows > 0 ? (this.tokens / this.rows) * this.maxRows : Infinity;
+    const totalTokensEstimate = Math.max(this.tokens, Math.round(Math.min(fromBytes, fromRows)));
+    const secondsLeft = tokensPerSecond > 0 ? (totalTokensEstimate - this.tokens) / tokensPerSecond : 0;
+    this.onProgress?.({ tokens: this.tokens, totalTokensEstimate, tokensPerSecond, secondsLeft, rows: this.rows });
+  }
+
+  /** Reads and tokenises rows until the batch holds about BATCH_TOKENS tokens (or the data ends). */
+  private async prepare(signal?: AbortSignal): Promise<PreparedBatch> {
+    const batch: PreparedBatch = { sequences: [], tokens: 0 };
+    let sinceYield = 0;
+    const limit = this.rowIndex === 0 ? FIRST_BATCH_TOKENS : BATCH_TOKENS;
+    while (batch.tokens < limit && !this.exhausted) {
+      if (this.maxRows !== null && this.rows >= this.maxRows) {
+        this.exhausted = true;
+        this.limited = !(await this.records.next()).done;
+        break;
+      }
+      const next = await this.records.next();
+      if (next.done) {
+        this.exhausted = true;
+        break;
+      }
+      const record = next.value;
+      const row = this.rowIndex++;
+      this.bytesRead += record.bytes + 1;
+      if (record.error?.startsWith('not valid UTF-8')) {
+        throw new UserError(`${path.basename(this.file)} is not UTF-8 text (line ${record.line} is not valid UTF-8; is this a binary file?).`);
+      }
+      let text: string;
+      try {
+        if (record.error) throw new UserError(`line ${record.line}: ${record.error}`);
+        text = rowText(record.value, this.field, record.line);
+      } catch (error) {
+        if (!isUserError(error)) throw error;
+        if (!record.error) this.firstFieldError ??= errorMessage(error);
+        this.malformedRow(record.line, errorMessage(error));
+        continue;
+      }
+      if (text === '') {
+        this.emptyRows++;
+        continue;
+      }
+      batch.sequences.push(this.tokenise(row, text));
+      batch.tokens += batch.sequences[batch.sequences.length - 1].tokenIds.length;
+      this.rows++;
+      if (++sinceYield >= ROWS_PER_SLICE) {
+        sinceYield = 0;
+        await yieldToEventLoop();
+        throwIfAborted(signal);
+      }
+    }
+    return batch;
+  }
+
+  private tokenise(row: number, text: string): SequenceTokens {
+    const ids = this.tokenizer.encode(text);
+    const length = Math.min(ids.length, this.settings.sequenceLength);
+    if (ids.length > length) this.truncated++;
+    const tokenIds = Int32Array.from(ids.slice(0, length));
+    const wanted = Math.min(this.recordsLeft, length);
+    if (wanted === 0) return { row, tokenIds, offsets: [] };
+    this.recordsLeft -= wanted;
+    const offsets = tokenOffsets(this.tokenizer, text, ids, wanted);
+    // Tokens past the records still wanted get empty spans: the recorder stops before them.
+    const end = offsets.length > 0 ? offsets[offsets.length - 1][1] : 0;
+    while (offsets.length < length) offsets.push([end, end]);
+    return { row, tokenIds, offsets };
+  }
+
+  private malformedRow(line: number, problem: string): void {
+    if (this.settings.onMalformed === 'stop') {
+      throw new UserError(`${path.basename(this.file)} ${problem}. Set moeStudio.profile.onMalformedRows to "skip" to profile the other rows.`);
+    }
+    this.malformed++;
+    if (this.malformedLines.length < MALFORMED_LINES_KEPT) this.malformedLines.push(line);
+  }
+
+  private emptyReason(): string {
+    const name = path.basename(this.file);
+    if (this.firstFieldError) return `${name}: no row has ${fieldLabel(this.field)}. First problem: ${this.firstFieldError}`;
+    if (this.malformed > 0) return `${name}: no row could be read (${this.malformed} malformed, first at lines ${this.malformedLines.join(', ')}).`;
+    return `${name} has no rows with text to profile (the dataset is empty).`;
+  }
+}
+
+/**
+ * Offsets of the first `count` tokens. The tokenizer's alignment is quadratic in the tokens it
+ * aligns, so only a prefix of the text that covers them is aligned; its ids are checked against the
+ * full encoding (a token boundary near the cut could differ) and the full text is the fallback.
+ */
+export function tokenOffsets(tokenizer: TextTokenizer, text: string, ids: readonly number[], count: number): [number, number][] {
+  if (count >= ids.length) return tokenizer.encodeWithOffsets(text).offsets.slice(0, count);
+  const margin = 8;
+  const approximateChars = tokenizer.decode(ids.slice(0, count + margin) as number[]).length + 16;
+  const prefix = tokenizer.encodeWithOffsets(text.slice(0, approximateChars));
+  const agrees = prefix.ids.length >= count && ids.slice(0, count).every((id, i) => prefix.ids[i] === id);
+  return (agrees ? prefix : tokenizer.encodeWithOffsets(text)).offsets.slice(0, count);
+}
+
+async function statDataset(file: string): Promise<fs.Stats> {
+  try {
+    const stats = await fs.promises.stat(file);
+    if (!stats.isFile()) throw new UserError(`${file} is not a file.`);
+    return stats;
+  } catch (error) {
+    if (isUserError(error)) throw error;
+    throw new UserError(`${file} does not exist or cannot be read (${errorMessage(error)}).`);
+  }
+}
+
+function throwIfAborted(signal?: AbortSignal): void {
+  if (signal?.aborted) throw new CancelledError('Profiling cancelled; the previous profile (if any) is unchanged.');
+}
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
