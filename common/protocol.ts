@@ -48,6 +48,8 @@ export interface InitializationOptions {
   trusted: boolean;
   /** Where the server may cache things (profiles live in the workspace, not here). */
   storageDir?: string;
+  /** The `moeStudio.threads` setting at start; later changes arrive by didChangeConfiguration. */
+  threads?: number;
 }
 
 // ---------------------------------------------------------------------------------------------

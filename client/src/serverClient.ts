@@ -32,6 +32,7 @@ export async function startServer(
   const initializationOptions: InitializationOptions = {
     trusted: vscode.workspace.isTrusted,
     storageDir: context.globalStorageUri.fsPath,
+    threads: vscode.workspace.getConfiguration('moeStudio').get<number>('threads', 0),
   };
   const clientOptions: LanguageClientOptions = {
     documentSelector: [
@@ -39,6 +40,7 @@ export async function startServer(
     ],
     outputChannel: output,
     revealOutputChannelOn: RevealOutputChannelOn.Never,
+    synchronize: { configurationSection: 'moeStudio' },
     initializationOptions,
     errorHandler: new RestartOnceNotice(output, statusBar),
   };

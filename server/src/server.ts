@@ -36,14 +36,18 @@ const documents = new TextDocuments(TextDocument);
 const health = new Health(connection);
 const hovers = new HoverProviders(connection);
 let trusted = false;
+let threads = 0;
+let workspaceFolders: string[] = [];
 const profiles = registerProfileFeatures(connection, documents, health, { isTrusted: () => trusted, hovers });
 const plans = registerPlanFeatures(connection, documents, health, hovers);
-registerPlanRequests(connection, health, { isTrusted: () => trusted });
+registerPlanRequests(connection, health, { isTrusted: () => trusted, workspaceFolders: () => workspaceFolders, threads: () => threads });
 registerExportRequests(connection, health, { isTrusted: () => trusted });
 
 connection.onInitialize((params): InitializeResult => {
   const options = (params.initializationOptions ?? {}) as Partial<InitializationOptions>;
   trusted = options.trusted === true;
+  threads = options.threads ?? 0;
+  workspaceFolders = (params.workspaceFolders ?? []).map((folder) => fileURLToPath(folder.uri));
   return {
     capabilities: { textDocumentSync: TextDocumentSyncKind.Incremental, ...plans.initialize(params), ...profiles.initialize(params) },
     serverInfo: { name: 'MoE Studio', version: '0.1.0' },
@@ -52,6 +56,12 @@ connection.onInitialize((params): InitializeResult => {
 
 connection.onInitialized(() => {
   health.ready(trusted ? 'Ready' : 'Ready (restricted mode: no model runs until the workspace is trusted)');
+});
+
+// The client syncs the `moeStudio` settings section (threads can change while the server runs).
+connection.onDidChangeConfiguration(({ settings }) => {
+  const configured = (settings as { moeStudio?: { threads?: unknown } } | undefined)?.moeStudio?.threads;
+  if (typeof configured === 'number') threads = configured;
 });
 
 connection.onNotification(TrustNotification.type, ({ trusted: nowTrusted }) => {

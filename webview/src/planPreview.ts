@@ -79,7 +79,7 @@ function savingsTable({ plan }: PreviewPlanResult): HTMLElement {
   if (!savings) return element('p', { className: 'facts' }, 'No predicted savings in the plan.');
   const row = (label: string, pair: { before: number; after: number }, format: (n: number) => string) =>
     element('tr', {}, element('th', {}, label), element('td', {}, format(pair.before)), element('td', {}, format(pair.after)),
-      element('td', { className: 'delta' }, `−${(100 * (1 - pair.after / pair.before)).toFixed(1)}%`));
+      element('td', { className: 'delta' }, pair.after === pair.before ? 'unchanged' : `${pair.after < pair.before ? '−' : '+'}${Math.abs(100 * (1 - pair.after / pair.before)).toFixed(1)}%`));
   const millions = (n: number) => `${(n / 1e6).toFixed(2)} M`;
   return element('table', { className: 'numbers', id: 'savings' },
     element('thead', {}, element('tr', {}, element('th', {}, ''), element('th', {}, 'before'), element('th', {}, 'after'), element('th', {}, 'change'))),

@@ -8,7 +8,8 @@ import type { EvaluationMetric } from '../../../common/protocol';
 import { ExportError } from '../export';
 import { loadPlanForExport, type PlanForExport } from '../export/fromPlan';
 import { UserError } from '../errors';
-import { formatPlan, toRuntimePlan, type MoePlan, type PlanEvaluation } from '../plan';
+import type { ModelSpec } from '../checkpoint/modelSpec';
+import { formatPlan, toRuntimePlan, type MoePlan, type PlanEvaluation, type PlanLayer } from '../plan';
 import { modelIdentity, type ModelIdentity } from '../profile/run/modelIdentity';
 import { sharedRuntimes } from '../profile/run/profileDataset';
 import type { OpenModel, RuntimePool } from '../profile/run/runtimePool';
@@ -17,6 +18,14 @@ import type { RuntimePlan } from '../runtime';
 import { baselineFolder, cachedBaseline } from './baselines';
 import { Evaluator, type EvaluationResult } from './evaluator';
 import { DEFAULT_SEQUENCE_LENGTH, loadSamples, type LoadedSamples } from './samples';
+
+/** The plan as the runtime runs it (a merged layer with fewer rows than the model's top-k runs them all). */
+export function runtimePlanFor(layers: PlanLayer[], spec: ModelSpec): RuntimePlan {
+  return toRuntimePlan(layers, (index) => {
+    const moe = spec.layers[index];
+    return moe?.kind === 'moe' ? moe.moe.numExperts : 0;
+  });
+}
 
 export interface DatasetSpec {
   file: string;
@@ -104,10 +113,7 @@ export async function evaluatePlanFile(options: EvaluatePlanFileOptions): Promis
   await loaded.source.weights.close();
   const { plan, identity } = loaded;
   const spec = identity.spec;
-  const runtimePlan: RuntimePlan = toRuntimePlan(plan.layers, (layer) => {
-    const l = spec.layers[layer];
-    return l.kind === 'moe' ? l.moe.numExperts : plan.model.numExperts;
-  });
+  const runtimePlan = runtimePlanFor(plan.layers, spec);
   const model = await (options.runtimes ?? sharedRuntimes).get(identity, options.threads ?? 0);
   const run: EvaluationRun = { model, identity, workspaceFolder: options.workspaceFolder, maxRows: options.maxRows, signal: options.signal };
   const evaluations: PlanEvaluation[] = [];

@@ -53,7 +53,8 @@ export function resolveLayerPlan(layerIndex: number, moe: MoeSpec, plan: LayerPl
   const kept = plan.keptExperts ?? new Array<boolean>(routedExperts).fill(true);
   if (kept.length !== routedExperts) fail(`keptExperts has ${kept.length} entries, expected ${routedExperts}`);
   if (!kept.some(Boolean)) fail('keptExperts removes every expert');
-  const topK = plan.topK ?? moe.topK;
+  // The model's own top-k cannot exceed the experts a plan leaves; an explicit plan top-k must fit.
+  const topK = plan.topK ?? Math.min(moe.topK, routedExperts);
   if (!Number.isInteger(topK) || topK < 1 || topK > routedExperts) fail(`topK ${topK} is not in 1..${routedExperts}`);
   const adaptiveThreshold = plan.adaptiveThreshold ?? Infinity;
   if (Number.isNaN(adaptiveThreshold)) fail('adaptiveThreshold is NaN');

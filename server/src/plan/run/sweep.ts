@@ -5,13 +5,12 @@
  */
 import * as path from 'node:path';
 import type { EvaluationMetric, PlanMethodName, SweepResult } from '../../../../common/protocol';
-import { baselineFor, loadDataset, type DatasetSpec, type EvaluationRun } from '../../evaluate/evaluatePlan';
+import { baselineFor, loadDataset, runtimePlanFor, type DatasetSpec, type EvaluationRun } from '../../evaluate/evaluatePlan';
 import { Evaluator } from '../../evaluate/evaluator';
 import { UserError } from '../../errors';
 import { modelIdentity } from '../../profile/run/modelIdentity';
 import { sharedRuntimes } from '../../profile/run/profileDataset';
 import type { RuntimePool } from '../../profile/run/runtimePool';
-import { toRuntimePlan } from '../runtimeConversion';
 import { Calibration, type CalibrationFile } from './calibration';
 import { makePlan } from './generatePlanFile';
 
@@ -63,7 +62,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepResult> {
           values.push(baseline);
         } else {
           const plan = await makePlan(calibration, { method, targetExperts: count, seed: options.seed, parameters: options.parameters?.[method], signal: options.signal }, { modelFolder: identity.folder, datasets: calibration.files });
-          const result = await evaluator.evaluate(toRuntimePlan(plan.layers, numExperts), [options.metric], { signal: options.signal });
+          const result = await evaluator.evaluate(runtimePlanFor(plan.layers, identity.spec), [options.metric], { signal: options.signal });
           values.push(result.values[options.metric]!);
         }
         done++;

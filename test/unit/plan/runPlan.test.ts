@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { PlanMethodName } from '../../../common/protocol';
+import { parsePlan } from '../../../server/src/plan';
+import { Calibration, generatePlanFile, layerPreview, makePlan, toPlanStatistics } from '../../../server/src/plan/run';
+import { modelIdentity, RuntimePool } from '../../../server/src/profile/run';
+import { writeRandomCheckpoint, type RandomCheckpoint } from '../../support/randomCheckpoint';
+
+const METHODS: PlanMethodName[] = ['random', 'frequency', 'softCount', 'reap', 'naee', 'uncurl', 'eep'];
+const SMALL_EEP = { budget: 12, populationSize: 4, generations: 2, eliteSize: 2 };
+
+describe('plan generation from a model and calibration data', () => {
+  let dir: string;
+  let checkpoint: RandomCheckpoint;
+  let calibrationFile: string;
+  const runtimes = new RuntimePool();
+
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'moe-plan-run-'));
+    checkpoint = await writeRandomCheckpoint(path.join(dir, 'model'), { architecture: 'MixtralForCausalLM', numLayers: 2, numExperts: 8, topK: 2, seed: 5 });
+    calibrationFile = path.join(dir, 'calibration.jsonl');
+    const rows = Array.from({ length: 12 }, (_, i) => ({ text: `row ${i}: ${'lorem ipsum dolor sit amet '.repeat(1 + (i % 3))}${i * 7}` }));
+    fs.writeFileSync(calibrationFile, rows.map((row) => JSON.stringify(row)).join('\n') + '\n');
+  });
+
+  after(async () => {
+    await runtimes.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  for (const method of METHODS) {
+    it(`writes a valid plan file with ${method}`, async () => {
+      const output = path.join(dir, `${method}.moeplan.json`);
+      const { planPath, plan } = await generatePlanFile({
+        model: checkpoint.folder, method, targetExperts: 4, seed: 1, calibration: [{ file: calibrationFile }], output, workspaceFolder: dir, runtimes, threads: 1,
+        parameters: method === 'eep' ? SMALL_EEP : undefined,
+      });
+      assert.equal(planPath, output);
+      const parsed = parsePlan(fs.readFileSync(output, 'utf8'), checkpoint.spec);
+      assert.deepEqual(parsed.problems.filter((p) => p.severity === 'error'), []);
+      assert.ok(parsed.valid);
+      assert.equal(plan.method.name, method);
+      assert.equal(plan.model.folder, 'model');
+      assert.deepEqual(plan.calibration.datasets, ['calibration.jsonl']);
+      assert.equal(plan.model.fingerprint, (await modelIdentity(checkpoint.folder)).fingerprint);
+      for (const layer of plan.layers) assert.equal(layer.keptExperts.length, 4);
+    });
+  }
+
+  it('refuses to overwrite an existing plan file', async () => {
+    const output = path.join(dir, 'exists.moeplan.json');
+    fs.writeFileSync(output, '{}');
+    await assert.rejects(
+      generatePlanFile({ model: checkpoint.folder, method: 'frequency', targetExperts: 4, seed: 0, calibration: [{ file: calibrationFile }], output, runtimes, threads: 1 }),
+      /already exists/,
+    );
+    assert.equal(fs.readFileSync(output, 'utf8'), '{}');
+  });
+
+  it('NAEE\'s layer error is 0 keeping every expert and grows as fewer are kept', async () => {
+    const identity = await modelIdentity(checkpoint.folder);
+    const calibration = await Calibration.load(await runtimes.get(identity, 1), identity, [{ file: calibrationFile }]);
+    try {
+      const reconstruction = await calibration.layerError();
+      for (const layer of [0, 1]) {
+        assert.ok(reconstruction.tokens(layer) > 0);
+        assert.equal(reconstruction.error(layer, [0, 1, 2, 3, 4, 5, 6, 7]), 0);
+        // Nested subsets: fewer kept experts can only move the output as far or further (here strictly, somewhere).
+        const six = reconstruction.error(layer, [0, 1, 2, 3, 4, 5]);
+        const two = reconstruction.error(layer, [0, 1]);
+        assert.ok(two >= six, `layer ${layer}: 6 kept ${six}, 2 kept ${two}`);
+        assert.ok(reconstruction.error(layer, [0, 1, 2, 3]) + reconstruction.error(layer, [4, 5, 6, 7]) > 0);
+      }
+    } finally {
+      await calibration.close();
+    }
+  });
+
+  it('EEP is reproducible from its seed, end to end', async () => {
+    const run = async (name: string, seed: number) => (await generatePlanFile({
+      model: checkpoint.folder, method: 'eep', targetExperts: 3, seed, calibration: [{ file: calibrationFile }], output: path.join(dir, `${name}.moeplan.json`), runtimes, threads: 1,
+      parameters: { ...SMALL_EEP, budget: 16 },
+    })).plan;
+    const first = await run('eep-a', 7);
+    const second = await run('eep-b', 7);
+    assert.deepEqual(second.layers, first.layers);
+    assert.equal(second.method.parameters.bestFitness, first.method.parameters.bestFitness);
+    assert.ok(first.layers.some((layer) => layer.mergeMatrix), 'the merge phase ran');
+  });
+
+  it('stops when aborted', async () => {
+    const identity = await modelIdentity(checkpoint.folder);
+    const calibration = await Calibration.load(await runtimes.get(identity, 1), identity, [{ file: calibrationFile }]);
+    const abort = new AbortController();
+    abort.abort();
+    try {
+      await assert.rejects(makePlan(calibration, { method: 'eep', targetExperts: 4, seed: 0, parameters: SMALL_EEP, signal: abort.signal }, { modelFolder: 'model', datasets: [] }));
+    } finally {
+      await calibration.close();
+    }
+  });
+
+  it('adapts profile statistics to the methods\' inputs', () => {
+    const [layer] = toPlanStatistics({
+      gatingThresholds: [0.1, 0.2],
+      layers: [{ layer: 3, tokenCounts: [1, 2], softCounts: [0.5, 1], reap: [0.1, 0.2], logitCosine: [[1, 0], [0, 1]], singleExpertShare: [0.6, 0.4] } as never],
+    });
+    assert.deepEqual(layer, { layer: 3, tokenCount: [1, 2], softCount: [0.5, 1], reapScore: [0.1, 0.2], routerLogitSimilarity: [[1, 0], [0, 1]], gatingCurve: { threshold: [0.1, 0.2], singleExpertShare: [0.6, 0.4] } });
+  });
+
+  it('previews kept, merged and dropped experts of a layer', () => {
+    const preview = layerPreview({ layer: 1, keptExperts: [2, 4], mergeMatrix: [[0, 0, 0.7, 0.3, 0], [0, 0, 0, 0, 1]], routerMap: [[0, 0, 1, 0, 0], [0, 0, 0, 0, 1]] }, 5);
+    assert.deepEqual(preview.kept, [2, 4]);
+    assert.deepEqual(preview.mergedInto, { 2: [3] });
+    assert.deepEqual(preview.dropped, [0, 1]);
+  });
+});

@@ -1,0 +1,193 @@
+/**
+ * Pruning quality on the demo (run by hand: `node --import tsx tools/quality/quality.ts`): for each
+ * domain, keeping 4 of 8 experts per layer, the held-out loss of every method calibrated on that domain
+ * and on another one (mean of 3 seeds where the method has a seed); adaptive gating's share of
+ * single-expert tokens and loss change at T = 0.1 and 0.2; and a sweep over 8..1 kept experts drawn as
+ * demo/sweep.svg. Prints the markdown for demo/README.md's "Pruning quality" section.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { PlanMethodName } from '../../common/protocol';
+import { Evaluator, loadSamples, runtimePlanFor } from '../../server/src/evaluate';
+import { eepSearch, moeLayerShapes, type PlanLayer } from '../../server/src/plan';
+import type { RuntimePlan } from '../../server/src/runtime';
+import { Calibration, captureCalibration, makePlan } from '../../server/src/plan/run';
+import { modelIdentity, RuntimePool } from '../../server/src/profile/run';
+
+const root = path.resolve(__dirname, '../..');
+const MODEL = path.join(root, 'demo/model');
+const DOMAINS = ['code', 'prose', 'arithmetic', 'records'];
+/** Calibrated on another domain: the next one in the list. */
+const OTHER: Record<string, string> = { code: 'prose', prose: 'code', arithmetic: 'records', records: 'arithmetic' };
+const KEEP = 4;
+const SEEDS = [0, 1, 2];
+const CALIBRATION_ROWS = 48;
+const HELD_OUT_ROWS = 48;
+/** EEP: prune-only search, then the merge phase started from its result (what a two-phase run does). */
+const EEP = { populationSize: 8, eliteSize: 2, pruneGenerations: 5, mergeGenerations: 3, samples: 8 };
+
+interface Variant {
+  label: string;
+  method: PlanMethodName;
+  seeded: boolean;
+}
+
+const VARIANTS: Variant[] = [
+  { label: 'random', method: 'random', seeded: true },
+  { label: 'frequency', method: 'frequency', seeded: false },
+  { label: 'softCount', method: 'softCount', seeded: false },
+  { label: 'reap', method: 'reap', seeded: false },
+  { label: 'naee', method: 'naee', seeded: false },
+  { label: 'uncurl', method: 'uncurl', seeded: true },
+  { label: 'eep (prune)', method: 'eep', seeded: true },
+  { label: 'eep (merge)', method: 'eep', seeded: true },
+];
+
+const SWEEP_METHODS: PlanMethodName[] = ['random', 'frequency', 'reap', 'naee', 'uncurl'];
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  const identity = await modelIdentity(MODEL);
+  const pool = new RuntimePool();
+  const model = await pool.get(identity, 2);
+  const calibrations = new Map<string, Calibration>();
+  const calibrationFor = async (domain: string) => {
+    let calibration = calibrations.get(domain);
+    if (!calibration) {
+      calibration = await Calibration.load(model, identity, [{ file: path.join(root, `demo/data/${domain}.train.jsonl`) }], { maxRows: CALIBRATION_ROWS });
+      calibrations.set(domain, calibration);
+    }
+    return calibration;
+  };
+  const eepCache = new Map<string, Promise<{ prune: PlanLayer[]; merge: PlanLayer[] }>>();
+  const eepRuns = (calibration: Calibration, seed: number) => {
+    const key = `${calibration.files.join()}\0${seed}`;
+    let runs = eepCache.get(key);
+    if (!runs) {
+      runs = (async () => {
+        const evaluator = calibration.evaluator(EEP.samples);
+        const fitness = (plan: Parameters<Evaluator['fitness']>[0]) => evaluator.fitness(plan);
+        const common = { layers: moeLayerShapes(identity.spec), target: KEEP, fitness, seed, populationSize: EEP.populationSize, eliteSize: EEP.eliteSize };
+        const prune = await eepSearch({ ...common, phases: ['prune'], generations: EEP.pruneGenerations });
+        const merge = await eepSearch({ ...common, phases: ['merge'], generations: EEP.mergeGenerations, initial: prune.layers });
+        return { prune: prune.layers, merge: merge.layers };
+      })();
+      eepCache.set(key, runs);
+    }
+    return runs;
+  };
+  const lines: string[] = [];
+  const table: Record<string, Record<string, { own: number; other: number }>> = {};
+  const baselines: Record<string, number> = {};
+  const gating: { domain: string; t: number; share: number; change: number }[] = [];
+
+  for (const domain of DOMAINS) {
+    const heldOut = await loadSamples(path.join(root, `demo/data/${domain}.valid.jsonl`), model.tokenizer, { maxRows: HELD_OUT_ROWS });
+    const evaluator = new Evaluator(model.runtime, heldOut.samples);
+    const loss = async (plan?: RuntimePlan) => (await evaluator.evaluate(plan, ['loss'])).values.loss!;
+    baselines[domain] = await loss();
+    table[domain] = {};
+    for (const variant of VARIANTS) {
+      const scores: Record<'own' | 'other', number> = { own: 0, other: 0 };
+      for (const side of ['own', 'other'] as const) {
+        const calibration = await calibrationFor(side === 'own' ? domain : OTHER[domain]);
+        const seeds = variant.seeded ? SEEDS : [0];
+        let sum = 0;
+        for (const seed of seeds) {
+          const layers = variant.method === 'eep'
+            ? (await eepRuns(calibration, seed))[variant.label === 'eep (merge)' ? 'merge' : 'prune']
+            : (await makePlan(calibration, { method: variant.method, targetExperts: KEEP, seed }, { modelFolder: 'demo/model', datasets: calibration.files })).layers;
+          sum += await loss(runtimePlanFor(layers, identity.spec));
+        }
+        scores[side] = sum / seeds.length;
+      }
+      table[domain][variant.label] = scores;
+      process.stderr.write(`${domain} ${variant.label}: own ${scores.own.toFixed(4)} other ${scores.other.toFixed(4)} (${((performance.now() - started) / 1000).toFixed(0)} s)\n`);
+    }
+    if (heldOut.samples.kind === 'text') {
+      const capture = await captureCalibration(model.runtime, heldOut.samples.sequences);
+      for (const t of [0.1, 0.2]) {
+        const shares = capture.statistics.map((s) => s.gatingCurve!.singleExpertShare[s.gatingCurve!.threshold.findIndex((x) => Math.abs(x - t) < 1e-9)]);
+        const plan = { layers: Object.fromEntries(capture.statistics.map((s) => [s.layer, { adaptiveThreshold: t }])) };
+        gating.push({ domain, t, share: shares.reduce((a, b) => a + b, 0) / shares.length, change: (await loss(plan)) - baselines[domain] });
+      }
+    }
+  }
+
+  // Sweep on code, calibrated on code.
+  const sweepDomain = 'code';
+  const counts = [8, 7, 6, 5, 4, 3, 2, 1];
+  const heldOut = await loadSamples(path.join(root, `demo/data/${sweepDomain}.valid.jsonl`), model.tokenizer, { maxRows: HELD_OUT_ROWS });
+  const sweepEvaluator = new Evaluator(model.runtime, heldOut.samples);
+  const series: { method: string; values: number[] }[] = [];
+  for (const method of SWEEP_METHODS) {
+    const values: number[] = [];
+    for (const count of counts) {
+      if (count === 8) {
+        values.push(baselines[sweepDomain]);
+        continue;
+      }
+      const plan = await makePlan(await calibrationFor(sweepDomain), { method, targetExperts: count, seed: 0 }, { modelFolder: 'demo/model', datasets: [] });
+      values.push((await sweepEvaluator.evaluate(runtimePlanFor(plan.layers, identity.spec), ['loss'])).values.loss!);
+    }
+    series.push({ method, values });
+    process.stderr.write(`sweep ${method}: ${values.map((v) => v.toFixed(3)).join(' ')}\n`);
+  }
+  fs.writeFileSync(path.join(root, 'demo/sweep.svg'), sweepSvg(counts, series, baselines[sweepDomain], `Held-out loss on ${sweepDomain} against experts kept per layer (calibrated on ${sweepDomain})`));
+  for (const calibration of calibrations.values()) await calibration.close();
+  await pool.close();
+
+  // The report.
+  const fmt = (x: number) => x.toFixed(3);
+  lines.push(`Held-out next-token loss (nats; demo protocol: BOS, ≤ 256 tokens, every prediction counted; first ${HELD_OUT_ROWS} rows of each \`{domain}.valid.jsonl\`) keeping ${KEEP} of 8 experts in every layer. Each cell: calibrated on the domain itself / on another domain (${Object.entries(OTHER).map(([a, b]) => `${a}→${b}`).join(', ')}); ${CALIBRATION_ROWS} calibration rows from \`{domain}.train.jsonl\`; mean of seeds ${SEEDS.join(', ')} for random, UNCURL and EEP. EEP: population ${EEP.populationSize}, ${EEP.pruneGenerations} prune generations, then ${EEP.mergeGenerations} merge generations started from the prune result; fitness = negative loss on ${EEP.samples} calibration rows.`, '');
+  lines.push(`| method | ${DOMAINS.map((d) => `${d} (full ${fmt(baselines[d])})`).join(' | ')} |`);
+  lines.push(`| --- | ${DOMAINS.map(() => '---').join(' | ')} |`);
+  for (const variant of VARIANTS) lines.push(`| ${variant.label} | ${DOMAINS.map((d) => `${fmt(table[d][variant.label].own)} / ${fmt(table[d][variant.label].other)}`).join(' | ')} |`);
+  lines.push('', 'Bars (per domain):', '');
+  const taskSpecific = VARIANTS.filter((v) => v.method !== 'random').map((v) => v.label);
+  for (const d of DOMAINS) {
+    const row = table[d];
+    const beatsRandom = taskSpecific.filter((l) => row[l].own < row.random.own);
+    const beatsOther = taskSpecific.filter((l) => row[l].own < row[l].other);
+    const best = Math.min(...VARIANTS.map((v) => row[v.label].own));
+    const merge = row['eep (merge)'].own;
+    lines.push(`- ${d}: beat random ${beatsRandom.length}/${taskSpecific.length}${beatsRandom.length < taskSpecific.length ? ` (not: ${taskSpecific.filter((l) => !beatsRandom.includes(l)).join(', ')})` : ''}; beat the other-domain calibration ${beatsOther.length}/${taskSpecific.length}${beatsOther.length < taskSpecific.length ? ` (not: ${taskSpecific.filter((l) => !beatsOther.includes(l)).join(', ')})` : ''}; EEP merge ≤ EEP prune: ${merge <= row['eep (prune)'].own ? 'yes' : 'no'}; EEP merge best of all: ${merge <= best + 1e-12 ? 'yes' : `no (best ${fmt(best)})`}`);
+  }
+  lines.push('', 'Adaptive gating on the full model (every layer, all experts kept), held-out data:', '', '| domain | T | single-expert tokens | loss change |', '| --- | --- | --- | --- |');
+  for (const g of gating) lines.push(`| ${g.domain} | ${g.t} | ${(100 * g.share).toFixed(1)}% | ${g.change >= 0 ? '+' : ''}${g.change.toFixed(4)} |`);
+  lines.push('', `![Held-out loss against experts kept](sweep.svg)`, '', `| method | ${counts.join(' | ')} |`, `| --- | ${counts.map(() => '---').join(' | ')} |`);
+  for (const s of series) lines.push(`| ${s.method} | ${s.values.map(fmt).join(' | ')} |`);
+  lines.push('', `Generated by \`node --import tsx tools/quality/quality.ts\` in ${((performance.now() - started) / 60000).toFixed(1)} minutes.`);
+  console.log(lines.join('\n'));
+}
+
+/** A line chart as plain SVG: one polyline per method, the full model as a dashed reference. */
+function sweepSvg(counts: number[], series: { method: string; values: number[] }[], baseline: number, title: string): string {
+  const width = 720;
+  const height = 420;
+  const margin = { left: 60, right: 140, top: 40, bottom: 50 };
+  const all = series.flatMap((s) => s.values).concat(baseline);
+  const low = Math.floor(Math.min(...all) * 2) / 2;
+  const high = Math.ceil(Math.max(...all) * 2) / 2;
+  const x = (count: number) => margin.left + ((Math.max(...counts) - count) / (Math.max(...counts) - Math.min(...counts))) * (width - margin.left - margin.right);
+  const y = (value: number) => margin.top + ((high - value) / (high - low)) * (height - margin.top - margin.bottom);
+  const colours = ['#888888', '#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'];
+  const parts = [`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`, `<rect width="100%" height="100%" fill="white"/>`, `<text x="${width / 2}" y="20" text-anchor="middle" font-size="14">${title}</text>`];
+  for (let v = low; v <= high + 1e-9; v += 0.5) parts.push(`<line x1="${margin.left}" x2="${width - margin.right}" y1="${y(v)}" y2="${y(v)}" stroke="#eee"/><text x="${margin.left - 6}" y="${y(v) + 4}" text-anchor="end">${v.toFixed(1)}</text>`);
+  for (const c of counts) parts.push(`<text x="${x(c)}" y="${height - margin.bottom + 18}" text-anchor="middle">${c}</text>`);
+  parts.push(`<text x="${(margin.left + width - margin.right) / 2}" y="${height - 10}" text-anchor="middle">experts kept per layer (of 8)</text>`);
+  parts.push(`<text x="16" y="${height / 2}" transform="rotate(-90 16 ${height / 2})" text-anchor="middle">held-out loss (nats)</text>`);
+  parts.push(`<line x1="${margin.left}" x2="${width - margin.right}" y1="${y(baseline)}" y2="${y(baseline)}" stroke="black" stroke-dasharray="4 4"/>`);
+  series.forEach((s, i) => {
+    const colour = colours[i % colours.length];
+    parts.push(`<polyline fill="none" stroke="${colour}" stroke-width="2" points="${s.values.map((v, j) => `${x(counts[j]).toFixed(1)},${y(v).toFixed(1)}`).join(' ')}"/>`);
+    parts.push(`<text x="${width - margin.right + 10}" y="${margin.top + 16 * i + 10}" fill="${colour}">${s.method}</text>`);
+  });
+  parts.push(`<text x="${width - margin.right + 10}" y="${margin.top + 16 * series.length + 10}">full model (dashed)</text>`, '</svg>');
+  return parts.join('\n') + '\n';
+}
+
+void main().catch((error) => {
+  console.error(error);
+  process.exitCode = 1;
+});
