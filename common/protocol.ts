@@ -11,6 +11,7 @@
  */
 import { NotificationType, RequestType } from 'vscode-languageserver-protocol';
 import type { MoePlan, PlanEvaluation } from '../server/src/plan/planFile';
+import type { ExportPreview, PreviewTensor } from '../server/src/export/previewExport';
 import type { FieldSpec, ProfileComparison, ProfileFile } from '../server/src/profile/types';
 
 // ---------------------------------------------------------------------------------------------
@@ -429,15 +430,10 @@ export namespace SweepRequest {
 
 export type ExportFormat = 'huggingface' | 'onnx';
 
-export interface ExportPreviewResult {
-  tensors: { name: string; action: 'kept' | 'renamed' | 'merged' | 'sliced' | 'mapped' | 'removed'; bytes: number }[];
-  bytesBefore: number;
-  bytesAfter: number;
-  bytesSaved: number;
-  configBefore: string;
-  configAfter: string;
-  notExactReasons: string[];
-}
+/** What an export would change: tensors and bytes, config.json before and after, and why a HF export would refuse. */
+export type ExportPreviewResult = Omit<ExportPreview, 'tensors' | 'counts' | 'nonUniformExperts'> & {
+  tensors: Pick<PreviewTensor, 'name' | 'action' | 'bytes'>[];
+};
 
 export namespace ExportPreviewRequest {
   export const method = 'moeStudio/exportPreview';

@@ -6,8 +6,9 @@ import { CategoryScale, Chart, Legend, LinearScale, LineController, LineElement,
 import type { PreviewPlanResult, SweepResult } from '../../common/protocol';
 import { chartCard } from './chartCard';
 import { button, element, formatBytes } from './dom';
-import { chartTheme, onThemeChange } from './theme';
-import { onMessage, vscode } from './vscodeApi';
+import { startPage, type Rendered, type Update } from './page';
+import { chartTheme } from './theme';
+import { vscode } from './vscodeApi';
 
 Chart.register(LineController, LineElement, PointElement, CategoryScale, LinearScale, Tooltip, Legend);
 
@@ -18,36 +19,20 @@ interface State {
   error?: string;
 }
 
-const app = document.getElementById('app') as HTMLElement;
-let state: State = (vscode.getState() as State | undefined) ?? {};
-let charts: Chart[] = [];
-
-onMessage((message) => {
+startPage<State>(render, (message, update) => {
   if (message.type === 'planPreview') update({ preview: message.payload, error: undefined });
   else if (message.type === 'sweep') update({ sweep: message.payload, sweepRunning: false });
   else if (message.type === 'error') update({ error: message.payload.message, sweepRunning: false });
 });
-onThemeChange(render);
-render();
-vscode.postMessage({ type: 'ready', payload: {} });
 
-function update(change: Partial<State>): void {
-  state = { ...state, ...change };
-  vscode.setState(state);
-  render();
-}
-
-function render(): void {
-  charts.forEach((chart) => chart.destroy());
-  charts = [];
+function render(state: State, update: Update<State>): Rendered {
   const { preview } = state;
   if (!preview) {
-    app.replaceChildren(state.error ? element('div', { className: 'error', role: 'alert' }, state.error) : element('p', { className: 'loading' }, 'Loading…'));
-    return;
+    return { nodes: [state.error ? element('div', { className: 'error', role: 'alert' }, state.error) : element('p', { className: 'loading' }, 'Loading…')], charts: [] };
   }
   const { plan } = preview;
   const sweep = chartCard('sweep-chart', 'Quality against experts kept', 'sweep.png', { tall: true, label: 'Quality of each method for each number of experts kept' });
-  app.replaceChildren(
+  const nodes = [
     ...(state.error ? [element('div', { className: 'error', role: 'alert' }, state.error)] : []),
     element('h1', { id: 'plan-title' }, `${plan.method.name} plan · ${plan.model.architecture}`),
     element('p', { className: 'facts' },
@@ -70,8 +55,9 @@ function render(): void {
         vscode.postMessage({ type: 'runSweep', payload: {} });
       })),
     ...(state.sweep ? [sweep.card] : []),
-  );
-  if (state.sweep) charts.push(sweepChart(sweep.canvas, state.sweep));
+  ];
+  const sweepResult = state.sweep;
+  return { nodes, charts: sweepResult ? [() => sweepChart(sweep.canvas, sweepResult)] : [] };
 }
 
 function savingsTable({ plan }: PreviewPlanResult): HTMLElement {

@@ -9,8 +9,9 @@ import type { ProfileComparison } from '../../server/src/profile/types';
 import { chartCard } from './chartCard';
 import { adaptiveGatingChart, chartsTheme, coActivationHeatmap, differenceHeatmap, entropyChart, expertUsageBars, usageHeatmap } from './charts';
 import { button, element, formatBytes } from './dom';
-import { chartTheme, onThemeChange } from './theme';
-import { onMessage, vscode } from './vscodeApi';
+import { startPage, type Rendered, type Update } from './page';
+import { chartTheme } from './theme';
+import { vscode } from './vscodeApi';
 
 Chart.register(BarController, BarElement, CategoryScale, LinearScale, Tooltip);
 
@@ -23,13 +24,7 @@ interface State {
   error?: string;
 }
 
-const app = document.getElementById('app') as HTMLElement;
-let state: State = (vscode.getState() as State | undefined) ?? {};
-let charts: { destroy(): void }[] = [];
-/** Charts are drawn after their canvases are in the document, so chart.js can measure them. */
-const drawPending: (() => void)[] = [];
-
-onMessage((message) => {
+startPage<State>(render, (message, update) => {
   switch (message.type) {
     case 'datasetSummary':
       update({ summary: message.payload, error: undefined });
@@ -46,34 +41,21 @@ onMessage((message) => {
   }
 });
 
-onThemeChange(render);
-render();
-vscode.postMessage({ type: 'ready', payload: {} });
-
-function update(change: Partial<State>): void {
-  state = { ...state, ...change };
-  vscode.setState(state);
-  render();
+function render(state: State, update: Update<State>): Rendered {
+  const rendered: Rendered = { nodes: [], charts: [] };
+  if (state.error) rendered.nodes.push(element('div', { className: 'error', role: 'alert' }, state.error));
+  if (state.summary) summarySection(state.summary, rendered);
+  if (state.profile) profileSections(state, update, rendered);
+  else if (state.summary && !state.error) rendered.nodes.push(element('p', { className: 'loading' }, 'Profiling experts…'));
+  if (rendered.nodes.length === 0) rendered.nodes.push(element('p', { className: 'loading' }, 'Loading…'));
+  return rendered;
 }
 
-function render(): void {
-  for (const chart of charts) chart.destroy();
-  charts = [];
-  const sections: Node[] = [];
-  if (state.error) sections.push(element('div', { className: 'error', role: 'alert' }, state.error));
-  if (state.summary) sections.push(...summarySection(state.summary));
-  if (state.profile) sections.push(...profileSections(state.profile));
-  else if (state.summary && !state.error) sections.push(element('p', { className: 'loading' }, 'Profiling experts…'));
-  if (sections.length === 0) sections.push(element('p', { className: 'loading' }, 'Loading…'));
-  app.replaceChildren(...sections);
-  drawPending.splice(0).forEach((draw) => draw());
-}
-
-function summarySection(summary: DatasetSummary): Node[] {
+function summarySection(summary: DatasetSummary, rendered: Rendered): void {
   const { card, canvas } = chartCard('summary-chart', 'Rows by size', `${summary.fileName}.rows-by-size.png`, { label: 'Histogram of row sizes in bytes' });
   const theme = chartTheme();
   const { edges, counts } = summary.rowBytesHistogram;
-  drawPending.push(() => charts.push(new Chart(canvas, {
+  rendered.charts.push(() => new Chart(canvas, {
     type: 'bar',
     data: {
       labels: counts.map((_, i) => `${formatBytes(edges[i])}–${formatBytes(edges[i + 1])}`),
@@ -89,17 +71,18 @@ function summarySection(summary: DatasetSummary): Node[] {
         y: { ticks: { color: theme.foreground }, grid: { color: theme.grid }, title: { display: true, text: 'rows', color: theme.foreground }, beginAtZero: true },
       },
     },
-  })));
-  return [
+  }));
+  rendered.nodes.push(
     element('h1', { id: 'summary-title' }, summary.fileName),
     element('p', { className: 'facts' },
       `${summary.format.toUpperCase()} · ${summary.rows.toLocaleString()} rows · ${formatBytes(summary.bytes)}` +
         (summary.malformedRows > 0 ? ` · ${summary.malformedRows} malformed (first at line ${summary.firstMalformedLines.join(', ')})` : '')),
     card,
-  ];
+  );
 }
 
-function profileSections({ profile, profilePath, notes }: ProfileMessage): Node[] {
+function profileSections(state: State, update: Update<State>, rendered: Rendered): void {
+  const { profile, profilePath, notes } = state.profile as ProfileMessage;
   const theme = chartsTheme();
   const { layers } = profile;
   const layerIndex = Math.min(state.layerIndex ?? 0, layers.length - 1);
@@ -115,15 +98,15 @@ function profileSections({ profile, profilePath, notes }: ProfileMessage): Node[
   const coActivation = chartCard('co-activation', `Co-activation, layer ${picked.layer}`, `${stem}.co-activation-${picked.layer}.png`, { tall: true });
   const entropy = chartCard('entropy', 'Routing entropy per layer', `${stem}.entropy.png`);
   const gating = chartCard('adaptive-gating', 'Adaptive gating: tokens that need one expert', `${stem}.adaptive-gating.png`);
-  drawPending.push(
-    () => charts.push(usageHeatmap(usage.canvas, layers, theme)),
-    () => charts.push(expertUsageBars(bars.canvas, picked, theme)),
-    () => charts.push(coActivationHeatmap(coActivation.canvas, picked, theme)),
-    () => charts.push(entropyChart(entropy.canvas, layers, theme)),
-    () => charts.push(adaptiveGatingChart(gating.canvas, layers, profile.gatingThresholds, theme)),
+  rendered.charts.push(
+    () => usageHeatmap(usage.canvas, layers, theme),
+    () => expertUsageBars(bars.canvas, picked, theme),
+    () => coActivationHeatmap(coActivation.canvas, picked, theme),
+    () => entropyChart(entropy.canvas, layers, theme),
+    () => adaptiveGatingChart(gating.canvas, layers, profile.gatingThresholds, theme),
   );
 
-  const nodes: Node[] = [
+  rendered.nodes.push(
     element('h2', { className: 'section-title' }, 'Experts on this data'),
     element('p', { className: 'facts', id: 'profile-facts' },
       `${profile.model.architecture} · ${layers.length} MoE layers × ${profile.model.numExperts} experts, top-${profile.model.topK} · ` +
@@ -131,20 +114,19 @@ function profileSections({ profile, profilePath, notes }: ProfileMessage): Node[
     ...notes.map((note) => element('p', { className: 'note' }, note)),
     element('div', { className: 'toolbar' }, button('Compare with another profile…', () => vscode.postMessage({ type: 'compare', payload: {} }))),
     element('div', { className: 'grid' }, usage.card, bars.card, coActivation.card, entropy.card, gating.card),
-  ];
-  if (state.comparison) nodes.push(...comparisonSection(state.comparison, stem));
-  return nodes;
+  );
+  if (state.comparison) comparisonSection(state.comparison, stem, rendered);
 }
 
-function comparisonSection(comparison: ProfileComparison, stem: string): Node[] {
+function comparisonSection(comparison: ProfileComparison, stem: string, rendered: Rendered): void {
   const theme = chartsTheme();
   const difference = chartCard('difference-heatmap', `Usage difference: ${comparison.label} − ${comparison.otherLabel}`, `${stem}.difference.png`, { tall: true });
-  drawPending.push(() => charts.push(differenceHeatmap(difference.canvas, comparison, theme)));
+  rendered.charts.push(() => differenceHeatmap(difference.canvas, comparison, theme));
   const divergence = comparison.layers.map((layer) => `layer ${layer.layer}: ${layer.jensenShannon.toFixed(3)}`).join(' · ');
-  return [
+  rendered.nodes.push(
     element('h2', { className: 'section-title' }, 'Compare'),
     element('p', { className: 'facts' }, `Jensen–Shannon divergence of expert usage (bits): ${divergence}`),
     ...comparison.skipped.map((skip) => element('p', { className: 'note' }, `Layer ${skip.layer} not compared: ${skip.reason}`)),
     element('div', { className: 'grid' }, difference.card),
-  ];
+  );
 }

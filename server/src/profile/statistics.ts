@@ -4,25 +4,11 @@
  * merge by adding, and the result does not depend on how the tokens were split.
  * Sums are Float64: a float32 sum stops counting at 2^24 tokens.
  */
+import type { MoeLayerCapture } from '../runtime/forwardTypes';
 import type { LayerStatistics } from './types';
 
-/**
- * What the runtime captured for one MoE layer over T tokens; arrays are row-major, one row per
- * token. Field names match the runtime's `MoeLayerCapture`, so a capture can be passed as is.
- */
-export interface LayerRouting {
-  layer: number;
-  numExperts: number;
-  topK: number;
-  /** [T × E] raw router logits, before softmax. */
-  routerLogits: Float32Array;
-  /** [T × k] chosen expert ids; -1 marks a slot that was dropped (adaptive gating, masks). */
-  selectedExperts: Int32Array;
-  /** [T × k] gate weights as applied (after softmax and, where the model does, top-k renormalisation). */
-  gateWeights: Float32Array;
-  /** [T × k] L2 norm of each chosen expert's output, before the gate weight. */
-  expertOutputNorms: Float32Array;
-}
+/** What the runtime captured for one MoE layer over T tokens (its optional MoE inputs are not needed here). */
+export type LayerRouting = Omit<MoeLayerCapture, 'inputs'>;
 
 /** T in 0, 0.025, …, 1: the default grid of the adaptive-gating curve. */
 export const DEFAULT_GATING_THRESHOLDS: readonly number[] = Array.from({ length: 41 }, (_, i) => i / 40);
