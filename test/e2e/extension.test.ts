@@ -5,86 +5,32 @@
 // land in test-results/e2e-*.png.
 
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { basename, dirname, join, relative } from 'node:path';
+import { basename, relative } from 'node:path';
 import { after, test } from 'node:test';
-import type { Browser, FrameLocator, Page } from 'playwright-core';
-import { ensureCodeServer, installExtension, launchCodeServer, type CodeServer } from '../../scripts/codeServer.mjs';
-import { launchBrowser, newPage, prerequisite, repoRoot, screenshot, step } from '../support/browser';
-import { freshVsix } from '../support/vsix';
-import { workspaceWithDataset } from './workspace';
+import type { FrameLocator, Page } from 'playwright-core';
+import { screenshot, step } from '../support/browser';
+import { activeWebview, explorerRow, openWorkbench, startSession, waitForServerReady, withFailureContext } from './harness';
 
-const STATUS_ITEM = '.statusbar-item[id$=".moeStudio.status"]';
-const STARTUP_MS = 180_000;
-
-let server: CodeServer | undefined;
-let browser: Browser | undefined;
-let profileDir: string | undefined;
-let workspaceDir: string | undefined;
+const cleanup: { close?: () => Promise<void> } = {};
 
 after(async () => {
-  await browser?.close();
-  await server?.stop();
-  for (const dir of [profileDir, workspaceDir]) if (dir) await rm(dir, { recursive: true, force: true });
+  await cleanup.close?.();
 });
 
 test('profiling a dataset from the explorer opens the chart', { timeout: 600_000 }, async (t) => {
-  const vsix = await freshVsix();
-  if (!(await prerequisite(t, 'code-server', () => ensureCodeServer((line) => console.log(line))))) return;
-  browser = await prerequisite(t, 'Chromium', launchBrowser);
-  if (!browser) return;
-
-  const { folder, dataset } = workspaceWithDataset();
-  workspaceDir = dirname(folder);
+  const session = await startSession(t, cleanup);
+  if (!session) return;
+  const { page, server, folder, dataset } = session;
   const datasetName = basename(dataset);
-  profileDir = await mkdtemp(join(tmpdir(), 'moe-studio-e2e-'));
-  const dirs = { userDataDir: join(profileDir, 'user-data'), extensionsDir: join(profileDir, 'extensions') };
-  t.diagnostic(`workspace ${relative(repoRoot, folder)}, dataset ${datasetName}, profile ${profileDir}`);
-  t.diagnostic(await installExtension(vsix, dirs));
-  server = await launchCodeServer({ folder, ...dirs });
-  t.diagnostic(`code-server at ${server.url}`);
-
-  const page = await newPage(browser, { viewport: { width: 1400, height: 900 } });
-  const pageErrors: string[] = [];
-  page.on('pageerror', (error) => pageErrors.push(error.message));
-  try {
-    await run(page, server.url, folder, datasetName, dataset);
-  } catch (error) {
-    // The server's side of the story: extension host errors show up in its output.
-    const tail = server.output.slice(-40).join('\n');
-    const notifications = await visibleNotifications(page);
-    throw new Error(
-      `${error instanceof Error ? error.message : String(error)}\n--- notifications ---\n${notifications.join('\n') || '(none)'}\n--- code-server output (last 40 lines) ---\n${tail}`,
-      { cause: error },
-    );
-  }
-  t.diagnostic(`page errors (not failures; the workbench logs some of its own): ${pageErrors.length}`);
+  t.diagnostic(`dataset ${datasetName}`);
+  await withFailureContext(session, () => run(page, server.url, folder, datasetName, dataset));
+  t.diagnostic(`page errors (not failures; the workbench logs some of its own): ${session.pageErrors.length}`);
 });
 
 async function run(page: Page, url: string, folder: string, datasetName: string, dataset: string): Promise<void> {
-  await step(page, 'e2e-1-workbench', async () => {
-    await page.goto(url, { timeout: 60_000 });
-    await page.locator('.monaco-workbench').waitFor({ timeout: 90_000 });
-    await page.locator('.explorer-folders-view .monaco-list-row').first().waitFor({ timeout: 90_000 });
-  });
+  await step(page, 'e2e-1-workbench', () => openWorkbench(page, url));
 
-  await step(page, 'e2e-2-server-ready', async () => {
-    const item = page.locator(STATUS_ITEM);
-    await item.waitFor({ timeout: STARTUP_MS }).catch(() => {
-      throw new Error('the MoE Studio status bar item never appeared: did the extension activate?');
-    });
-    // Settles on ready (check) or error; anything else after the timeout is a failure too.
-    await page
-      .locator(`${STATUS_ITEM} .codicon-check, ${STATUS_ITEM} .codicon-error`)
-      .first()
-      .waitFor({ timeout: STARTUP_MS })
-      .catch(() => undefined);
-    if ((await page.locator(`${STATUS_ITEM} .codicon-check`).count()) === 0) {
-      throw new Error(`the MoE Studio server did not become ready; status item says "${await item.getAttribute('aria-label')}"`);
-    }
-    assert.match((await item.getAttribute('aria-label')) ?? '', /ready/i);
-  });
+  await step(page, 'e2e-2-server-ready', () => waitForServerReady(page));
 
   const row = await step(page, 'e2e-3-dataset-open', async () => {
     // Expand every folder between the workspace root and the dataset, then open the file.
@@ -160,21 +106,4 @@ async function paintedPixels(frame: FrameLocator, selector: string): Promise<num
     for (let i = 3; i < data.length; i += 4) if (data[i] > 0) painted++;
     return painted;
   });
-}
-
-function explorerRow(page: Page, name: string) {
-  return page.locator(`.explorer-folders-view .monaco-list-row[aria-label="${name}"]`).first();
-}
-
-/** VS Code puts a webview's page in an inner frame of its host iframe. */
-function activeWebview(page: Page): FrameLocator {
-  return page.frameLocator('iframe.webview.ready').last().frameLocator('#active-frame');
-}
-
-async function visibleNotifications(page: Page): Promise<string[]> {
-  try {
-    return await page.locator('.notification-toast .notification-list-item-message').allTextContents();
-  } catch {
-    return [];
-  }
 }
