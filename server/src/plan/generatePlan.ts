@@ -30,6 +30,8 @@ export interface PlanInputs {
   layerError?: LayerErrorFunction;
   /** EEP: the task metric of a candidate (higher is better). */
   fitness?: FitnessFunction;
+  /** EEP: plans the search starts from (the pruning heuristics' answers); it never returns worse. */
+  initial?: PlanLayer[][];
 }
 
 export interface PlanOptions {
@@ -91,7 +93,7 @@ export async function generatePlan(method: PlanMethod, inputs: PlanInputs, optio
       break;
     case 'eep': {
       if (!inputs.fitness) throw new Error('eep needs a fitness callback');
-      const result = await eepSearch({ ...methodParameters, layers: shapes, target: target(), fitness: inputs.fitness, seed, signal: options.signal, onGeneration: options.onGeneration });
+      const result = await eepSearch({ ...methodParameters, layers: shapes, target: target(), fitness: inputs.fitness, initial: inputs.initial, seed, signal: options.signal, onGeneration: options.onGeneration });
       const { seed: _recordedSeparately, ...searched } = result.parameters;
       parameters = { ...searched, bestFitness: result.fitness, evaluations: result.evaluations };
       layers = result.layers;

@@ -5,10 +5,19 @@
  * task metric on a few calibration samples.
  *
  * Phase 1, pruning: W_RM = W_EM with one-hot rows, i.e. a kept subset; a mutation reassigns one row to
- * an expert the layer does not keep yet. Phase 2, merging: continuous W_RM and W_EM start from the
- * phase-1 best; children take each row (router and merge row together) from one of two elite parents,
- * then Gaussian noise (σ) on a share of the entries. Elitism keeps the best candidates every generation,
- * so the best fitness never falls.
+ * an expert the layer does not keep yet. Phase 2, merging: continuous W_RM and W_EM; children take each
+ * row (router and merge row together) from one of two elite parents, then Gaussian noise (σ) on a share
+ * of the entries. Elitism keeps the best candidates every generation, so the best fitness never falls.
+ *
+ * Seeding (our addition; we do not attribute it to the paper): `initial` solutions, in practice the
+ * pruning heuristics computed from the calibration statistics (frequency, soft count, REAP, NAEE), open
+ * the first population, and the rest of it is one- or two-swap mutations of them. A search from random
+ * subsets spends a small budget climbing back to what a heuristic gives for free (on the demo model it
+ * ended below frequency and REAP); started from the best known solutions it can only refine them:
+ * every seed is scored before any child, so the result's fitness is at least the best seed's. Phase 2
+ * starts from phase 1's best as an identity merge (one-hot W_RM = W_EM: the function the pruned model
+ * computes, carried over with its fitness) and its perturbations, so merging can only raise the
+ * calibration fitness; when it does not, the prune-only plan is returned.
  *
  * Reproducible from the seed: candidates are drawn before they are scored and scored one at a time, so
  * an asynchronous fitness (however long each call takes) cannot change the random stream.
@@ -61,8 +70,12 @@ export interface EepOptions extends Partial<EepParameters> {
   layers: MoeLayerShape[];
   target: ExpertTarget;
   fitness: FitnessFunction;
-  /** A starting subset per layer (e.g. a frequency plan) placed in the first population. */
-  initial?: PlanLayer[];
+  /**
+   * Known solutions (e.g. the frequency, REAP and NAEE plans) that open the first population; the rest
+   * of it is mutations of them. Prune-only plans seed phase 1; a merge-only search starts from them as
+   * identity merges (or from their own matrices).
+   */
+  initial?: PlanLayer[][];
   signal?: AbortSignal;
   onGeneration?: (progress: EepProgress) => void;
 }
@@ -70,6 +83,8 @@ export interface EepOptions extends Partial<EepParameters> {
 export interface EepResult {
   layers: PlanLayer[];
   fitness: number;
+  /** Phase 1's best (prune-only), when phase 1 ran. */
+  pruned?: { layers: PlanLayer[]; fitness: number };
   evaluations: number;
   history: EepProgress[];
   parameters: EepParameters;
@@ -92,7 +107,7 @@ export async function eepSearch(options: EepOptions): Promise<EepResult> {
   let evaluations = 0;
 
   const score = async (layers: PlanLayer[]): Promise<Scored | undefined> => {
-    const key = JSON.stringify(layers.map((l) => l.routerMap ? [l.routerMap, l.mergeMatrix] : [...l.keptExperts].sort((a, b) => a - b)));
+    const key = cacheKey(layers);
     const known = cache.get(key);
     if (known !== undefined) return { layers, fitness: known };
     if (evaluations >= budget) return undefined;
@@ -110,8 +125,8 @@ export async function eepSearch(options: EepOptions): Promise<EepResult> {
     }
     return scored;
   };
-  const evolve = async (phase: EepPhase, first: PlanLayer[][], child: (elite: Scored[]) => PlanLayer[]) => {
-    let population = rank(await scoreAll(first));
+  const evolve = async (phase: EepPhase, carried: Scored[], first: PlanLayer[][], child: (elite: Scored[]) => PlanLayer[]) => {
+    let population = rank([...carried, ...(await scoreAll(first))]);
     if (population.length === 0) throw new Error('EEP: the evaluation budget is too small for one candidate');
     const report = (generation: number) => {
       const progress = { phase, generation, bestFitness: population[0].fitness, evaluations };
@@ -125,25 +140,63 @@ export async function eepSearch(options: EepOptions): Promise<EepResult> {
       population = rank([...elite, ...(await scoreAll(children))]);
       report(generation);
     }
-    return population[0];
+    return population;
   };
 
+  const randomSubsets = (): PlanLayer[] => shapes.map((s) => ({ layer: s.layer, keptExperts: random.sample(s.numExperts, s.count) }));
+  const seeds = (options.initial ?? []).map((plan) => shapes.map((s) => {
+    const layer = plan.find((l) => l.layer === s.layer);
+    if (!layer) throw new Error(`EEP: an initial plan has no layer ${s.layer}`);
+    return layer;
+  }));
+  /** The seeds first, then mutations of them (random subsets when there is no seed). */
+  const firstPopulation = (from: PlanLayer[][], mutate: (parent: PlanLayer[]) => PlanLayer[], fresh: () => PlanLayer[]) =>
+    [...from, ...Array.from({ length: Math.max(0, populationSize - from.length) }, (_, i) => (from.length > 0 ? mutate(from[i % from.length]) : fresh()))];
+  const identityMerge = (layers: PlanLayer[]): PlanLayer[] => layers.map((l) => ({
+    layer: l.layer,
+    keptExperts: l.keptExperts.slice(),
+    routerMap: l.routerMap ?? oneHotRows(l.keptExperts, numExperts.get(l.layer)!),
+    mergeMatrix: l.mergeMatrix ?? oneHotRows(l.keptExperts, numExperts.get(l.layer)!),
+  }));
+
   let best: Scored | undefined;
+  let pruned: Scored | undefined;
+  let carried: Scored[] = [];
   if (phases.includes('prune')) {
-    const first = Array.from({ length: populationSize }, (_, i) =>
-      i === 0 && options.initial ? shapes.map((s) => ({ layer: s.layer, keptExperts: options.initial!.find((l) => l.layer === s.layer)!.keptExperts.slice() })) :
-        shapes.map((s) => ({ layer: s.layer, keptExperts: random.sample(s.numExperts, s.count) })));
-    best = await evolve('prune', first, (elite) => mutateSubset(elite[random.int(elite.length)].layers, shapes, random));
+    const subsets = seeds.map((plan) => plan.map((l) => ({ layer: l.layer, keptExperts: l.keptExperts.slice() })));
+    const mutate = (parent: PlanLayer[]) => {
+      const once = mutateSubset(parent, shapes, random);
+      return random.next() < 0.5 ? mutateSubset(once, shapes, random) : once;
+    };
+    const population = await evolve('prune', [], firstPopulation(subsets, mutate, randomSubsets), (elite) => mutateSubset(elite[random.int(elite.length)].layers, shapes, random));
+    best = pruned = population[0];
+    // An identity merge computes what the pruned model computes, so the best enters phase 2 with its
+    // fitness. Only the best: rows of elites that keep other experts would not line up in a crossover.
+    carried = [{ layers: identityMerge(pruned.layers), fitness: pruned.fitness }];
+    cache.set(cacheKey(carried[0].layers), pruned.fitness);
   }
   if (phases.includes('merge')) {
-    const from: PlanLayer[] = best?.layers ?? options.initial ?? shapes.map((s) => ({ layer: s.layer, keptExperts: random.sample(s.numExperts, s.count) }));
-    const start = from.map((l) => ({ layer: l.layer, keptExperts: l.keptExperts.slice(), routerMap: l.routerMap ?? oneHotRows(l.keptExperts, numExperts.get(l.layer)!), mergeMatrix: l.mergeMatrix ?? oneHotRows(l.keptExperts, numExperts.get(l.layer)!) }));
     const perturb = (layers: PlanLayer[]) => layers.map((l) => ({ ...l, routerMap: gaussian(l.routerMap!, parameters, random), mergeMatrix: gaussian(l.mergeMatrix!, parameters, random) }));
-    const first = [start, ...Array.from({ length: populationSize - 1 }, () => perturb(start))];
-    best = await evolve('merge', first, (elite) => perturb(crossRows(elite[random.int(elite.length)].layers, elite[random.int(elite.length)].layers, random)));
+    const starts = carried.length > 0 ? [] : (seeds.length > 0 ? seeds : [randomSubsets()]).map(identityMerge);
+    const from = carried.length > 0 ? carried.map((s) => s.layers) : starts;
+    const mutants = Array.from({ length: Math.max(0, populationSize - from.length) }, (_, i) => perturb(from[i % from.length]));
+    const population = await evolve('merge', carried, [...starts, ...mutants], (elite) => perturb(crossRows(elite[random.int(elite.length)].layers, elite[random.int(elite.length)].layers, random)));
+    best = population[0];
   }
   if (!best) throw new Error('EEP: no phase to run');
-  return { layers: canonical(best.layers), fitness: best.fitness, evaluations, history, parameters };
+  return {
+    layers: canonical(best.layers),
+    fitness: best.fitness,
+    ...(pruned ? { pruned: { layers: canonical(pruned.layers), fitness: pruned.fitness } } : {}),
+    evaluations,
+    history,
+    parameters,
+  };
+}
+
+/** Candidates that run the same function share a key: a subset in any order, or the exact matrices. */
+function cacheKey(layers: PlanLayer[]): string {
+  return JSON.stringify(layers.map((l) => (l.routerMap ? [l.routerMap, l.mergeMatrix] : [...l.keptExperts].sort((a, b) => a - b))));
 }
 
 function definedOnly(options: Partial<EepParameters>): Partial<EepParameters> {
@@ -183,7 +236,15 @@ function gaussian(matrix: number[][], parameters: EepParameters, random: SeededR
   return matrix.map((row) => row.map((x) => (random.next() < parameters.mutationRate ? x + parameters.sigma * random.normal() : x)));
 }
 
-/** Prune-only results list kept experts ascending; merged rows keep their phase-1 labels in order. */
+/**
+ * Prune-only results list kept experts ascending; merged rows keep their phase-1 labels in order. A
+ * plan whose every layer is an identity merge is the pruned plan, and is returned as one.
+ */
 function canonical(layers: PlanLayer[]): PlanLayer[] {
-  return layers.map((l) => (l.routerMap ? l : { layer: l.layer, keptExperts: [...l.keptExperts].sort((a, b) => a - b) }));
+  const merged = layers.some((l) => l.routerMap && !(isOneHot(l.routerMap, l.keptExperts) && isOneHot(l.mergeMatrix!, l.keptExperts)));
+  return layers.map((l) => (merged && l.routerMap ? l : { layer: l.layer, keptExperts: [...l.keptExperts].sort((a, b) => a - b) }));
+}
+
+function isOneHot(matrix: number[][], keptExperts: number[]): boolean {
+  return matrix.every((row, i) => row.every((x, j) => x === (j === keptExperts[i] ? 1 : 0)));
 }

@@ -13,8 +13,11 @@ import { loadProfile } from '../../profile/profileFile';
 import type { ModelIdentity } from '../../profile/run/modelIdentity';
 import type { OpenModel } from '../../profile/run/runtimePool';
 import type { FieldSpec } from '../../profile/types';
-import type { PlanInputs, PlanMethod } from '../generatePlan';
-import type { LayerStatistics } from '../statistics';
+import { moeLayerShapes, type PlanInputs, type PlanMethod } from '../generatePlan';
+import { type LayerErrorFunction, naeePruning } from '../methods/naee';
+import { frequencyPruning, reapPruning, softCountPruning } from '../methods/ranking';
+import type { PlanLayer } from '../planFile';
+import type { ExpertTarget, LayerStatistics, MoeLayerShape } from '../statistics';
 import { LayerReconstruction } from './layerReconstruction';
 import { captureCalibration, toPlanStatistics, type CalibrationCapture } from './statistics';
 
@@ -109,8 +112,17 @@ export class Calibration {
     return evaluator;
   }
 
+  /**
+   * EEP's starting solutions: the frequency, soft-count, REAP and NAEE plans of this calibration (the
+   * statistics and NAEE's expert outputs are computed once and shared with those methods).
+   */
+  async heuristicPlans(target: ExpertTarget, signal?: AbortSignal): Promise<PlanLayer[][]> {
+    const reconstruction = await this.layerError(signal);
+    return heuristicPlans(await this.statistics(signal), moeLayerShapes(this.identity.spec), target, async (layer, kept) => reconstruction.error(layer, kept), signal);
+  }
+
   /** What `method` needs, computed (once) now. */
-  async inputsFor(method: MethodName, parameters: CalibrationParameters, options: { needsStatistics: boolean; signal?: AbortSignal }): Promise<PlanInputs> {
+  async inputsFor(method: MethodName, parameters: CalibrationParameters, options: { needsStatistics: boolean; target: ExpertTarget; signal?: AbortSignal }): Promise<PlanInputs> {
     const inputs: PlanInputs = {};
     if (options.needsStatistics || ['frequency', 'softCount', 'reap', 'uncurl'].includes(method)) inputs.statistics = await this.statistics(options.signal);
     if (method === 'naee') {
@@ -120,6 +132,7 @@ export class Calibration {
     if (method === 'eep') {
       const evaluator = this.evaluator(parameters.samples ?? DEFAULT_EEP_SAMPLES);
       inputs.fitness = (candidate) => evaluator.fitness(candidate, options.signal);
+      inputs.initial = await this.heuristicPlans(options.target, options.signal);
     }
     return inputs;
   }
@@ -149,6 +162,18 @@ export class Calibration {
     this.checkpoint ??= loadCheckpoint(this.identity.folder);
     return this.checkpoint;
   }
+}
+
+/** The pruning heuristics' plans, distinct, in a fixed order: EEP's seeds. REAP only where every layer has its score. */
+export async function heuristicPlans(statistics: LayerStatistics[], layers: MoeLayerShape[], target: ExpertTarget, layerError?: LayerErrorFunction, signal?: AbortSignal): Promise<PlanLayer[][]> {
+  const plans = [frequencyPruning(statistics, target), softCountPruning(statistics, target)];
+  if (statistics.every((s) => s.reapScore)) plans.push(reapPruning(statistics, target));
+  if (layerError) plans.push(await naeePruning({ layers, target, layerError, signal }));
+  const seen = new Set<string>();
+  return plans.filter((plan) => {
+    const key = JSON.stringify(plan.map((l) => l.keptExperts));
+    return !seen.has(key) && seen.add(key);
+  });
 }
 
 /** `count` entries spread evenly over `all` (all of them when there are fewer): a sample that covers every calibration file. */

@@ -74,7 +74,8 @@ export async function makePlan(calibration: Calibration, options: PlanRequestOpt
   const needsStatistics = options.singleExpertShare !== undefined;
   if (['frequency', 'softCount', 'reap', 'uncurl', 'naee'].includes(options.method) || needsStatistics) options.onProgress?.('Profiling the calibration data');
   if (options.method === 'naee') options.onProgress?.('Computing every expert\'s output on the calibration tokens');
-  const inputs = await calibration.inputsFor(method.name, calibrationParameters, { needsStatistics, signal: options.signal });
+  if (options.method === 'eep') options.onProgress?.('Starting from the pruning heuristics (frequency, soft count, REAP, NAEE)');
+  const inputs = await calibration.inputsFor(method.name, calibrationParameters, { needsStatistics, target: options.targetExperts, signal: options.signal });
   options.onProgress?.(options.method === 'eep' ? 'Searching (EEP)' : options.method === 'naee' ? 'Searching expert subsets (NAEE)' : 'Choosing experts');
   return generatePlan(method, inputs, {
     spec: calibration.identity.spec,
