@@ -2,15 +2,12 @@
  * The plan preview: what each layer keeps, merges and drops, what it saves, how quality moves,
  * and a sweep of quality against experts kept for several methods side by side.
  */
-import { CategoryScale, Chart, Legend, LinearScale, LineController, LineElement, PointElement, Tooltip } from 'chart.js';
 import type { PreviewPlanResult, SweepResult } from '../../common/protocol';
 import { chartCard } from './chartCard';
+import { chartsTheme, sweepChart } from './charts';
 import { button, element, formatBytes } from './dom';
 import { startPage, type Rendered, type Update } from './page';
-import { chartTheme } from './theme';
 import { vscode } from './vscodeApi';
-
-Chart.register(LineController, LineElement, PointElement, CategoryScale, LinearScale, Tooltip, Legend);
 
 interface State {
   preview?: PreviewPlanResult;
@@ -57,7 +54,7 @@ function render(state: State, update: Update<State>): Rendered {
     ...(state.sweep ? [sweep.card] : []),
   ];
   const sweepResult = state.sweep;
-  return { nodes, charts: sweepResult ? [() => sweepChart(sweep.canvas, sweepResult)] : [] };
+  return { nodes, charts: sweepResult ? [() => sweepChart(sweep.canvas, sweepResult, chartsTheme())] : [] };
 }
 
 function savingsTable({ plan }: PreviewPlanResult): HTMLElement {
@@ -111,34 +108,4 @@ function evaluationsTable({ plan }: PreviewPlanResult): HTMLElement {
       element('td', {}, e.baseline === undefined ? '—' : e.baseline.toFixed(4)),
       element('td', {}, e.value.toFixed(4)),
       element('td', { className: 'delta' }, e.baseline === undefined ? '' : `${e.value - e.baseline >= 0 ? '+' : ''}${(e.value - e.baseline).toFixed(4)}`)))));
-}
-
-const SERIES_COLORS = ['--vscode-charts-blue', '--vscode-charts-orange', '--vscode-charts-green', '--vscode-charts-purple', '--vscode-charts-red', '--vscode-charts-yellow'];
-
-function sweepChart(canvas: HTMLCanvasElement, sweep: SweepResult): Chart {
-  const theme = chartTheme();
-  const style = getComputedStyle(document.documentElement);
-  const color = (i: number) => style.getPropertyValue(SERIES_COLORS[i % SERIES_COLORS.length]).trim() || ['#3794ff', '#d18616', '#388a34', '#652d90', '#e51400', '#bf8803'][i % 6];
-  const labels = sweep.counts.map(String);
-  return new Chart(canvas, {
-    type: 'line',
-    data: {
-      labels,
-      datasets: [
-        ...sweep.series.map((series, i) => ({ label: series.method, data: series.values, borderColor: color(i), backgroundColor: color(i), tension: 0.2 })),
-        { label: 'full model', data: sweep.counts.map(() => sweep.baseline), borderColor: theme.foreground, borderDash: [6, 4], pointRadius: 0, backgroundColor: 'transparent' },
-      ],
-    },
-    options: {
-      animation: false,
-      maintainAspectRatio: false,
-      color: theme.foreground,
-      font: { family: theme.font },
-      scales: {
-        x: { title: { display: true, text: 'experts kept per layer', color: theme.foreground }, ticks: { color: theme.foreground }, grid: { color: theme.grid } },
-        y: { title: { display: true, text: sweep.metric, color: theme.foreground }, ticks: { color: theme.foreground }, grid: { color: theme.grid } },
-      },
-      plugins: { legend: { labels: { color: theme.foreground } } },
-    },
-  });
 }

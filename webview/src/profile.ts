@@ -3,17 +3,13 @@
  * profiling is done, the expert-usage charts; compare mode adds a difference heatmap against
  * another saved profile.
  */
-import { BarController, BarElement, CategoryScale, Chart, LinearScale, Tooltip } from 'chart.js';
 import type { DatasetSummary, ToWebviewMessages } from '../../common/protocol';
 import type { ProfileComparison } from '../../server/src/profile/types';
 import { chartCard } from './chartCard';
-import { adaptiveGatingChart, chartsTheme, coActivationHeatmap, differenceHeatmap, entropyChart, expertUsageBars, usageHeatmap } from './charts';
+import { adaptiveGatingChart, chartsTheme, coActivationHeatmap, differenceHeatmap, entropyChart, expertUsageBars, rowSizeHistogram, usageHeatmap } from './charts';
 import { button, element, formatBytes } from './dom';
 import { startPage, type Rendered, type Update } from './page';
-import { chartTheme } from './theme';
 import { vscode } from './vscodeApi';
-
-Chart.register(BarController, BarElement, CategoryScale, LinearScale, Tooltip);
 
 type ProfileMessage = ToWebviewMessages['profile'];
 interface State {
@@ -53,25 +49,7 @@ function render(state: State, update: Update<State>): Rendered {
 
 function summarySection(summary: DatasetSummary, rendered: Rendered): void {
   const { card, canvas } = chartCard('summary-chart', 'Rows by size', `${summary.fileName}.rows-by-size.png`, { label: 'Histogram of row sizes in bytes' });
-  const theme = chartTheme();
-  const { edges, counts } = summary.rowBytesHistogram;
-  rendered.charts.push(() => new Chart(canvas, {
-    type: 'bar',
-    data: {
-      labels: counts.map((_, i) => `${formatBytes(edges[i])}–${formatBytes(edges[i + 1])}`),
-      datasets: [{ label: 'rows', data: counts, backgroundColor: theme.accent }],
-    },
-    options: {
-      animation: false,
-      maintainAspectRatio: false,
-      color: theme.foreground,
-      font: { family: theme.font },
-      scales: {
-        x: { ticks: { color: theme.foreground }, grid: { color: theme.grid }, title: { display: true, text: 'row size', color: theme.foreground } },
-        y: { ticks: { color: theme.foreground }, grid: { color: theme.grid }, title: { display: true, text: 'rows', color: theme.foreground }, beginAtZero: true },
-      },
-    },
-  }));
+  rendered.charts.push(() => rowSizeHistogram(canvas, summary, chartsTheme()));
   rendered.nodes.push(
     element('h1', { id: 'summary-title' }, summary.fileName),
     element('p', { className: 'facts' },

@@ -5,3 +5,4 @@
 export { chartsTheme, divergingColor, sequentialColor, type ChartsTheme } from './colors';
 export { coActivationHeatmap, differenceHeatmap, usageHeatmap } from './heatmaps';
 export { adaptiveGatingChart, entropyChart, expertUsageBars } from './series';
+export { rowSizeHistogram, sweepChart } from './panelCharts';

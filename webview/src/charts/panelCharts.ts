@@ -1,0 +1,52 @@
+/** The charts of the panels around a profile: a dataset's rows by size, and a plan sweep's quality against experts kept. */
+import type { DatasetSummary, SweepResult } from '../../../common/protocol';
+import { formatBytes } from '../dom';
+import type { ChartsTheme } from './colors';
+import { axis, baseOptions, Chart } from './common';
+
+/** Histogram of row sizes in bytes, one bar per bin the server computed. */
+export function rowSizeHistogram(canvas: HTMLCanvasElement, summary: DatasetSummary, theme: ChartsTheme): Chart<'bar'> {
+  const { edges, counts } = summary.rowBytesHistogram;
+  return new Chart(canvas, {
+    type: 'bar',
+    data: {
+      labels: counts.map((_, i) => `${formatBytes(edges[i])}–${formatBytes(edges[i + 1])}`),
+      datasets: [{ label: 'rows', data: counts, backgroundColor: theme.accent }],
+    },
+    options: {
+      ...baseOptions(theme),
+      scales: {
+        x: axis(theme, 'row size') as never,
+        y: axis(theme, 'rows', { beginAtZero: true }),
+      },
+      plugins: { legend: { display: false } },
+    },
+  });
+}
+
+const SERIES_COLORS = ['--vscode-charts-blue', '--vscode-charts-orange', '--vscode-charts-green', '--vscode-charts-purple', '--vscode-charts-red', '--vscode-charts-yellow'];
+const SERIES_FALLBACKS = ['#3794ff', '#d18616', '#388a34', '#652d90', '#e51400', '#bf8803'];
+
+/** One line per method over the kept-expert counts, and the full model as a dashed reference. */
+export function sweepChart(canvas: HTMLCanvasElement, sweep: SweepResult, theme: ChartsTheme): Chart<'line'> {
+  const style = getComputedStyle(document.documentElement);
+  const color = (i: number) => style.getPropertyValue(SERIES_COLORS[i % SERIES_COLORS.length]).trim() || SERIES_FALLBACKS[i % SERIES_FALLBACKS.length];
+  return new Chart(canvas, {
+    type: 'line',
+    data: {
+      labels: sweep.counts.map(String),
+      datasets: [
+        ...sweep.series.map((series, i) => ({ label: series.method, data: series.values, borderColor: color(i), backgroundColor: color(i), tension: 0.2 })),
+        { label: 'full model', data: sweep.counts.map(() => sweep.baseline), borderColor: theme.foreground, borderDash: [6, 4], pointRadius: 0, backgroundColor: 'transparent' },
+      ],
+    },
+    options: {
+      ...baseOptions(theme),
+      scales: {
+        x: axis(theme, 'experts kept per layer') as never,
+        y: axis(theme, sweep.metric),
+      },
+      plugins: { legend: { labels: { color: theme.foreground } } },
+    },
+  });
+}
