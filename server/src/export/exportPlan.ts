@@ -5,23 +5,17 @@
  */
 
 import type { ModelSpec, MoeSpec } from '../checkpoint/modelSpec';
+import type { PlanLayer } from '../plan/planFile';
 import { ExportError } from './exportErrors';
 
-export interface ExportLayerPlan {
-  /** Original expert ids; position i is new expert i. With a mergeMatrix: the ids new expert i stands for (recorded, not computed with). */
-  keptExperts: number[];
-  /** E' x E: new expert i's gate, up and down = Σ_j mergeMatrix[i][j] · original expert j's. Default: expert keptExperts[i] copied. */
-  mergeMatrix?: number[][];
-  /** E' x E: new router row i = Σ_j routerMap[i][j] · original router row j. Default: one-hot on keptExperts. */
-  routerMap?: number[][];
-  /** Experts per token; every layer must end up with the same value, since config.json has one. */
-  topK?: number;
-  /**
-   * Adaptive gating: a token keeps the experts after its first only when p1 - p2 <= T. The ONNX export
-   * bakes it into the graph; Hugging Face has no key for it, so such a plan says `huggingFace.exact: false`.
-   */
-  adaptiveThreshold?: number;
-}
+/**
+ * One layer as the plan file has it (server/src/plan/planFile.ts), keyed by layer index instead of
+ * carrying it. Export reads it as: position i of keptExperts is new expert i; without a mergeMatrix
+ * expert keptExperts[i] is copied, without a routerMap its router row is; with a mergeMatrix,
+ * keptExperts records which ids each new expert stands for. topK must be the same in every layer,
+ * since config.json has one; adaptiveThreshold has no Hugging Face key (only the ONNX export bakes it in).
+ */
+export type ExportLayerPlan = Omit<PlanLayer, 'layer'>;
 
 export interface ExportPlan {
   /** Keyed by decoder layer index; MoE layers only. An absent layer is exported unchanged. */
