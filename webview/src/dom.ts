@@ -1,4 +1,5 @@
 /** DOM helpers for the panels: text nodes only, so payload strings never become markup. */
+
 export function element<K extends keyof HTMLElementTagNameMap>(
   tag: K,
   props: Partial<HTMLElementTagNameMap[K]> = {},
@@ -13,11 +14,4 @@ export function button(label: string, onClick: () => void, title?: string): HTML
   const node = element('button', { type: 'button', title: title ?? label }, label);
   node.addEventListener('click', onClick);
   return node;
-}
-
-export function formatBytes(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  if (bytes < 1024 ** 2) return `${(bytes / 1024).toFixed(1)} KB`;
-  if (bytes < 1024 ** 3) return `${(bytes / 1024 ** 2).toFixed(1)} MB`;
-  return `${(bytes / 1024 ** 3).toFixed(2)} GB`;
 }

@@ -5,7 +5,8 @@
 import type { PreviewPlanResult, SweepResult } from '../../common/protocol';
 import { chartCard } from './chartCard';
 import { chartsTheme, sweepChart } from './charts';
-import { button, element, formatBytes } from './dom';
+import { formatBytes } from '../../common/format';
+import { button, element } from './dom';
 import { startPage, type Rendered, type Update } from './page';
 import { vscode } from './vscodeApi';
 

@@ -7,7 +7,8 @@ import type { DatasetSummary, ToWebviewMessages } from '../../common/protocol';
 import type { ProfileComparison } from '../../server/src/profile/types';
 import { chartCard } from './chartCard';
 import { adaptiveGatingChart, chartsTheme, coActivationHeatmap, differenceHeatmap, entropyChart, expertUsageBars, rowSizeHistogram, usageHeatmap } from './charts';
-import { button, element, formatBytes } from './dom';
+import { formatBytes } from '../../common/format';
+import { button, element } from './dom';
 import { startPage, type Rendered, type Update } from './page';
 import { vscode } from './vscodeApi';
 

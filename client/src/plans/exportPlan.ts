@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { ResponseError, type LanguageClient } from 'vscode-languageclient/node';
+import { formatBytes } from '../../../common/format';
 import { ErrorCodes, ExportPlanRequest, ExportPreviewRequest, type ExportFormat } from '../../../common/protocol';
 import { withServerProgress } from '../progress';
 import type { VirtualDocuments } from '../virtualDocuments';
@@ -54,9 +55,4 @@ export async function exportPlan(client: LanguageClient, documents: VirtualDocum
   void vscode.window.showInformationMessage(`Exported ${result.files.length} files to ${result.target}.`, 'Reveal in Explorer').then((choice) => {
     if (choice) void vscode.commands.executeCommand('revealInExplorer', vscode.Uri.file(result.target));
   });
-}
-
-function formatBytes(bytes: number): string {
-  if (bytes >= 2 ** 30) return `${(bytes / 2 ** 30).toFixed(2)} GB`;
-  return `${(bytes / 2 ** 20).toFixed(1)} MB`;
 }

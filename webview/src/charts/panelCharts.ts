@@ -1,6 +1,6 @@
 /** The charts of the panels around a profile: a dataset's rows by size, and a plan sweep's quality against experts kept. */
 import type { DatasetSummary, SweepResult } from '../../../common/protocol';
-import { formatBytes } from '../dom';
+import { formatBytes } from '../../../common/format';
 import type { ChartsTheme } from './colors';
 import { axis, baseOptions, Chart } from './common';
 
