@@ -6,7 +6,7 @@
 
 import { basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ResponseError, type CancellationToken, type Connection, type WorkDoneProgressReporter } from 'vscode-languageserver/node';
+import { ResponseError, type CancellationToken, type Connection } from 'vscode-languageserver/node';
 import {
   ErrorCodes,
   ExportPlanRequest,
@@ -17,6 +17,7 @@ import {
 } from '../../../common/protocol';
 import { ExportError, exportPlanFile, previewPlanFile, progressMessage } from '../export';
 import type { Health } from './health';
+import { runModelWork, type ModelWorkContext } from './modelWork';
 import { safeHandler } from './safeHandler';
 
 export interface ExportRequestOptions {
@@ -50,33 +51,32 @@ export function registerExportRequests(connection: Connection, health: Health, o
     }),
   );
 
-  // Custom requests get no work-done reporter of their own: attach one to the client's `workDoneToken`.
   connection.onRequest(
     ExportPlanRequest.type,
-    safeHandler(connection, ExportPlanRequest.method, (params, token) => runExport(params, token, connection.languages.attachWorkDoneProgress(params), health, options)),
+    safeHandler(connection, ExportPlanRequest.method, (params, token) => runExport(params, token, { connection, health, isTrusted: options.isTrusted })),
   );
 }
 
-async function runExport(params: ExportPlanParams, token: CancellationToken, workDone: WorkDoneProgressReporter, health: Health, options: ExportRequestOptions): Promise<ExportPlanResult> {
-  if (!options.isTrusted()) {
-    throw new ResponseError(ErrorCodes.Untrusted, 'Exporting a model is disabled in restricted mode. Trust the workspace to export.');
-  }
+async function runExport(params: ExportPlanParams, token: CancellationToken, context: ModelWorkContext): Promise<ExportPlanResult> {
   const planFile = localPath(params.plan);
   const target = localPath(params.target);
   const format = params.format === 'onnx' ? 'ONNX' : 'Hugging Face';
-  const controller = new AbortController();
-  const cancelled = token.onCancellationRequested(() => controller.abort());
-  const done = health.beginBusy(`Exporting ${basename(planFile)} to ${format}`);
-  workDone.begin(`Exporting ${basename(planFile)} to ${format}`, 0, 'Opening the model', true);
-  const started = Date.now();
-  let reported = 0;
-  try {
+  const request = {
+    title: `Exporting ${basename(planFile)} to ${format}`,
+    untrusted: 'Exporting a model is disabled in restricted mode. Trust the workspace to export.',
+    workDoneToken: params.workDoneToken,
+    token,
+    starting: 'Opening the model',
+  };
+  return runModelWork(context, request, async (signal, workDone) => {
+    const started = Date.now();
+    let reported = 0;
     const result = await withExportErrors(
       exportPlanFile(planFile, {
         format: params.format,
         target,
         overwrite: params.overwrite === true,
-        signal: controller.signal,
+        signal,
         onProgress: (progress) => {
           const now = Date.now();
           if (progress.phase === 'weights' && progress.bytesWritten < progress.bytesTotal && now - reported < REPORT_INTERVAL_MS) return;
@@ -87,11 +87,7 @@ async function runExport(params: ExportPlanParams, token: CancellationToken, wor
       }),
     );
     return { target: result.target, files: result.files.map(({ path, bytes, sha256 }) => ({ path, bytes, sha256 })), ...(result.modelCard !== undefined ? { modelCard: result.modelCard } : {}) };
-  } finally {
-    workDone.done();
-    cancelled.dispose();
-    done();
-  }
+  });
 }
 
 /** Export failures as the client sees them: an existing target is a question for the user, not a failure. */

@@ -6,20 +6,19 @@
  */
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ResponseError, type Connection } from 'vscode-languageserver/node';
+import type { Connection } from 'vscode-languageserver/node';
 import {
-  ErrorCodes,
   EvaluatePlanRequest,
   GeneratePlanRequest,
   PreviewPlanRequest,
   SweepRequest,
 } from '../../../common/protocol';
-import { CancelledError } from '../errors';
 import { evaluatePlanFile } from '../evaluate';
 import { generatePlanFile, previewPlanFile, runSweep } from '../plan/run';
 import { sharedRuntimes } from '../profile/run';
 import type { RuntimePool } from '../profile/run/runtimePool';
 import type { Health } from './health';
+import { runModelWork } from './modelWork';
 import { safeHandler } from './safeHandler';
 
 export interface PlanRequestOptions {
@@ -45,31 +44,15 @@ export function registerPlanRequests(connection: Connection, health: Health, opt
 
   /** The common frame of a model-running request: trust, busy state, progress, cancellation. */
   const running = <P extends { workDoneToken?: string | number }, R>(method: string, title: string, work: (params: P, context: RequestContext) => Promise<R>) =>
-    safeHandler<P, R>(connection, method, async (params, token) => {
-      if (!options.isTrusted()) {
-        throw new ResponseError(ErrorCodes.Untrusted, `${title} runs the model, which MoE Studio does not do in an untrusted workspace. Trust the workspace to continue.`);
-      }
-      const abort = new AbortController();
-      const subscription = token.onCancellationRequested(() => abort.abort());
-      const done = health.beginBusy(title);
-      // Custom requests get no work-done reporter of their own: attach one to the client's token.
-      const workDone = connection.window.attachWorkDoneProgress(params.workDoneToken);
-      workDone.begin(title, 0, 'Starting', true);
-      try {
-        return await work(params, {
-          signal: abort.signal,
+    safeHandler<P, R>(connection, method, (params, token) =>
+      runModelWork(
+        { connection, health, isTrusted: options.isTrusted },
+        { title, untrusted: `${title} runs the model, which MoE Studio does not do in an untrusted workspace. Trust the workspace to continue.`, workDoneToken: params.workDoneToken, token, starting: 'Starting' },
+        (signal, workDone) => work(params, {
+          signal,
           report: (message, fraction) => (fraction === undefined ? workDone.report(message) : workDone.report(Math.round(100 * Math.min(1, Math.max(0, fraction))), message)),
-        });
-      } catch (error) {
-        // Whatever a cancelled search threw on its way out (an AbortError, a rejected forward), the user cancelled.
-        if (abort.signal.aborted) throw new CancelledError(`${title} cancelled.`);
-        throw error;
-      } finally {
-        workDone.done();
-        subscription.dispose();
-        done();
-      }
-    });
+        }),
+      ));
 
   connection.onRequest(GeneratePlanRequest.type, running(GeneratePlanRequest.method, 'Generating a plan', async (params, { signal, report }) => {
     const output = localPath(params.output);

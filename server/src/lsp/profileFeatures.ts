@@ -10,7 +10,6 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   MarkupKind,
-  ResponseError,
   type CancellationToken,
   type Connection,
   type Hover,
@@ -22,7 +21,6 @@ import type { TextDocument } from 'vscode-languageserver-textdocument';
 import {
   CompareProfilesRequest,
   DetectTextFieldRequest,
-  ErrorCodes,
   FindModelsRequest,
   ProfileDatasetRequest,
   TokenRoutesRequest,
@@ -39,6 +37,7 @@ import { compareProfiles, defaultProfilePath, detectTextField, loadProfile, type
 import { DEFAULT_PROFILE_SETTINGS, profileDataset, rowColumns, rowLines, sharedRuntimes, type ProfileProgress } from '../profile/run';
 import type { Health } from './health';
 import type { HoverProviders } from './hovers';
+import { runModelWork } from './modelWork';
 import { safeHandler } from './safeHandler';
 
 export interface ProfileFeatureOptions {
@@ -89,37 +88,28 @@ export function registerProfileFeatures(
 
   async function runProfile(params: ProfileDatasetParams, token: CancellationToken) {
     const datasetFile = filePath(params.uri);
-    if (!options.isTrusted()) {
-      throw new ResponseError(
-        ErrorCodes.Untrusted,
-        `Profiling runs the model in ${params.model}, and this workspace is not trusted. Trust the workspace (Workspaces: Manage Workspace Trust) to profile ${path.basename(datasetFile)}.`,
-      );
-    }
-    const settings = { ...DEFAULT_PROFILE_SETTINGS, ...params.settings };
     const name = path.basename(datasetFile);
-    const progress = connection.window.attachWorkDoneProgress(params.workDoneToken);
-    const controller = new AbortController();
-    const cancellation = token.onCancellationRequested(() => controller.abort());
-    const done = health.beginBusy(`Profiling ${name}`);
-    progress.begin(`Profiling ${name}`, 0, 'Loading the model', true);
-    try {
+    const request = {
+      title: `Profiling ${name}`,
+      untrusted: `Profiling runs the model in ${params.model}, and this workspace is not trusted. Trust the workspace (Workspaces: Manage Workspace Trust) to profile ${name}.`,
+      workDoneToken: params.workDoneToken,
+      token,
+      starting: 'Loading the model',
+    };
+    return runModelWork({ connection, health, isTrusted: options.isTrusted }, request, async (signal, progress) => {
       const result = await profileDataset({
         datasetFile,
         modelFolder: params.model,
         field: params.field,
         workspaceFolder: params.workspaceFolder,
-        settings,
+        settings: { ...DEFAULT_PROFILE_SETTINGS, ...params.settings },
         force: params.force,
-        signal: controller.signal,
+        signal,
         onProgress: (update) => progress.report(Math.min(100, Math.floor((100 * update.tokens) / Math.max(1, update.totalTokensEstimate))), progressMessage(update)),
       });
       profiles.set(datasetFile, result.profile);
       return result;
-    } finally {
-      progress.done();
-      cancellation.dispose();
-      done();
-    }
+    });
   }
 
   connection.onRequest(
