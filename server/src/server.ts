@@ -21,7 +21,6 @@ import {
 import { loadCheckpoint } from './checkpoint';
 import { describeCheckpoint } from './checkpoint/describe';
 import { summarizeDataset } from './datasets/summarize';
-import { UserError } from './errors';
 import { jsonlDiagnostics } from './lsp/datasetDiagnostics';
 import { Health } from './lsp/health';
 import { HoverProviders } from './lsp/hovers';
@@ -30,6 +29,7 @@ import { registerPlanFeatures } from './lsp/plan';
 import { registerExportRequests } from './lsp/exportRequests';
 import { registerProfileFeatures } from './lsp/profileFeatures';
 import { registerPlanRequests } from './lsp/planRequests';
+import { localPath } from './lsp/paths';
 
 const connection = createConnection(ProposedFeatures.all);
 const documents = new TextDocuments(TextDocument);
@@ -74,7 +74,7 @@ connection.onRequest(
   safeHandler(connection, SummarizeDatasetRequest.method, async ({ uri }, token) => {
     const done = health.beginBusy(`Reading ${uri.split('/').pop()}`);
     try {
-      return { ...(await summarizeDataset(filePath(uri), token)), uri };
+      return { ...(await summarizeDataset(localPath(uri), token)), uri };
     } finally {
       done();
     }
@@ -102,12 +102,6 @@ documents.onDidChangeContent(({ document }) => {
 documents.onDidClose(({ document }) => {
   void connection.sendDiagnostics({ uri: document.uri, diagnostics: [] });
 });
-
-/** Only local files: a model or dataset on a remote file system is not something we can mmap or stream. */
-function filePath(uri: string): string {
-  if (!uri.startsWith('file:')) throw new UserError(`Only local files are supported, not ${uri}.`);
-  return fileURLToPath(uri);
-}
 
 // A bug in one request must not take the whole server down with it.
 process.on('uncaughtException', (error) => connection.console.error(`Uncaught exception: ${error.stack ?? error}`));

@@ -5,7 +5,6 @@
  */
 
 import { basename } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ResponseError, type CancellationToken, type Connection } from 'vscode-languageserver/node';
 import {
   ErrorCodes,
@@ -19,6 +18,7 @@ import { ExportError, exportPlanFile, previewPlanFile, progressMessage } from '.
 import type { Health } from './health';
 import { runModelWork, type ModelWorkContext } from './modelWork';
 import { safeHandler } from './safeHandler';
+import { localPath } from './paths';
 
 export interface ExportRequestOptions {
   /** Exports write model-sized files; an untrusted workspace may only preview. */
@@ -102,9 +102,3 @@ async function withExportErrors<T>(work: Promise<T>): Promise<T> {
   }
 }
 
-/** Paths, or file: URIs for clients that send those. */
-function localPath(pathOrUri: string): string {
-  if (!pathOrUri.includes(':') || /^[a-zA-Z]:[\\/]/.test(pathOrUri)) return pathOrUri;
-  if (pathOrUri.startsWith('file:')) return fileURLToPath(pathOrUri);
-  throw new ResponseError(ErrorCodes.InvalidInput, `Only local files can be exported, not ${pathOrUri}.`);
-}

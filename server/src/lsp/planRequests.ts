@@ -5,7 +5,6 @@
  * Models stay open across requests in the profile stage's runtime pool.
  */
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Connection } from 'vscode-languageserver/node';
 import {
   EvaluatePlanRequest,
@@ -20,6 +19,7 @@ import type { RuntimePool } from '../profile/run/runtimePool';
 import type { Health } from './health';
 import { runModelWork } from './modelWork';
 import { safeHandler } from './safeHandler';
+import { localPath } from './paths';
 
 export interface PlanRequestOptions {
   /** Whether the workspace is trusted; no model runs until it is. */
@@ -119,7 +119,3 @@ interface RequestContext {
   report: (message: string, fraction?: number) => void;
 }
 
-/** Paths or `file:` URIs; the protocol passes paths, but a URI is an easy mistake to forgive. */
-function localPath(pathOrUri: string): string {
-  return pathOrUri.startsWith('file:') ? fileURLToPath(pathOrUri) : pathOrUri;
-}

@@ -39,6 +39,7 @@ import type { Health } from './health';
 import type { HoverProviders } from './hovers';
 import { runModelWork } from './modelWork';
 import { safeHandler } from './safeHandler';
+import { localPath } from './paths';
 
 export interface ProfileFeatureOptions {
   /** Whether the workspace is trusted now: profiling runs a model, so it is refused otherwise. */
@@ -72,7 +73,7 @@ export function registerProfileFeatures(
   connection.onRequest(
     DetectTextFieldRequest.type,
     safeHandler(connection, DetectTextFieldRequest.method, async ({ uri }) => {
-      const file = filePath(uri);
+      const file = localPath(uri);
       const sample: unknown[] = [];
       for await (const record of readRecords(file, datasetFormatOf(file))) {
         if (record.value !== undefined) sample.push(record.value);
@@ -87,7 +88,7 @@ export function registerProfileFeatures(
   );
 
   async function runProfile(params: ProfileDatasetParams, token: CancellationToken) {
-    const datasetFile = filePath(params.uri);
+    const datasetFile = localPath(params.uri);
     const name = path.basename(datasetFile);
     const request = {
       title: `Profiling ${name}`,
@@ -115,7 +116,7 @@ export function registerProfileFeatures(
   connection.onRequest(
     TokenRoutesRequest.type,
     safeHandler(connection, TokenRoutesRequest.method, async ({ uri }): Promise<TokenRoutesResult> => {
-      const file = filePath(uri);
+      const file = localPath(uri);
       const index = await profiles.index(file, uri);
       if (!index) throw new UserError(`${path.basename(file)} has no current profile: profile it first (MoE Studio: Profile experts on this dataset).`);
       return index.routes();
@@ -411,7 +412,3 @@ function isLineDataset(file: string): boolean {
   return /\.(jsonl|txt|csv)$/i.test(file);
 }
 
-function filePath(uri: string): string {
-  if (!uri.startsWith('file:')) throw new UserError(`Only local files are supported, not ${uri}.`);
-  return fileURLToPath(uri);
-}
