@@ -94,7 +94,7 @@ const commands: Record<string, Command> = {
     },
   },
   plan: {
-    usage: 'moe-studio plan --model DIR --method NAME --keep N --calibration FILE[,FILE] [--field F] [--seed S] [--budget N] [--profile FILE] [--share X] [--threads N] --out FILE.moeplan.json',
+    usage: 'moe-studio plan --model DIR --method NAME --keep N --calibration FILE[,FILE] [--field F] [--seed S] [--budget N] [--similarity cosine|correlation] [--profile FILE] [--share X] [--threads N] --out FILE.moeplan.json',
     description: 'Make a plan (random, frequency, softCount, reap, naee, uncurl, eep) from calibration data; never overwrites --out.',
     async run({ options }) {
       const method = methodOption(requiredOption(options, 'method', 'NAME'));
@@ -107,7 +107,11 @@ const commands: Record<string, Command> = {
           calibration: listOption(options, 'calibration').map((file) => ({ file: path.resolve(file), field })),
           profilePath: typeof options.get('profile') === 'string' ? path.resolve(options.get('profile') as string) : undefined,
           seed: options.has('seed') ? integerOption(options, 'seed', 0) : 0,
-          parameters: options.has('budget') ? { budget: integerOption(options, 'budget', 1) } : undefined,
+          parameters: {
+            ...(options.has('budget') && { budget: integerOption(options, 'budget', 1) }),
+            // UNCURL's similarity (checked, with its message, where plan parameters are read).
+            ...(options.has('similarity') && { similarity: options.get('similarity') }),
+          },
           singleExpertShare: options.has('share') ? Number(options.get('share')) : undefined,
           output: path.resolve(requiredOption(options, 'out', 'FILE.moeplan.json')),
           workspaceFolder: process.cwd(),

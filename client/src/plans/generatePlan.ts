@@ -9,9 +9,15 @@ import { chooseTextField } from '../fieldChoice';
 import { chooseModel } from '../modelChoice';
 import { withServerProgress } from '../progress';
 
-const METHODS: { method: PlanMethodName; label: string; detail: string }[] = [
+const METHODS: { method: PlanMethodName; label: string; detail: string; parameters?: Record<string, unknown> }[] = [
   { method: 'eep', label: 'EEP (evolutionary search)', detail: 'Gradient-free search over router mapping and expert merging; fitness is task quality on calibration samples. Best quality, slowest.' },
   { method: 'uncurl', label: 'UNCURL (cluster and merge)', detail: 'Clusters experts by router-logit similarity on the task, keeps the most used per cluster and merges the rest into it.' },
+  {
+    method: 'uncurl',
+    label: 'UNCURL, centred logits',
+    detail: 'UNCURL clustering on the correlation of router logits: for tasks that use only a few experts, which plain UNCURL would merge into one.',
+    parameters: { similarity: 'correlation' },
+  },
   { method: 'naee', label: 'NAEE (subset search)', detail: "Per layer, the kept subset that best reconstructs the layer's output on calibration tokens." },
   { method: 'reap', label: 'REAP', detail: 'Drops the experts with the lowest mean gate × ‖expert output‖ over routed tokens.' },
   { method: 'frequency', label: 'Frequency', detail: 'Keeps the experts routed to most often on the calibration data.' },
@@ -60,7 +66,7 @@ export async function generatePlan(context: vscode.ExtensionContext, client: Lan
   const stem = `${path.basename(calibration[0].fsPath).replace(/\.(train|valid)?\.?[^.]+$/, '')}.${method.method}-keep${target.count}`;
   const output = uniquePath(plansFolder, stem, '.moeplan.json');
   const result = await withServerProgress(client, `Generating a ${method.label} plan`, (workDoneToken, token) =>
-    client.sendRequest(GeneratePlanRequest.type, { model, method: method.method, targetExperts: target.count, calibration: withFields, seed: 0, output, workDoneToken }, token));
+    client.sendRequest(GeneratePlanRequest.type, { model, method: method.method, targetExperts: target.count, calibration: withFields, seed: 0, output, parameters: method.parameters, workDoneToken }, token));
   if (!result) return;
   await vscode.window.showTextDocument(vscode.Uri.file(result.planPath));
 }

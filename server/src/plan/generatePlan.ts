@@ -8,7 +8,7 @@ import { adaptiveGatingForShare } from './methods/adaptiveGating';
 import { type EepParameters, type EepProgress, type FitnessFunction, eepSearch } from './methods/eep';
 import { type LayerErrorFunction, naeePruning } from './methods/naee';
 import { frequencyPruning, randomPruning, reapPruning, softCountPruning } from './methods/ranking';
-import { uncurlMerging } from './methods/uncurl';
+import { type UncurlSimilarity, uncurlMerging } from './methods/uncurl';
 import { type MoePlan, PLAN_SCHEMA, PLAN_VERSION, type PlanLayer, isUniformExpertCount, moeLayerCount } from './planFile';
 import { predictSavings } from './savings';
 import type { ExpertTarget, LayerStatistics, MoeLayerShape } from './statistics';
@@ -19,7 +19,7 @@ export type PlanMethod =
   | { name: 'softCount' }
   | { name: 'reap' }
   | { name: 'naee'; exhaustiveLimit?: number }
-  | { name: 'uncurl'; restarts?: number }
+  | { name: 'uncurl'; restarts?: number; similarity?: UncurlSimilarity }
   | ({ name: 'eep' } & Partial<Omit<EepParameters, 'seed'>>)
   /** Adaptive gating alone: every expert stays. */
   | { name: 'adaptiveGating' };
@@ -85,7 +85,7 @@ export async function generatePlan(method: PlanMethod, inputs: PlanInputs, optio
       layers = reapPruning(statistics(), target());
       break;
     case 'uncurl':
-      layers = uncurlMerging(statistics(), target(), { seed, restarts: method.restarts });
+      layers = uncurlMerging(statistics(), target(), { seed, restarts: method.restarts, similarity: method.similarity });
       break;
     case 'naee':
       if (!inputs.layerError) throw new Error('naee needs a layerError callback');

@@ -22,6 +22,8 @@ export interface LayerStatistics {
   reapScore?: number[];
   /** E × E cosine similarity between experts' router-logit columns over the calibration tokens. */
   routerLogitSimilarity?: number[][];
+  /** E × E Pearson correlation of the same columns (each centred on its mean). */
+  routerLogitCorrelation?: number[][];
   gatingCurve?: GatingCurve;
 }
 

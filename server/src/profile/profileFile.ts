@@ -281,6 +281,7 @@ export function validateProfile(value: unknown, source = 'profile'): asserts val
     }
     matrix(layer.coActivation, `${where}.coActivation`, experts);
     matrix(layer.logitCosine, `${where}.logitCosine`, experts);
+    if (layer.logitCorrelation !== undefined) matrix(layer.logitCorrelation, `${where}.logitCorrelation`, experts);
     numbers(layer.singleExpertShare, `${where}.singleExpertShare`, thresholds.length, 'one per gating threshold');
   });
 

@@ -32,6 +32,8 @@ export interface LayerAccumulatorState {
   coActivation: Float64Array;
   /** [E × E] Σ_t l_t l_tᵀ; only i ≤ j is accumulated. */
   logitGram: Float64Array;
+  /** [E] Σ_t l_t: with the Gram matrix, the logits' covariance (for the correlation between experts). */
+  logitSums: Float64Array;
   /** marginHistogram[b]: tokens whose p1 − p2 exceeds exactly b of the thresholds. */
   marginHistogram: Float64Array;
 }
@@ -52,7 +54,7 @@ export class LayerAccumulator {
       tokens: 0, routedSlots: 0, entropySum: 0,
       tokenCounts: new Float64Array(E), softCounts: new Float64Array(E), fullSoftCounts: new Float64Array(E),
       reapSums: new Float64Array(E), routedEntropySums: new Float64Array(E), top1Counts: new Float64Array(E),
-      coActivation: new Float64Array(E * E), logitGram: new Float64Array(E * E),
+      coActivation: new Float64Array(E * E), logitGram: new Float64Array(E * E), logitSums: new Float64Array(E),
       marginHistogram: new Float64Array(thresholds.length + 1),
     };
     this.probabilities = new Float64Array(E);
@@ -80,7 +82,7 @@ export class LayerAccumulator {
   /** Bytes held by the sums: depends on E and the threshold grid only, never on tokens. */
   get byteSize(): number {
     const s = this.state;
-    return [s.tokenCounts, s.softCounts, s.fullSoftCounts, s.reapSums, s.routedEntropySums, s.top1Counts, s.coActivation, s.logitGram, s.marginHistogram, this.probabilities]
+    return [s.tokenCounts, s.softCounts, s.fullSoftCounts, s.reapSums, s.routedEntropySums, s.top1Counts, s.coActivation, s.logitGram, s.logitSums, s.marginHistogram, this.probabilities]
       .reduce((bytes, array) => bytes + array.byteLength, 0);
   }
 
@@ -122,6 +124,7 @@ export class LayerAccumulator {
 
       for (let i = 0; i < E; i++) {
         const li = routerLogits[row + i];
+        s.logitSums[i] += li;
         const gramRow = i * E;
         for (let j = i; j < E; j++) s.logitGram[gramRow + j] += li * routerLogits[row + j];
       }
@@ -167,7 +170,7 @@ export class LayerAccumulator {
     s.tokens += o.tokens;
     s.routedSlots += o.routedSlots;
     s.entropySum += o.entropySum;
-    const sums = ['tokenCounts', 'softCounts', 'fullSoftCounts', 'reapSums', 'routedEntropySums', 'top1Counts', 'coActivation', 'logitGram', 'marginHistogram'] as const;
+    const sums = ['tokenCounts', 'softCounts', 'fullSoftCounts', 'reapSums', 'routedEntropySums', 'top1Counts', 'coActivation', 'logitGram', 'logitSums', 'marginHistogram'] as const;
     for (const name of sums) {
       const target = s[name];
       const source = o[name];
@@ -183,17 +186,29 @@ export class LayerAccumulator {
 
     const coActivation: number[][] = [];
     const logitCosine: number[][] = [];
+    const logitCorrelation: number[][] = [];
+    // Covariance from the sums: Σ l_i l_j / T − mean_i mean_j (Float64 sums of logits of order 1-10 keep
+    // about 12 significant digits here, plenty for a similarity).
+    const T = s.tokens;
+    const mean = Array.from(s.logitSums, (sum) => (T > 0 ? sum / T : 0));
+    const covariance = (i: number, j: number) => (T > 0 ? s.logitGram[Math.min(i, j) * E + Math.max(i, j)] / T - mean[i] * mean[j] : 0);
+    const bounded = (x: number) => Math.max(-1, Math.min(1, x));
     for (let i = 0; i < E; i++) {
       const coRow: number[] = [];
       const cosRow: number[] = [];
+      const corRow: number[] = [];
       for (let j = 0; j < E; j++) {
         const upper = Math.min(i, j) * E + Math.max(i, j);
         coRow.push(i === j ? s.tokenCounts[i] : s.coActivation[upper]);
         const norms = Math.sqrt(s.logitGram[i * E + i] * s.logitGram[j * E + j]);
-        cosRow.push(norms > 0 ? Math.max(-1, Math.min(1, s.logitGram[upper] / norms)) : 0);
+        cosRow.push(norms > 0 ? bounded(s.logitGram[upper] / norms) : 0);
+        const spread = Math.sqrt(Math.max(0, covariance(i, i)) * Math.max(0, covariance(j, j)));
+        // A logit that never varies correlates with nothing, itself included (as a zero column's cosine).
+        corRow.push(spread > 1e-12 ? bounded(covariance(i, j) / spread) : 0);
       }
       coActivation.push(coRow);
       logitCosine.push(cosRow);
+      logitCorrelation.push(corRow);
     }
 
     // singleExpertShare[i] = share of tokens whose margin exceeds thresholds[i] = tokens in bins above i.
@@ -221,6 +236,7 @@ export class LayerAccumulator {
       routedEntropy: perRouted(s.routedEntropySums),
       coActivation,
       logitCosine,
+      logitCorrelation,
       singleExpertShare,
     };
   }

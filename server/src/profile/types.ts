@@ -48,6 +48,11 @@ export interface LayerStatistics {
   coActivation: number[][];
   /** E×E rows: cosine similarity of the experts' router-logit columns over all tokens. */
   logitCosine: number[][];
+  /**
+   * E×E rows: Pearson correlation of the same columns (each centred on its mean over the tokens). Absent in
+   * profiles written before it existed.
+   */
+  logitCorrelation?: number[][];
   /** For each threshold T of the profile's `gatingThresholds`: share of tokens with p1 − p2 > T. */
   singleExpertShare: number[];
 }

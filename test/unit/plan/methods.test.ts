@@ -90,6 +90,31 @@ test('UNCURL clusters experts with identical router logits and merges them by us
   assert.deepEqual(uncurlMerging([statistics], 4, { seed: 7 }), [plan]);
 });
 
+test('UNCURL on centred logits keeps apart the experts a task splits its tokens between', () => {
+  // Logit columns over 4 tokens. Experts 0 and 1 get high logits on every token (the task's experts) but
+  // prefer alternate tokens; 2 and 3 get low logits everywhere, with the same preferences as 0 and 1.
+  const columns = [[5, 4, 5, 4], [4, 5, 4, 5], [-3, -4, -3, -4], [-4, -3, -4, -3]];
+  const centred = columns.map((c) => c.map((x) => x - c.reduce((s, v) => s + v, 0) / c.length));
+  const cosineOf = (cols: number[][]) => cols.map((a) => cols.map((b) => a.reduce((s, x, i) => s + x * b[i], 0) / Math.hypot(...a) / Math.hypot(...b)));
+  const statistics: LayerStatistics = { layer: 0, tokenCount: [40, 40, 1, 1], softCount: [0, 0, 0, 0], routerLogitSimilarity: cosineOf(columns), routerLogitCorrelation: cosineOf(centred) };
+
+  // The paper's cosine: 0 and 1 look alike (0.98) and are merged, the task's two experts averaged.
+  const [byCosine] = uncurlMerging([statistics], 2, { seed: 3 });
+  assert.ok(byCosine.mergeMatrix!.some((row) => row[0] > 0 && row[1] > 0), JSON.stringify(byCosine.mergeMatrix));
+
+  // Correlation: 0 goes with 2 and 1 with 3; each task expert survives, its rarely used partner merged in by usage.
+  const [byCorrelation] = uncurlMerging([statistics], 2, { seed: 3, similarity: 'correlation' });
+  assert.deepEqual(byCorrelation.keptExperts, [0, 1]);
+  assert.deepEqual(byCorrelation.mergeMatrix, [
+    [40 / 41, 0, 1 / 41, 0],
+    [0, 40 / 41, 0, 1 / 41],
+  ]);
+
+  // A profile written before correlations existed: a clear error, not the cosine in disguise.
+  const { routerLogitCorrelation: _, ...older } = statistics;
+  assert.throws(() => uncurlMerging([older], 2, { seed: 3, similarity: 'correlation' }), /profile the calibration data again/);
+});
+
 test('adaptive gating interpolates the threshold for a target single-expert share', () => {
   const curve = { threshold: [0, 0.1, 0.2, 0.4], singleExpertShare: [0.9, 0.6, 0.4, 0.1] };
   // 0.5 lies between 0.6 (T = 0.1) and 0.4 (T = 0.2), halfway: T = 0.15.

@@ -81,6 +81,23 @@ describe('routing statistics, by hand', () => {
     assert.ok(layer1.logitCosine.flat().every((value) => value === 0));
   });
 
+  it('derives the correlation of logit columns from the Gram matrix and the column sums', () => {
+    // The same columns; correlation ignores the ln 2 unit. Expected values by the two-pass textbook formula.
+    const columns = [[2, 0, 0, 3, 0], [1, 2, 0, 0, 0], [0, 1, 0, 0, 1], [0, 0, 0, 0, 2]];
+    const pearson = (a: number[], b: number[]) => {
+      const ma = a.reduce((s, x) => s + x, 0) / a.length;
+      const mb = b.reduce((s, x) => s + x, 0) / b.length;
+      const dot = (x: number[], y: number[], mx: number, my: number) => x.reduce((s, v, t) => s + (v - mx) * (y[t] - my), 0);
+      return dot(a, b, ma, mb) / Math.sqrt(dot(a, a, ma, ma) * dot(b, b, mb, mb));
+    };
+    const correlation = layer0.logitCorrelation!;
+    columns.forEach((a, i) => closeAll(correlation[i], columns.map((b) => pearson(a, b)), `logitCorrelation[${i}]`));
+    // e1 and e3 never share a token and are centred apart: negatively correlated, though their cosine is 0.
+    assert.ok(correlation[1][3] < 0 && layer0.logitCosine[1][3] === 0);
+    // Constant (here all-zero) columns do not vary: no correlation with anything, the diagonal included.
+    assert.ok(layer1.logitCorrelation!.flat().every((value) => value === 0));
+  });
+
   it('draws the adaptive-gating curve from the top-2 probability margins', () => {
     // Margins p1 − p2: 1/4, 1/4, 0, 7/11, 1/4.
     closeAll(layer0.singleExpertShare, [4 / 5, 4 / 5, 1 / 5, 0], 'singleExpertShare');

@@ -56,6 +56,11 @@ export const METHODS: Record<MethodName, MethodInfo> = {
     parameters: [
       targetExperts,
       { name: 'restarts', description: 'k-means restarts per layer; the best clustering wins.', defaultValue: constant(UNCURL_DEFAULT_RESTARTS) },
+      {
+        name: 'similarity',
+        description: '"cosine" of the experts\' router-logit columns (the paper), or "correlation": the same columns centred first, which keeps apart experts that split a task\'s tokens between them instead of merging every expert the task uses.',
+        defaultValue: constant('cosine'),
+      },
       singleExpertShare,
     ],
   },

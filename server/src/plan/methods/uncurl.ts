@@ -12,6 +12,14 @@
  * keeps the surviving expert's own row (one-hot W_RM): no router is retrained, so tokens that chose a
  * merged-away expert now reach its cluster only when the survivor's logit wins, which is what UNCURL's
  * logit similarity makes likely.
+ *
+ * `similarity: 'correlation'` (our option, not the paper's) clusters on the Pearson correlation of the
+ * logit columns instead, i.e. the cosine after centring each expert's logits on their mean. The raw
+ * cosine is dominated by that mean: on a task that routes almost every token to the same two or three
+ * experts, all of them get high logits on every token, look alike, and are merged into one, which on the
+ * demo model's arithmetic costs more than random pruning. Centred, experts that split the task's tokens
+ * between them anti-correlate and stay apart. On the demo it fixes arithmetic and records and does a
+ * little worse on code and prose (demo/README.md), so the paper's cosine stays the default.
  */
 import type { PlanLayer } from '../planFile';
 import { SeededRandom } from '../prng';
@@ -19,10 +27,15 @@ import { oneHotRows } from '../runtimeConversion';
 import { type ExpertTarget, type LayerStatistics, targetFor } from '../statistics';
 import { kMeans, symmetricEigen } from './linalg';
 
+export type UncurlSimilarity = 'cosine' | 'correlation';
+export const UNCURL_SIMILARITIES: readonly UncurlSimilarity[] = ['cosine', 'correlation'];
+
 export interface UncurlOptions {
   seed: number;
   /** k-means restarts per layer. */
   restarts?: number;
+  /** What S_ij = (1 + x) / 2 is built from: the logit columns' cosine (the paper, default) or correlation. */
+  similarity?: UncurlSimilarity;
 }
 
 /** Cluster label per expert, labels 0..k-1 numbered by each cluster's lowest expert id. */
@@ -49,10 +62,15 @@ export function spectralClusters(cosine: number[][], k: number, random: SeededRa
 export function uncurlMerging(statistics: LayerStatistics[], target: ExpertTarget, options: UncurlOptions): PlanLayer[] {
   const random = new SeededRandom(options.seed);
   return statistics.map((s) => {
-    if (!s.routerLogitSimilarity) throw new Error(`layer ${s.layer}: UNCURL needs routerLogitSimilarity statistics`);
+    const similarity = options.similarity === 'correlation' ? s.routerLogitCorrelation : s.routerLogitSimilarity;
+    if (!similarity) {
+      throw new Error(options.similarity === 'correlation'
+        ? `layer ${s.layer}: UNCURL with similarity "correlation" needs the logits' correlation, which profiles written before it do not have: profile the calibration data again`
+        : `layer ${s.layer}: UNCURL needs routerLogitSimilarity statistics`);
+    }
     const numExperts = s.tokenCount.length;
     const k = targetFor(target, s.layer, numExperts);
-    const labels = spectralClusters(s.routerLogitSimilarity, k, random, options.restarts ?? 10);
+    const labels = spectralClusters(similarity, k, random, options.restarts ?? 10);
     const clusters = Array.from({ length: k }, (_, c) => labels.flatMap((label, id) => (label === c ? [id] : [])));
     const survivors = clusters.map((members) => members.reduce((best, id) => (s.tokenCount[id] > s.tokenCount[best] ? id : best)));
     const order = survivors.map((_, c) => c).sort((a, b) => survivors[a] - survivors[b]);

@@ -12,6 +12,7 @@ import { RuntimePool } from '../../profile/run/runtimePool';
 import { sharedRuntimes } from '../../profile/run/profileDataset';
 import { generatePlan, type PlanMethod } from '../generatePlan';
 import type { EepProgress } from '../methods/eep';
+import { UNCURL_SIMILARITIES, type UncurlSimilarity } from '../methods/uncurl';
 import { formatPlan, type MoePlan } from '../planFile';
 import { Calibration, type CalibrationFile, type CalibrationParameters } from './calibration';
 
@@ -46,8 +47,13 @@ export function planMethod(name: PlanMethodName, parameters: Record<string, unkn
   switch (name) {
     case 'naee':
       return { name, ...defined({ exhaustiveLimit: numberParameter('exhaustiveLimit') }) };
-    case 'uncurl':
-      return { name, ...defined({ restarts: numberParameter('restarts') }) };
+    case 'uncurl': {
+      const similarity = parameters.similarity;
+      if (similarity !== undefined && !UNCURL_SIMILARITIES.includes(similarity as UncurlSimilarity)) {
+        throw new UserError(`The uncurl parameter "similarity" must be ${UNCURL_SIMILARITIES.map((x) => `"${x}"`).join(' or ')}.`);
+      }
+      return { name, ...defined({ restarts: numberParameter('restarts'), similarity: similarity as UncurlSimilarity | undefined }) };
+    }
     case 'eep': {
       const method: Record<string, unknown> = { name };
       for (const key of EEP_KEYS) {

@@ -15,6 +15,7 @@ export function toPlanStatistics(profile: Pick<ProfileFile, 'gatingThresholds' |
     softCount: layer.softCounts,
     reapScore: layer.reap,
     routerLogitSimilarity: layer.logitCosine,
+    ...(layer.logitCorrelation && { routerLogitCorrelation: layer.logitCorrelation }),
     gatingCurve: { threshold: profile.gatingThresholds, singleExpertShare: layer.singleExpertShare },
   }));
 }
