@@ -19,10 +19,18 @@ export interface ModelIdentity {
   fingerprint: string;
 }
 
+/** Bytes hashed from the start of each tensor's data, and from each of the evenly spaced samples of a file. */
+const TENSOR_PREFIX_BYTES = 4096;
+const FILE_SAMPLES = 16;
+const FILE_SAMPLE_BYTES = 65536;
+
 /**
- * SHA-256 over config.json, the tokenizer files and every safetensors file's name, size and header
- * (dtypes, shapes, offsets). Reading headers, not gigabytes of weights, keeps reuse instant; a weight
- * edited in place with the same shapes is the one change it misses.
+ * SHA-256 over config.json, the tokenizer files and, for every safetensors file, its name, size, header
+ * (dtypes, shapes, offsets) and samples of its weights: the first 4 KiB of every tensor and 16 blocks of
+ * 64 KiB spread over the file. Saved profiles and cached full-model baselines are keyed by it, so weights
+ * retrained, merged or replaced in place with the same shapes must change it; reading about 1 MB per file
+ * instead of gigabytes keeps it instant. It depends on content only (no timestamps), so a copied or cloned
+ * model keeps its profiles.
  */
 export async function modelIdentity(modelFolder: string): Promise<ModelIdentity> {
   const folder = path.resolve(modelFolder);
@@ -50,11 +58,36 @@ export async function modelIdentity(modelFolder: string): Promise<ModelIdentity>
       const header = Buffer.alloc(Math.max(0, Math.min(headerLength, size - 8, 100 * 2 ** 20)));
       await handle.read(header, 0, header.length, 8);
       hash.update(`${name}\0${size}\0`).update(header);
+      const dataStart = 8 + header.length;
+      const sample = async (offset: number, length: number) => {
+        const bytes = Buffer.alloc(Math.max(0, Math.min(length, size - offset)));
+        if (bytes.length > 0) await handle.read(bytes, 0, bytes.length, offset);
+        hash.update(bytes);
+      };
+      for (const offset of tensorDataOffsets(header)) await sample(dataStart + offset, TENSOR_PREFIX_BYTES);
+      const dataLength = size - dataStart;
+      for (let i = 0; i < FILE_SAMPLES && dataLength > 0; i++) await sample(dataStart + Math.floor((i * dataLength) / FILE_SAMPLES), FILE_SAMPLE_BYTES);
     } finally {
       await handle.close();
     }
   }
   return { folder, spec, config, fingerprint: hash.digest('hex') };
+}
+
+/** Where each tensor's data starts (relative to the data section), in file order; none if the header is not valid JSON. */
+function tensorDataOffsets(header: Buffer): number[] {
+  let entries: Record<string, unknown>;
+  try {
+    entries = JSON.parse(header.toString('utf8')) as Record<string, unknown>;
+  } catch {
+    return []; // a broken header is reported, with its file, when the weights are loaded
+  }
+  const offsets: number[] = [];
+  for (const [name, entry] of Object.entries(entries ?? {})) {
+    const start = name === '__metadata__' ? undefined : (entry as { data_offsets?: unknown })?.data_offsets;
+    if (Array.isArray(start) && Number.isSafeInteger(start[0]) && start[0] >= 0) offsets.push(start[0] as number);
+  }
+  return offsets.sort((a, b) => a - b);
 }
 
 /** The `model` block of a profile; `folder` is relative to the workspace folder when inside it. */
