@@ -133,11 +133,12 @@ export function parseModelConfig(config: unknown, file = 'config.json'): ModelSp
     }),
   };
   const isMoeLayer = moeLayerSchedule(table, read, numLayers);
+  const expertsPerLayer = perLayerExpertCounts(read, numLayers, isMoeLayer, numExperts, topK, table.config.numExperts);
   const layers: LayerSpec[] = [];
   for (let index = 0; index < numLayers; index++) {
     layers.push(
       isMoeLayer(index)
-        ? { index, kind: 'moe', moe }
+        ? { index, kind: 'moe', moe: expertsPerLayer ? { ...moe, numExperts: expertsPerLayer[index]! } : moe }
         : { index, kind: 'dense', mlp: { intermediateSize: read.positiveInt('intermediate_size') } },
     );
   }
@@ -154,6 +155,27 @@ export function parseModelConfig(config: unknown, file = 'config.json'): ModelSp
     layers,
     tensors: resolveTensorNames(table, { tieWordEmbeddings, qkvBias, isMoeLayer }),
   };
+}
+
+/**
+ * Expert counts that differ per layer, as MoE Studio's export records them (`moe_studio.num_experts_per_layer`,
+ * see export/exportConfig.ts): one entry per decoder layer, null for dense ones. Absent for every published
+ * checkpoint, where the one count in the config holds for every layer.
+ */
+function perLayerExpertCounts(read: ConfigReader, numLayers: number, isMoeLayer: (layer: number) => boolean, maxExperts: number, topK: number, numExpertsKey: string): (number | null)[] | undefined {
+  const block = read.raw('moe_studio');
+  const counts = block && typeof block === 'object' ? (block as Record<string, unknown>).num_experts_per_layer : undefined;
+  if (counts === undefined || counts === null) return undefined;
+  const where = '"moe_studio.num_experts_per_layer"';
+  if (!Array.isArray(counts) || counts.length !== numLayers) read.fail(`${where} should list one entry per layer (${numLayers}), got ${JSON.stringify(counts)}.`);
+  counts.forEach((count, layer) => {
+    if (!isMoeLayer(layer)) {
+      if (count !== null) read.fail(`${where}[${layer}] should be null: layer ${layer} is dense.`);
+    } else if (!Number.isSafeInteger(count) || count < topK || count > maxExperts) {
+      read.fail(`${where}[${layer}] should be an expert count from num_experts_per_tok (${topK}) to ${numExpertsKey} (${maxExperts}), got ${JSON.stringify(count)}.`);
+    }
+  });
+  return counts as (number | null)[];
 }
 
 /**

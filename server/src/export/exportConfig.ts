@@ -10,7 +10,8 @@
  *   num_experts_per_layer   only when layers keep different counts: one entry per decoder layer, null
  *                           for dense layers. `num_experts`/`num_local_experts` then holds the largest
  *                           count, and stock loaders refuse the model (the router shapes do not match):
- *                           they need the same count in every layer.
+ *                           they need the same count in every layer. Our own loader reads it
+ *                           (checkpoint/config.ts), so such an export can be profiled and evaluated here.
  *   plan, evaluation        the plan's record and evaluation, verbatim
  */
 

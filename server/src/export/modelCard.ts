@@ -79,7 +79,7 @@ export function modelCard(options: {
     lines.push(
       '**Layers keep different numbers of experts. Stock `transformers` loaders need the same count in every layer and will refuse this model** ' +
         '(router weight shapes do not match the config). The per-layer counts are in `config.json` under `moe_studio.num_experts_per_layer`; ' +
-        'the expert count key holds the largest of them.',
+        'the expert count key holds the largest of them. MoE Studio reads them, so it can profile, evaluate and export this model further.',
       '',
     );
   }

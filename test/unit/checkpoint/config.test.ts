@@ -150,3 +150,21 @@ test('missing and invalid keys are named', () => {
   assertConfigError(scaled, 'invalidConfig', /"yarn" RoPE scaling, which is not supported/);
   assertConfigError([], 'invalidConfig', /is not a JSON object/);
 });
+
+test("per-layer expert counts from MoE Studio's export extension, checked layer by layer", () => {
+  const config = randomCheckpointConfig({ architecture: 'Qwen2MoeForCausalLM', numLayers: 6, decoderSparseStep: 2, mlpOnlyLayers: [3], numExperts: 8 });
+  const withCounts = (counts: unknown) => ({ ...config, moe_studio: { version: 1, num_experts_per_layer: counts } });
+  // Layers 1 and 5 are sparse (see the Qwen2-MoE test above); the others must be null.
+  const spec = parseModelConfig(withCounts([null, 4, null, null, null, 6]));
+  assert.deepEqual(spec.layers.map((layer) => (layer.kind === 'moe' ? layer.moe.numExperts : null)), [null, 4, null, null, null, 6]);
+  const expected = listExpectedTensors(spec).map((t) => t.name);
+  assert.ok(expected.includes('model.layers.1.mlp.experts.3.down_proj.weight') && !expected.includes('model.layers.1.mlp.experts.4.down_proj.weight'));
+  assert.ok(expected.includes('model.layers.5.mlp.experts.5.down_proj.weight') && !expected.includes('model.layers.5.mlp.experts.6.down_proj.weight'));
+  // Absent or null: the one count holds everywhere, as in every published checkpoint.
+  assert.ok(parseModelConfig(withCounts(null)).layers.every((layer) => layer.kind === 'dense' || layer.moe.numExperts === 8));
+
+  assertConfigError(withCounts([null, 4, null, null, null]), 'invalidConfig', /num_experts_per_layer" should list one entry per layer \(6\)/);
+  assertConfigError(withCounts([null, 4, 2, null, null, 6]), 'invalidConfig', /num_experts_per_layer"\[2\] should be null: layer 2 is dense/);
+  assertConfigError(withCounts([null, 9, null, null, null, 6]), 'invalidConfig', /num_experts_per_layer"\[1\] should be an expert count from num_experts_per_tok \(\d+\) to num_experts \(8\), got 9/);
+  assertConfigError(withCounts([null, 4, null, null, null, 'six']), 'invalidConfig', /\[5\] should be an expert count/);
+});

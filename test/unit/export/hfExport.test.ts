@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { loadCheckpoint, type CheckpointLoad } from '../../../server/src/checkpoint';
 import { SUPPORTED_ARCHITECTURES, type DType } from '../../../server/src/checkpoint/modelSpec';
 import { exportHuggingFace, previewExport, type ExportPlan } from '../../../server/src/export';
+import { ModelRuntime } from '../../../server/src/runtime/modelRuntime';
 import { assertBytesEqual, moeLayers, planFor, sha256, writeAndLoad } from './exportFixtures';
 
 let root: string;
@@ -213,9 +214,10 @@ describe('Hugging Face export', () => {
     );
   });
 
-  it('records per-layer expert counts as a config extension and says stock loaders need uniform counts', async () => {
+  it('records per-layer expert counts as a config extension, says stock loaders need uniform counts, and loads back here', async () => {
     const source = await writeAndLoad(fresh('source'), { architecture: 'MixtralForCausalLM', dtype: 'BF16', numLayers: 3 });
     const target = fresh('export');
+    let runtimes: ModelRuntime[] = [];
     try {
       const plan: ExportPlan = { ...planFor(source.spec, () => ({ keptExperts: [0, 1, 2, 3] })), layers: { 0: { keptExperts: [0, 1, 2, 3] }, 2: { keptExperts: [4, 5, 6, 7, 0, 1] } } };
       const preview = previewExport(source, plan);
@@ -227,7 +229,27 @@ describe('Hugging Face export', () => {
       assert.deepEqual(config.moe_studio.original_expert_ids, { 0: [0, 1, 2, 3], 1: [0, 1, 2, 3, 4, 5, 6, 7], 2: [4, 5, 6, 7, 0, 1] });
       assert.match(await readFile(join(target, 'README.md'), 'utf8'), /Stock `transformers` loaders need the same count in every layer/);
       await assertManifest(target);
+
+      // Our own loader reads the extension, and the exported model computes what the source computes
+      // with the plan's experts masked (pruning only, so the two are the same function).
+      const reloaded = await loadCheckpoint(target);
+      await reloaded.weights.close();
+      assert.deepEqual(reloaded.spec.layers.map((layer) => (layer.kind === 'moe' ? layer.moe.numExperts : 0)), [4, 8, 6]);
+      runtimes = [await ModelRuntime.open(source.folder, { threads: 1 }), await ModelRuntime.open(target, { threads: 1 })];
+      const kept = (ids: number[]) => Array.from({ length: 8 }, (_, e) => ids.includes(e));
+      const sequences = [Int32Array.from([1, 5, 9, 2, 7, 3]), Int32Array.from([4, 4, 8])];
+      const [planned, exported] = await Promise.all([
+        runtimes[0].forward({ sequences, outputs: { logits: 'all' }, plan: { layers: { 0: { keptExperts: kept([0, 1, 2, 3]) }, 2: { keptExperts: kept([4, 5, 6, 7, 0, 1]) } } } }),
+        runtimes[1].forward({ sequences, outputs: { logits: 'all' } }),
+      ]);
+      planned.sequences.forEach((sequence, i) => {
+        const a = sequence.logits!;
+        const b = exported.sequences[i].logits!;
+        const scale = Math.max(...a.map(Math.abs));
+        assert.ok(a.every((x, j) => Math.abs(x - b[j]) <= 1e-5 * scale), `sequence ${i}: logits differ`);
+      });
     } finally {
+      await Promise.all(runtimes.map((runtime) => runtime.close()));
       await source.weights.close();
     }
   });
