@@ -7,7 +7,7 @@ import type { DatasetSummary, ToWebviewMessages } from '../../common/protocol';
 import type { ProfileComparison } from '../../server/src/profile/types';
 import { chartCard } from './chartCard';
 import { adaptiveGatingChart, chartsTheme, coActivationHeatmap, differenceHeatmap, entropyChart, expertUsageBars, rowSizeHistogram, usageHeatmap } from './charts';
-import { formatBytes } from '../../common/format';
+import { formatBytes, formatExpertCounts } from '../../common/format';
 import { button, element } from './dom';
 import { startPage, type Rendered, type Update } from './page';
 import { vscode } from './vscodeApi';
@@ -88,7 +88,7 @@ function profileSections(state: State, update: Update<State>, rendered: Rendered
   rendered.nodes.push(
     element('h2', { className: 'section-title' }, 'Experts on this data'),
     element('p', { className: 'facts', id: 'profile-facts' },
-      `${profile.model.architecture} · ${layers.length} MoE layers × ${profile.model.numExperts} experts, top-${profile.model.topK} · ` +
+      `${profile.model.architecture} · ${layers.length} MoE layers × ${formatExpertCounts(layers.map((layer) => layer.numExperts))}, top-${profile.model.topK} · ` +
         `${profile.dataset.rows.toLocaleString()} rows · ${profile.dataset.tokens.toLocaleString()} tokens · saved to ${profilePath}`),
     ...notes.map((note) => element('p', { className: 'note' }, note)),
     element('div', { className: 'toolbar' }, button('Compare with another profile…', () => vscode.postMessage({ type: 'compare', payload: {} }))),
