@@ -5,6 +5,7 @@ import { symmetricEigen } from '../../../server/src/plan/methods/linalg';
 import { naeePruning } from '../../../server/src/plan/methods/naee';
 import { frequencyPruning, randomPruning, reapPruning, softCountPruning } from '../../../server/src/plan/methods/ranking';
 import { uncurlMerging } from '../../../server/src/plan/methods/uncurl';
+import { UserError } from '../../../server/src/errors';
 import type { LayerStatistics } from '../../../server/src/plan/statistics';
 
 // Expert 2 is never routed to: zero tokens, zero gate mass, zero REAP saliency.
@@ -112,7 +113,7 @@ test('UNCURL on centred logits keeps apart the experts a task splits its tokens 
 
   // A profile written before correlations existed: a clear error, not the cosine in disguise.
   const { routerLogitCorrelation: _, ...older } = statistics;
-  assert.throws(() => uncurlMerging([older], 2, { seed: 3, similarity: 'correlation' }), /profile the calibration data again/);
+  assert.throws(() => uncurlMerging([older], 2, { seed: 3, similarity: 'correlation' }), (error) => error instanceof UserError && /Profile the calibration data again/.test(error.message));
 });
 
 test('adaptive gating interpolates the threshold for a target single-expert share', () => {

@@ -21,6 +21,7 @@
  * between them anti-correlate and stay apart. On the demo it fixes arithmetic and records and does a
  * little worse on code and prose (demo/README.md), so the paper's cosine stays the default.
  */
+import { UserError } from '../../errors';
 import type { PlanLayer } from '../planFile';
 import { SeededRandom } from '../prng';
 import { oneHotRows } from '../runtimeConversion';
@@ -63,11 +64,11 @@ export function uncurlMerging(statistics: LayerStatistics[], target: ExpertTarge
   const random = new SeededRandom(options.seed);
   return statistics.map((s) => {
     const similarity = options.similarity === 'correlation' ? s.routerLogitCorrelation : s.routerLogitSimilarity;
-    if (!similarity) {
-      throw new Error(options.similarity === 'correlation'
-        ? `layer ${s.layer}: UNCURL with similarity "correlation" needs the logits' correlation, which profiles written before it do not have: profile the calibration data again`
-        : `layer ${s.layer}: UNCURL needs routerLogitSimilarity statistics`);
+    if (!similarity && options.similarity === 'correlation') {
+      // The user's data, not a defect: a saved profile from before correlations were recorded.
+      throw new UserError(`Layer ${s.layer}: UNCURL with "similarity": "correlation" needs the router logits' correlation, which profiles written by earlier versions do not have. Profile the calibration data again.`);
     }
+    if (!similarity) throw new Error(`layer ${s.layer}: UNCURL needs routerLogitSimilarity statistics`);
     const numExperts = s.tokenCount.length;
     const k = targetFor(target, s.layer, numExperts);
     const labels = spectralClusters(similarity, k, random, options.restarts ?? 10);
