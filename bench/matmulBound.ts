@@ -83,8 +83,16 @@ export async function matmulBoundSeconds(spec: ModelSpec, batch: number, seqLeng
   gemm(tokens, H, spec.vocabSize);
   g.output(g.op('Concat', firsts, { axis: 0 }), 'firsts', 'float', [firsts.length]);
 
+  return bestRunSeconds(g, feeds, threads, repeats);
+}
+
+/**
+ * Seconds of the fastest of `repeats` runs of a small in-memory graph after one warm-up, in a session
+ * made as the runtime makes its own (intra-op threads, no spinning).
+ */
+export async function bestRunSeconds(g: GraphBuilder, feeds: Record<string, ort.Tensor>, threads: number, repeats: number): Promise<number> {
   const model = await g.serialize();
-  if (model.kind !== 'bytes') throw new Error('matmul bound: unexpected external data');
+  if (model.kind !== 'bytes') throw new Error('bench graph: unexpected external data');
   const session = await ort.InferenceSession.create(model.bytes, { intraOpNumThreads: threads, interOpNumThreads: 1, extra: { session: { intra_op: { allow_spinning: '0' } } } });
   try {
     await session.run(feeds);

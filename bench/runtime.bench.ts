@@ -15,7 +15,7 @@ import * as ort from 'onnxruntime-node';
 import { parseModelConfig } from '../server/src/checkpoint';
 import type { ModelSpec } from '../server/src/checkpoint/modelSpec';
 import { GraphBuilder } from '../server/src/runtime/graphBuilder';
-import { matmulBoundSeconds, routedRowsFromCapture } from './matmulBound';
+import { bestRunSeconds, matmulBoundSeconds, routedRowsFromCapture } from './matmulBound';
 import { ModelRuntime } from '../server/src/runtime/modelRuntime';
 import { Prng } from '../test/support/prng';
 
@@ -125,19 +125,17 @@ async function timeRuntime(folder: string, sequences: Int32Array[], threads: num
   const runtime = await ModelRuntime.open(folder, { threads });
   try {
     const request = { sequences, outputs: { loss: true, moe: true } };
-    await runtime.forward(request); // warm-up: first-run allocations and kernel selection
+    let result = await runtime.forward(request); // warm-up: first-run allocations and kernel selection
     const times: number[] = [];
-    let meanLoss = 0;
-    let selected: Int32Array[][] = [];
     for (let i = 0; i < repeats; i++) {
       const start = performance.now();
-      const result = await runtime.forward(request);
+      result = await runtime.forward(request);
       times.push((performance.now() - start) / 1000);
-      const losses = result.sequences.flatMap((s) => [...s.loss!]);
-      meanLoss = losses.reduce((a, b) => a + b, 0) / losses.length;
-      // Per layer (runtime layer index), every sequence's selected experts.
-      selected = runtime.model.layers.map((_, layer) => result.sequences.map((s) => s.moe?.find((m) => m.layer === layer)?.selectedExperts ?? new Int32Array()));
     }
+    const losses = result.sequences.flatMap((s) => [...s.loss!]);
+    const meanLoss = losses.reduce((a, b) => a + b, 0) / losses.length;
+    // Per layer (runtime layer index), every sequence's selected experts.
+    const selected = runtime.model.layers.map((_, layer) => result.sequences.map((s) => s.moe?.find((m) => m.layer === layer)?.selectedExperts ?? new Int32Array()));
     // Plan search: candidates differ in the last layer only, so each reruns one layer and the head.
     const last = runtime.model.layers.length - 1;
     const lastLayer = runtime.model.layers[last];
@@ -169,19 +167,8 @@ async function matmulPeakGflops(threads: number): Promise<number> {
   const g = new GraphBuilder('peak');
   const a = g.input('a', 'float', [M, K]);
   g.output(g.op('Gemm', [a, g.weight('b', new Float32Array(N * K).fill(0.01), [N, K])], { transB: 1 }), 'y', 'float', [M, N]);
-  const model = await g.serialize();
-  if (model.kind !== 'bytes') throw new Error('unexpected external data');
-  const session = await ort.InferenceSession.create(model.bytes, { intraOpNumThreads: threads, interOpNumThreads: 1, extra: { session: { intra_op: { allow_spinning: '0' } } } });
   const feeds = { a: new ort.Tensor('float32', new Float32Array(M * K).fill(1), [M, K]) };
-  await session.run(feeds);
-  const times: number[] = [];
-  for (let i = 0; i < 10; i++) {
-    const start = performance.now();
-    await session.run(feeds);
-    times.push((performance.now() - start) / 1000);
-  }
-  await session.release();
-  return (2 * M * K * N) / times.sort((x, y) => x - y)[0] / 1e9;
+  return (2 * M * K * N) / (await bestRunSeconds(g, feeds, threads, 10)) / 1e9;
 }
 
 /** FLOPs of the forward with only the active experts counted; causal attention counts the keys each query sees. */

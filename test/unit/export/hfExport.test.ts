@@ -7,6 +7,7 @@ import { loadCheckpoint, type CheckpointLoad } from '../../../server/src/checkpo
 import { SUPPORTED_ARCHITECTURES, type DType } from '../../../server/src/checkpoint/modelSpec';
 import { exportHuggingFace, previewExport, type ExportPlan } from '../../../server/src/export';
 import { ModelRuntime } from '../../../server/src/runtime/modelRuntime';
+import { assertClose } from '../runtime/runtimeFixtures';
 import { assertBytesEqual, moeLayers, planFor, sha256, writeAndLoad } from './exportFixtures';
 
 let root: string;
@@ -242,12 +243,7 @@ describe('Hugging Face export', () => {
         runtimes[0].forward({ sequences, outputs: { logits: 'all' }, plan: { layers: { 0: { keptExperts: kept([0, 1, 2, 3]) }, 2: { keptExperts: kept([4, 5, 6, 7, 0, 1]) } } } }),
         runtimes[1].forward({ sequences, outputs: { logits: 'all' } }),
       ]);
-      planned.sequences.forEach((sequence, i) => {
-        const a = sequence.logits!;
-        const b = exported.sequences[i].logits!;
-        const scale = Math.max(...a.map(Math.abs));
-        assert.ok(a.every((x, j) => Math.abs(x - b[j]) <= 1e-5 * scale), `sequence ${i}: logits differ`);
-      });
+      planned.sequences.forEach((sequence, i) => assertClose(exported.sequences[i].logits!, sequence.logits!, `sequence ${i} logits`, 1e-5));
     } finally {
       await Promise.all(runtimes.map((runtime) => runtime.close()));
       await source.weights.close();

@@ -47,11 +47,7 @@ export function usageHeatmap(canvas: HTMLCanvasElement, layers: readonly LayerSt
   );
   return heatmap(canvas, theme, {
     cells,
-    columns: Math.max(0, ...layers.map((layer) => layer.numExperts)),
-    rows: layers.length,
-    xTitle: 'expert',
-    yTitle: 'layer',
-    rowLabel: (row) => String(layers[row]?.layer ?? ''),
+    ...layerByExpertGrid(layers),
     color: (cell) => sequentialColor(cell.v / maxShare),
     legend: { stops: SEQUENTIAL_STOPS, labels: ['0%', percent(maxShare / 2), percent(maxShare)] },
     label: 'usage share',
@@ -107,11 +103,7 @@ export function differenceHeatmap(canvas: HTMLCanvasElement, comparison: Profile
   );
   return heatmap(canvas, theme, {
     cells,
-    columns: Math.max(0, ...layers.map((layer) => layer.numExperts)),
-    rows: layers.length,
-    xTitle: 'expert',
-    yTitle: 'layer',
-    rowLabel: (row) => String(layers[row]?.layer ?? ''),
+    ...layerByExpertGrid(layers),
     color: (cell) => divergingColor(cell.v / extent, theme),
     legend: { stops: divergingStops(theme), labels: [signed(-extent), '0', signed(extent)] },
     label: `${comparison.label} − ${comparison.otherLabel}`,
@@ -167,4 +159,15 @@ function heatmap(canvas: HTMLCanvasElement, theme: ChartsTheme, spec: HeatmapSpe
 /** One tick at the centre of each cell (a linear scale from -0.5 would put them on the edges). */
 function cellTicks(count: number): { value: number }[] {
   return Array.from({ length: count }, (_, value) => ({ value }));
+}
+
+/** Rows are MoE layers, columns experts (as many as the widest layer has). */
+function layerByExpertGrid(layers: readonly { layer: number; numExperts: number }[]) {
+  return {
+    columns: Math.max(0, ...layers.map((layer) => layer.numExperts)),
+    rows: layers.length,
+    xTitle: 'expert',
+    yTitle: 'layer',
+    rowLabel: (row: number) => String(layers[row]?.layer ?? ''),
+  };
 }

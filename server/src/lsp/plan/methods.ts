@@ -5,6 +5,7 @@
  */
 import { DEFAULT_EEP_PARAMETERS, type MethodName } from '../../plan';
 import { DEFAULT_EXHAUSTIVE_LIMIT } from '../../plan/methods/naee';
+import { UNCURL_DEFAULTS } from '../../plan/methods/uncurl';
 
 export interface MethodParameter {
   name: string;
@@ -17,9 +18,6 @@ export interface MethodInfo {
   summary: string;
   parameters: MethodParameter[];
 }
-
-/** UNCURL's k-means restarts per layer when the plan does not say (uncurl.ts). */
-const UNCURL_DEFAULT_RESTARTS = 10;
 
 const targetExperts: MethodParameter = {
   name: 'targetExperts',
@@ -55,11 +53,11 @@ export const METHODS: Record<MethodName, MethodInfo> = {
     summary: 'Merges experts by spectral clustering of router logits, weighted by usage (Sarkar et al. 2024).',
     parameters: [
       targetExperts,
-      { name: 'restarts', description: 'k-means restarts per layer; the best clustering wins.', defaultValue: constant(UNCURL_DEFAULT_RESTARTS) },
+      { name: 'restarts', description: 'k-means restarts per layer; the best clustering wins.', defaultValue: constant(UNCURL_DEFAULTS.restarts) },
       {
         name: 'similarity',
         description: '"cosine" of the experts\' router-logit columns (the paper), or "correlation": the same columns centred first, which keeps apart experts that split a task\'s tokens between them instead of merging every expert the task uses.',
-        defaultValue: constant('cosine'),
+        defaultValue: constant(UNCURL_DEFAULTS.similarity),
       },
       singleExpertShare,
     ],

@@ -28,8 +28,11 @@ import { oneHotRows } from '../runtimeConversion';
 import { type ExpertTarget, type LayerStatistics, targetFor } from '../statistics';
 import { kMeans, symmetricEigen } from './linalg';
 
-export type UncurlSimilarity = 'cosine' | 'correlation';
-export const UNCURL_SIMILARITIES: readonly UncurlSimilarity[] = ['cosine', 'correlation'];
+export const UNCURL_SIMILARITIES = ['cosine', 'correlation'] as const;
+export type UncurlSimilarity = (typeof UNCURL_SIMILARITIES)[number];
+
+/** What a plan gets when it names no restarts or similarity. */
+export const UNCURL_DEFAULTS = { restarts: 10, similarity: 'cosine' } as const satisfies { restarts: number; similarity: UncurlSimilarity };
 
 export interface UncurlOptions {
   seed: number;
@@ -63,7 +66,7 @@ export function spectralClusters(cosine: number[][], k: number, random: SeededRa
 export function uncurlMerging(statistics: LayerStatistics[], target: ExpertTarget, options: UncurlOptions): PlanLayer[] {
   const random = new SeededRandom(options.seed);
   return statistics.map((s) => {
-    const similarity = options.similarity === 'correlation' ? s.routerLogitCorrelation : s.routerLogitSimilarity;
+    const similarity = (options.similarity ?? UNCURL_DEFAULTS.similarity) === 'correlation' ? s.routerLogitCorrelation : s.routerLogitSimilarity;
     if (!similarity && options.similarity === 'correlation') {
       // The user's data, not a defect: a saved profile from before correlations were recorded.
       throw new UserError(`Layer ${s.layer}: UNCURL with "similarity": "correlation" needs the router logits' correlation, which profiles written by earlier versions do not have. Profile the calibration data again.`);
@@ -71,7 +74,7 @@ export function uncurlMerging(statistics: LayerStatistics[], target: ExpertTarge
     if (!similarity) throw new Error(`layer ${s.layer}: UNCURL needs routerLogitSimilarity statistics`);
     const numExperts = s.tokenCount.length;
     const k = targetFor(target, s.layer, numExperts);
-    const labels = spectralClusters(similarity, k, random, options.restarts ?? 10);
+    const labels = spectralClusters(similarity, k, random, options.restarts ?? UNCURL_DEFAULTS.restarts);
     const clusters = Array.from({ length: k }, (_, c) => labels.flatMap((label, id) => (label === c ? [id] : [])));
     const survivors = clusters.map((members) => members.reduce((best, id) => (s.tokenCount[id] > s.tokenCount[best] ? id : best)));
     const order = survivors.map((_, c) => c).sort((a, b) => survivors[a] - survivors[b]);

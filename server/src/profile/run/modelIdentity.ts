@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CheckpointError, parseModelConfig } from '../../checkpoint';
 import type { ModelSpec } from '../../checkpoint/modelSpec';
+import { MAX_HEADER_BYTES } from '../../checkpoint/safetensors';
 import type { ProfileModel } from '../types';
 
 /** The files besides weights that change what a profile would contain: the architecture and the tokenisation. */
@@ -55,7 +56,7 @@ export async function modelIdentity(modelFolder: string): Promise<ModelIdentity>
       const lengthBytes = Buffer.alloc(8);
       await handle.read(lengthBytes, 0, 8, 0);
       const headerLength = Number(lengthBytes.readBigUInt64LE(0));
-      const header = Buffer.alloc(Math.max(0, Math.min(headerLength, size - 8, 100 * 2 ** 20)));
+      const header = Buffer.alloc(Math.max(0, Math.min(headerLength, size - 8, MAX_HEADER_BYTES)));
       await handle.read(header, 0, header.length, 8);
       hash.update(`${name}\0${size}\0`).update(header);
       const dataStart = 8 + header.length;
