@@ -73,7 +73,7 @@ async function main(): Promise<void> {
         const evaluator = calibration.evaluator(EEP.samples);
         const result = await eepSearch({
           layers: moeLayerShapes(identity.spec), target: KEEP, seed, initial: await calibration.heuristicPlans(KEEP),
-          fitness: (plan) => evaluator.fitness(plan), populationSize: EEP.populationSize, eliteSize: EEP.eliteSize, generations: EEP.generations, budget: 1000,
+          fitness: (plan) => evaluator.score(plan), populationSize: EEP.populationSize, eliteSize: EEP.eliteSize, generations: EEP.generations, budget: 1000,
         });
         return { prune: result.pruned!.layers, merge: result.layers };
       })();
@@ -84,6 +84,8 @@ async function main(): Promise<void> {
   const lines: string[] = [];
   /** table[evaluated domain][method][calibration domain] = held-out loss, mean over seeds. */
   const table: Record<string, Record<string, Record<string, number>>> = {};
+  /** rows[evaluated domain][method] = each held-out row's share of the loss (own calibration, mean over seeds), for paired comparisons. */
+  const rows: Record<string, Record<string, Float64Array>> = {};
   const baselines: Record<string, number> = {};
   const gating: { domain: string; t: number; share: number; change: number }[] = [];
 
@@ -93,19 +95,23 @@ async function main(): Promise<void> {
     const loss = async (plan?: RuntimePlan) => (await evaluator.evaluate(plan, ['loss'])).values.loss!;
     baselines[domain] = await loss();
     table[domain] = {};
+    rows[domain] = {};
     for (const variant of VARIANTS) {
       const scores: Record<string, number> = {};
       for (const calibrated of DOMAINS) {
         const calibration = await calibrationFor(calibrated);
         const seeds = variant.seeded ? SEEDS : [0];
-        let sum = 0;
+        const shares = new Float64Array(evaluator.size);
         for (const seed of seeds) {
           const layers = variant.method === 'eep'
             ? (await eepRuns(calibration, seed))[variant.label === 'eep (merge)' ? 'merge' : 'prune']
             : (await makePlan(calibration, { method: variant.method, targetExperts: KEEP, seed, parameters: variant.parameters }, { modelFolder: 'demo/model', datasets: calibration.files })).layers;
-          sum += await loss(runtimePlanFor(layers, identity.spec));
+          // The evaluator's fitness on text is minus the loss, shared out over the rows.
+          const score = await evaluator.score(runtimePlanFor(layers, identity.spec));
+          score.samples.forEach((x, i) => (shares[i] -= x / seeds.length));
         }
-        scores[calibrated] = sum / seeds.length;
+        scores[calibrated] = shares.reduce((a, b) => a + b, 0);
+        if (calibrated === domain) rows[domain][variant.label] = shares;
       }
       table[domain][variant.label] = scores;
       process.stderr.write(`${domain} ${variant.label}: ${DOMAINS.map((c) => `${c} ${scores[c].toFixed(4)}`).join(', ')} (${((performance.now() - started) / 1000).toFixed(0)} s)\n`);
@@ -120,8 +126,9 @@ async function main(): Promise<void> {
     }
   }
 
-  // Sweep on code, calibrated on code.
-  const sweepDomain = 'code';
+  // Sweep on records, calibrated on records: on code and prose even random pruning to 4 experts costs
+  // only hundredths of a nat, so their curves hide where quality falls off; records shows it.
+  const sweepDomain = 'records';
   const counts = [8, 7, 6, 5, 4, 3, 2, 1];
   const heldOut = await loadSamples(path.join(root, `demo/data/${sweepDomain}.valid.jsonl`), model.tokenizer, { maxRows: HELD_OUT_ROWS });
   const sweepEvaluator = new Evaluator(model.runtime, heldOut.samples);
@@ -148,7 +155,7 @@ async function main(): Promise<void> {
   const others = (d: string) => DOMAINS.filter((c) => c !== d);
   /** The other calibration that did best on d: the hardest one to beat. */
   const bestOther = (d: string, label: string) => others(d).reduce((a, b) => (table[d][label][b] < table[d][label][a] ? b : a));
-  lines.push(`Held-out next-token loss (nats; demo protocol: BOS, ≤ 256 tokens, every prediction counted; every row of each \`{domain}.valid.jsonl\`) keeping ${KEEP} of 8 experts in every layer. Each cell: calibrated on the domain itself / calibrated on the best of the three other domains (which one in brackets: c code, p prose, a arithmetic, r records); ${CALIBRATION_ROWS} calibration rows from \`{domain}.train.jsonl\`; mean of seeds ${SEEDS.join(', ')} for random, UNCURL and EEP. EEP: population ${EEP.populationSize} (elite ${EEP.eliteSize}) seeded with the frequency, soft-count, REAP and NAEE plans and mutations of them, ${EEP.generations} prune generations, then ${EEP.generations} merge generations from the prune best as an identity merge; "eep (prune)" is the phase-1 best of the same run; fitness = negative loss on ${EEP.samples} calibration rows.`, '');
+  lines.push(`Held-out next-token loss (nats; demo protocol: BOS, ≤ 256 tokens, every prediction counted; every row of each \`{domain}.valid.jsonl\`) keeping ${KEEP} of 8 experts in every layer. Each cell: calibrated on the domain itself / calibrated on the best of the three other domains (which one in brackets: c code, p prose, a arithmetic, r records); ${CALIBRATION_ROWS} calibration rows from \`{domain}.train.jsonl\`; mean of seeds ${SEEDS.join(', ')} for random, UNCURL and EEP. EEP: population ${EEP.populationSize} (elite ${EEP.eliteSize}) seeded with the frequency, soft-count, REAP and NAEE plans and mutations of them, ${EEP.generations} prune generations, then ${EEP.generations} merge generations from the prune result as an identity merge; a candidate replaces the plan only when it beats it by 2 standard errors of the paired per-row differences (EEP's default \`significance\`); "eep (prune)" is the phase-1 result of the same run; fitness = negative loss on ${EEP.samples} calibration rows.`, '');
   lines.push(`| method | ${DOMAINS.map((d) => `${d} (full ${fmt(baselines[d])})`).join(' | ')} |`);
   lines.push(`| --- | ${DOMAINS.map(() => '---').join(' | ')} |`);
   for (const variant of VARIANTS) lines.push(`| ${variant.label} | ${DOMAINS.map((d) => { const o = bestOther(d, variant.label); return `${fmt(table[d][variant.label][d])} / ${fmt(table[d][variant.label][o])} (${o[0]})`; }).join(' | ')} |`);
@@ -161,14 +168,38 @@ async function main(): Promise<void> {
     const beatsOthers = taskSpecific.filter((l) => others(d).every((c) => row[l][d] < row[l][c]));
     const best = Math.min(...VARIANTS.map((v) => row[v.label][d]));
     const merge = row['eep (merge)'][d];
-    lines.push(`- ${d}: beat random ${beatsRandom.length}/${taskSpecific.length}${listMissing(taskSpecific, beatsRandom)}; beat other calibrations ${beatsOthers.length}/${taskSpecific.length}${listMissing(taskSpecific, beatsOthers)}; EEP merge ≤ EEP prune: ${merge <= row['eep (prune)'][d] ? 'yes' : 'no'}; EEP merge best of all: ${merge <= best + 1e-12 ? 'yes' : `no (best ${fmt(best)})`}`);
+    const bestLabel = VARIANTS.filter((v) => v.label !== 'eep (merge)').reduce((a, v) => (row[v.label][d] < row[a.label][d] ? v : a)).label;
+    const versus = (label: string) => {
+      const { difference, halfWidth } = pairedDifference(rows[d]['eep (merge)'], rows[d][label]);
+      return `${signed(difference)} ± ${halfWidth.toFixed(4)}${difference - halfWidth > 0 ? ', significantly worse' : ''}`;
+    };
+    lines.push(`- ${d}: beat random ${beatsRandom.length}/${taskSpecific.length}${listMissing(taskSpecific, beatsRandom)}; beat other calibrations ${beatsOthers.length}/${taskSpecific.length}${listMissing(taskSpecific, beatsOthers)}; EEP merge ≤ EEP prune: ${merge <= row['eep (prune)'][d] ? 'yes' : 'no'} (${versus('eep (prune)')}); EEP merge best of all: ${merge <= best + 1e-12 ? 'yes' : 'no'} (against ${bestLabel}: ${versus(bestLabel)})`);
   }
+  lines.push('', 'The ± figures are 95% intervals of the paired held-out difference (EEP merge minus the other, in nats; each row\'s loss share compared row by row, so the rows\' own difficulty cancels); "significantly worse" where the whole interval is above 0.');
   lines.push('', 'Adaptive gating on the full model (every layer, all experts kept), held-out data:', '', '| domain | T | single-expert tokens | loss change |', '| --- | --- | --- | --- |');
   for (const g of gating) lines.push(`| ${g.domain} | ${g.t} | ${(100 * g.share).toFixed(1)}% | ${g.change >= 0 ? '+' : ''}${g.change.toFixed(4)} |`);
   lines.push('', `![Held-out loss against experts kept](sweep.svg)`, '', `| method | ${counts.join(' | ')} |`, `| --- | ${counts.map(() => '---').join(' | ')} |`);
   for (const s of series) lines.push(`| ${s.method} | ${s.values.map(fmt).join(' | ')} |`);
   lines.push('', `Generated by \`node --import tsx tools/quality/quality.ts\` in ${((performance.now() - started) / 60000).toFixed(1)} minutes.`);
   console.log(lines.join('\n'));
+}
+
+/**
+ * a − b summed over rows (a difference of mean losses, since each row holds its share of the mean) and
+ * the half-width of its 95% interval: 1.96 × √n × the sample standard deviation of the row differences.
+ */
+function pairedDifference(a: Float64Array, b: Float64Array): { difference: number; halfWidth: number } {
+  const n = a.length;
+  const d = Array.from(a, (x, i) => x - b[i]);
+  const mean = d.reduce((s, x) => s + x, 0) / n;
+  const variance = d.reduce((s, x) => s + (x - mean) ** 2, 0) / (n - 1);
+  return { difference: mean * n, halfWidth: 1.96 * Math.sqrt(n * variance) };
+}
+
+/** Four decimals with a sign, and no "−0.0000" for a difference that rounds to nothing. */
+function signed(x: number): string {
+  const text = Math.abs(x).toFixed(4);
+  return Number(text) === 0 ? text : `${x > 0 ? '+' : '−'}${text}`;
 }
 
 /** A line chart as plain SVG: one polyline per method, the full model as a dashed reference. */

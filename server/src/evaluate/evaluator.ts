@@ -75,10 +75,26 @@ export class Evaluator {
    * multiple of the correct choices' mean token loss so candidates with equal accuracy still rank.
    */
   async fitness(plan: RuntimePlan, signal?: AbortSignal): Promise<number> {
+    return (await this.score(plan, signal)).value;
+  }
+
+  /**
+   * The fitness with each sequence's (or item's) share of it, in sample order: the shares sum to
+   * `value`, so two plans can be compared sample by sample (EEP's paired acceptance test).
+   */
+  async score(plan: RuntimePlan, signal?: AbortSignal): Promise<{ value: number; samples: Float64Array }> {
     return cancellable(signal, async () => {
-      if (this.samples.kind === 'text') return -(await this.evaluateText(this.samples.sequences, plan, ['loss'], { signal })).values.loss!;
+      if (this.samples.kind === 'text') {
+        const { sequences } = this.samples;
+        const result = await this.runtime.forward({ sequences, outputs: { loss: true }, plan }, { signal });
+        const positions = sequences.reduce((n, s) => n + s.length - 1, 0);
+        const shares = Float64Array.from(result.sequences, (s) => -s.loss!.reduce((a, b) => a + b, 0) / positions);
+        return { value: shares.reduce((a, b) => a + b, 0), samples: shares };
+      }
       const result = await this.evaluateChoices(this.samples.items, plan, { signal });
-      return result.values.accuracy! - CHOICE_LOSS_TIE_BREAK * result.correctChoiceLoss;
+      const n = this.samples.items.length;
+      const shares = Float64Array.from(result.perItem, (item) => item.correct / n - (CHOICE_LOSS_TIE_BREAK * item.correctLoss) / Math.max(1, result.tokens));
+      return { value: result.values.accuracy! - CHOICE_LOSS_TIE_BREAK * result.correctChoiceLoss, samples: shares };
     });
   }
 
@@ -118,14 +134,16 @@ export class Evaluator {
     return { values, samples: sequences.length, tokens: positions };
   }
 
-  private async evaluateChoices(items: Extract<EvaluationSamples, { kind: 'choice' }>['items'], plan: RuntimePlan | undefined, options: EvaluateOptions): Promise<EvaluationResult & { correctChoiceLoss: number }> {
+  private async evaluateChoices(items: Extract<EvaluationSamples, { kind: 'choice' }>['items'], plan: RuntimePlan | undefined, options: EvaluateOptions): Promise<EvaluationResult & { correctChoiceLoss: number; perItem: { correct: number; correctLoss: number }[] }> {
     const sequences = items.flatMap((item) => item.choices.map((c) => c.ids));
     const result = await this.runtime.forward({ sequences, outputs: { loss: true }, plan }, { signal: options.signal });
     let correct = 0;
     let correctLoss = 0;
     let correctTokens = 0;
     let index = 0;
+    const perItem: { correct: number; correctLoss: number }[] = [];
     for (const item of items) {
+      let itemLoss = 0;
       let best = -1;
       let bestScore = -Infinity;
       item.choices.forEach((choice, c) => {
@@ -135,15 +153,17 @@ export class Evaluator {
           best = c;
         }
         if (c === item.label) {
-          correctLoss -= score;
+          itemLoss = -score;
           correctTokens += choice.ids.length - choice.start;
         }
       });
+      correctLoss += itemLoss;
       if (best === item.label) correct++;
+      perItem.push({ correct: best === item.label ? 1 : 0, correctLoss: itemLoss });
       index += item.choices.length;
     }
     options.onProgress?.(items.length, items.length);
-    return { values: { accuracy: correct / items.length }, samples: items.length, tokens: correctTokens, correctChoiceLoss: correctTokens > 0 ? correctLoss / correctTokens : 0 };
+    return { values: { accuracy: correct / items.length }, samples: items.length, tokens: correctTokens, correctChoiceLoss: correctTokens > 0 ? correctLoss / correctTokens : 0, perItem };
   }
 }
 

@@ -68,11 +68,14 @@ describe('Evaluator', () => {
     let kl = 0;
     let agree = 0;
     let count = 0;
+    const sequenceLoss: number[] = [];
     samples.sequences.forEach((ids, s) => {
+      sequenceLoss.push(0);
       for (let t = 0; t + 1 < ids.length; t++) {
         const p = logSoftmax(full.sequences[s].logits!, t, vocab);
         const q = logSoftmax(pruned.sequences[s].logits!, t, vocab);
         loss -= q[ids[t + 1]];
+        sequenceLoss[s] -= q[ids[t + 1]];
         for (let v = 0; v < vocab; v++) kl += Math.exp(p[v]) * (p[v] - q[v]);
         if (maxIndex(p) === maxIndex(q)) agree++;
         count++;
@@ -89,8 +92,12 @@ describe('Evaluator', () => {
     const chunked = await new Evaluator(runtime, samples, { maxLogitFloats: 1 }).evaluate(plan);
     assert.ok(Math.abs(chunked.values.kl! - result.values.kl!) < 1e-9);
     assert.ok(Math.abs(chunked.values.loss! - result.values.loss!) < 1e-5);
-    // Fitness is the negative loss.
+    // Fitness is the negative loss; its per-sample shares are each sequence's loss over all positions.
     assert.ok(Math.abs((await new Evaluator(runtime, samples).fitness(plan)) + result.values.loss!) < 1e-9);
+    const score = await new Evaluator(runtime, samples).score(plan);
+    assert.equal(score.samples.length, samples.sequences.length);
+    assert.ok(Math.abs(score.samples.reduce((a, b) => a + b, 0) - score.value) < 1e-12);
+    sequenceLoss.forEach((value, s) => assert.ok(Math.abs(score.samples[s] + value / count) < 1e-5, `sequence ${s}: ${score.samples[s]} vs ${-value / count}`));
   });
 
   it('gives KL 0 and agreement 1 for a plan that keeps every expert', async () => {
@@ -109,6 +116,7 @@ describe('Evaluator', () => {
     if (loaded.samples.kind !== 'choice') return;
     const vocab = runtime.model.vocabSize;
     let correct = 0;
+    const itemCorrect: number[] = [];
     for (const row of CHOICES) {
       const promptLength = tokenizer.encode(row.prompt).length;
       const scores: number[] = [];
@@ -120,6 +128,7 @@ describe('Evaluator', () => {
         scores.push(score);
       }
       if (scores.indexOf(Math.max(...scores)) === row.label) correct++;
+      itemCorrect.push(scores.indexOf(Math.max(...scores)) === row.label ? 1 : 0);
     }
     const result = await new Evaluator(runtime, loaded.samples).evaluate(plan);
     assert.deepEqual(Object.keys(result.values), ['accuracy']);
@@ -127,6 +136,10 @@ describe('Evaluator', () => {
     assert.equal(result.samples, CHOICES.length);
     const fitness = await new Evaluator(runtime, loaded.samples).fitness(plan);
     assert.ok(fitness <= result.values.accuracy! && fitness > result.values.accuracy! - 0.1);
+    // Each item's share: its correctness over the item count, less its small loss tie-break.
+    const score = await new Evaluator(runtime, loaded.samples).score(plan);
+    assert.ok(Math.abs(score.samples.reduce((a, b) => a + b, 0) - fitness) < 1e-12);
+    itemCorrect.forEach((c, i) => assert.ok(score.samples[i] <= c / CHOICES.length && score.samples[i] > c / CHOICES.length - 0.01, `item ${i}`));
   });
 
   it('caches baselines in memory and on disk', async () => {

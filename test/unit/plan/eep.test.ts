@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
-import { type EepProgress, eepSearch } from '../../../server/src/plan/methods/eep';
+import { type EepProgress, eepSearch, significantlyBetter } from '../../../server/src/plan/methods/eep';
 import type { PlanLayer } from '../../../server/src/plan/planFile';
 import { oneHotRows } from '../../../server/src/plan/runtimeConversion';
 import type { RuntimePlan } from '../../../server/src/runtime/runtimePlan';
@@ -114,4 +114,43 @@ test('EEP honours its budget and its abort signal', async () => {
     return 0;
   };
   await assert.rejects(eepSearch({ layers, target: 2, fitness, seed: 1, signal: controller.signal }), /cancelled/);
+});
+
+test('A candidate replaces the plan only by a significant paired gain', () => {
+  const zeros = { fitness: 0, samples: [0, 0, 0, 0] };
+  // Differences 1, 1, 1, 1.2: mean 1.05, sample sd 0.1, so the sum 4.2 has standard error 0.2 (√4 × 0.1).
+  const steady = { fitness: 4.2, samples: [1, 1, 1, 1.2] };
+  assert.equal(significantlyBetter(steady, zeros, 20.9), true, 'the gain is 21 standard errors');
+  assert.equal(significantlyBetter(steady, zeros, 21.1), false);
+  // One sample carries the whole gain: differences 4, 0, 0, 0 have sd 2, standard error 4, sum 4.
+  const lucky = { fitness: 4, samples: [4, 0, 0, 0] };
+  assert.equal(significantlyBetter(lucky, zeros, 1), false);
+  assert.equal(significantlyBetter(lucky, zeros, 0), true, 'significance 0 takes any gain');
+  assert.equal(significantlyBetter({ fitness: 1 }, zeros, 2), true, 'without per-sample scores any gain counts');
+  assert.equal(significantlyBetter(zeros, steady, 0), false, 'a loss is never a gain');
+});
+
+test('EEP keeps its first seed against a gain carried by one calibration sample, and takes a steady one', async () => {
+  // One layer of 4 experts keeping 1; ten calibration samples. Expert 0 is the seed; expert 1 wins
+  // on the mean only through sample 0; expert 2 loses everywhere; expert 3 is set per case.
+  const shares = (expert3: number[]): Record<number, number[]> => ({
+    0: new Array(10).fill(0),
+    1: [0.5, ...new Array(9).fill(0)],
+    2: new Array(10).fill(-0.1),
+    3: expert3,
+  });
+  const search = (table: Record<number, number[]>, significance?: number) => eepSearch({
+    layers: [{ layer: 0, numExperts: 4 }], target: 1, phases: ['prune'], initial: [[{ layer: 0, keptExperts: [0] }]],
+    populationSize: 6, eliteSize: 2, generations: 5, budget: 40, seed: 4, ...(significance === undefined ? {} : { significance }),
+    fitness: async (_runtime, candidate) => {
+      const samples = table[candidate[0].keptExperts[0]];
+      return { value: samples.reduce((a, b) => a + b, 0), samples };
+    },
+  });
+  const noisy = shares(new Array(10).fill(-0.2));
+  assert.deepEqual((await search(noisy)).layers, [{ layer: 0, keptExperts: [0] }]);
+  assert.equal((await search(noisy)).fitness, 0);
+  assert.deepEqual((await search(noisy, 0)).layers, [{ layer: 0, keptExperts: [1] }], 'significance 0 takes the mean winner');
+  const steady = shares(Array.from({ length: 10 }, (_, i) => 0.01 + 0.001 * (i % 2)));
+  assert.deepEqual((await search(steady)).layers, [{ layer: 0, keptExperts: [3] }]);
 });

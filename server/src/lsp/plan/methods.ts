@@ -6,6 +6,7 @@
 import { DEFAULT_EEP_PARAMETERS, type MethodName } from '../../plan';
 import { DEFAULT_EXHAUSTIVE_LIMIT } from '../../plan/methods/naee';
 import { UNCURL_DEFAULTS } from '../../plan/methods/uncurl';
+import { DEFAULT_EEP_SAMPLES } from '../../plan/run/calibration';
 
 export interface MethodParameter {
   name: string;
@@ -73,6 +74,8 @@ export const METHODS: Record<MethodName, MethodInfo> = {
       { name: 'phases', description: '"prune" (one-hot subsets), then "merge" (continuous matrices from the best subset).', defaultValue: constant(eep.phases) },
       { name: 'sigma', description: 'Standard deviation of the merge-phase Gaussian mutation.', defaultValue: constant(eep.sigma) },
       { name: 'mutationRate', description: 'Share of matrix entries a merge-phase mutation perturbs.', defaultValue: constant(eep.mutationRate) },
+      { name: 'samples', description: 'Calibration sequences (or multiple-choice items) the fitness scores.', defaultValue: constant(DEFAULT_EEP_SAMPLES) },
+      { name: 'significance', description: 'Standard errors (paired, over calibration samples) by which a candidate must beat the plan so far to replace it; 0 takes any gain.', defaultValue: constant(eep.significance) },
       singleExpertShare,
     ],
   },

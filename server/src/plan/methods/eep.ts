@@ -13,11 +13,18 @@
  * pruning heuristics computed from the calibration statistics (frequency, soft count, REAP, NAEE), open
  * the first population, and the rest of it is one- or two-swap mutations of them. A search from random
  * subsets spends a small budget climbing back to what a heuristic gives for free (on the demo model it
- * ended below frequency and REAP); started from the best known solutions it can only refine them:
- * every seed is scored before any child, so the result's fitness is at least the best seed's. Phase 2
- * starts from phase 1's best as an identity merge (one-hot W_RM = W_EM: the function the pruned model
- * computes, carried over with its fitness) and its perturbations, so merging can only raise the
- * calibration fitness; when it does not, the prune-only plan is returned.
+ * ended below frequency and REAP); started from the best known solutions it can only refine them.
+ * Phase 2 starts from phase 1's result as an identity merge (one-hot W_RM = W_EM: the function the
+ * pruned model computes, carried over with its fitness) and its perturbations, so merging can only
+ * raise the calibration fitness; when it does not, the prune-only plan is returned.
+ *
+ * Significant gains only (our addition): the search ranks its population by mean fitness, but the plan it
+ * returns (per phase) changes only when a candidate beats it by `significance` standard errors of the
+ * paired per-sample differences, when the fitness reports per-sample scores. A few calibration rows
+ * rank near-equal candidates by noise; on the demo model, plans that won on the 48 calibration rows by
+ * a few thousandths of a nat lost on the held-out rows. Without per-sample scores any gain counts.
+ * The first candidate scored (the first seed, else a random subset) is where the returned plan starts;
+ * with `significance` 0 the result's fitness is at least every seed's.
  *
  * Reproducible from the seed: candidates are drawn before they are scored and scored one at a time, so
  * an asynchronous fitness (however long each call takes) cannot change the random stream.
@@ -28,14 +35,24 @@ import { SeededRandom } from '../prng';
 import { oneHotRows, toRuntimePlan } from '../runtimeConversion';
 import { type ExpertTarget, type MoeLayerShape, targetFor, throwIfAborted } from '../statistics';
 
+/**
+ * A fitness with its per-sample parts (each calibration sequence's or item's share; they sum to
+ * `value`), so that two candidates can be compared sample by sample.
+ */
+export interface FitnessScore {
+  value: number;
+  samples: ArrayLike<number>;
+}
+
 /** Higher is better. Receives the candidate as the runtime runs it and as plan layers. */
-export type FitnessFunction = (candidate: RuntimePlan, layers: PlanLayer[]) => Promise<number>;
+export type FitnessFunction = (candidate: RuntimePlan, layers: PlanLayer[]) => Promise<number | FitnessScore>;
 
 export type EepPhase = 'prune' | 'merge';
 
 export interface EepProgress {
   phase: EepPhase;
   generation: number;
+  /** The fitness of the plan the search would return now (see `significance`). */
   bestFitness: number;
   evaluations: number;
 }
@@ -53,6 +70,11 @@ export interface EepParameters {
   sigma: number;
   /** Share of matrix entries a phase-2 mutation perturbs. */
   mutationRate: number;
+  /**
+   * Standard errors of the paired per-sample differences by which a candidate must beat the plan to
+   * be returned instead of it (0: any gain). Needs a fitness with per-sample scores.
+   */
+  significance: number;
 }
 
 export const DEFAULT_EEP_PARAMETERS: EepParameters = {
@@ -64,6 +86,7 @@ export const DEFAULT_EEP_PARAMETERS: EepParameters = {
   phases: ['prune', 'merge'],
   sigma: 0.05,
   mutationRate: 0.1,
+  significance: 2,
 };
 
 export interface EepOptions extends Partial<EepParameters> {
@@ -93,6 +116,7 @@ export interface EepResult {
 interface Scored {
   layers: PlanLayer[];
   fitness: number;
+  samples?: ArrayLike<number>;
 }
 
 export async function eepSearch(options: EepOptions): Promise<EepResult> {
@@ -103,19 +127,26 @@ export async function eepSearch(options: EepOptions): Promise<EepResult> {
   const shapes = options.layers.map((l) => ({ ...l, count: targetFor(options.target, l.layer, l.numExperts) }));
   const numExperts = new Map(shapes.map((s) => [s.layer, s.numExperts]));
   const history: EepProgress[] = [];
-  const cache = new Map<string, number>();
+  const cache = new Map<string, Omit<Scored, 'layers'>>();
   let evaluations = 0;
+  /** The plan this phase returns: replaced only by a significantly better candidate. */
+  let incumbent: Scored | undefined;
+  const consider = (candidate: Scored) => {
+    if (!incumbent || significantlyBetter(candidate, incumbent, parameters.significance)) incumbent = candidate;
+  };
 
   const score = async (layers: PlanLayer[]): Promise<Scored | undefined> => {
     const key = cacheKey(layers);
     const known = cache.get(key);
-    if (known !== undefined) return { layers, fitness: known };
+    if (known !== undefined) return { layers, ...known };
     if (evaluations >= budget) return undefined;
     throwIfAborted(options.signal);
     evaluations++;
-    const fitness = await options.fitness(toRuntimePlan(layers, (layer) => numExperts.get(layer)!), layers);
-    cache.set(key, fitness);
-    return { layers, fitness };
+    const result = await options.fitness(toRuntimePlan(layers, (layer) => numExperts.get(layer)!), layers);
+    const scored: Scored = typeof result === 'number' ? { layers, fitness: result } : { layers, fitness: result.value, samples: result.samples };
+    cache.set(key, { fitness: scored.fitness, samples: scored.samples });
+    consider(scored);
+    return scored;
   };
   const scoreAll = async (candidates: PlanLayer[][]) => {
     const scored: Scored[] = [];
@@ -126,10 +157,11 @@ export async function eepSearch(options: EepOptions): Promise<EepResult> {
     return scored;
   };
   const evolve = async (phase: EepPhase, carried: Scored[], first: PlanLayer[][], child: (elite: Scored[]) => PlanLayer[]) => {
+    incumbent = carried[0];
     let population = rank([...carried, ...(await scoreAll(first))]);
     if (population.length === 0) throw new Error('EEP: the evaluation budget is too small for one candidate');
     const report = (generation: number) => {
-      const progress = { phase, generation, bestFitness: population[0].fitness, evaluations };
+      const progress = { phase, generation, bestFitness: incumbent!.fitness, evaluations };
       history.push(progress);
       options.onGeneration?.(progress);
     };
@@ -140,7 +172,7 @@ export async function eepSearch(options: EepOptions): Promise<EepResult> {
       population = rank([...elite, ...(await scoreAll(children))]);
       report(generation);
     }
-    return population;
+    return incumbent!;
   };
 
   const randomSubsets = (): PlanLayer[] => shapes.map((s) => ({ layer: s.layer, keptExperts: random.sample(s.numExperts, s.count) }));
@@ -168,20 +200,18 @@ export async function eepSearch(options: EepOptions): Promise<EepResult> {
       const once = mutateSubset(parent, shapes, random);
       return random.next() < 0.5 ? mutateSubset(once, shapes, random) : once;
     };
-    const population = await evolve('prune', [], firstPopulation(subsets, mutate, randomSubsets), (elite) => mutateSubset(elite[random.int(elite.length)].layers, shapes, random));
-    best = pruned = population[0];
+    best = pruned = await evolve('prune', [], firstPopulation(subsets, mutate, randomSubsets), (elite) => mutateSubset(elite[random.int(elite.length)].layers, shapes, random));
     // An identity merge computes what the pruned model computes, so the best enters phase 2 with its
     // fitness. Only the best: rows of elites that keep other experts would not line up in a crossover.
-    carried = [{ layers: identityMerge(pruned.layers), fitness: pruned.fitness }];
-    cache.set(cacheKey(carried[0].layers), pruned.fitness);
+    carried = [{ ...pruned, layers: identityMerge(pruned.layers) }];
+    cache.set(cacheKey(carried[0].layers), { fitness: pruned.fitness, samples: pruned.samples });
   }
   if (phases.includes('merge')) {
     const perturb = (layers: PlanLayer[]) => layers.map((l) => ({ ...l, routerMap: gaussian(l.routerMap!, parameters, random), mergeMatrix: gaussian(l.mergeMatrix!, parameters, random) }));
     const starts = carried.length > 0 ? [] : (seeds.length > 0 ? seeds : [randomSubsets()]).map(identityMerge);
     const from = carried.length > 0 ? carried.map((s) => s.layers) : starts;
     const mutants = Array.from({ length: Math.max(0, populationSize - from.length) }, (_, i) => perturb(from[i % from.length]));
-    const population = await evolve('merge', carried, [...starts, ...mutants], (elite) => perturb(crossRows(elite[random.int(elite.length)].layers, elite[random.int(elite.length)].layers, random)));
-    best = population[0];
+    best = await evolve('merge', carried, [...starts, ...mutants], (elite) => perturb(crossRows(elite[random.int(elite.length)].layers, elite[random.int(elite.length)].layers, random)));
   }
   if (!best) throw new Error('EEP: no phase to run');
   return {
@@ -202,6 +232,24 @@ function cacheKey(layers: PlanLayer[]): string {
 function definedOnly(options: Partial<EepParameters>): Partial<EepParameters> {
   const keys = Object.keys(DEFAULT_EEP_PARAMETERS) as (keyof EepParameters)[];
   return Object.fromEntries(keys.filter((k) => options[k] !== undefined).map((k) => [k, options[k]]));
+}
+
+/**
+ * Whether `a` beats `b` by more than `z` standard errors of the sum of their paired per-sample
+ * differences (a one-sided paired test; the sum's standard error is √n × the differences' sample
+ * standard deviation). Without per-sample scores on both, any gain counts.
+ */
+export function significantlyBetter(a: { fitness: number; samples?: ArrayLike<number> }, b: { fitness: number; samples?: ArrayLike<number> }, z: number): boolean {
+  if (!(a.fitness > b.fitness)) return false;
+  if (z <= 0 || !a.samples || !b.samples || a.samples.length !== b.samples.length || a.samples.length < 2) return true;
+  const n = a.samples.length;
+  let mean = 0;
+  for (let i = 0; i < n; i++) mean += a.samples[i] - b.samples[i];
+  mean /= n;
+  let squares = 0;
+  for (let i = 0; i < n; i++) squares += (a.samples[i] - b.samples[i] - mean) ** 2;
+  const standardError = Math.sqrt((n * squares) / (n - 1));
+  return a.fitness - b.fitness > z * standardError;
 }
 
 /** Best first; equal fitness keeps the earlier candidate first (elites before children). */

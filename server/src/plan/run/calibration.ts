@@ -131,7 +131,7 @@ export class Calibration {
     }
     if (method === 'eep') {
       const evaluator = this.evaluator(parameters.samples ?? DEFAULT_EEP_SAMPLES);
-      inputs.fitness = (candidate) => evaluator.fitness(candidate, options.signal);
+      inputs.fitness = (candidate) => evaluator.score(candidate, options.signal);
       inputs.initial = await this.heuristicPlans(options.target, options.signal);
     }
     return inputs;

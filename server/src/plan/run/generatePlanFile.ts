@@ -34,7 +34,7 @@ export interface PlanRecord {
   profile?: string;
 }
 
-const EEP_KEYS = ['populationSize', 'generations', 'eliteSize', 'budget', 'phases', 'sigma', 'mutationRate'] as const;
+const EEP_KEYS = ['populationSize', 'generations', 'eliteSize', 'budget', 'phases', 'sigma', 'mutationRate', 'significance'] as const;
 
 /** The generatePlan method object for a method name and the request's free-form parameters. */
 export function planMethod(name: PlanMethodName, parameters: Record<string, unknown> = {}): PlanMethod {
