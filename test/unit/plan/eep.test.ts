@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { type EepProgress, eepSearch, significantlyBetter } from '../../../server/src/plan/methods/eep';
 import type { PlanLayer } from '../../../server/src/plan/planFile';
+import { eepProgressMessage } from '../../../server/src/plan/run/generatePlanFile';
 import { oneHotRows } from '../../../server/src/plan/runtimeConversion';
 import type { RuntimePlan } from '../../../server/src/runtime/runtimePlan';
 
@@ -148,8 +149,12 @@ test('EEP keeps its first seed against a gain carried by one calibration sample,
     },
   });
   const noisy = shares(new Array(10).fill(-0.2));
-  assert.deepEqual((await search(noisy)).layers, [{ layer: 0, keptExperts: [0] }]);
-  assert.equal((await search(noisy)).fitness, 0);
+  const kept = await search(noisy);
+  assert.deepEqual(kept.layers, [{ layer: 0, keptExperts: [0] }]);
+  assert.equal(kept.fitness, 0);
+  const last = kept.history.at(-1)!;
+  assert.deepEqual([last.bestFitness, last.candidateFitness], [0, 0.5], 'the progress shows the plan and the candidate that led it only by noise');
+  assert.match(eepProgressMessage(last), /best fitness 0\.0000; a candidate reached 0\.5000, not significantly better/);
   assert.deepEqual((await search(noisy, 0)).layers, [{ layer: 0, keptExperts: [1] }], 'significance 0 takes the mean winner');
   const steady = shares(Array.from({ length: 10 }, (_, i) => 0.01 + 0.001 * (i % 2)));
   assert.deepEqual((await search(steady)).layers, [{ layer: 0, keptExperts: [3] }]);

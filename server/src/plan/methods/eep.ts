@@ -54,6 +54,8 @@ export interface EepProgress {
   generation: number;
   /** The fitness of the plan the search would return now (see `significance`). */
   bestFitness: number;
+  /** The best candidate's fitness; above `bestFitness` when its lead is within the calibration noise. */
+  candidateFitness: number;
   evaluations: number;
 }
 
@@ -161,7 +163,7 @@ export async function eepSearch(options: EepOptions): Promise<EepResult> {
     let population = rank([...carried, ...(await scoreAll(first))]);
     if (population.length === 0) throw new Error('EEP: the evaluation budget is too small for one candidate');
     const report = (generation: number) => {
-      const progress = { phase, generation, bestFitness: incumbent!.fitness, evaluations };
+      const progress = { phase, generation, bestFitness: incumbent!.fitness, candidateFitness: population[0].fitness, evaluations };
       history.push(progress);
       options.onGeneration?.(progress);
     };

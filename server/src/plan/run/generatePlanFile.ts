@@ -92,7 +92,7 @@ export async function makePlan(calibration: Calibration, options: PlanRequestOpt
     seed: options.seed,
     singleExpertShare: options.singleExpertShare,
     signal: options.signal,
-    onGeneration: (progress) => options.onProgress?.(`EEP ${progress.phase} generation ${progress.generation}: best fitness ${progress.bestFitness.toFixed(4)} (${progress.evaluations} evaluations)`, progress),
+    onGeneration: (progress) => options.onProgress?.(eepProgressMessage(progress), progress),
   });
 }
 
@@ -150,4 +150,10 @@ export function planRelativePath(file: string, planPath: string, workspaceFolder
 
 function defined<T extends Record<string, unknown>>(object: T): Partial<T> {
   return Object.fromEntries(Object.entries(object).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** One line per EEP generation; says so when a candidate leads the plan only within the calibration noise. */
+export function eepProgressMessage(progress: EepProgress): string {
+  const noise = progress.candidateFitness > progress.bestFitness ? `; a candidate reached ${progress.candidateFitness.toFixed(4)}, not significantly better` : '';
+  return `EEP ${progress.phase} generation ${progress.generation}: best fitness ${progress.bestFitness.toFixed(4)}${noise} (${progress.evaluations} evaluations)`;
 }
