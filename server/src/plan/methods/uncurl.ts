@@ -13,6 +13,16 @@
  * merged-away expert now reach its cluster only when the survivor's logit wins, which is what UNCURL's
  * logit similarity makes likely.
  *
+ * No weight alignment (the issue leaves it optional): the merge is the plain usage-weighted average of
+ * the cluster's gate, up and down matrices, intermediate neuron k with neuron k. Aligning first (permuting
+ * each merged expert's intermediate neurons to best match the survivor's, as MC-SMoE does, which leaves
+ * each expert's function unchanged) needs an I × I assignment problem per merged expert, built from
+ * I² × 3H products: for Mixtral's I = 14336, H = 4096 that is about 2.5·10^12 multiply-adds and an assignment far
+ * too large for an exact solver in the editor's process, per merged expert and layer. It would also
+ * have to be carried by every consumer of a merge (runtime, both exports) or as permutations in the
+ * plan. A plan can be merged and then evaluated, so what the missing alignment costs on a task shows up
+ * in its evaluation, not silently.
+ *
  * `similarity: 'correlation'` (our option, not the paper's) clusters on the Pearson correlation of the
  * logit columns instead, i.e. the cosine after centring each expert's logits on their mean. The raw
  * cosine is dominated by that mean: on a task that routes almost every token to the same two or three
