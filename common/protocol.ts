@@ -339,6 +339,8 @@ export interface GeneratePlanParams {
 export interface GeneratePlanResult {
   planPath: string;
   plan: MoePlan;
+  /** Sentences for the user about the plan (e.g. merges of experts the calibration data relies on). */
+  warnings?: string[];
 }
 
 export namespace GeneratePlanRequest {

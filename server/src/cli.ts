@@ -100,7 +100,7 @@ const commands: Record<string, Command> = {
       const method = methodOption(requiredOption(options, 'method', 'NAME'));
       const field = options.has('field') ? fieldOption(options.get('field')) : undefined;
       try {
-        const { planPath, plan } = await generatePlanFile({
+        const { planPath, plan, warnings } = await generatePlanFile({
           model: path.resolve(requiredOption(options, 'model', 'DIR')),
           method,
           targetExperts: integerOption(options, 'keep', 1),
@@ -120,6 +120,7 @@ const commands: Record<string, Command> = {
         });
         for (const layer of plan.layers) console.log(`layer ${layer.layer}: keeps ${layer.keptExperts.join(', ')}${layer.mergeMatrix ? ' (merged)' : ''}`);
         console.log(planPath);
+        for (const warning of warnings) process.stderr.write(`warning: ${warning}\n`);
       } finally {
         await sharedRuntimes.close();
       }

@@ -139,6 +139,24 @@ describe('plan files in the language server', () => {
     assert.match(String(warning[0].message), /8\.0×.*4× threshold/);
   });
 
+  it('warns on a merge row that averages experts the named profile says the data relies on', async () => {
+    // A narrow task: experts 0 and 1 take 99% of the routed slots in both layers.
+    const narrow = [500, 490, 10, 0, 0, 0, 0, 0];
+    fs.writeFileSync(path.join(dir, 'narrow.profile.json'), JSON.stringify({ schema: 'moe-studio.profile', layers: [0, 1].map((layer) => ({ layer, numExperts: 8, tokenCounts: narrow })) }));
+    const oneHot = (j: number) => Array.from({ length: 8 }, (_, k) => (k === j ? 1 : 0));
+    const merged: PlanLayer = { layer: 0, keptExperts: [0, 2, 5, 7], mergeMatrix: [[0.5, 0.5, 0, 0, 0, 0, 0, 0], oneHot(2), oneHot(5), oneHot(7)], routerMap: [0, 2, 5, 7].map(oneHot) };
+    const text = formatPlan(plan([merged, goodLayers[1]], { calibration: { datasets: ['data/code.jsonl'], profile: 'narrow.profile.json' } }));
+    const { document, diagnostics } = await open(text);
+    const warning = byCode(diagnostics, 'heavyMerge');
+    assert.equal(warning.length, 1, JSON.stringify(diagnostics));
+    assert.equal(warning[0].severity, DiagnosticSeverity.Warning);
+    assert.deepEqual(warning[0].range.start, positionOf(document, '[0.5, 0.5'));
+    assert.match(String(warning[0].message), /experts 0 \(50%\), 1 \(49%\) of layer 0's routed tokens in narrow\.profile\.json/);
+    // The code profile spreads layer 0 over more experts: no expert but 5 reaches twice the uniform share.
+    const spread = await open(formatPlan(plan([merged, goodLayers[1]])));
+    assert.deepEqual(byCode(spread.diagnostics, 'heavyMerge'), []);
+  });
+
   it('puts one diagnostic on model.folder when the model cannot be loaded, and still checks the rest', async () => {
     const missing = plan(goodLayers, { model: { folder: 'no-such-model', architecture: 'MixtralForCausalLM', numExperts: 8, numLayers: 2, topK: 2 } });
     const { document, diagnostics } = await open(formatPlan(missing));

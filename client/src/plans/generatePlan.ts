@@ -69,6 +69,7 @@ export async function generatePlan(context: vscode.ExtensionContext, client: Lan
     client.sendRequest(GeneratePlanRequest.type, { model, method: method.method, targetExperts: target.count, calibration: withFields, seed: 0, output, parameters: method.parameters, workDoneToken }, token));
   if (!result) return;
   await vscode.window.showTextDocument(vscode.Uri.file(result.planPath));
+  for (const warning of result.warnings ?? []) void vscode.window.showWarningMessage(warning);
 }
 
 function uniquePath(folder: string, stem: string, extension: string): string {

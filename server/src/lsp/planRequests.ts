@@ -72,7 +72,7 @@ export function registerPlanRequests(connection: Connection, health: Health, opt
       signal,
       onProgress: (message, eep) => report(message, eep ? eep.evaluations / Number(params.parameters?.budget ?? 1000) : undefined),
     });
-    return { planPath: result.planPath, plan: result.plan };
+    return { planPath: result.planPath, plan: result.plan, warnings: result.warnings };
   }));
 
   connection.onRequest(EvaluatePlanRequest.type, running(EvaluatePlanRequest.method, 'Evaluating a plan', async (params, { signal, report }) => {

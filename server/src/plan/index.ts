@@ -10,3 +10,4 @@ export { uncurlMerging, spectralClusters, UNCURL_SIMILARITIES, type UncurlOption
 export { eepSearch, DEFAULT_EEP_PARAMETERS, type EepOptions, type EepParameters, type EepProgress, type EepResult, type FitnessFunction } from './methods/eep';
 export { adaptiveGatingForShare, adaptiveGatingWithinQuality, thresholdForSingleExpertShare, type QualityBoundOptions } from './methods/adaptiveGating';
 export { generatePlan, moeLayerShapes, type PlanInputs, type PlanMethod, type PlanOptions } from './generatePlan';
+export { heavyMerges, sharesFromCounts, describeHeavyMerge, describeHeavyMerges, type HeavyMerge } from './mergeWarnings';

@@ -16,8 +16,8 @@ export function isPlanUri(uri: string): boolean {
   return uri.endsWith(PLAN_FILE_SUFFIX);
 }
 
-/** A plan problem, or one the server adds (the model cannot be loaded, the checker failed). */
-export type EditorProblem = Omit<PlanProblem, 'code'> & { code: PlanProblem['code'] | 'modelUnavailable' | 'internal' };
+/** A plan problem, or one the server adds (the model cannot be loaded, the checker failed, a merge the profile warns of). */
+export type EditorProblem = Omit<PlanProblem, 'code'> & { code: PlanProblem['code'] | 'modelUnavailable' | 'internal' | 'heavyMerge' };
 
 export interface PlanAnalysis {
   /** The document version this describes. */

@@ -24,6 +24,7 @@ import { planCodeActions } from './codeActions';
 import { planCodeLenses } from './codeLens';
 import { planCompletions } from './completion';
 import { type HoverProfile, planHover } from './hover';
+import { heavyMergeProblems } from './mergeDiagnostics';
 import { ModelSpecCache, ProfileCache, resolvePlanPath } from './resources';
 
 export { profileStatsForHover } from './profileStats';
@@ -186,6 +187,8 @@ class PlanDocuments {
         });
       }
     }
-    return analysePlanText(text, version, spec, modelProblems);
+    const analysis = analysePlanText(text, version, spec, modelProblems);
+    const mergeProblems = heavyMergeProblems(analysis, await this.profile(document, analysis));
+    return mergeProblems.length > 0 ? { ...analysis, problems: [...analysis.problems, ...mergeProblems] } : analysis;
   }
 }

@@ -13,6 +13,7 @@ import { sharedRuntimes } from '../../profile/run/profileDataset';
 import { generatePlan, type PlanMethod } from '../generatePlan';
 import type { EepProgress } from '../methods/eep';
 import { UNCURL_SIMILARITIES, type UncurlSimilarity } from '../methods/uncurl';
+import { describeHeavyMerges, heavyMerges, sharesFromCounts } from '../mergeWarnings';
 import { formatPlan, type MoePlan } from '../planFile';
 import { Calibration, type CalibrationFile, type CalibrationParameters } from './calibration';
 
@@ -110,7 +111,11 @@ export interface GeneratePlanFileOptions extends PlanRequestOptions {
   runtimes?: RuntimePool;
 }
 
-export async function generatePlanFile(options: GeneratePlanFileOptions): Promise<{ planPath: string; plan: MoePlan }> {
+/**
+ * The plan as written, and warnings for the user (sentences): merges of experts the calibration data
+ * relies on (`heavyMerges`).
+ */
+export async function generatePlanFile(options: GeneratePlanFileOptions): Promise<{ planPath: string; plan: MoePlan; warnings: string[] }> {
   const planPath = path.resolve(options.output);
   if (!planPath.endsWith('.moeplan.json')) throw new UserError(`A plan file's name ends in .moeplan.json; ${path.basename(planPath)} does not.`);
   if (fs.existsSync(planPath)) throw new UserError(`${planPath} already exists; choose another name (plans are never overwritten).`);
@@ -125,6 +130,7 @@ export async function generatePlanFile(options: GeneratePlanFileOptions): Promis
       datasets: calibration.files.map(written),
       ...(options.profilePath ? { profile: written(path.resolve(options.profilePath)) } : {}),
     });
+    const warnings = await mergeWarnings(plan, calibration, options.signal);
     await fs.promises.mkdir(path.dirname(planPath), { recursive: true });
     try {
       await fs.promises.writeFile(planPath, formatPlan(plan), { flag: 'wx' });
@@ -132,7 +138,7 @@ export async function generatePlanFile(options: GeneratePlanFileOptions): Promis
       if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new UserError(`${planPath} already exists; choose another name (plans are never overwritten).`);
       throw error;
     }
-    return { planPath, plan };
+    return { planPath, plan, warnings };
   } finally {
     await calibration.close();
   }
@@ -156,4 +162,15 @@ function defined<T extends Record<string, unknown>>(object: T): Partial<T> {
 export function eepProgressMessage(progress: EepProgress): string {
   const noise = progress.candidateFitness > progress.bestFitness ? `; a candidate reached ${progress.candidateFitness.toFixed(4)}, not significantly better` : '';
   return `EEP ${progress.phase} generation ${progress.generation}: best fitness ${progress.bestFitness.toFixed(4)}${noise} (${progress.evaluations} evaluations)`;
+}
+
+/** Only merged plans are checked; their methods have computed the calibration statistics already. */
+async function mergeWarnings(plan: MoePlan, calibration: Calibration, signal?: AbortSignal): Promise<string[]> {
+  if (!plan.layers.some((layer) => layer.mergeMatrix)) return [];
+  const statistics = await calibration.statistics(signal);
+  const warning = describeHeavyMerges(heavyMerges(plan.layers, (layer) => {
+    const counts = statistics.find((s) => s.layer === layer)?.tokenCount;
+    return counts && sharesFromCounts(counts);
+  }));
+  return warning ? [warning] : [];
 }
