@@ -95,3 +95,32 @@ test('the plan preview shows each layer, the savings, quality, and a sweep chart
   await screenshot(page, 'webview-plan-preview');
   await assertClean(page, problems);
 });
+
+test('an EEP plan charts its search: the plan and the best candidate per generation, prune then merge', async (t) => {
+  browser ??= await prerequisite(t, 'Chromium', launchBrowser);
+  if (!browser) return;
+  const { page, problems } = await pageServer.open(browser, undefined, { width: 1100, height: 900 });
+  // The UNCURL preview has no search record: no chart.
+  await send(page, { type: 'planPreview', payload: PREVIEW });
+  await page.locator('#plan-title').waitFor({ timeout: 10_000 });
+  assert.equal(await page.locator('#eep-search-chart').count(), 0);
+
+  const search = {
+    prune: { plan: [-4.7711, -4.7711, -4.7690, -4.7667], candidate: [-4.7700, -4.7690, -4.7680, -4.7667] },
+    merge: { plan: [-4.7667, -4.7640, -4.7617], candidate: [-4.7667, -4.7630, -4.7617] },
+  };
+  const eep = { ...PREVIEW, plan: { ...PREVIEW.plan, method: { name: 'eep' as const, parameters: { targetExperts: 4, bestFitness: -4.7617, search }, seed: 0 } } };
+  await send(page, { type: 'planPreview', payload: eep });
+  await page.locator('#eep-search-chart').waitFor({ timeout: 10_000 });
+  assert.match((await page.locator('#plan-title').textContent()) ?? '', /^eep plan/);
+  const chart = await canvasPixels(page, 'eep-search-chart', [0x37, 0x94, 0xff]);
+  assert.ok(chart.matching > 100, `the prune phase's line is missing (${chart.matching} pixels in its colour, ${chart.painted} painted)`);
+  await screenshot(page, 'webview-plan-preview-eep');
+
+  // A hand-edited record that is not two equal-length lists of numbers is left out, not drawn wrong.
+  const broken = { ...eep, plan: { ...eep.plan, method: { ...eep.plan.method, parameters: { search: { prune: { plan: [1, 2], candidate: [1] } } } } } };
+  await send(page, { type: 'planPreview', payload: broken });
+  await page.locator('#plan-title').waitFor({ timeout: 10_000 });
+  assert.equal(await page.locator('#eep-search-chart').count(), 0);
+  await assertClean(page, problems);
+});

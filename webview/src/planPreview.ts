@@ -4,7 +4,8 @@
  */
 import type { PreviewPlanResult, SweepResult } from '../../common/protocol';
 import { chartCard } from './chartCard';
-import { chartsTheme, sweepChart } from './charts';
+import type { EepSearchRecord } from '../../server/src/plan/methods/eep';
+import { chartsTheme, eepSearchChart, sweepChart } from './charts';
 import { formatBytes } from '../../common/format';
 import { button, element } from './dom';
 import { startPage, type Rendered, type Update } from './page';
@@ -30,6 +31,8 @@ function render(state: State, update: Update<State>): Rendered {
   }
   const { plan } = preview;
   const sweep = chartCard('sweep-chart', 'Quality against experts kept', 'sweep.png', { tall: true, label: 'Quality of each method for each number of experts kept' });
+  const search = plan.method.name === 'eep' ? eepSearch(plan.method.parameters.search) : undefined;
+  const searchCard = search && chartCard('eep-search-chart', 'EEP search: fitness per generation', 'eep-search.png', { label: 'Fitness of the plan and of the best candidate in each generation of the EEP search' });
   const nodes = [
     ...(state.error ? [element('div', { className: 'error', role: 'alert' }, state.error)] : []),
     element('h1', { id: 'plan-title' }, `${plan.method.name} plan · ${plan.model.architecture}`),
@@ -46,6 +49,7 @@ function render(state: State, update: Update<State>): Rendered {
     layersGrid(preview),
     element('h2', { className: 'section-title' }, 'Quality'),
     evaluationsTable(preview),
+    ...(searchCard ? [searchCard.card] : []),
     element('div', { className: 'toolbar' },
       button(state.sweepRunning ? 'Sweeping…' : state.sweep ? 'Run the sweep again' : 'Run sweep (8 → 1 experts, several methods)', () => {
         if (state.sweepRunning) return;
@@ -54,8 +58,23 @@ function render(state: State, update: Update<State>): Rendered {
       })),
     ...(state.sweep ? [sweep.card] : []),
   ];
+  const charts: Rendered['charts'] = [];
+  if (search && searchCard) charts.push(() => eepSearchChart(searchCard.canvas, search, chartsTheme()));
   const sweepResult = state.sweep;
-  return { nodes, charts: sweepResult ? [() => sweepChart(sweep.canvas, sweepResult, chartsTheme())] : [] };
+  if (sweepResult) charts.push(() => sweepChart(sweep.canvas, sweepResult, chartsTheme()));
+  return { nodes, charts };
+}
+
+/** The search record of an EEP plan, if the file has a well-formed one (plans are hand-editable). */
+function eepSearch(value: unknown): EepSearchRecord | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const record: EepSearchRecord = {};
+  for (const phase of ['prune', 'merge'] as const) {
+    const entry = (value as Record<string, unknown>)[phase] as { plan?: unknown; candidate?: unknown } | undefined;
+    const numbers = (x: unknown): x is number[] => Array.isArray(x) && x.length > 0 && x.every((v) => typeof v === 'number' && Number.isFinite(v));
+    if (entry && numbers(entry.plan) && numbers(entry.candidate) && entry.plan.length === entry.candidate.length) record[phase] = { plan: entry.plan, candidate: entry.candidate };
+  }
+  return record.prune || record.merge ? record : undefined;
 }
 
 function savingsTable({ plan }: PreviewPlanResult): HTMLElement {

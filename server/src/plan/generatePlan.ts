@@ -5,7 +5,7 @@
 import type { DType, ModelSpec } from '../checkpoint/modelSpec';
 import { analyseHfExactness } from './hfExactness';
 import { adaptiveGatingForShare } from './methods/adaptiveGating';
-import { type EepParameters, type EepProgress, type FitnessFunction, eepSearch } from './methods/eep';
+import { type EepParameters, type EepProgress, type FitnessFunction, eepSearch, searchRecord } from './methods/eep';
 import { type LayerErrorFunction, naeePruning } from './methods/naee';
 import { frequencyPruning, randomPruning, reapPruning, softCountPruning } from './methods/ranking';
 import { type UncurlSimilarity, uncurlMerging } from './methods/uncurl';
@@ -95,7 +95,7 @@ export async function generatePlan(method: PlanMethod, inputs: PlanInputs, optio
       if (!inputs.fitness) throw new Error('eep needs a fitness callback');
       const result = await eepSearch({ ...methodParameters, layers: shapes, target: target(), fitness: inputs.fitness, initial: inputs.initial, seed, signal: options.signal, onGeneration: options.onGeneration });
       const { seed: _recordedSeparately, ...searched } = result.parameters;
-      parameters = { ...searched, bestFitness: result.fitness, evaluations: result.evaluations };
+      parameters = { ...searched, bestFitness: result.fitness, evaluations: result.evaluations, search: searchRecord(result.history) };
       layers = result.layers;
       break;
     }

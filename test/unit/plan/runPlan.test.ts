@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { PlanMethodName } from '../../../common/protocol';
 import { parsePlan } from '../../../server/src/plan';
+import type { EepSearchRecord } from '../../../server/src/plan';
 import { Calibration, generatePlanFile, layerPreview, makePlan, toPlanStatistics } from '../../../server/src/plan/run';
 import { modelIdentity, RuntimePool } from '../../../server/src/profile/run';
 import { writeRandomCheckpoint, type RandomCheckpoint } from '../../support/randomCheckpoint';
@@ -89,6 +90,16 @@ describe('plan generation from a model and calibration data', () => {
     assert.deepEqual(second.layers, first.layers);
     assert.equal(second.method.parameters.bestFitness, first.method.parameters.bestFitness);
     assert.ok(first.layers.some((layer) => layer.mergeMatrix), 'the merge phase ran');
+    // The plan records the search's course for the preview chart: per phase, the plan's fitness per
+    // generation (never falling, ending at the result) and the best candidate's (never below it).
+    assert.deepEqual(second.method.parameters.search, first.method.parameters.search);
+    const search = first.method.parameters.search as EepSearchRecord;
+    const phases = [search.prune!, search.merge!];
+    for (const { plan, candidate } of phases) {
+      assert.equal(plan.length, candidate.length);
+      plan.forEach((value, g) => assert.ok(candidate[g] >= value && (g === 0 || value >= plan[g - 1])));
+    }
+    assert.equal(search.merge!.plan.at(-1), Number((first.method.parameters.bestFitness as number).toFixed(6)));
   });
 
   it('stops when aborted', async () => {

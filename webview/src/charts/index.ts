@@ -5,4 +5,4 @@
 export { chartsTheme, divergingColor, sequentialColor, type ChartsTheme } from './colors';
 export { coActivationHeatmap, differenceHeatmap, usageHeatmap } from './heatmaps';
 export { adaptiveGatingChart, entropyChart, expertUsageBars } from './series';
-export { rowSizeHistogram, sweepChart } from './panelCharts';
+export { eepSearchChart, rowSizeHistogram, sweepChart } from './panelCharts';

@@ -1,5 +1,6 @@
-/** The charts of the panels around a profile: a dataset's rows by size, and a plan sweep's quality against experts kept. */
+/** The charts of the panels around a profile: a dataset's rows by size, a plan sweep's quality against experts kept, and an EEP search's course. */
 import type { DatasetSummary, SweepResult } from '../../../common/protocol';
+import type { EepSearchRecord } from '../../../server/src/plan/methods/eep';
 import { formatBytes } from '../../../common/format';
 import type { ChartsTheme } from './colors';
 import { axis, baseOptions, Chart } from './common';
@@ -45,6 +46,41 @@ export function sweepChart(canvas: HTMLCanvasElement, sweep: SweepResult, theme:
       scales: {
         x: axis(theme, 'experts kept per layer') as never,
         y: axis(theme, sweep.metric),
+      },
+      plugins: { legend: { labels: { color: theme.foreground } } },
+    },
+  });
+}
+
+/**
+ * EEP's fitness per generation, the prune phase then the merge phase on one axis: the plan the search
+ * would return (solid) and its best candidate (dashed), which runs above the plan where a lead was
+ * within the calibration noise and so not taken.
+ */
+export function eepSearchChart(canvas: HTMLCanvasElement, search: EepSearchRecord, theme: ChartsTheme): Chart<'line'> {
+  const phases = (['prune', 'merge'] as const).flatMap((phase) => (search[phase] ? [{ phase, ...search[phase]! }] : []));
+  const labels = phases.flatMap(({ phase, plan }) => plan.map((_, generation) => `${phase} ${generation}`));
+  const style = getComputedStyle(document.documentElement);
+  const color = (i: number) => style.getPropertyValue(SERIES_COLORS[i]).trim() || SERIES_FALLBACKS[i];
+  // Each phase's values sit over its own labels; the other phase's positions stay empty.
+  let offset = 0;
+  const datasets = phases.flatMap(({ phase, plan, candidate }, i) => {
+    const pad = (values: number[]) => [...new Array(offset).fill(null), ...values, ...new Array(labels.length - offset - values.length).fill(null)];
+    const lines = [
+      { label: `${phase}: plan`, data: pad(plan), borderColor: color(i), backgroundColor: color(i), stepped: true as const },
+      { label: `${phase}: best candidate`, data: pad(candidate), borderColor: color(i), backgroundColor: 'transparent', borderDash: [4, 4], pointRadius: 0 },
+    ];
+    offset += plan.length;
+    return lines;
+  });
+  return new Chart(canvas, {
+    type: 'line',
+    data: { labels, datasets },
+    options: {
+      ...baseOptions(theme),
+      scales: {
+        x: axis(theme, 'phase and generation') as never,
+        y: axis(theme, 'fitness (higher is better)'),
       },
       plugins: { legend: { labels: { color: theme.foreground } } },
     },

@@ -226,6 +226,24 @@ export async function eepSearch(options: EepOptions): Promise<EepResult> {
   };
 }
 
+/**
+ * The search's course as a plan records it (`method.parameters.search`), per phase and generation
+ * (generation 0 is the starting population): the fitness of the plan it would return (`plan`) and of
+ * its best candidate (`candidate`, above `plan` where a lead was within the noise). Six decimals.
+ */
+export type EepSearchRecord = Partial<Record<EepPhase, { plan: number[]; candidate: number[] }>>;
+
+export function searchRecord(history: EepProgress[]): EepSearchRecord {
+  const round = (x: number) => Number(x.toFixed(6));
+  const record: EepSearchRecord = {};
+  for (const step of history) {
+    const phase = (record[step.phase] ??= { plan: [], candidate: [] });
+    phase.plan.push(round(step.bestFitness));
+    phase.candidate.push(round(step.candidateFitness));
+  }
+  return record;
+}
+
 /** Candidates that run the same function share a key: a subset in any order, or the exact matrices. */
 function cacheKey(layers: PlanLayer[]): string {
   return JSON.stringify(layers.map((l) => (l.routerMap ? [l.routerMap, l.mergeMatrix] : [...l.keptExperts].sort((a, b) => a - b))));
