@@ -109,3 +109,56 @@ export function buildTinyTokenizer(vocabSize: number): { tokenizerJson: object; 
   };
   return { tokenizerJson, tokenizerConfig };
 }
+
+/**
+ * A Llama / Mixtral-style tokenizer.json: spaces become "▁" and one is prepended (the normaliser), a
+ * BPE over characters with byte fallback (<0x..> tokens for anything outside the vocabulary, e.g. é
+ * or an emoji), `<s>` added in front, and the decoder chain that undoes it all, including the Strip
+ * that drops the prepended space at the start of every decode call.
+ */
+export function buildMetaspaceTokenizer(): { tokenizerJson: object; tokenizerConfig: object } {
+  const vocab = new Map<string, number>();
+  SPECIAL_TOKENS.forEach((token) => vocab.set(token, vocab.size));
+  for (let b = 0; b < 256; b++) vocab.set(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`, vocab.size);
+  const characters = '▁abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,;:!?()[]{}=+-*/#_\'"<>';
+  for (const char of characters) vocab.set(char, vocab.size);
+  const merges = ['▁ t', 'h e', '▁t he', 'e r', '▁ e', '▁e x', 'p er', '▁ex per', 't s', 'i n', '▁ m', 'o d', '▁m od', 'e l', '▁mod el'];
+  for (const merge of merges) vocab.set(merge.replace(' ', ''), vocab.size);
+  const special = (content: string, id: number) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  const tokenizerJson = {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: SPECIAL_TOKENS.map(special),
+    normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '▁' }, { type: 'Replace', pattern: { String: ' ' }, content: '▁' }] },
+    pre_tokenizer: null,
+    post_processor: {
+      type: 'TemplateProcessing',
+      single: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
+      pair: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '<s>', type_id: 1 } }, { Sequence: { id: 'B', type_id: 1 } }],
+      special_tokens: { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] } },
+    },
+    decoder: {
+      type: 'Sequence',
+      decoders: [
+        { type: 'Replace', pattern: { String: '▁' }, content: ' ' },
+        { type: 'ByteFallback' },
+        { type: 'Fuse' },
+        { type: 'Strip', content: ' ', start: 1, stop: 0 },
+      ],
+    },
+    model: {
+      type: 'BPE',
+      dropout: null,
+      unk_token: '<unk>',
+      continuing_subword_prefix: null,
+      end_of_word_suffix: null,
+      fuse_unk: true,
+      byte_fallback: true,
+      ignore_merges: false,
+      vocab: Object.fromEntries(vocab),
+      merges,
+    },
+  };
+  return { tokenizerJson, tokenizerConfig: { tokenizer_class: 'LlamaTokenizerFast', bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>', clean_up_tokenization_spaces: false } };
+}

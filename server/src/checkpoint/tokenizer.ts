@@ -99,25 +99,53 @@ class HfTextTokenizer implements TextTokenizer {
    * attributed is token k's text, and the span is however much of it matches the input at the cursor.
    * So a token that completes no character (decoding to U+FFFD) gets an empty span and the token that
    * completes it gets the character; a special token the tokenizer added (bos) gets an empty span,
-   * one written in the text gets its own. Quadratic in the token count, fine for prompt-sized views.
+   * one written in the text gets its own; a space the tokenizer prepends (Metaspace) is passed over.
+   *
+   * Decoding whole prefixes is quadratic (2 s for 4096 tokens), so the prefix is decoded from an
+   * anchor instead: a token at which everything decoded so far was attributed and which decodes to
+   * whole characters on its own. Decoders treat only the start of a call specially (Metaspace strips
+   * a leading space, WordPiece and Strip likewise), so decoding [anchor, …, k] gives the anchor's own
+   * text followed by exactly what the whole prefix adds after it; when a decoding does not start with
+   * the anchor's text, the whole prefix is decoded instead. The anchor moves forward every
+   * `ANCHOR_SPAN` tokens, so the cost is linear in the token count.
    */
   encodeWithOffsets(text: string): { ids: number[]; offsets: [number, number][] } {
     const ids = this.encode(text);
     const offsets: [number, number][] = [];
     let cursor = 0;
+    /** Characters of the decoded prefix attributed to tokens so far. */
     let attributed = 0;
+    /** The anchor token, its own text, and `attributed` when it was set (the decoded prefix's length then). */
+    let anchor: { index: number; text: string; base: number } | undefined;
     for (let k = 0; k < ids.length; k++) {
-      const piece = this.decode(ids.slice(0, k + 1)).slice(attributed);
-      const matched = matchedLength(piece, text, cursor);
+      let piece: string | undefined;
+      if (anchor) {
+        const window = this.decode(ids.slice(anchor.index, k + 1));
+        if (window.startsWith(anchor.text)) piece = window.slice(anchor.text.length + attributed - anchor.base);
+        else anchor = undefined;
+      }
+      piece ??= this.decode(ids.slice(0, k + 1)).slice(attributed);
+      // Metaspace tokenizers (Llama, Mixtral) prepend a space to the text, and after each special
+      // token, that the input does not have: "<s> The" decodes from "The".
+      const lead = piece.length > 1 && piece[0] === ' ' && text[cursor] !== ' ' ? 1 : 0;
+      const matched = matchedLength(piece.slice(lead), text, cursor);
       offsets.push([cursor, cursor + matched]);
       cursor += matched;
       // Text that is nowhere in the input (an added special token) is skipped; a half character is
       // left for the next token to complete.
-      attributed += matched > 0 || piece.includes('\uFFFD') ? matched : piece.length;
+      const taken = matched > 0 ? lead + matched : piece.includes('\uFFFD') ? 0 : piece.length;
+      attributed += taken;
+      if (taken === piece.length && (!anchor || k - anchor.index >= ANCHOR_SPAN)) {
+        const own = this.decode([ids[k]]);
+        if (!own.includes('\uFFFD')) anchor = { index: k, text: own, base: attributed };
+      }
     }
     return { ids, offsets };
   }
 }
+
+/** Tokens decoded per alignment step at most, give or take: the anchor moves after this many. */
+const ANCHOR_SPAN = 16;
 
 /**
  * How many characters of `piece` agree with `text` from `start`. Case is ignored because lowercasing

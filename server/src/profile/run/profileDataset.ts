@@ -289,9 +289,9 @@ class ProfileRun {
 }
 
 /**
- * Offsets of the first `count` tokens. The tokenizer's alignment is quadratic in the tokens it
- * aligns, so only a prefix of the text that covers them is aligned; its ids are checked against the
- * full encoding (a token boundary near the cut could differ) and the full text is the fallback.
+ * Offsets of the first `count` tokens. Rows can be far longer than the tokens profiled, so only a
+ * prefix of the text that covers them is aligned; its ids are checked against the full encoding (a
+ * token boundary near the cut could differ) and the full text is the fallback.
  */
 export function tokenOffsets(tokenizer: TextTokenizer, text: string, ids: readonly number[], count: number): [number, number][] {
   if (count >= ids.length) return tokenizer.encodeWithOffsets(text).offsets.slice(0, count);
