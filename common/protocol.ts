@@ -314,14 +314,17 @@ export namespace CompareProfilesRequest {
 // Plans: generate, evaluate, preview, sweep, compare
 
 
+/** The methods that choose which experts stay (and can be swept over experts kept). */
 export type PlanMethodName = 'random' | 'frequency' | 'softCount' | 'reap' | 'naee' | 'uncurl' | 'eep';
+/** What "Generate pruning plan" can make: a pruning method, or adaptive gating alone (every expert stays). */
+export type GenerateMethodName = PlanMethodName | 'adaptiveGating';
 
 export interface GeneratePlanParams {
   /** The model folder. */
   model: string;
-  method: PlanMethodName;
-  /** Experts to keep per MoE layer. */
-  targetExperts: number;
+  method: GenerateMethodName;
+  /** Experts to keep per MoE layer (every method but adaptiveGating). */
+  targetExperts?: number;
   /** Calibration datasets (file paths) with their text field. */
   calibration: { file: string; field: FieldSpec }[];
   /** A saved profile of the calibration data (statistics-based methods); profiled on demand when absent. */

@@ -94,16 +94,17 @@ const commands: Record<string, Command> = {
     },
   },
   plan: {
-    usage: 'moe-studio plan --model DIR --method NAME --keep N --calibration FILE[,FILE] [--field F] [--seed S] [--budget N] [--similarity cosine|correlation] [--profile FILE] [--share X] [--threads N] --out FILE.moeplan.json',
-    description: 'Make a plan (random, frequency, softCount, reap, naee, uncurl, eep) from calibration data; never overwrites --out.',
+    usage: 'moe-studio plan --model DIR --method NAME --keep N --calibration FILE[,FILE] [--field F] [--seed S] [--budget N] [--similarity cosine|correlation] [--profile FILE] [--share X] [--max-loss-increase NATS] [--threads N] --out FILE.moeplan.json',
+    description: 'Make a plan (random, frequency, softCount, reap, naee, uncurl, eep; or adaptiveGating with --share or --max-loss-increase and no --keep) from calibration data; never overwrites --out.',
     async run({ options }) {
-      const method = methodOption(requiredOption(options, 'method', 'NAME'));
+      const requested = requiredOption(options, 'method', 'NAME');
+      const method = requested === 'adaptiveGating' ? requested : methodOption(requested);
       const field = options.has('field') ? fieldOption(options.get('field')) : undefined;
       try {
         const { planPath, plan, warnings } = await generatePlanFile({
           model: path.resolve(requiredOption(options, 'model', 'DIR')),
           method,
-          targetExperts: integerOption(options, 'keep', 1),
+          targetExperts: method === 'adaptiveGating' ? undefined : integerOption(options, 'keep', 1),
           calibration: listOption(options, 'calibration').map((file) => ({ file: path.resolve(file), field })),
           profilePath: typeof options.get('profile') === 'string' ? path.resolve(options.get('profile') as string) : undefined,
           seed: options.has('seed') ? integerOption(options, 'seed', 0) : 0,
@@ -111,6 +112,8 @@ const commands: Record<string, Command> = {
             ...(options.has('budget') && { budget: integerOption(options, 'budget', 1) }),
             // UNCURL's similarity (checked, with its message, where plan parameters are read).
             ...(options.has('similarity') && { similarity: options.get('similarity') }),
+            // Adaptive gating within a loss bound (checked where plan parameters are read).
+            ...(options.has('max-loss-increase') && { maxLossIncrease: Number(options.get('max-loss-increase')) }),
           },
           singleExpertShare: options.has('share') ? Number(options.get('share')) : undefined,
           output: path.resolve(requiredOption(options, 'out', 'FILE.moeplan.json')),
@@ -118,7 +121,7 @@ const commands: Record<string, Command> = {
           threads: options.has('threads') ? integerOption(options, 'threads', 0) : 0,
           onProgress: (message) => process.stderr.write(`${message}\n`),
         });
-        for (const layer of plan.layers) console.log(`layer ${layer.layer}: keeps ${layer.keptExperts.join(', ')}${layer.mergeMatrix ? ' (merged)' : ''}`);
+        for (const layer of plan.layers) console.log(`layer ${layer.layer}: keeps ${layer.keptExperts.join(', ')}${layer.mergeMatrix ? ' (merged)' : ''}${layer.adaptiveThreshold !== undefined ? `, adaptive gating T = ${layer.adaptiveThreshold.toFixed(3)}` : ''}`);
         console.log(planPath);
         for (const warning of warnings) process.stderr.write(`warning: ${warning}\n`);
       } finally {

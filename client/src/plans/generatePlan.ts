@@ -2,14 +2,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { LanguageClient } from 'vscode-languageclient/node';
-import { DescribeModelRequest, GeneratePlanRequest, type PlanMethodName } from '../../../common/protocol';
+import { DescribeModelRequest, GeneratePlanRequest, type GenerateMethodName } from '../../../common/protocol';
 import type { FieldSpec } from '../../../server/src/profile/types';
 import { chooseDatasets } from '../datasetChoice';
 import { chooseTextField } from '../fieldChoice';
 import { chooseModel } from '../modelChoice';
 import { withServerProgress } from '../progress';
 
-const METHODS: { method: PlanMethodName; label: string; detail: string; parameters?: Record<string, unknown> }[] = [
+const METHODS: { method: GenerateMethodName; label: string; detail: string; parameters?: Record<string, unknown> }[] = [
   { method: 'eep', label: 'EEP (evolutionary search)', detail: 'Gradient-free search over router mapping and expert merging; fitness is task quality on calibration samples. Best quality, slowest.' },
   { method: 'uncurl', label: 'UNCURL (cluster and merge)', detail: 'Clusters experts by router-logit similarity on the task, keeps the most used per cluster and merges the rest into it.' },
   {
@@ -23,6 +23,13 @@ const METHODS: { method: PlanMethodName; label: string; detail: string; paramete
   { method: 'frequency', label: 'Frequency', detail: 'Keeps the experts routed to most often on the calibration data.' },
   { method: 'softCount', label: 'Soft count', detail: 'Keeps the experts with the largest sum of gate weights.' },
   { method: 'random', label: 'Random (baseline)', detail: 'A seeded random subset: the floor every method should beat.' },
+  { method: 'adaptiveGating', label: 'Adaptive gating (keeps every expert)', detail: 'A token runs only its first expert when its router is confident (p1 − p2 > T): fewer active parameters per token, same memory.' },
+];
+
+/** Adaptive gating's target: a share of single-expert tokens, or a bound on the calibration loss. */
+const GATING_TARGETS: { label: string; detail: string; singleExpertShare?: number; maxLossIncrease?: number }[] = [
+  ...[0.5, 0.7, 0.9].map((share) => ({ label: `${100 * share}% of tokens on one expert`, detail: 'Per layer, the threshold that reaches this share on the calibration data.', singleExpertShare: share })),
+  ...[0.01, 0.02, 0.05].map((bound) => ({ label: `At most +${bound} nats of loss`, detail: 'Per layer, the smallest threshold that keeps the calibration loss within an equal part of this bound (measured, a few forwards per layer).', maxLossIncrease: bound })),
 ];
 
 /** "Generate pruning plan": quick picks for the method, the target count and the calibration data. */
@@ -40,18 +47,28 @@ export async function generatePlan(context: vscode.ExtensionContext, client: Lan
   if (!method) return;
 
   const E = summary.numExperts;
-  const threshold = E >= 64 ? 2 : 4;
-  const counts = Array.from({ length: E - 1 }, (_, i) => E - 1 - i);
-  const target = await vscode.window.showQuickPick(
-    counts.map((count) => ({
-      label: `Keep ${count} of ${E} experts per layer`,
-      description: `${(E / count).toFixed(1)}× fewer experts`,
-      detail: E / count > threshold ? `$(warning) Past UNCURL's threshold (~${threshold}×): expect quality to drop` : undefined,
-      count,
-    })),
-    { title: `How many experts should each of the ${summary.moeLayers.length} MoE layers keep?` },
-  );
-  if (!target) return;
+  let target: { count?: number; name: string; parameters?: Record<string, unknown>; singleExpertShare?: number } | undefined;
+  if (method.method === 'adaptiveGating') {
+    const gating = await vscode.window.showQuickPick(GATING_TARGETS, { title: 'Adaptive gating: how far to go?' });
+    if (!gating) return;
+    target = gating.singleExpertShare !== undefined
+      ? { name: `share${100 * gating.singleExpertShare}`, singleExpertShare: gating.singleExpertShare }
+      : { name: `loss${gating.maxLossIncrease}`, parameters: { maxLossIncrease: gating.maxLossIncrease } };
+  } else {
+    const threshold = E >= 64 ? 2 : 4;
+    const counts = Array.from({ length: E - 1 }, (_, i) => E - 1 - i);
+    const picked = await vscode.window.showQuickPick(
+      counts.map((count) => ({
+        label: `Keep ${count} of ${E} experts per layer`,
+        description: `${(E / count).toFixed(1)}× fewer experts`,
+        detail: E / count > threshold ? `$(warning) Past UNCURL's threshold (~${threshold}×): expect quality to drop` : undefined,
+        count,
+      })),
+      { title: `How many experts should each of the ${summary.moeLayers.length} MoE layers keep?` },
+    );
+    if (!picked) return;
+    target = { count: picked.count, name: `keep${picked.count}` };
+  }
 
   const calibration = await chooseDatasets(context, { title: 'Calibration data (the task to keep quality on)', canPickMany: true, remember: 'moeStudio.calibration', preferMatching: /train/ });
   if (!calibration) return;
@@ -63,10 +80,20 @@ export async function generatePlan(context: vscode.ExtensionContext, client: Lan
   }
 
   const plansFolder = path.join(workspaceFolder.uri.fsPath, 'plans');
-  const stem = `${path.basename(calibration[0].fsPath).replace(/\.(train|valid)?\.?[^.]+$/, '')}.${method.method}-keep${target.count}`;
+  const stem = `${path.basename(calibration[0].fsPath).replace(/\.(train|valid)?\.?[^.]+$/, '')}.${method.method}-${target.name}`;
   const output = uniquePath(plansFolder, stem, '.moeplan.json');
+  const request = {
+    model,
+    method: method.method,
+    targetExperts: target.count,
+    calibration: withFields,
+    seed: 0,
+    output,
+    parameters: { ...method.parameters, ...target.parameters },
+    singleExpertShare: target.singleExpertShare,
+  };
   const result = await withServerProgress(client, `Generating a ${method.label} plan`, (workDoneToken, token) =>
-    client.sendRequest(GeneratePlanRequest.type, { model, method: method.method, targetExperts: target.count, calibration: withFields, seed: 0, output, parameters: method.parameters, workDoneToken }, token));
+    client.sendRequest(GeneratePlanRequest.type, { ...request, workDoneToken }, token));
   if (!result) return;
   await vscode.window.showTextDocument(vscode.Uri.file(result.planPath));
   for (const warning of result.warnings ?? []) void vscode.window.showWarningMessage(warning);

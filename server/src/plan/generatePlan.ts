@@ -3,8 +3,9 @@
  * its seed recorded so the plan says how it was made and can be made again.
  */
 import type { DType, ModelSpec } from '../checkpoint/modelSpec';
+import { UserError } from '../errors';
 import { analyseHfExactness } from './hfExactness';
-import { adaptiveGatingForShare } from './methods/adaptiveGating';
+import { adaptiveGatingForShare, adaptiveGatingWithinQuality } from './methods/adaptiveGating';
 import { type EepParameters, type EepProgress, type FitnessFunction, eepSearch, searchRecord } from './methods/eep';
 import { type LayerErrorFunction, naeePruning } from './methods/naee';
 import { frequencyPruning, randomPruning, reapPruning, softCountPruning } from './methods/ranking';
@@ -21,8 +22,11 @@ export type PlanMethod =
   | { name: 'naee'; exhaustiveLimit?: number }
   | { name: 'uncurl'; restarts?: number; similarity?: UncurlSimilarity }
   | ({ name: 'eep' } & Partial<Omit<EepParameters, 'seed'>>)
-  /** Adaptive gating alone: every expert stays. */
-  | { name: 'adaptiveGating' };
+  /**
+   * Adaptive gating alone: every expert stays. Thresholds reach `singleExpertShare` (a plan option),
+   * or with `maxLossIncrease` are the smallest per layer whose calibration loss stays within it.
+   */
+  | { name: 'adaptiveGating'; maxLossIncrease?: number };
 
 export interface PlanInputs {
   statistics?: LayerStatistics[];
@@ -32,6 +36,11 @@ export interface PlanInputs {
   fitness?: FitnessFunction;
   /** EEP: plans the search starts from (the pruning heuristics' answers); it never returns worse. */
   initial?: PlanLayer[][];
+  /**
+   * Adaptive gating within a quality bound: the calibration quality (higher is better) of the full
+   * model and of the model with one layer gated at T, and the thresholds to choose from.
+   */
+  gatingQuality?: { baseline: number; candidates: readonly number[]; at: (layer: number, threshold: number) => Promise<number> };
 }
 
 export interface PlanOptions {
@@ -61,7 +70,7 @@ export async function generatePlan(method: PlanMethod, inputs: PlanInputs, optio
   const firstMoe = spec.layers.find((l) => l.kind === 'moe')!;
   const { numExperts, topK } = firstMoe.kind === 'moe' ? firstMoe.moe : { numExperts: 0, topK: 0 };
   const target = (): ExpertTarget => {
-    if (options.targetExperts === undefined) throw new Error(`${method.name} needs targetExperts`);
+    if (options.targetExperts === undefined) throw new UserError(`${method.name} needs the number of experts to keep per layer (targetExperts).`);
     return options.targetExperts;
   };
   const statistics = (): LayerStatistics[] => {
@@ -107,8 +116,17 @@ export async function generatePlan(method: PlanMethod, inputs: PlanInputs, optio
   if (singleExpertShare !== undefined) {
     const thresholds = new Map(adaptiveGatingForShare(statistics(), singleExpertShare).map((t) => [t.layer, t.adaptiveThreshold]));
     layers = layers.map((l) => (thresholds.has(l.layer) ? { ...l, adaptiveThreshold: thresholds.get(l.layer) } : l));
+  } else if (method.name === 'adaptiveGating' && method.maxLossIncrease !== undefined) {
+    if (!inputs.gatingQuality) throw new Error('adaptiveGating with maxLossIncrease needs a gatingQuality callback');
+    const { baseline, candidates, at } = inputs.gatingQuality;
+    // The bound is shared out equally: each layer may cost its share, so the layers together stay near
+    // the bound when their costs add up (Evaluate measures the combined change).
+    const perLayer = method.maxLossIncrease / Math.max(1, shapes.length);
+    const chosen = await adaptiveGatingWithinQuality({ layers: shapes.map((s) => s.layer), candidates: [...candidates], quality: at, minimumQuality: baseline - perLayer, signal: options.signal });
+    const thresholds = new Map(chosen.flatMap((t) => (t.adaptiveThreshold !== undefined ? [[t.layer, t.adaptiveThreshold] as const] : [])));
+    layers = layers.map((l) => (thresholds.has(l.layer) ? { ...l, adaptiveThreshold: thresholds.get(l.layer) } : l));
   } else if (method.name === 'adaptiveGating') {
-    throw new Error('adaptiveGating needs singleExpertShare');
+    throw new Error('adaptiveGating needs singleExpertShare or maxLossIncrease');
   }
   return {
     schema: PLAN_SCHEMA,

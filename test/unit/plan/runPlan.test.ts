@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import type { PlanMethodName } from '../../../common/protocol';
 import { parsePlan } from '../../../server/src/plan';
 import type { EepSearchRecord } from '../../../server/src/plan';
-import { Calibration, generatePlanFile, layerPreview, makePlan, toPlanStatistics } from '../../../server/src/plan/run';
+import { Calibration, generatePlanFile, layerPreview, makePlan, planRelativePath, toPlanStatistics } from '../../../server/src/plan/run';
 import { modelIdentity, RuntimePool } from '../../../server/src/profile/run';
 import { writeRandomCheckpoint, type RandomCheckpoint } from '../../support/randomCheckpoint';
 
@@ -102,6 +102,39 @@ describe('plan generation from a model and calibration data', () => {
     assert.equal(search.merge!.plan.at(-1), Number((first.method.parameters.bestFitness as number).toFixed(6)));
   });
 
+  it('adaptive gating within a loss bound: per layer the smallest threshold whose loss stays within its share', async () => {
+    const bound = 0.02;
+    const { plan } = await generatePlanFile({
+      model: checkpoint.folder, method: 'adaptiveGating', seed: 0, calibration: [{ file: calibrationFile }], output: path.join(dir, 'gating-bound.moeplan.json'), runtimes, threads: 1,
+      parameters: { maxLossIncrease: bound },
+    });
+    assert.equal(plan.method.name, 'adaptiveGating');
+    assert.equal(plan.method.parameters.maxLossIncrease, bound);
+    assert.ok(plan.layers.every((layer) => layer.keptExperts.length === 8), 'every expert stays');
+    // Checked independently: the calibration loss with one layer gated, against the full model's.
+    const identity = await modelIdentity(checkpoint.folder);
+    const calibration = await Calibration.load(await runtimes.get(identity, 1), identity, [{ file: calibrationFile }]);
+    try {
+      const evaluator = calibration.evaluator();
+      const full = -(await evaluator.fitness({ layers: {} }));
+      const lossAt = async (layer: number, threshold: number) => -(await evaluator.fitness({ layers: { [layer]: { adaptiveThreshold: threshold } } }));
+      const share = bound / plan.layers.length;
+      for (const layer of plan.layers) {
+        if (layer.adaptiveThreshold === undefined) continue;
+        assert.ok((await lossAt(layer.layer, layer.adaptiveThreshold)) <= full + share + 1e-9, `layer ${layer.layer} at T = ${layer.adaptiveThreshold}`);
+        const smaller = layer.adaptiveThreshold - 0.025;
+        if (smaller >= 0) assert.ok((await lossAt(layer.layer, smaller)) > full + share, `layer ${layer.layer}: T = ${smaller} was within the bound too`);
+      }
+      assert.ok(plan.layers.some((layer) => layer.adaptiveThreshold !== undefined && layer.adaptiveThreshold < 1), 'some layer gates at all');
+    } finally {
+      await calibration.close();
+    }
+    await assert.rejects(generatePlanFile({
+      model: checkpoint.folder, method: 'adaptiveGating', seed: 0, calibration: [{ file: calibrationFile }], output: path.join(dir, 'gating-negative.moeplan.json'), runtimes, threads: 1,
+      parameters: { maxLossIncrease: -1 },
+    }), /maxLossIncrease.*0 or more/);
+  });
+
   it('stops when aborted', async () => {
     const identity = await modelIdentity(checkpoint.folder);
     const calibration = await Calibration.load(await runtimes.get(identity, 1), identity, [{ file: calibrationFile }]);
@@ -120,6 +153,14 @@ describe('plan generation from a model and calibration data', () => {
       layers: [{ layer: 3, tokenCounts: [1, 2], softCounts: [0.5, 1], reap: [0.1, 0.2], logitCosine: [[1, 0], [0, 1]], singleExpertShare: [0.6, 0.4] } as never],
     });
     assert.deepEqual(layer, { layer: 3, tokenCount: [1, 2], softCount: [0.5, 1], reapScore: [0.1, 0.2], routerLogitSimilarity: [[1, 0], [0, 1]], gatingCurve: { threshold: [0.1, 0.2], singleExpertShare: [0.6, 0.4] } });
+  });
+
+  it('writes paths relative to the workspace only when the plan is inside it too', () => {
+    assert.equal(planRelativePath('/w/demo/model', '/w/plans/a.moeplan.json', '/w'), 'demo/model');
+    // A plan outside the workspace: its readers look beside it and above it, not in the workspace.
+    assert.equal(planRelativePath('/w/demo/model', '/tmp/a.moeplan.json', '/w'), '../w/demo/model');
+    assert.equal(planRelativePath('/data/x.jsonl', '/w/plans/a.moeplan.json', '/w'), '../../data/x.jsonl');
+    assert.equal(planRelativePath('/w/plans/m', '/w/plans/a.moeplan.json'), 'm');
   });
 
   it('previews kept, merged and dropped experts of a layer', () => {

@@ -81,7 +81,10 @@ export const METHODS: Record<MethodName, MethodInfo> = {
   },
   adaptiveGating: {
     summary: 'Keeps every expert; a token skips the experts after its first when its router is confident (Li et al. 2023).',
-    parameters: [{ ...singleExpertShare, description: 'Per-layer thresholds so that this share of tokens (0..1) runs only its first expert.' }],
+    parameters: [
+      { ...singleExpertShare, description: 'Per-layer thresholds so that this share of tokens (0..1) runs only its first expert.' },
+      { name: 'maxLossIncrease', description: 'Instead of a share: per layer the smallest threshold whose calibration loss rises by at most its equal part of this many nats.', defaultValue: () => 0.02 },
+    ],
   },
 };
 

@@ -10,6 +10,7 @@ import { Evaluator } from '../../evaluate/evaluator';
 import { loadSamples, type ChoiceItem, type EvaluationSamples } from '../../evaluate/samples';
 import { UserError } from '../../errors';
 import { loadProfile } from '../../profile/profileFile';
+import { DEFAULT_GATING_THRESHOLDS } from '../../profile/statistics';
 import type { ModelIdentity } from '../../profile/run/modelIdentity';
 import type { OpenModel } from '../../profile/run/runtimePool';
 import type { FieldSpec } from '../../profile/types';
@@ -41,8 +42,10 @@ export interface CalibrationOptions {
 
 /** Method parameters a plan request may carry besides the method's own. */
 export interface CalibrationParameters {
-  /** EEP: calibration sequences each candidate is scored on (default 32). */
+  /** EEP and adaptive gating within a loss bound: calibration sequences each candidate is scored on (default 32). */
   samples?: number;
+  /** Adaptive gating within a loss bound: score thresholds layer by layer. */
+  gatingQuality?: boolean;
 }
 
 export const DEFAULT_EEP_SAMPLES = 32;
@@ -122,16 +125,26 @@ export class Calibration {
   }
 
   /** What `method` needs, computed (once) now. */
-  async inputsFor(method: MethodName, parameters: CalibrationParameters, options: { needsStatistics: boolean; target: ExpertTarget; signal?: AbortSignal }): Promise<PlanInputs> {
+  async inputsFor(method: MethodName, parameters: CalibrationParameters, options: { needsStatistics: boolean; target?: ExpertTarget; signal?: AbortSignal }): Promise<PlanInputs> {
     const inputs: PlanInputs = {};
     if (options.needsStatistics || ['frequency', 'softCount', 'reap', 'uncurl'].includes(method)) inputs.statistics = await this.statistics(options.signal);
     if (method === 'naee') {
       const reconstruction = await this.layerError(options.signal);
       inputs.layerError = async (layer, kept) => reconstruction.error(layer, kept);
     }
+    if (parameters.gatingQuality) {
+      const evaluator = this.evaluator(parameters.samples ?? DEFAULT_EEP_SAMPLES);
+      inputs.gatingQuality = {
+        baseline: await evaluator.fitness({ layers: {} }, options.signal),
+        candidates: DEFAULT_GATING_THRESHOLDS,
+        // One layer gated, the rest unchanged: the prefix cache resumes the forward at that layer.
+        at: (layer, threshold) => evaluator.fitness({ layers: { [layer]: { adaptiveThreshold: threshold } } }, options.signal),
+      };
+    }
     if (method === 'eep') {
       const evaluator = this.evaluator(parameters.samples ?? DEFAULT_EEP_SAMPLES);
       inputs.fitness = (candidate) => evaluator.score(candidate, options.signal);
+      if (options.target === undefined) throw new UserError('EEP needs the number of experts to keep.');
       inputs.initial = await this.heuristicPlans(options.target, options.signal);
     }
     return inputs;

@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { PlanMethodName } from '../../../../common/protocol';
+import type { GenerateMethodName } from '../../../../common/protocol';
 import { UserError } from '../../errors';
 import { modelIdentity } from '../../profile/run/modelIdentity';
 import { RuntimePool } from '../../profile/run/runtimePool';
@@ -18,8 +18,9 @@ import { formatPlan, type MoePlan } from '../planFile';
 import { Calibration, type CalibrationFile, type CalibrationParameters } from './calibration';
 
 export interface PlanRequestOptions {
-  method: PlanMethodName;
-  targetExperts: number;
+  method: GenerateMethodName;
+  /** Every method but adaptiveGating. */
+  targetExperts?: number;
   seed: number;
   /** Method parameters (EEP budget, population, …; `samples` for EEP's calibration sequences). */
   parameters?: Record<string, unknown>;
@@ -38,7 +39,7 @@ export interface PlanRecord {
 const EEP_KEYS = ['populationSize', 'generations', 'eliteSize', 'budget', 'phases', 'sigma', 'mutationRate', 'significance'] as const;
 
 /** The generatePlan method object for a method name and the request's free-form parameters. */
-export function planMethod(name: PlanMethodName, parameters: Record<string, unknown> = {}): PlanMethod {
+export function planMethod(name: GenerateMethodName, parameters: Record<string, unknown> = {}): PlanMethod {
   const numberParameter = (key: string): number | undefined => {
     const value = parameters[key];
     if (value === undefined) return undefined;
@@ -54,6 +55,11 @@ export function planMethod(name: PlanMethodName, parameters: Record<string, unkn
         throw new UserError(`The uncurl parameter "similarity" must be ${UNCURL_SIMILARITIES.map((x) => `"${x}"`).join(' or ')}.`);
       }
       return { name, ...defined({ restarts: numberParameter('restarts'), similarity: similarity as UncurlSimilarity | undefined }) };
+    }
+    case 'adaptiveGating': {
+      const bound = numberParameter('maxLossIncrease');
+      if (bound !== undefined && bound < 0) throw new UserError('The adaptiveGating parameter "maxLossIncrease" is a loss increase in nats, 0 or more.');
+      return { name, ...defined({ maxLossIncrease: bound }) };
     }
     case 'eep': {
       const method: Record<string, unknown> = { name };
@@ -77,13 +83,16 @@ export function planMethod(name: PlanMethodName, parameters: Record<string, unkn
 /** A plan object for the calibration (not written anywhere). */
 export async function makePlan(calibration: Calibration, options: PlanRequestOptions, record: PlanRecord): Promise<MoePlan> {
   const method = planMethod(options.method, options.parameters);
-  const calibrationParameters: CalibrationParameters = { samples: typeof options.parameters?.samples === 'number' ? options.parameters.samples : undefined };
+  const calibrationParameters: CalibrationParameters = {
+    samples: typeof options.parameters?.samples === 'number' ? options.parameters.samples : undefined,
+    gatingQuality: method.name === 'adaptiveGating' && method.maxLossIncrease !== undefined,
+  };
   const needsStatistics = options.singleExpertShare !== undefined;
   if (['frequency', 'softCount', 'reap', 'uncurl', 'naee'].includes(options.method) || needsStatistics) options.onProgress?.('Profiling the calibration data');
   if (options.method === 'naee') options.onProgress?.('Computing every expert\'s output on the calibration tokens');
   if (options.method === 'eep') options.onProgress?.('Starting from the pruning heuristics (frequency, soft count, REAP, NAEE)');
   const inputs = await calibration.inputsFor(method.name, calibrationParameters, { needsStatistics, target: options.targetExperts, signal: options.signal });
-  options.onProgress?.(options.method === 'eep' ? 'Searching (EEP)' : options.method === 'naee' ? 'Searching expert subsets (NAEE)' : 'Choosing experts');
+  options.onProgress?.(options.method === 'eep' ? 'Searching (EEP)' : options.method === 'naee' ? 'Searching expert subsets (NAEE)' : calibrationParameters.gatingQuality ? 'Measuring each layer\'s loss at candidate thresholds' : 'Choosing experts');
   return generatePlan(method, inputs, {
     spec: calibration.identity.spec,
     model: { folder: record.modelFolder, fingerprint: calibration.identity.fingerprint },
@@ -144,13 +153,18 @@ export async function generatePlanFile(options: GeneratePlanFileOptions): Promis
   }
 }
 
-/** A path as a plan stores it: relative to the workspace folder when inside it, else to the plan's folder; forward slashes. */
+/**
+ * A path as a plan stores it: relative to the workspace folder when both the plan and the file are
+ * inside it, else to the plan's folder (readers look in the plan's folder and its ancestors, so a plan
+ * written outside the workspace must not use workspace-relative paths); forward slashes.
+ */
 export function planRelativePath(file: string, planPath: string, workspaceFolder?: string): string {
-  const inside = (base: string) => {
-    const relative = path.relative(base, file);
+  const inside = (base: string, target: string) => {
+    const relative = path.relative(base, target);
     return relative !== '' && !relative.startsWith('..') && !path.isAbsolute(relative) ? relative : undefined;
   };
-  const relative = (workspaceFolder && inside(path.resolve(workspaceFolder))) ?? path.relative(path.dirname(planPath), file);
+  const workspace = workspaceFolder && path.resolve(workspaceFolder);
+  const relative = (workspace && inside(workspace, planPath) && inside(workspace, file)) || path.relative(path.dirname(planPath), file);
   return relative.split(path.sep).join('/') || '.';
 }
 
