@@ -170,6 +170,23 @@ async function run(session: Session, log: (message: string) => void): Promise<vo
     await typeDuplicateExpert(page, planText, log);
     await undoAndSave(page, planPath, planText);
   });
+
+  // 6. Adaptive gating alone: no expert count to pick, a share of single-expert tokens instead.
+  const gatingName = 'code.adaptiveGating-share90.moeplan.json';
+  await step(page, 'e2e-plan-11-adaptive-gating', async () => {
+    await runCommand(page, 'MoE Studio: Generate pruning plan');
+    await pickOne(page, 'Pruning method', 'Adaptive gating');
+    await pickOne(page, 'Adaptive gating', '90% of tokens on one expert');
+    await pickMany(page, 'Calibration data', 'code.train.jsonl');
+    await editorTab(page, gatingName).waitFor({ timeout: 240_000 });
+  });
+  const gating = JSON.parse(readFileSync(join(folder, 'plans', gatingName), 'utf8')) as { method: { name: string; parameters: { singleExpertShare?: number } }; layers: { keptExperts: number[]; adaptiveThreshold?: number }[] };
+  assert.equal(gating.method.name, 'adaptiveGating');
+  assert.equal(gating.method.parameters.singleExpertShare, 0.9);
+  for (const layer of gating.layers) {
+    assert.equal(layer.keptExperts.length, 8, 'adaptive gating keeps every expert');
+    assert.ok(typeof layer.adaptiveThreshold === 'number' && layer.adaptiveThreshold >= 0 && layer.adaptiveThreshold <= 1, `threshold ${layer.adaptiveThreshold}`);
+  }
 }
 
 /** Types the first layer's second kept expert over its first one; waits for the error. */
@@ -227,9 +244,11 @@ async function pickMany(page: Page, title: string, label: string): Promise<void>
   await input.fill(label);
   const row = page.locator(`${QUICK_INPUT} .monaco-list-row`, { hasText: label }).first();
   await row.waitFor({ timeout: 10_000 });
-  // Clicking the row toggles its checkbox; the count badge says how many are checked.
-  await row.click();
+  // Clicking the row toggles its checkbox; the count badge says how many are checked. A second plan
+  // finds the first one's choice remembered and checked already (the plan's name, from the first
+  // calibration file, shows which one it was).
   const count = page.locator(`${QUICK_INPUT} .quick-input-count`);
+  if (!/^\s*1 Selected\s*$/.test((await count.textContent().catch(() => '')) ?? '')) await row.click();
   await count.filter({ hasText: /^\s*1 Selected\s*$/ }).waitFor({ timeout: 10_000 }).catch(async () => {
     throw new Error(`${label} was not the only item checked: the quick pick says "${await count.textContent()}"`);
   });
