@@ -234,5 +234,11 @@ describe('plan files in the language server', () => {
     for (const lens of lenses) assert.equal(lens.range.start.line, positionOf(document, '"layers"').line);
     assert.match(lenses[3].command?.title ?? '', /^4\/8 experts kept · \d+% fewer parameters · exact in HF$/);
     assert.equal(lenses[3].command?.command, '');
+
+    // Adaptive gating alone: nothing pruned, so the lens names the gated layers instead of a saving.
+    const all = Array.from({ length: 8 }, (_, j) => j);
+    const gated = await open(formatPlan(plan([{ layer: 0, keptExperts: all, adaptiveThreshold: 0.1 }, { layer: 1, keptExperts: all, adaptiveThreshold: 0.25 }], { exactInHuggingFace: { exact: false, reasons: ['adaptive gating'] } })));
+    const gatedLenses = (await server.connection.sendRequest(CodeLensRequest.type, { textDocument: { uri: gated.uri } })) ?? [];
+    assert.equal(gatedLenses[3].command?.title, '8/8 experts kept · adaptive gating in 2 layers (T 0.10–0.25) · not exact in HF');
   });
 });

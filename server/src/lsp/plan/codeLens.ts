@@ -22,7 +22,7 @@ export function planCodeLenses(document: TextDocument, analysis: PlanAnalysis): 
   return lenses;
 }
 
-/** "4/8 experts kept · 46% fewer parameters · exact in HF", from what the plan says about itself. */
+/** "4/8 experts kept · 46% fewer parameters · adaptive gating in 2 layers (T 0.10–0.20) · exact in HF", from what the plan says about itself. */
 export function planSummary(analysis: PlanAnalysis): string | undefined {
   const plan = analysis.parsed.plan;
   if (!plan) return undefined;
@@ -36,8 +36,17 @@ export function planSummary(analysis: PlanAnalysis): string | undefined {
     parts.push(`${kept}${numExperts > 0 ? `/${numExperts}` : ''} experts kept`);
   }
   const parameters = plan.predictedSavings?.parameters;
-  if (parameters && parameters.before > 0) {
+  if (parameters && parameters.before > 0 && parameters.after < parameters.before) {
     parts.push(`${Math.round(100 * (1 - parameters.after / parameters.before))}% fewer parameters`);
+  }
+  // Adaptive gating saves active parameters per token, by how often the data lets a token skip its
+  // second expert: Evaluate measures it, so the lens only says where it applies.
+  const gated = plan.layers.flatMap((l) => (l.adaptiveThreshold !== undefined ? [l.adaptiveThreshold] : []));
+  if (gated.length > 0) {
+    const low = Math.min(...gated);
+    const high = Math.max(...gated);
+    const range = low === high ? low.toFixed(2) : `${low.toFixed(2)}–${high.toFixed(2)}`;
+    parts.push(`adaptive gating in ${gated.length} layer${gated.length === 1 ? '' : 's'} (T ${range})`);
   }
   const exact = analysis.tree && findNodeAtLocation(analysis.tree, ['exactInHuggingFace', 'exact']);
   if (exact?.type === 'boolean') parts.push(exact.value ? 'exact in HF' : 'not exact in HF');
