@@ -65,9 +65,11 @@ export class Evaluator {
   async evaluate(plan: RuntimePlan | undefined, metrics: EvaluationMetric[] = this.metrics, options: EvaluateOptions = {}): Promise<EvaluationResult> {
     const unsupported = metrics.filter((m) => !this.metrics.includes(m));
     if (unsupported.length > 0) throw new Error(`${unsupported.join(', ')} cannot be measured on ${this.samples.kind === 'text' ? 'text' : 'multiple-choice'} data`);
-    return cancellable(options.signal, () => this.samples.kind === 'text'
+    const { values, samples, tokens } = await cancellable<EvaluationResult>(options.signal, () => this.samples.kind === 'text'
       ? this.evaluateText(this.samples.sequences, plan, metrics, options)
       : this.evaluateChoices(this.samples.items, plan, options));
+    // Only the metrics: results are cached on disk (baselines), and the per-sample parts are the fitness's.
+    return { values, samples, tokens };
   }
 
   /**
@@ -85,11 +87,8 @@ export class Evaluator {
   async score(plan: RuntimePlan, signal?: AbortSignal): Promise<{ value: number; samples: Float64Array }> {
     return cancellable(signal, async () => {
       if (this.samples.kind === 'text') {
-        const { sequences } = this.samples;
-        const result = await this.runtime.forward({ sequences, outputs: { loss: true }, plan }, { signal });
-        const positions = sequences.reduce((n, s) => n + s.length - 1, 0);
-        const shares = Float64Array.from(result.sequences, (s) => -s.loss!.reduce((a, b) => a + b, 0) / positions);
-        return { value: shares.reduce((a, b) => a + b, 0), samples: shares };
+        const result = await this.evaluateText(this.samples.sequences, plan, ['loss'], { signal });
+        return { value: -result.values.loss!, samples: result.sequenceLoss.map((loss) => -loss / result.tokens) };
       }
       const result = await this.evaluateChoices(this.samples.items, plan, { signal });
       const n = this.samples.items.length;
@@ -98,11 +97,13 @@ export class Evaluator {
     });
   }
 
-  private async evaluateText(sequences: Int32Array[], plan: RuntimePlan | undefined, metrics: EvaluationMetric[], options: EvaluateOptions): Promise<EvaluationResult> {
+  /** Also each sequence's summed loss, in order (zeros unless the loss is measured). */
+  private async evaluateText(sequences: Int32Array[], plan: RuntimePlan | undefined, metrics: EvaluationMetric[], options: EvaluateOptions): Promise<EvaluationResult & { sequenceLoss: Float64Array }> {
     const wantLoss = metrics.includes('loss') || metrics.includes('perplexity');
     const compare = metrics.includes('kl') || metrics.includes('top1Agreement');
     const vocab = this.runtime.model.vocabSize;
     const chunks = compare ? chunkByTokens(sequences, Math.max(1, Math.floor(this.maxLogitFloats / vocab))) : [sequences];
+    const sequenceLoss = new Float64Array(sequences.length);
     let lossSum = 0;
     let klSum = 0;
     let agreements = 0;
@@ -114,7 +115,10 @@ export class Evaluator {
       chunk.forEach((sequence, i) => {
         const counted = sequence.length - 1;
         positions += counted;
-        if (wantLoss) for (const value of planned.sequences[i].loss!) lossSum += value;
+        if (wantLoss) {
+          for (const value of planned.sequences[i].loss!) sequenceLoss[done + i] += value;
+          lossSum += sequenceLoss[done + i];
+        }
         if (!full) return;
         const p = full.sequences[i].logits!;
         const q = planned.sequences[i].logits!;
@@ -131,7 +135,7 @@ export class Evaluator {
     if (metrics.includes('perplexity')) values.perplexity = Math.exp(lossSum / positions);
     if (metrics.includes('kl')) values.kl = klSum / positions;
     if (metrics.includes('top1Agreement')) values.top1Agreement = agreements / positions;
-    return { values, samples: sequences.length, tokens: positions };
+    return { values, samples: sequences.length, tokens: positions, sequenceLoss };
   }
 
   private async evaluateChoices(items: Extract<EvaluationSamples, { kind: 'choice' }>['items'], plan: RuntimePlan | undefined, options: EvaluateOptions): Promise<EvaluationResult & { correctChoiceLoss: number; perItem: { correct: number; correctLoss: number }[] }> {
