@@ -7,7 +7,7 @@ export type { ExpertTarget, GatingCurve, LayerStatistics, MoeLayerShape } from '
 export { randomPruning, frequencyPruning, softCountPruning, reapPruning } from './methods/ranking';
 export { naeePruning, type LayerErrorFunction, type NaeeOptions } from './methods/naee';
 export { uncurlMerging, spectralClusters, UNCURL_SIMILARITIES, type UncurlOptions, type UncurlSimilarity } from './methods/uncurl';
-export { eepSearch, searchRecord, DEFAULT_EEP_PARAMETERS, type EepOptions, type EepParameters, type EepProgress, type EepResult, type EepSearchRecord, type FitnessFunction } from './methods/eep';
+export { eepSearch, pairedDifference, searchRecord, DEFAULT_EEP_PARAMETERS, type EepOptions, type EepParameters, type EepProgress, type EepResult, type EepSearchRecord, type FitnessFunction } from './methods/eep';
 export { adaptiveGatingForShare, adaptiveGatingWithinQuality, thresholdForSingleExpertShare, type QualityBoundOptions } from './methods/adaptiveGating';
 export { generatePlan, moeLayerShapes, type PlanInputs, type PlanMethod, type PlanOptions } from './generatePlan';
 export { heavyMerges, sharesFromCounts, describeHeavyMerge, describeHeavyMerges, type HeavyMerge } from './mergeWarnings';

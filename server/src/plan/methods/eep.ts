@@ -262,14 +262,21 @@ function definedOnly(options: Partial<EepParameters>): Partial<EepParameters> {
 export function significantlyBetter(a: { fitness: number; samples?: ArrayLike<number> }, b: { fitness: number; samples?: ArrayLike<number> }, z: number): boolean {
   if (!(a.fitness > b.fitness)) return false;
   if (z <= 0 || !a.samples || !b.samples || a.samples.length !== b.samples.length || a.samples.length < 2) return true;
-  const n = a.samples.length;
+  return a.fitness - b.fitness > z * pairedDifference(a.samples, b.samples).standardError;
+}
+
+/**
+ * Σ (a_i − b_i) over paired samples (n ≥ 2, equal lengths) and that sum's standard error: √n × the
+ * differences' sample standard deviation.
+ */
+export function pairedDifference(a: ArrayLike<number>, b: ArrayLike<number>): { difference: number; standardError: number } {
+  const n = a.length;
   let mean = 0;
-  for (let i = 0; i < n; i++) mean += a.samples[i] - b.samples[i];
+  for (let i = 0; i < n; i++) mean += a[i] - b[i];
   mean /= n;
   let squares = 0;
-  for (let i = 0; i < n; i++) squares += (a.samples[i] - b.samples[i] - mean) ** 2;
-  const standardError = Math.sqrt((n * squares) / (n - 1));
-  return a.fitness - b.fitness > z * standardError;
+  for (let i = 0; i < n; i++) squares += (a[i] - b[i] - mean) ** 2;
+  return { difference: mean * n, standardError: Math.sqrt((n * squares) / (n - 1)) };
 }
 
 /** Best first; equal fitness keeps the earlier candidate first (elites before children). */
