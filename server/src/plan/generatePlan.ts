@@ -113,21 +113,21 @@ export async function generatePlan(method: PlanMethod, inputs: PlanInputs, optio
       break;
   }
   const singleExpertShare = options.singleExpertShare;
+  let chosen: { layer: number; adaptiveThreshold?: number }[] = [];
   if (singleExpertShare !== undefined) {
-    const thresholds = new Map(adaptiveGatingForShare(statistics(), singleExpertShare).map((t) => [t.layer, t.adaptiveThreshold]));
-    layers = layers.map((l) => (thresholds.has(l.layer) ? { ...l, adaptiveThreshold: thresholds.get(l.layer) } : l));
+    chosen = adaptiveGatingForShare(statistics(), singleExpertShare);
   } else if (method.name === 'adaptiveGating' && method.maxLossIncrease !== undefined) {
     if (!inputs.gatingQuality) throw new Error('adaptiveGating with maxLossIncrease needs a gatingQuality callback');
     const { baseline, candidates, at } = inputs.gatingQuality;
     // The bound is shared out equally: each layer may cost its share, so the layers together stay near
     // the bound when their costs add up (Evaluate measures the combined change).
     const perLayer = method.maxLossIncrease / Math.max(1, shapes.length);
-    const chosen = await adaptiveGatingWithinQuality({ layers: shapes.map((s) => s.layer), candidates: [...candidates], quality: at, minimumQuality: baseline - perLayer, signal: options.signal });
-    const thresholds = new Map(chosen.flatMap((t) => (t.adaptiveThreshold !== undefined ? [[t.layer, t.adaptiveThreshold] as const] : [])));
-    layers = layers.map((l) => (thresholds.has(l.layer) ? { ...l, adaptiveThreshold: thresholds.get(l.layer) } : l));
+    chosen = await adaptiveGatingWithinQuality({ layers: shapes.map((s) => s.layer), candidates: [...candidates], quality: at, minimumQuality: baseline - perLayer, signal: options.signal });
   } else if (method.name === 'adaptiveGating') {
     throw new Error('adaptiveGating needs singleExpertShare or maxLossIncrease');
   }
+  const thresholds = new Map(chosen.flatMap((t) => (t.adaptiveThreshold !== undefined ? [[t.layer, t.adaptiveThreshold] as const] : [])));
+  layers = layers.map((l) => (thresholds.has(l.layer) ? { ...l, adaptiveThreshold: thresholds.get(l.layer) } : l));
   return {
     schema: PLAN_SCHEMA,
     version: PLAN_VERSION,

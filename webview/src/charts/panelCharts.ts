@@ -28,10 +28,15 @@ export function rowSizeHistogram(canvas: HTMLCanvasElement, summary: DatasetSumm
 const SERIES_COLORS = ['--vscode-charts-blue', '--vscode-charts-orange', '--vscode-charts-green', '--vscode-charts-purple', '--vscode-charts-red', '--vscode-charts-yellow'];
 const SERIES_FALLBACKS = ['#3794ff', '#d18616', '#388a34', '#652d90', '#e51400', '#bf8803'];
 
+/** The i-th series colour: the theme's chart colours, or fixed ones where the theme has none. */
+function seriesColors(): (i: number) => string {
+  const style = getComputedStyle(document.documentElement);
+  return (i) => style.getPropertyValue(SERIES_COLORS[i % SERIES_COLORS.length]).trim() || SERIES_FALLBACKS[i % SERIES_FALLBACKS.length];
+}
+
 /** One line per method over the kept-expert counts, and the full model as a dashed reference. */
 export function sweepChart(canvas: HTMLCanvasElement, sweep: SweepResult, theme: ChartsTheme): Chart<'line'> {
-  const style = getComputedStyle(document.documentElement);
-  const color = (i: number) => style.getPropertyValue(SERIES_COLORS[i % SERIES_COLORS.length]).trim() || SERIES_FALLBACKS[i % SERIES_FALLBACKS.length];
+  const color = seriesColors();
   return new Chart(canvas, {
     type: 'line',
     data: {
@@ -60,8 +65,7 @@ export function sweepChart(canvas: HTMLCanvasElement, sweep: SweepResult, theme:
 export function eepSearchChart(canvas: HTMLCanvasElement, search: EepSearchRecord, theme: ChartsTheme): Chart<'line'> {
   const phases = (['prune', 'merge'] as const).flatMap((phase) => (search[phase] ? [{ phase, ...search[phase]! }] : []));
   const labels = phases.flatMap(({ phase, plan }) => plan.map((_, generation) => `${phase} ${generation}`));
-  const style = getComputedStyle(document.documentElement);
-  const color = (i: number) => style.getPropertyValue(SERIES_COLORS[i]).trim() || SERIES_FALLBACKS[i];
+  const color = seriesColors();
   // Each phase's values sit over its own labels; the other phase's positions stay empty.
   let offset = 0;
   const datasets = phases.flatMap(({ phase, plan, candidate }, i) => {
