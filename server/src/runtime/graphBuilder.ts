@@ -14,6 +14,15 @@ export const DEFAULT_EXTERNAL_DATA_THRESHOLD = 1536 * 1024 * 1024;
 /** A weight's values, or how to get them: lazy weights are read one at a time while serialising. */
 export type WeightData = Float32Array | (() => Promise<Float32Array>);
 
+interface NodeRecord {
+  op_type: string;
+  name: string;
+  domain: string;
+  input: string[];
+  output: string[];
+  attribute?: object[];
+}
+
 interface Initializer {
   name: string;
   dtype: OnnxDTypeName;
@@ -32,11 +41,13 @@ export type SerializedModel = { kind: 'bytes'; bytes: Uint8Array } | { kind: 'fi
  * one tensor at a time and never held in memory whole.
  */
 export class GraphBuilder {
-  private readonly nodes: object[] = [];
+  private readonly nodes: NodeRecord[] = [];
   private readonly inputs: object[] = [];
   private readonly outputs: object[] = [];
   private readonly initializers: Initializer[] = [];
   private readonly constants = new Map<string, string>();
+  /** Graph outputs by the value they export, resolved when serialising (nodes may still use the value). */
+  private readonly outputNames = new Map<string, string[]>();
   private counter = 0;
 
   constructor(private readonly graphName: string) {}
@@ -48,7 +59,7 @@ export class GraphBuilder {
 
   /** Declares `value` as a graph output called `name` (through an Identity so any value can be exported). */
   output(value: string, name: string, dtype: OnnxDTypeName, dims: Dim[]): void {
-    this.nodes.push({ op_type: 'Identity', input: [value], output: [name], name: `out_${name}`, domain: '' });
+    this.outputNames.set(value, [...(this.outputNames.get(value) ?? []), name]);
     this.outputs.push(valueInfo(name, dtype, dims));
   }
 
@@ -83,6 +94,25 @@ export class GraphBuilder {
     return this.node(opType, inputs, attributes, 1, domain)[0];
   }
 
+  /**
+   * The nodes with graph outputs wired in. A value a node produces is renamed to its (first) output name,
+   * everywhere, rather than copied through an Identity: each copy of a [tokens, hidden] output is a memory
+   * pass per layer. Graph inputs, constants and second names for one value still go through Identity.
+   */
+  private nodesWithOutputs(): NodeRecord[] {
+    const renames = new Map<string, string>();
+    const copies: NodeRecord[] = [];
+    for (const [value, names] of this.outputNames) {
+      const produced = this.nodes.some((n) => n.output.includes(value));
+      names.forEach((name, i) => {
+        if (produced && i === 0) renames.set(value, name);
+        else copies.push({ op_type: 'Identity', input: [value], output: [name], name: `out_${name}`, domain: '' });
+      });
+    }
+    const rename = (v: string) => renames.get(v) ?? v;
+    return [...this.nodes, ...copies].map((n) => ({ ...n, input: n.input.map(rename), output: n.output.map(rename) }));
+  }
+
   weightBytes(): number {
     return this.initializers.reduce((sum, init) => sum + 4 * elementCount(init.dims), 0);
   }
@@ -109,7 +139,7 @@ export class GraphBuilder {
       ir_version: IR_VERSION,
       producer_name: 'moe-studio',
       opset_import: [{ domain: '', version: OPSET }, { domain: 'com.microsoft', version: 1 }],
-      graph: { name: this.graphName, node: this.nodes, initializer: tensors, input: this.inputs, output: this.outputs },
+      graph: { name: this.graphName, node: this.nodesWithOutputs(), initializer: tensors, input: this.inputs, output: this.outputs },
     };
     // Plain objects with numeric enums encode directly; fromObject would only add a pass over the weights.
     const bytes = ModelProto.encode(model).finish();

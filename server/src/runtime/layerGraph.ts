@@ -70,13 +70,17 @@ export function buildLayerGraph(spec: ModelSpec, layer: LayerSpec, weights: Laye
     return g.op('Add', [g.op('Mul', [t, cos]), g.op('Mul', [rotated, sin])]);
   };
   const group = numHeads / numKvHeads;
-  // GQA without copying k/v: queries grouped as [batch, kv, group, seq, d] broadcast against [batch, kv, 1, seq, d].
-  const qGrouped = g.op('Reshape', [rope(headsFirst(q4)), g.constInt64([0, numKvHeads, group, -1, headDim])]);
-  const kGrouped = g.op('Unsqueeze', [rope(headsFirst(k4)), g.constInt64([2])]);
-  const vGrouped = g.op('Unsqueeze', [headsFirst(toHeads(v, numKvHeads)), g.constInt64([2])]);
-  const scores = g.op('MatMul', [qGrouped, g.op('Transpose', [kGrouped], { perm: [0, 1, 2, 4, 3] })]);
-  const scaled = g.op('Add', [g.op('Mul', [scores, g.constFloat([1 / Math.sqrt(headDim)])]), attentionBias]);
-  const context = g.op('MatMul', [g.op('Softmax', [scaled], { axis: -1 }), vGrouped]);
+  // GQA without copying k/v: each kv head's group of query heads is stacked along the rows,
+  // [batch, kv, group x seq, d], so both products are plain batched MatMuls with no broadcasting
+  // (onnxruntime then folds k's transpose and the scale into one FusedMatMul).
+  const qStacked = g.op('Reshape', [rope(headsFirst(q4)), g.constInt64([0, numKvHeads, -1, headDim])]);
+  const kHeads = rope(headsFirst(k4));
+  const vHeads = headsFirst(toHeads(v, numKvHeads));
+  const scores = g.op('Mul', [g.op('MatMul', [qStacked, g.op('Transpose', [kHeads], { perm: [0, 1, 3, 2] })]), g.constFloat([1 / Math.sqrt(headDim)])]);
+  // The [batch, 1, 1, seq, seq] bias broadcasts over kv heads and groups once the rows are split again.
+  const groupedShape = g.op('Concat', [g.constInt64([0, numKvHeads, group]), g.op('Slice', [g.op('Shape', [attentionBias]), g.constInt64([3]), g.constInt64([5])])], { axis: 0 });
+  const probs = g.op('Softmax', [g.op('Add', [g.op('Reshape', [scores, groupedShape]), attentionBias])], { axis: -1 });
+  const context = g.op('MatMul', [g.op('Reshape', [probs, g.constInt64([0, numKvHeads, -1, 0])]), vHeads]);
   const merged = g.op('Reshape', [g.op('Transpose', [g.op('Reshape', [context, g.constInt64([0, numHeads, -1, headDim])])], { perm: [0, 2, 1, 3] }), g.constInt64([-1, numHeads * headDim])]);
   const attended = g.op('Add', [rows, linearOp(g, merged, 'o_proj', weights.o, H, numHeads * headDim)]);
 
