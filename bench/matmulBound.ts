@@ -16,10 +16,12 @@ import { GraphBuilder } from '../server/src/runtime/graphBuilder';
 import { Prng } from '../test/support/prng';
 
 /**
- * Seconds (best of `repeats`) for the products of one forward over a padded `[batch, seqLength]` batch.
- * `routedRows[layer][expert]` is how many token rows each expert multiplies (from a real routing).
+ * Seconds (best of `repeats`) for the products of one forward of `tokens` real tokens padded to a
+ * `[batch, seqLength]` grid: as in the runtime, projections, experts and the head multiply real tokens
+ * only and attention the padded grid. `routedRows[layer][expert]` is how many token rows each expert
+ * multiplies (from a real routing).
  */
-export async function matmulBoundSeconds(spec: ModelSpec, batch: number, seqLength: number, routedRows: number[][], threads: number, repeats = 7): Promise<number> {
+export async function matmulBoundSeconds(spec: ModelSpec, batch: number, seqLength: number, tokens: number, routedRows: number[][], threads: number, repeats = 7): Promise<number> {
   const g = new GraphBuilder('matmul-bound');
   const prng = new Prng(5);
   const random = (n: number) => Float32Array.from({ length: n }, () => prng.next() - 0.5);
@@ -51,7 +53,6 @@ export async function matmulBoundSeconds(spec: ModelSpec, batch: number, seqLeng
 
   const { numHeads, numKvHeads, headDim } = spec.attention;
   const H = spec.hiddenSize;
-  const tokens = batch * seqLength;
   spec.layers.forEach((layer, index) => {
     gemm(tokens, H, numHeads * headDim);
     gemm(tokens, H, numKvHeads * headDim);
@@ -108,11 +109,11 @@ export async function bestRunSeconds(g: GraphBuilder, feeds: Record<string, ort.
   }
 }
 
-/** Rows per expert per MoE layer in a captured forward, scaled from real tokens to the padded batch. */
-export function routedRowsFromCapture(selected: Int32Array[][], numExperts: number, realTokens: number, paddedTokens: number): number[][] {
+/** Rows per expert per MoE layer in a captured forward. */
+export function routedRowsFromCapture(selected: Int32Array[][], numExperts: number): number[][] {
   return selected.map((layerSelections) => {
     const counts = new Array<number>(numExperts).fill(0);
     for (const experts of layerSelections) for (const e of experts) if (e >= 0) counts[e]++;
-    return counts.map((c) => Math.round((c * paddedTokens) / realTokens));
+    return counts;
   });
 }

@@ -92,8 +92,8 @@ async function main(): Promise<void> {
         const torch = hasTorch ? timeTorch(model.folder, tokensFile, threads, model.repeats) : undefined;
         const tokens = sequences.reduce((sum, s) => sum + s.length, 0);
         const numExperts = spec.layers.find((l) => l.kind === 'moe')?.moe.numExperts ?? 0;
-        const routedRows = routedRowsFromCapture(ort.selected, numExperts, tokens, model.batch * model.seqLength);
-        const matmulSeconds = await matmulBoundSeconds(spec, model.batch, model.seqLength, routedRows, threads);
+        const routedRows = routedRowsFromCapture(ort.selected, numExperts);
+        const matmulSeconds = await matmulBoundSeconds(spec, model.batch, model.seqLength, tokens, routedRows, threads);
         rows.push({ model: model.name, planSeconds: ort.planSeconds, threads, tokens, ortSeconds: ort.seconds, torchSeconds: torch?.median_s, gflops: forwardFlops(spec, sequences) / ort.seconds / 1e9, peakGflops: 0, matmulSeconds, ortLoss: ort.meanLoss, torchLoss: torch?.mean_loss });
       }
     }

@@ -106,14 +106,21 @@ export function planComposedGraph(spec: ModelSpec, weights: WeightSource, resolv
   const visibleKeys = frame.op('Unsqueeze', [frame.op('Cast', [mask], { to: OnnxDType.bool }), frame.constInt64([1, 2, 3])]);
   const attentionBias = frame.op('Where', [frame.op('And', [causal, visibleKeys]), frame.constFloat([0]), frame.constFloat([MASKED])]);
 
+  // The layers take tokens as rows and attention's grid; here every (batch, position) is a token, padding
+  // included (left padding keeps HF generate's layout), so both maps are the identity.
+  const gridSize = frame.op('ReduceProd', [frame.op('Shape', [ids])], { keepdims: 0 });
+  const identityRows = frame.op('Range', [frame.scalarInt64(0), gridSize, frame.scalarInt64(1)]);
+
   const parts: GraphPart[] = [];
   const planned = new Map(resolved.layers.map((layer) => [layer.index, layer]));
-  let hidden = embedded;
+  let hidden = frame.op('Reshape', [embedded, frame.constInt64([-1, H])]);
   for (const layer of spec.layers) {
     const prefix = `layer${layer.index}/`;
     const layerWeightSet = layerWeights(spec, weights, layer);
     const bindings: Record<string, string> = {
       [LayerIO.hidden]: hidden,
+      [LayerIO.tokenSlots]: identityRows,
+      [LayerIO.gridRows]: identityRows,
       [LayerIO.ropeCos]: cos,
       [LayerIO.ropeSin]: sin,
       [LayerIO.attentionBias]: attentionBias,

@@ -4,7 +4,9 @@ import type { LayerWeights, MlpWeights } from './layerWeights';
 
 /** Names of a decoder-layer graph's inputs and outputs, shared by the builder and the engine. */
 export const LayerIO = {
-  hidden: 'hidden', // [batch, seq, hidden]
+  hidden: 'hidden', // [tokens, hidden]: the batch's real tokens only, sequence after sequence (no padding)
+  tokenSlots: 'token_slots', // [tokens] int64: each token's place in the padded [batch x seq] grid
+  gridRows: 'grid_rows', // [batch x seq] int64: the token each grid place reads (padding: any token)
   ropeCos: 'rope_cos', // [seq, headDim]
   ropeSin: 'rope_sin',
   attentionBias: 'attention_bias', // [batch, 1, 1, seq, seq]: 0 where a query may attend, -inf elsewhere
@@ -28,7 +30,9 @@ export function buildLayerGraph(spec: ModelSpec, layer: LayerSpec, weights: Laye
   const g = new GraphBuilder(`layer${layer.index}`);
   const { numHeads, numKvHeads, headDim } = spec.attention;
   const H = spec.hiddenSize;
-  const hidden = g.input(LayerIO.hidden, 'float', ['batch', 'seq', H]);
+  const rows = g.input(LayerIO.hidden, 'float', ['tokens', H]);
+  const tokenSlots = g.input(LayerIO.tokenSlots, 'int64', ['tokens']);
+  const gridRows = g.input(LayerIO.gridRows, 'int64', ['grid']);
   const cos = g.input(LayerIO.ropeCos, 'float', ['seq', headDim]);
   const sin = g.input(LayerIO.ropeSin, 'float', ['seq', headDim]);
   const attentionBias = g.input(LayerIO.attentionBias, 'float', ['batch', 1, 1, 'seq', 'seq']);
@@ -40,9 +44,12 @@ export function buildLayerGraph(spec: ModelSpec, layer: LayerSpec, weights: Laye
     return g.op('Mul', [g.op('Div', [x, std]), w(name, weight, [size])]);
   };
 
-  // Tokens as rows of a 2-D matrix, so every projection is a Gemm on the weight exactly as stored.
-  const rows = g.op('Reshape', [hidden, g.constInt64([-1, H])]);
-  const batchAndSeq = g.op('Slice', [g.op('Shape', [hidden]), g.constInt64([0]), g.constInt64([2])]);
+  // Tokens are rows of a 2-D matrix, so every projection is a Gemm on the weight exactly as stored, and
+  // only real tokens are rows: padding costs nothing outside attention. Attention alone works on the
+  // padded [batch, seq] grid, gathering q, k and v into it and the result back out. Padding places read
+  // some real token: as keys the bias hides them, as values they get weight 0, as queries they are dropped.
+  const biasShape = g.op('Shape', [attentionBias]);
+  const batchAndSeq = g.op('Concat', [g.op('Slice', [biasShape, g.constInt64([0]), g.constInt64([1])]), g.op('Slice', [biasShape, g.constInt64([3]), g.constInt64([4])])], { axis: 0 });
 
   // Attention.
   const x = rmsNorm(rows, 'input_norm', weights.inputNorm, H);
@@ -55,7 +62,7 @@ export function buildLayerGraph(spec: ModelSpec, layer: LayerSpec, weights: Laye
     q = rmsNorm(q, 'q_norm', weights.qNorm!, numHeads * headDim);
     k = rmsNorm(k, 'k_norm', weights.kNorm!, numKvHeads * headDim);
   }
-  const toHeads = (t: string, heads: number) => g.op('Reshape', [t, g.op('Concat', [batchAndSeq, g.constInt64([heads, headDim])], { axis: 0 })]);
+  const toHeads = (t: string, heads: number) => g.op('Reshape', [g.op('Gather', [t, gridRows], { axis: 0 }), g.op('Concat', [batchAndSeq, g.constInt64([heads, headDim])], { axis: 0 })]);
   let q4 = toHeads(q, numHeads);
   let k4 = toHeads(k, numKvHeads);
   if (spec.attention.qkNorm === 'perHead') {
@@ -81,7 +88,8 @@ export function buildLayerGraph(spec: ModelSpec, layer: LayerSpec, weights: Laye
   const groupedShape = g.op('Concat', [g.constInt64([0, numKvHeads, group]), g.op('Slice', [g.op('Shape', [attentionBias]), g.constInt64([3]), g.constInt64([5])])], { axis: 0 });
   const probs = g.op('Softmax', [g.op('Add', [g.op('Reshape', [scores, groupedShape]), attentionBias])], { axis: -1 });
   const context = g.op('MatMul', [g.op('Reshape', [probs, g.constInt64([0, numKvHeads, -1, 0])]), vHeads]);
-  const merged = g.op('Reshape', [g.op('Transpose', [g.op('Reshape', [context, g.constInt64([0, numHeads, -1, headDim])])], { perm: [0, 2, 1, 3] }), g.constInt64([-1, numHeads * headDim])]);
+  const grid = g.op('Reshape', [g.op('Transpose', [g.op('Reshape', [context, g.constInt64([0, numHeads, -1, headDim])])], { perm: [0, 2, 1, 3] }), g.constInt64([-1, numHeads * headDim])]);
+  const merged = g.op('Gather', [grid, tokenSlots], { axis: 0 });
   const attended = g.op('Add', [rows, linearOp(g, merged, 'o_proj', weights.o, H, numHeads * headDim)]);
 
   // Feed-forward.
@@ -90,8 +98,7 @@ export function buildLayerGraph(spec: ModelSpec, layer: LayerSpec, weights: Laye
     layer.kind === 'dense'
       ? swigluOp(g, normed, 'mlp', weights.mlp!, layer.mlp.intermediateSize, H)
       : buildSparseMoe(g, spec, layer.moe, normed, weights, experts ?? weights.experts!);
-  const out = g.op('Reshape', [g.op('Add', [attended, feedForward]), g.op('Shape', [hidden])]);
-  g.output(out, LayerIO.hiddenOut, 'float', ['batch', 'seq', H]);
+  g.output(g.op('Add', [attended, feedForward]), LayerIO.hiddenOut, 'float', ['tokens', H]);
   return g;
 }
 

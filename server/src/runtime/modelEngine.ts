@@ -10,7 +10,7 @@ import { buildLayerGraph, LayerIO } from './layerGraph';
 import { layerWeights, mergeExperts } from './layerWeights';
 import { PrefixCache, batchKey } from './prefixCache';
 import { firstChangedLayer, resolveLayerPlan, ResolvedLayerPlan } from './runtimePlan';
-import { attentionBias, ropeTables } from './positionTables';
+import { attentionBias, packedLayout, ropeTables } from './positionTables';
 
 export interface EngineOptions {
   /** onnxruntime intra-op threads (default 1). */
@@ -93,9 +93,12 @@ export class ModelEngine {
       const ids = batch.indices.map((i) => request.sequences[i]);
       const key = usePrefixCache ? batchKey(ids) : undefined;
       const cached = key ? this.prefixCache.lookup(key, firstChanged) : undefined;
-      let hidden = cached?.hidden ?? this.embed(ids, batch.padded);
+      const layout = packedLayout(batch.lengths, batch.padded);
+      let hidden = cached?.hidden ?? this.embed(ids);
       const { cos, sin } = ropeTables(spec.attention.headDim, spec.attention.ropeTheta, batch.padded);
       const shared = {
+        [LayerIO.tokenSlots]: new ort.Tensor('int64', layout.tokenSlots, [layout.tokenSlots.length]),
+        [LayerIO.gridRows]: new ort.Tensor('int64', layout.gridRows, [layout.gridRows.length]),
         [LayerIO.ropeCos]: new ort.Tensor('float32', cos, [batch.padded, spec.attention.headDim]),
         [LayerIO.ropeSin]: new ort.Tensor('float32', sin, [batch.padded, spec.attention.headDim]),
         [LayerIO.attentionBias]: new ort.Tensor('float32', attentionBias(batch.lengths, batch.padded), [ids.length, 1, 1, batch.padded, batch.padded]),
@@ -103,7 +106,7 @@ export class ModelEngine {
       for (let l = cached?.layer ?? 0; l < spec.layers.length; l++) {
         if (shouldStop()) throw new ForwardCancelledError();
         if (key && l === firstChanged) this.prefixCache.store(key, l, hidden);
-        const feeds: Record<string, ort.Tensor> = { ...shared, [LayerIO.hidden]: new ort.Tensor('float32', hidden, [ids.length, batch.padded, spec.hiddenSize]) };
+        const feeds: Record<string, ort.Tensor> = { ...shared, [LayerIO.hidden]: new ort.Tensor('float32', hidden, [layout.tokenSlots.length, spec.hiddenSize]) };
         const plan = plans[l];
         const fetches: string[] = [LayerIO.hiddenOut];
         if (plan) {
@@ -113,10 +116,10 @@ export class ModelEngine {
         }
         const out = await sessions[l].run(feeds, fetches);
         hidden = out[LayerIO.hiddenOut].data as Float32Array;
-        if (plan && request.outputs.moe) this.collectMoe(results, batch, l, plan, out, request.outputs.moeInputs === true);
+        if (plan && request.outputs.moe) this.collectMoe(results, batch, layout.offsets, l, plan, out, request.outputs.moeInputs === true);
       }
       if (key && firstChanged === spec.layers.length) this.prefixCache.store(key, firstChanged, hidden);
-      await this.runHead(results, batch, ids, hidden, request.outputs);
+      await this.runHead(results, batch, layout.offsets, ids, hidden, request.outputs);
       tokens += batch.lengths.reduce((a, b) => a + b, 0);
     }
     return { sequences: results, tokens };
@@ -128,10 +131,12 @@ export class ModelEngine {
     this.prefixCache.clear();
   }
 
-  private embed(ids: Int32Array[], padded: number): Float32Array {
+  /** The batch's tokens' embeddings, packed: sequence after sequence, no padding. */
+  private embed(ids: Int32Array[]): Float32Array {
     const H = this.spec.hiddenSize;
-    const hidden = new Float32Array(ids.length * padded * H);
-    ids.forEach((sequence, b) => sequence.forEach((id, t) => hidden.set(this.embedding.subarray(id * H, (id + 1) * H), (b * padded + t) * H)));
+    const hidden = new Float32Array(ids.reduce((sum, s) => sum + s.length, 0) * H);
+    let row = 0;
+    for (const sequence of ids) for (const id of sequence) hidden.set(this.embedding.subarray(id * H, (id + 1) * H), row++ * H);
     return hidden;
   }
 
@@ -150,7 +155,7 @@ export class ModelEngine {
     return session;
   }
 
-  private collectMoe(results: SequenceResult[], batch: Batch, layer: number, plan: ResolvedLayerPlan, out: ort.InferenceSession.OnnxValueMapType, withInputs: boolean): void {
+  private collectMoe(results: SequenceResult[], batch: Batch, offsets: number[], layer: number, plan: ResolvedLayerPlan, out: ort.InferenceSession.OnnxValueMapType, withInputs: boolean): void {
     const E = plan.routedExperts;
     const k = plan.topK;
     const H = this.spec.hiddenSize;
@@ -161,7 +166,7 @@ export class ModelEngine {
     const inputs = withInputs ? (out[LayerIO.moeInput].data as Float32Array) : undefined;
     batch.indices.forEach((sequenceIndex, b) => {
       const len = batch.lengths[b];
-      const row = b * batch.padded;
+      const row = offsets[b];
       const capture: MoeLayerCapture = {
         layer,
         numExperts: E,
@@ -177,7 +182,7 @@ export class ModelEngine {
   }
 
   /** Runs the head on the rows that matter only: last tokens for 'last' logits, every real token otherwise. */
-  private async runHead(results: SequenceResult[], batch: Batch, ids: Int32Array[], hidden: Float32Array, outputs: ForwardRequest['outputs']): Promise<void> {
+  private async runHead(results: SequenceResult[], batch: Batch, offsets: number[], ids: Int32Array[], hidden: Float32Array, outputs: ForwardRequest['outputs']): Promise<void> {
     const H = this.spec.hiddenSize;
     const V = this.spec.vocabSize;
     const everyToken = outputs.logits === 'all' || outputs.loss === true;
@@ -193,7 +198,7 @@ export class ModelEngine {
       const input = new Float32Array(chunk.length * H);
       const targets = new BigInt64Array(chunk.length);
       chunk.forEach(({ b, t }, r) => {
-        input.set(hidden.subarray((b * batch.padded + t) * H, (b * batch.padded + t + 1) * H), r * H);
+        input.set(hidden.subarray((offsets[b] + t) * H, (offsets[b] + t + 1) * H), r * H);
         targets[r] = BigInt(t + 1 < batch.lengths[b] ? ids[b][t + 1] : 0);
       });
       const fetches = [...(outputs.loss ? [HeadIO.nll] : []), ...(outputs.logits ? [HeadIO.logits] : [])];

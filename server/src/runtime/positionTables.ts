@@ -28,3 +28,28 @@ export function attentionBias(lengths: number[], padded: number): Float32Array {
   });
   return bias;
 }
+
+/**
+ * Where a batch's tokens live: layers take the real tokens only, sequence after sequence, and attention
+ * alone spreads them over the padded [batch, seq] grid. `offsets[b]` is sequence b's first row,
+ * `tokenSlots[row]` its token's grid place, `gridRows[place]` the row a grid place reads (padding
+ * places read their sequence's first token: anything real will do, attention never lets it through).
+ */
+export function packedLayout(lengths: number[], padded: number): { offsets: number[]; tokenSlots: BigInt64Array; gridRows: BigInt64Array } {
+  const offsets: number[] = [];
+  let tokens = 0;
+  for (const len of lengths) {
+    offsets.push(tokens);
+    tokens += len;
+  }
+  const tokenSlots = new BigInt64Array(tokens);
+  const gridRows = new BigInt64Array(lengths.length * padded);
+  lengths.forEach((len, b) => {
+    for (let t = 0; t < padded; t++) {
+      const row = t < len ? offsets[b] + t : offsets[b];
+      gridRows[b * padded + t] = BigInt(row);
+      if (t < len) tokenSlots[offsets[b] + t] = BigInt(b * padded + t);
+    }
+  });
+  return { offsets, tokenSlots, gridRows };
+}
