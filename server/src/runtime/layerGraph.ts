@@ -90,15 +90,16 @@ export function buildLayerGraph(spec: ModelSpec, layer: LayerSpec, weights: Laye
   const context = g.op('MatMul', [g.op('Reshape', [probs, g.constInt64([0, numKvHeads, -1, 0])]), vHeads]);
   const grid = g.op('Reshape', [g.op('Transpose', [g.op('Reshape', [context, g.constInt64([0, numHeads, -1, headDim])])], { perm: [0, 2, 1, 3] }), g.constInt64([-1, numHeads * headDim])]);
   const merged = g.op('Gather', [grid, tokenSlots], { axis: 0 });
-  const attended = g.op('Add', [rows, linearOp(g, merged, 'o_proj', weights.o, H, numHeads * headDim)]);
+  // Residual connections ride on the products: Gemm's C here, the experts' scatter-add target below.
+  const attended = linearOp(g, merged, 'o_proj', weights.o, H, numHeads * headDim, rows);
 
   // Feed-forward.
   const normed = rmsNorm(attended, 'post_attention_norm', weights.postAttentionNorm, H);
-  const feedForward =
+  const out =
     layer.kind === 'dense'
-      ? swigluOp(g, normed, 'mlp', weights.mlp!, layer.mlp.intermediateSize, H)
-      : buildSparseMoe(g, spec, layer.moe, normed, weights, experts ?? weights.experts!);
-  g.output(g.op('Add', [attended, feedForward]), LayerIO.hiddenOut, 'float', ['tokens', H]);
+      ? swigluOp(g, normed, 'mlp', weights.mlp!, layer.mlp.intermediateSize, H, attended)
+      : buildSparseMoe(g, spec, layer.moe, normed, weights, experts ?? weights.experts!, attended);
+  g.output(out, LayerIO.hiddenOut, 'float', ['tokens', H]);
   return g;
 }
 
@@ -107,20 +108,21 @@ function linearOp(g: GraphBuilder, x: string, name: string, weight: WeightData, 
   return g.op('Gemm', [x, g.weight(name, weight, [outDim, inDim]), ...(bias ? [bias] : [])], { transB: 1 });
 }
 
-/** down(silu(gate x) * up x). */
-export function swigluOp(g: GraphBuilder, x: string, name: string, mlp: MlpWeights, intermediate: number, hidden: number): string {
+/** down(silu(gate x) * up x), plus `residual` when given. */
+export function swigluOp(g: GraphBuilder, x: string, name: string, mlp: MlpWeights, intermediate: number, hidden: number, residual?: string): string {
   const gate = linearOp(g, x, `${name}/gate`, mlp.gate, intermediate, hidden);
   const up = linearOp(g, x, `${name}/up`, mlp.up, intermediate, hidden);
   const activated = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
-  return linearOp(g, activated, `${name}/down`, mlp.down, hidden, intermediate);
+  return linearOp(g, activated, `${name}/down`, mlp.down, hidden, intermediate, residual);
 }
 
 /**
  * Router + top-k + sparse expert dispatch. Each expert runs only on the tokens routed to it (NonZero ->
  * GatherND -> SwiGLU -> ScatterND add), so the cost grows with k, not with the number of experts.
  * The plan's knobs (mapping, mask, k, adaptive threshold) are graph inputs: changing them needs no rebuild.
+ * Returns the block's output, added onto `residual` when given (the scatter-add starts from it).
  */
-export function buildSparseMoe(g: GraphBuilder, spec: ModelSpec, moe: MoeSpec, x: string, weights: LayerWeights, experts: MlpWeights[]): string {
+export function buildSparseMoe(g: GraphBuilder, spec: ModelSpec, moe: MoeSpec, x: string, weights: LayerWeights, experts: MlpWeights[], residual?: string): string {
   const H = spec.hiddenSize;
   const linear = (input: string, name: string, weight: WeightData, outDim: number, inDim: number) => linearOp(g, input, name, weight, outDim, inDim);
   const swiglu = (input: string, name: string, mlp: MlpWeights, intermediate: number) => swigluOp(g, input, name, mlp, intermediate, H);
@@ -146,7 +148,7 @@ export function buildSparseMoe(g: GraphBuilder, spec: ModelSpec, moe: MoeSpec, x
 
   const flatSelected = g.op('Reshape', [selected, g.constInt64([-1])]);
   const flatWeights = g.op('Reshape', [gateWeights, g.constInt64([-1, 1])]);
-  let combined = g.op('ConstantOfShape', [g.op('Shape', [x])], {});
+  let combined = residual ?? g.op('ConstantOfShape', [g.op('Shape', [x])], {});
   let norms = g.op('ConstantOfShape', [g.op('Shape', [flatSelected])], {});
   for (let e = 0; e < routedExperts; e++) {
     // (token, slot) pairs routed to e, as ScatterND/GatherND indices [n, 1].

@@ -30,8 +30,11 @@ const DEFAULT_MAX_BATCH_TOKENS = 2048;
  * the file and keeps only the prepacked copy (1x). So every layer above a few MiB takes the file route.
  */
 const DEFAULT_EXTERNAL_DATA_THRESHOLD = 32 * 1024 * 1024;
-/** Head rows per onnxruntime call: bounds the [rows, vocab] logits and log-softmax buffers. */
-const HEAD_CHUNK_ROWS = 256;
+/**
+ * Head rows per onnxruntime call: bounds the [rows, vocab] logits and log-softmax buffers to about 32 MiB
+ * (256 rows of a 32k vocabulary), while a small vocabulary still goes in one call.
+ */
+const HEAD_CHUNK_BYTES = 32 * 1024 * 1024;
 
 interface Batch {
   indices: number[];
@@ -193,8 +196,9 @@ export class ModelEngine {
     });
     const logits = outputs.logits ? new Float32Array(rows.length * V) : undefined;
     const nll = new Float32Array(rows.length);
-    for (let start = 0; start < rows.length; start += HEAD_CHUNK_ROWS) {
-      const chunk = rows.slice(start, start + HEAD_CHUNK_ROWS);
+    const chunkRows = Math.max(64, Math.floor(HEAD_CHUNK_BYTES / (4 * V)));
+    for (let start = 0; start < rows.length; start += chunkRows) {
+      const chunk = rows.slice(start, start + chunkRows);
       const input = new Float32Array(chunk.length * H);
       const targets = new BigInt64Array(chunk.length);
       chunk.forEach(({ b, t }, r) => {
