@@ -42,6 +42,8 @@ interface Row {
   tokens: number;
   ortSeconds: number;
   torchSeconds?: number;
+  /** OpenMP wait policy of the faster PyTorch run. */
+  torchPolicy?: string;
   gflops: number;
   peakGflops: number;
   /** The forward's matrix products alone, at its shapes (see matmulBound.ts). */
@@ -94,7 +96,7 @@ async function main(): Promise<void> {
         const numExperts = spec.layers.find((l) => l.kind === 'moe')?.moe.numExperts ?? 0;
         const routedRows = routedRowsFromCapture(ort.selected, numExperts);
         const matmulSeconds = await matmulBoundSeconds(spec, model.batch, model.seqLength, tokens, routedRows, threads);
-        rows.push({ model: model.name, planSeconds: ort.planSeconds, threads, tokens, ortSeconds: ort.seconds, torchSeconds: torch?.median_s, gflops: forwardFlops(spec, sequences) / ort.seconds / 1e9, peakGflops: 0, matmulSeconds, ortLoss: ort.meanLoss, torchLoss: torch?.mean_loss });
+        rows.push({ model: model.name, planSeconds: ort.planSeconds, threads, tokens, ortSeconds: ort.seconds, torchSeconds: torch?.median_s, torchPolicy: torch?.policy, gflops: forwardFlops(spec, sequences) / ort.seconds / 1e9, peakGflops: 0, matmulSeconds, ortLoss: ort.meanLoss, torchLoss: torch?.mean_loss });
       }
     }
   } finally {
@@ -154,11 +156,23 @@ async function timeRuntime(folder: string, sequences: Int32Array[], threads: num
   }
 }
 
-function timeTorch(folder: string, tokensFile: string, threads: number, repeats: number): { median_s: number; mean_loss: number } {
+/**
+ * PyTorch's time, at its best: with more than one thread, both with OpenMP's default wait policy (worker
+ * threads spin between parallel regions) and with OMP_WAIT_POLICY=PASSIVE (they sleep, as our sessions'
+ * threads do), and the faster is the baseline. On this 2-vCPU VM spinning often makes PyTorch's 2-thread
+ * forward two to three times slower than its 1-thread one; a speed-up measured against that would be
+ * PyTorch's scheduling problem, not our runtime's merit.
+ */
+function timeTorch(folder: string, tokensFile: string, threads: number, repeats: number): { median_s: number; mean_loss: number; policy: string } {
   const script = join(ROOT, 'tools/bench-torch/torch_forward.py');
-  const run = spawnSync(PYTHON, [script, folder, tokensFile, String(threads), String(repeats)], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: String(threads) } });
-  if (run.status !== 0) throw new Error(`torch_forward.py failed: ${run.stderr}`);
-  return JSON.parse(run.stdout.trim().split('\n').pop()!);
+  const policies = threads > 1 ? ['default', 'PASSIVE'] : ['default'];
+  const runs = policies.map((policy) => {
+    const env = { ...process.env, OMP_NUM_THREADS: String(threads), ...(policy === 'default' ? {} : { OMP_WAIT_POLICY: policy }) };
+    const run = spawnSync(PYTHON, [script, folder, tokensFile, String(threads), String(repeats)], { encoding: 'utf8', env });
+    if (run.status !== 0) throw new Error(`torch_forward.py failed: ${run.stderr}`);
+    return { ...(JSON.parse(run.stdout.trim().split('\n').pop()!) as { median_s: number; mean_loss: number }), policy };
+  });
+  return runs.reduce((best, run) => (run.median_s < best.median_s ? run : best));
 }
 
 /** onnxruntime's own fp32 MatMul rate on a large product: the denominator for "fraction of peak". */
@@ -196,13 +210,14 @@ function fp32WeightBytes(folder: string): number {
 }
 
 function printTable(rows: Row[]): void {
-  const header = ['model', 'threads', 'tokens', 'onnx tok/s', 'torch tok/s', 'speed-up', 'ceiling', 'GFLOP/s', 'MatMul peak', '% of peak', 'matmuls alone', 'loss onnx / torch', 'plan eval tok/s'];
+  const header = ['model', 'threads', 'tokens', 'onnx tok/s', 'torch tok/s', 'torch wait', 'speed-up', 'ceiling', 'GFLOP/s', 'MatMul peak', '% of peak', 'matmuls alone', 'loss onnx / torch', 'plan eval tok/s'];
   const lines = rows.map((r) => [
     r.model,
     String(r.threads),
     String(r.tokens),
     (r.tokens / r.ortSeconds).toFixed(0),
     r.torchSeconds ? (r.tokens / r.torchSeconds).toFixed(0) : '-',
+    r.threads > 1 ? (r.torchPolicy ?? '-') : '-',
     r.torchSeconds ? `${(r.torchSeconds / r.ortSeconds).toFixed(2)}x` : '-',
     r.torchSeconds ? `${(r.torchSeconds / r.matmulSeconds).toFixed(2)}x` : '-',
     r.gflops.toFixed(1),
@@ -221,6 +236,7 @@ function printTable(rows: Row[]): void {
   console.log('a different expert mask on the last layer each time, earlier layers served from the prefix cache.');
   console.log('matmuls alone: the forward\'s matrix products only, at its shapes, in one session (share of the onnx forward);');
   console.log('ceiling: torch time / that, the most any runtime on onnxruntime\'s kernels could gain over PyTorch here.');
+  console.log('torch wait: the OpenMP wait policy of the faster of PyTorch\'s two runs at that thread count (default spins, PASSIVE sleeps).');
 }
 
 async function reportPeakRss(folder: string): Promise<void> {
