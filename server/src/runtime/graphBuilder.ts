@@ -57,7 +57,7 @@ export class GraphBuilder {
     return name;
   }
 
-  /** Declares `value` as a graph output called `name` (through an Identity so any value can be exported). */
+  /** Declares `value` as a graph output called `name`; any value can be exported (see `nodesWithOutputs`). */
   output(value: string, name: string, dtype: OnnxDTypeName, dims: Dim[]): void {
     this.outputNames.set(value, [...(this.outputNames.get(value) ?? []), name]);
     this.outputs.push(valueInfo(name, dtype, dims));

@@ -85,7 +85,7 @@ export function buildLayerGraph(spec: ModelSpec, layer: LayerSpec, weights: Laye
   const vHeads = headsFirst(toHeads(v, numKvHeads));
   const scores = g.op('Mul', [g.op('MatMul', [qStacked, g.op('Transpose', [kHeads], { perm: [0, 1, 3, 2] })]), g.constFloat([1 / Math.sqrt(headDim)])]);
   // The [batch, 1, 1, seq, seq] bias broadcasts over kv heads and groups once the rows are split again.
-  const groupedShape = g.op('Concat', [g.constInt64([0, numKvHeads, group]), g.op('Slice', [g.op('Shape', [attentionBias]), g.constInt64([3]), g.constInt64([5])])], { axis: 0 });
+  const groupedShape = g.op('Concat', [g.constInt64([0, numKvHeads, group]), g.op('Slice', [biasShape, g.constInt64([3]), g.constInt64([5])])], { axis: 0 });
   const probs = g.op('Softmax', [g.op('Add', [g.op('Reshape', [scores, groupedShape]), attentionBias])], { axis: -1 });
   const context = g.op('MatMul', [g.op('Reshape', [probs, g.constInt64([0, numKvHeads, -1, 0])]), vHeads]);
   const grid = g.op('Reshape', [g.op('Transpose', [g.op('Reshape', [context, g.constInt64([0, numHeads, -1, headDim])])], { perm: [0, 2, 1, 3] }), g.constInt64([-1, numHeads * headDim])]);
@@ -103,9 +103,12 @@ export function buildLayerGraph(spec: ModelSpec, layer: LayerSpec, weights: Laye
   return g;
 }
 
-/** y = x W^T (+ b) on rows: Gemm with transB reads the HF [out, in] layout as is, so no transposed copy is made. */
-function linearOp(g: GraphBuilder, x: string, name: string, weight: WeightData, outDim: number, inDim: number, bias?: string): string {
-  return g.op('Gemm', [x, g.weight(name, weight, [outDim, inDim]), ...(bias ? [bias] : [])], { transB: 1 });
+/**
+ * y = x W^T (+ c) on rows: Gemm with transB reads the HF [out, in] layout as is, so no transposed copy is made.
+ * `addend` (Gemm's C) is a bias row or a residual [rows, out], added in the same pass.
+ */
+function linearOp(g: GraphBuilder, x: string, name: string, weight: WeightData, outDim: number, inDim: number, addend?: string): string {
+  return g.op('Gemm', [x, g.weight(name, weight, [outDim, inDim]), ...(addend ? [addend] : [])], { transB: 1 });
 }
 
 /** down(silu(gate x) * up x), plus `residual` when given. */
