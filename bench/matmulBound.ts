@@ -1,14 +1,20 @@
 /**
- * A lower bound on the time of a forward pass: only its matrix products, at the forward's own shapes, in one
- * onnxruntime session (Gemm on prepacked weights, as the runtime uses them, and batched MatMul for attention).
- * No norms, RoPE, softmax, routing, gathers or copies. Inputs of one shape share one tensor (in a real forward a
- * product's input was just written, so it is in cache), and each product hands one element to the single
- * output, so no time goes to returning product-sized outputs to JS.
+ * Lower bounds on the time of a forward pass, in one onnxruntime session at the forward's own shapes:
+ * - products only (Gemm on prepacked weights, as the runtime uses them, and batched MatMul for attention);
+ *   no norms, RoPE, softmax, routing, gathers or copies;
+ * - with `modelOps`, also one kernel for each operation the model itself defines, the cheapest onnxruntime
+ *   offers, and nothing else: RMSNorm (fused SimplifiedLayerNormalization), RoPE (com.microsoft.RotaryEmbedding),
+ *   the attention mask and softmax, the router's softmax and top-k, SiLU and the SwiGLU product, the gate
+ *   weighting, one gather of all routed rows and one scatter-add back per layer, the loss's log-softmax. No
+ *   transposes, reshapes, per-expert bookkeeping or captures (PyTorch's forward has none of those either), and
+ *   the residual adds ride on the products for free.
+ * Inputs of one shape share one tensor (in a real forward an input was just written, so it is in cache), and
+ * each result hands one element to the single output, so no time goes to returning outputs to JS.
  *
- * Why the bench needs it: the bar is a ratio to PyTorch eager at the same thread count. Both sides do the same
- * fp32 FLOPs, so when PyTorch already runs close to the machine's matmul rate the ratio has a ceiling:
- * torch time / this bound. A ceiling under the bar means no runtime built on onnxruntime's kernels can meet
- * it on this machine, whatever it does between the products.
+ * Why the bench needs them: the bar is a ratio to PyTorch eager at the same thread count. Both sides do the
+ * same fp32 work, so the ratio has ceilings: torch time / each bound. A ceiling under the bar means no
+ * runtime built on onnxruntime's kernels can meet it on this machine (onnxruntime-node cannot load custom
+ * kernels), the first whatever it does between the products, the second even with no glue at all.
  */
 import * as ort from 'onnxruntime-node';
 import type { ModelSpec } from '../server/src/checkpoint/modelSpec';
@@ -21,15 +27,16 @@ import { Prng } from '../test/support/prng';
  * only and attention the padded grid. `routedRows[layer][expert]` is how many token rows each expert
  * multiplies (from a real routing).
  */
-export async function matmulBoundSeconds(spec: ModelSpec, batch: number, seqLength: number, tokens: number, routedRows: number[][], threads: number, repeats = 7): Promise<number> {
+export async function matmulBoundSeconds(spec: ModelSpec, batch: number, seqLength: number, tokens: number, routedRows: number[][], threads: number, options: { repeats?: number; modelOps?: boolean } = {}): Promise<number> {
+  const { repeats = 7, modelOps = false } = options;
   const g = new GraphBuilder('matmul-bound');
   const prng = new Prng(5);
   const random = (n: number) => Float32Array.from({ length: n }, () => prng.next() - 0.5);
   const feeds: Record<string, ort.Tensor> = {};
   const inputs = new Map<string, string>();
   let id = 0;
-  const input = (dims: number[]): string => {
-    const key = dims.join('x');
+  const input = (dims: number[], tag = ''): string => {
+    const key = `${tag}${dims.join('x')}`;
     if (!inputs.has(key)) {
       const name = `in_${key}`;
       feeds[name] = new ort.Tensor('float32', random(dims.reduce((a, b) => a * b, 1)), dims);
@@ -53,35 +60,67 @@ export async function matmulBoundSeconds(spec: ModelSpec, batch: number, seqLeng
 
   const { numHeads, numKvHeads, headDim } = spec.attention;
   const H = spec.hiddenSize;
+  // The model's own operations, each as one kernel (modelOps only).
+  const op = (value: () => string, dims: number[]) => modelOps && output(value(), dims);
+  const rmsNorm = (rows: number, size: number) =>
+    op(() => {
+      const x = input([rows, size]);
+      const variance = g.op('ReduceMean', [g.op('Pow', [x, g.constFloat([2])])], { axes: [-1], keepdims: 1 });
+      return g.op('Mul', [g.op('Div', [x, g.op('Sqrt', [g.op('Add', [variance, g.constFloat([1e-5])])])]), g.weight(`norm${id++}`, random(size), [size])]);
+    }, [rows, size]);
+  const rope = (heads: number) =>
+    op(() => g.op('RotaryEmbedding', [input([batch, heads, seqLength, headDim]), g.constInt64([0]), input([seqLength, headDim / 2]), input([seqLength, headDim / 2])], {}, 'com.microsoft'), [batch, heads, seqLength, headDim]);
+  const swiglu = (rows: number, intermediate: number) =>
+    op(() => {
+      const gate = input([rows, intermediate]);
+      return g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), input([rows, intermediate], 'up')]);
+    }, [rows, intermediate]);
   spec.layers.forEach((layer, index) => {
+    rmsNorm(tokens, H);
     gemm(tokens, H, numHeads * headDim);
     gemm(tokens, H, numKvHeads * headDim);
     gemm(tokens, H, numKvHeads * headDim);
+    rope(numHeads);
+    rope(numKvHeads);
     const scores = g.op('MatMul', [input([batch, numHeads, seqLength, headDim]), input([batch, numHeads, headDim, seqLength])]);
     output(scores, [batch, numHeads, seqLength, seqLength]);
+    op(() => g.op('Softmax', [g.op('Add', [input([batch, numHeads, seqLength, seqLength]), input([batch, 1, seqLength, seqLength])])], { axis: -1 }), [batch, numHeads, seqLength, seqLength]);
     output(g.op('MatMul', [input([batch, numHeads, seqLength, seqLength]), input([batch, numHeads, seqLength, headDim])]), [batch, numHeads, seqLength, headDim]);
     gemm(tokens, numHeads * headDim, H);
+    rmsNorm(tokens, H);
     if (layer.kind === 'dense') {
       const I = layer.mlp.intermediateSize;
       gemm(tokens, H, I);
       gemm(tokens, H, I);
+      swiglu(tokens, I);
       gemm(tokens, I, H);
       return;
     }
-    const { numExperts, expert, sharedExpert } = layer.moe;
+    const { numExperts, expert, sharedExpert, topK } = layer.moe;
     gemm(tokens, H, numExperts);
+    op(() => g.node('TopK', [g.op('Softmax', [input([tokens, numExperts])], { axis: -1 }), g.constInt64([topK])], { axis: -1 }, 2)[0], [tokens, topK]);
+    const pairs = routedRows[index].reduce((a, b) => a + b, 0);
+    const pairIndex = () => g.constInt64(Array.from({ length: pairs }, (_, i) => i % tokens));
+    op(() => g.op('Gather', [input([tokens, H]), pairIndex()], { axis: 0 }), [pairs, H]);
     for (const rows of routedRows[index]) {
       gemm(rows, H, expert.intermediateSize);
       gemm(rows, H, expert.intermediateSize);
+      if (rows > 0) swiglu(rows, expert.intermediateSize);
       gemm(rows, expert.intermediateSize, H);
     }
+    op(() => g.op('ScatterND', [input([tokens, H]), g.op('Unsqueeze', [pairIndex(), g.constInt64([1])]), g.op('Mul', [input([pairs, H]), input([pairs, 1])])], { reduction: 'add' }), [tokens, H]);
     if (sharedExpert) {
       gemm(tokens, H, sharedExpert.intermediateSize);
       gemm(tokens, H, sharedExpert.intermediateSize);
       gemm(tokens, sharedExpert.intermediateSize, H);
     }
   });
+  rmsNorm(tokens, H);
   gemm(tokens, H, spec.vocabSize);
+  op(() => {
+    const targets = g.constInt64(Array.from({ length: tokens }, (_, i) => (i * 7919) % spec.vocabSize));
+    return g.op('GatherElements', [g.op('LogSoftmax', [input([tokens, spec.vocabSize])], { axis: -1 }), g.op('Unsqueeze', [targets, g.constInt64([1])])], { axis: 1 });
+  }, [tokens, 1]);
   g.output(g.op('Concat', firsts, { axis: 0 }), 'firsts', 'float', [firsts.length]);
 
   return bestRunSeconds(g, feeds, threads, repeats);
