@@ -171,7 +171,7 @@ async function timeRuntime(folder: string, sequences: Int32Array[], threads: num
  * PyTorch's time, at its best: with more than one thread, both with OpenMP's default wait policy (worker
  * threads spin between parallel regions) and with OMP_WAIT_POLICY=PASSIVE (they sleep, as our sessions'
  * threads do), and the faster is the baseline. On this 2-vCPU VM spinning often makes PyTorch's 2-thread
- * forward two to three times slower than its 1-thread one; a speed-up measured against that would be
+ * forward up to three times slower than its 1-thread one; a speed-up measured against that would be
  * PyTorch's scheduling problem, not our runtime's merit.
  */
 function timeTorch(folder: string, tokensFile: string, threads: number, repeats: number): { median_s: number; mean_loss: number; policy: string } {
