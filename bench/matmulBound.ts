@@ -19,6 +19,7 @@
 import * as ort from 'onnxruntime-node';
 import type { ModelSpec } from '../server/src/checkpoint/modelSpec';
 import { GraphBuilder } from '../server/src/runtime/graphBuilder';
+import { rmsNormOp } from '../server/src/runtime/layerGraph';
 import { Prng } from '../test/support/prng';
 
 /**
@@ -62,12 +63,7 @@ export async function matmulBoundSeconds(spec: ModelSpec, batch: number, seqLeng
   const H = spec.hiddenSize;
   // The model's own operations, each as one kernel (modelOps only).
   const op = (value: () => string, dims: number[]) => modelOps && output(value(), dims);
-  const rmsNorm = (rows: number, size: number) =>
-    op(() => {
-      const x = input([rows, size]);
-      const variance = g.op('ReduceMean', [g.op('Pow', [x, g.constFloat([2])])], { axes: [-1], keepdims: 1 });
-      return g.op('Mul', [g.op('Div', [x, g.op('Sqrt', [g.op('Add', [variance, g.constFloat([1e-5])])])]), g.weight(`norm${id++}`, random(size), [size])]);
-    }, [rows, size]);
+  const rmsNorm = (rows: number, size: number) => op(() => rmsNormOp(g, input([rows, size]), g.weight(`norm${id++}`, random(size), [size]), spec.rmsNormEps), [rows, size]);
   const rope = (heads: number) =>
     op(() => g.op('RotaryEmbedding', [input([batch, heads, seqLength, headDim]), g.constInt64([0]), input([seqLength, headDim / 2]), input([seqLength, headDim / 2])], {}, 'com.microsoft'), [batch, heads, seqLength, headDim]);
   const swiglu = (rows: number, intermediate: number) =>
@@ -80,6 +76,13 @@ export async function matmulBoundSeconds(spec: ModelSpec, batch: number, seqLeng
     gemm(tokens, H, numHeads * headDim);
     gemm(tokens, H, numKvHeads * headDim);
     gemm(tokens, H, numKvHeads * headDim);
+    if (spec.attention.qkNorm === 'full') {
+      rmsNorm(tokens, numHeads * headDim);
+      rmsNorm(tokens, numKvHeads * headDim);
+    } else if (spec.attention.qkNorm === 'perHead') {
+      rmsNorm(tokens * numHeads, headDim);
+      rmsNorm(tokens * numKvHeads, headDim);
+    }
     rope(numHeads);
     rope(numKvHeads);
     const scores = g.op('MatMul', [input([batch, numHeads, seqLength, headDim]), input([batch, numHeads, headDim, seqLength])]);
@@ -112,6 +115,7 @@ export async function matmulBoundSeconds(spec: ModelSpec, batch: number, seqLeng
     if (sharedExpert) {
       gemm(tokens, H, sharedExpert.intermediateSize);
       gemm(tokens, H, sharedExpert.intermediateSize);
+      swiglu(tokens, sharedExpert.intermediateSize);
       gemm(tokens, sharedExpert.intermediateSize, H);
     }
   });

@@ -1,5 +1,6 @@
 import type { ModelSpec } from '../checkpoint/modelSpec';
 import { GraphBuilder, WeightData } from './graphBuilder';
+import { rmsNormOp } from './layerGraph';
 
 export const HeadIO = {
   hidden: 'hidden', // [rows, hidden]: only the rows whose logits or loss are wanted
@@ -14,9 +15,7 @@ export function buildHeadGraph(spec: ModelSpec, finalNorm: WeightData, lmHead: W
   const H = spec.hiddenSize;
   const hidden = g.input(HeadIO.hidden, 'float', ['rows', H]);
   const targets = g.input(HeadIO.targets, 'int64', ['rows']);
-  const variance = g.op('ReduceMean', [g.op('Pow', [hidden, g.constFloat([2])])], { axes: [-1], keepdims: 1 });
-  const std = g.op('Sqrt', [g.op('Add', [variance, g.constFloat([spec.rmsNormEps])])]);
-  const normed = g.op('Mul', [g.op('Div', [hidden, std]), g.weight('final_norm', finalNorm, [H])]);
+  const normed = rmsNormOp(g, hidden, g.weight('final_norm', finalNorm, [H]), spec.rmsNormEps);
   // Gemm with transB reads lm_head in its stored [vocab, hidden] layout, so a tied embedding needs no transpose.
   const logits = g.op('Gemm', [normed, g.weight('lm_head', lmHead, [spec.vocabSize, H])], { transB: 1 });
   const logProbs = g.op('LogSoftmax', [logits], { axis: -1 });

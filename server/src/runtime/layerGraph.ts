@@ -37,12 +37,7 @@ export function buildLayerGraph(spec: ModelSpec, layer: LayerSpec, weights: Laye
   const sin = g.input(LayerIO.ropeSin, 'float', ['seq', headDim]);
   const attentionBias = g.input(LayerIO.attentionBias, 'float', ['batch', 1, 1, 'seq', 'seq']);
   const w = (name: string, data: WeightData, dims: number[]) => g.weight(name, data, dims);
-  const rmsNorm = (x: string, name: string, weight: WeightData, size: number) => {
-    // The exact pattern onnxruntime fuses into SimplifiedLayerNormalization (fp32 throughout).
-    const variance = g.op('ReduceMean', [g.op('Pow', [x, g.constFloat([2])])], { axes: [-1], keepdims: 1 });
-    const std = g.op('Sqrt', [g.op('Add', [variance, g.constFloat([spec.rmsNormEps])])]);
-    return g.op('Mul', [g.op('Div', [x, std]), w(name, weight, [size])]);
-  };
+  const rmsNorm = (x: string, name: string, weight: WeightData, size: number) => rmsNormOp(g, x, w(name, weight, [size]), spec.rmsNormEps);
 
   // Tokens are rows of a 2-D matrix, so every projection is a Gemm on the weight exactly as stored, and
   // only real tokens are rows: padding costs nothing outside attention. Attention alone works on the
@@ -101,6 +96,16 @@ export function buildLayerGraph(spec: ModelSpec, layer: LayerSpec, weights: Laye
       : buildSparseMoe(g, spec, layer.moe, normed, weights, experts ?? weights.experts!, attended);
   g.output(out, LayerIO.hiddenOut, 'float', ['tokens', H]);
   return g;
+}
+
+/**
+ * RMSNorm over the last axis, `x / sqrt(mean(x²) + eps) * weight`, in the exact pattern onnxruntime fuses
+ * into one SimplifiedLayerNormalization kernel (fp32 throughout, as transformers computes it).
+ */
+export function rmsNormOp(g: GraphBuilder, x: string, weight: string, eps: number): string {
+  const variance = g.op('ReduceMean', [g.op('Pow', [x, g.constFloat([2])])], { axes: [-1], keepdims: 1 });
+  const std = g.op('Sqrt', [g.op('Add', [variance, g.constFloat([eps])])]);
+  return g.op('Mul', [g.op('Div', [x, std]), weight]);
 }
 
 /**
