@@ -30,8 +30,10 @@ interface BenchModel {
   folder: string;
   batch: number;
   seqLength: number;
-  /** Timed runs after a warm-up; the median is reported. */
+  /** Timed runs per round after a warm-up; each round reports its median. */
   repeats: number;
+  /** Alternating rounds of our forward and PyTorch's (see timeRounds). */
+  rounds: number;
 }
 
 interface Row {
@@ -44,6 +46,8 @@ interface Row {
   torchSeconds?: number;
   /** OpenMP wait policy of the faster PyTorch run. */
   torchPolicy?: string;
+  /** PyTorch's time / ours in each round; the row's speed-up is the median one. */
+  roundRatios: number[];
   gflops: number;
   peakGflops: number;
   /** The forward's matrix products alone, at its shapes (see matmulBound.ts). */
@@ -65,9 +69,9 @@ async function main(): Promise<void> {
     if (child.status !== 0) throw new Error('could not write the wide model');
   }
   const models: BenchModel[] = [];
-  if (existsSync(join(ROOT, 'demo/model/config.json')) && existsSync(join(ROOT, 'demo/model/model.safetensors'))) models.push({ name: 'demo', folder: join(ROOT, 'demo/model'), batch: 8, seqLength: 128, repeats: 7 });
+  if (existsSync(join(ROOT, 'demo/model/config.json')) && existsSync(join(ROOT, 'demo/model/model.safetensors'))) models.push({ name: 'demo', folder: join(ROOT, 'demo/model'), batch: 8, seqLength: 128, repeats: 15, rounds: 3 });
   else console.log('demo/model not found: skipping the demo model');
-  models.push({ name: 'wide', folder: WIDE_MODEL, batch: 4, seqLength: 128, repeats: 3 });
+  models.push({ name: 'wide', folder: WIDE_MODEL, batch: 4, seqLength: 128, repeats: 3, rounds: 3 });
   // BENCH_MODELS=demo (or wide) times one model only, for quick checks while working on the runtime.
   const only = process.env.BENCH_MODELS?.split(',');
   if (only) models.splice(0, models.length, ...models.filter((m) => only.includes(m.name)));
@@ -92,14 +96,13 @@ async function main(): Promise<void> {
       const tokensFile = join(scratch, `${model.name}.json`);
       writeFileSync(tokensFile, JSON.stringify(sequences.map((s) => [...s])));
       for (const threads of THREADS) {
-        const ort = await timeRuntime(model.folder, sequences, threads, model.repeats);
-        const torch = hasTorch ? timeTorch(model.folder, tokensFile, threads, model.repeats) : undefined;
+        const { ort, torch, roundRatios } = await timeRounds(model, sequences, tokensFile, threads, hasTorch);
         const tokens = sequences.reduce((sum, s) => sum + s.length, 0);
         const numExperts = spec.layers.find((l) => l.kind === 'moe')?.moe.numExperts ?? 0;
         const routedRows = routedRowsFromCapture(ort.selected, numExperts);
         const matmulSeconds = await matmulBoundSeconds(spec, model.batch, model.seqLength, tokens, routedRows, threads);
         const floorSeconds = await matmulBoundSeconds(spec, model.batch, model.seqLength, tokens, routedRows, threads, { modelOps: true });
-        rows.push({ model: model.name, planSeconds: ort.planSeconds, threads, tokens, ortSeconds: ort.seconds, torchSeconds: torch?.median_s, torchPolicy: torch?.policy, gflops: forwardFlops(spec, sequences) / ort.seconds / 1e9, peakGflops: 0, matmulSeconds, floorSeconds, ortLoss: ort.meanLoss, torchLoss: torch?.mean_loss });
+        rows.push({ model: model.name, planSeconds: ort.planSeconds, threads, tokens, ortSeconds: ort.seconds, torchSeconds: torch?.median_s, torchPolicy: torch?.policy, roundRatios, gflops: forwardFlops(spec, sequences) / ort.seconds / 1e9, peakGflops: 0, matmulSeconds, floorSeconds, ortLoss: ort.meanLoss, torchLoss: torch?.mean_loss });
       }
     }
   } finally {
@@ -134,16 +137,28 @@ async function main(): Promise<void> {
   console.log(`load average at end: ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
 }
 
-async function timeRuntime(folder: string, sequences: Int32Array[], threads: number, repeats: number): Promise<{ seconds: number; meanLoss: number; planSeconds: number; selected: Int32Array[][] }> {
-  const runtime = await ModelRuntime.open(folder, { threads });
+/**
+ * Our forward and PyTorch's, timed in alternating rounds (ours, then PyTorch's, `model.rounds` times). This VM's
+ * speed drifts over seconds to minutes (the same forward in the same process: 26 ms medians, then 34 ms), so
+ * a ratio is only fair between timings taken side by side. Each round's ratio is of its two medians; the row
+ * reports the median round, and the per-round ratios show the spread.
+ */
+async function timeRounds(model: BenchModel, sequences: Int32Array[], tokensFile: string, threads: number, hasTorch: boolean): Promise<{ ort: OrtTiming; torch?: TorchTiming; roundRatios: number[] }> {
+  const runtime = await ModelRuntime.open(model.folder, { threads });
   try {
     const request = { sequences, outputs: { loss: true, moe: true } };
     let result = await runtime.forward(request); // warm-up: first-run allocations and kernel selection
-    const times: number[] = [];
-    for (let i = 0; i < repeats; i++) {
-      const start = performance.now();
-      result = await runtime.forward(request);
-      times.push((performance.now() - start) / 1000);
+    const ortRounds: number[] = [];
+    const torchRounds: TorchTiming[] = [];
+    for (let round = 0; round < model.rounds; round++) {
+      const times: number[] = [];
+      for (let i = 0; i < model.repeats; i++) {
+        const start = performance.now();
+        result = await runtime.forward(request);
+        times.push((performance.now() - start) / 1000);
+      }
+      ortRounds.push(median(times));
+      if (hasTorch) torchRounds.push(timeTorch(model.folder, tokensFile, threads, model.repeats));
     }
     const losses = result.sequences.flatMap((s) => [...s.loss!]);
     const meanLoss = losses.reduce((a, b) => a + b, 0) / losses.length;
@@ -154,17 +169,36 @@ async function timeRuntime(folder: string, sequences: Int32Array[], threads: num
     const lastLayer = runtime.model.layers[last];
     const numExperts = lastLayer.kind === 'moe' ? lastLayer.moe.numExperts : 0;
     const planTimes: number[] = [];
-    for (let candidate = 0; candidate <= repeats; candidate++) {
+    for (let candidate = 0; candidate <= model.repeats; candidate++) {
       const keptExperts = Array.from({ length: numExperts }, (_, e) => e !== candidate % numExperts);
       const start = performance.now();
       await runtime.forward({ sequences, outputs: { loss: true }, plan: { layers: { [last]: { keptExperts } } } });
       if (candidate > 0) planTimes.push((performance.now() - start) / 1000);
     }
-    const median = (values: number[]) => values.sort((a, b) => a - b)[Math.floor(values.length / 2)];
-    return { seconds: median(times), meanLoss, planSeconds: median(planTimes), selected };
+    const roundRatios = torchRounds.map((torch, round) => torch.median_s / ortRounds[round]);
+    const byRank = (values: number[]) => values.map((_, round) => round).sort((a, b) => values[a] - values[b]);
+    const middle = byRank(hasTorch ? roundRatios : ortRounds)[Math.floor(model.rounds / 2)];
+    return { ort: { seconds: ortRounds[middle], meanLoss, planSeconds: median(planTimes), selected }, torch: torchRounds[middle], roundRatios };
   } finally {
     await runtime.close();
   }
+}
+
+interface OrtTiming {
+  seconds: number;
+  meanLoss: number;
+  planSeconds: number;
+  selected: Int32Array[][];
+}
+
+interface TorchTiming {
+  median_s: number;
+  mean_loss: number;
+  policy: string;
+}
+
+function median(values: number[]): number {
+  return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 }
 
 /**
@@ -174,7 +208,7 @@ async function timeRuntime(folder: string, sequences: Int32Array[], threads: num
  * forward up to three times slower than its 1-thread one; a speed-up measured against that would be
  * PyTorch's scheduling problem, not our runtime's merit.
  */
-function timeTorch(folder: string, tokensFile: string, threads: number, repeats: number): { median_s: number; mean_loss: number; policy: string } {
+function timeTorch(folder: string, tokensFile: string, threads: number, repeats: number): TorchTiming {
   const script = join(ROOT, 'tools/bench-torch/torch_forward.py');
   const policies = threads > 1 ? ['default', 'PASSIVE'] : ['default'];
   const runs = policies.map((policy) => {
@@ -221,7 +255,7 @@ function fp32WeightBytes(folder: string): number {
 }
 
 function printTable(rows: Row[]): void {
-  const header = ['model', 'threads', 'tokens', 'onnx tok/s', 'torch tok/s', 'torch wait', 'speed-up', 'ceiling', 'GFLOP/s', 'MatMul peak', '% of peak', 'matmuls alone', 'floor', 'floor ceiling', 'loss onnx / torch', 'plan eval tok/s'];
+  const header = ['model', 'threads', 'tokens', 'onnx tok/s', 'torch tok/s', 'torch wait', 'speed-up', 'rounds', 'ceiling', 'GFLOP/s', 'MatMul peak', '% of peak', 'matmuls alone', 'floor', 'floor ceiling', 'loss onnx / torch', 'plan eval tok/s'];
   const lines = rows.map((r) => [
     r.model,
     String(r.threads),
@@ -230,6 +264,7 @@ function printTable(rows: Row[]): void {
     r.torchSeconds ? (r.tokens / r.torchSeconds).toFixed(0) : '-',
     r.threads > 1 ? (r.torchPolicy ?? '-') : '-',
     r.torchSeconds ? `${(r.torchSeconds / r.ortSeconds).toFixed(2)}x` : '-',
+    r.roundRatios.length ? r.roundRatios.map((ratio) => ratio.toFixed(2)).join(' ') : '-',
     r.torchSeconds ? `${(r.torchSeconds / r.matmulSeconds).toFixed(2)}x` : '-',
     r.gflops.toFixed(1),
     r.peakGflops.toFixed(1),
@@ -251,6 +286,8 @@ function printTable(rows: Row[]): void {
   console.log('ceiling: torch time / that, the most any runtime on onnxruntime\'s kernels could gain over PyTorch here.');
   console.log('floor: the products plus one kernel for each operation the model defines (norms, RoPE, mask + softmax, routing, SiLU,');
   console.log('one gather and one scatter of the routed rows, log-softmax), no glue; floor ceiling: torch time / that.');
+  console.log('speed-up: PyTorch\'s time / ours in the median of alternating rounds (ours, then PyTorch\'s, each a median of');
+  console.log('several forwards); rounds: every round\'s ratio. ceiling and floor ceiling use that round\'s PyTorch time.');
   console.log('torch wait: the OpenMP wait policy of the faster of PyTorch\'s two runs at that thread count (default spins, PASSIVE sleeps).');
 }
 
