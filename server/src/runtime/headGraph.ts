@@ -4,7 +4,7 @@ import { rmsNormOp } from './layerGraph';
 
 export const HeadIO = {
   hidden: 'hidden', // [rows, hidden]: only the rows whose logits or loss are wanted
-  targets: 'targets', // [rows] int64: the next token of each row (any valid id when only logits are fetched)
+  targets: 'targets', // [rows] int32: the next token of each row (any valid id when only logits are fetched)
   logits: 'logits', // [rows, vocab]
   nll: 'nll', // [rows]: -log p(target), computed here so the vocab-wide logits need not leave the session
 } as const;
@@ -14,7 +14,7 @@ export function buildHeadGraph(spec: ModelSpec, finalNorm: WeightData, lmHead: W
   const g = new GraphBuilder('head');
   const H = spec.hiddenSize;
   const hidden = g.input(HeadIO.hidden, 'float', ['rows', H]);
-  const targets = g.input(HeadIO.targets, 'int64', ['rows']);
+  const targets = g.input(HeadIO.targets, 'int32', ['rows']);
   const normed = rmsNormOp(g, hidden, g.weight('final_norm', finalNorm, [H]), spec.rmsNormEps);
   // Gemm with transB reads lm_head in its stored [vocab, hidden] layout, so a tied embedding needs no transpose.
   const logits = g.op('Gemm', [normed, g.weight('lm_head', lmHead, [spec.vocabSize, H])], { transB: 1 });

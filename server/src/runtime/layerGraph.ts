@@ -1,5 +1,6 @@
 import type { LayerSpec, ModelSpec, MoeSpec } from '../checkpoint/modelSpec';
 import { GraphBuilder, WeightData } from './graphBuilder';
+import { OnnxDType } from './onnxSchema';
 import type { LayerWeights, MlpWeights } from './layerWeights';
 
 /** Names of a decoder-layer graph's inputs and outputs, shared by the builder and the engine. */
@@ -17,7 +18,7 @@ export const LayerIO = {
   hiddenOut: 'hidden_out',
   moeInput: 'moe_input', // [tokens, hidden]: what the router and experts see
   routerLogits: 'router_logits', // [tokens, E'] after mapping, before the mask
-  selectedExperts: 'selected_experts', // [tokens, k] int64, -1 where a slot was dropped
+  selectedExperts: 'selected_experts', // [tokens, k] int32, -1 where a slot was dropped
   gateWeights: 'gate_weights', // [tokens, k]
   expertOutputNorms: 'expert_output_norms', // [tokens, k]: ||expert output|| before gating
 } as const;
@@ -150,7 +151,7 @@ export function buildSparseMoe(g: GraphBuilder, spec: ModelSpec, moe: MoeSpec, x
   const slots = g.op('Range', [g.scalarInt64(0), g.op('Squeeze', [topK, g.constInt64([0])]), g.scalarInt64(1)]);
   const isFirstSlot = g.op('Equal', [slots, g.scalarInt64(0)]);
   const keep = g.op('And', [g.op('Or', [isFirstSlot, g.op('LessOrEqual', [gap, threshold])]), g.op('Greater', [topProbs, g.constFloat([0])])]);
-  let gateWeights = g.op('Mul', [topProbs, g.op('Cast', [keep], { to: 1 })]);
+  let gateWeights = g.op('Mul', [topProbs, g.op('Cast', [keep], { to: OnnxDType.float })]);
   if (moe.normTopKProb) gateWeights = g.op('Div', [gateWeights, g.op('ReduceSum', [gateWeights, g.constInt64([-1])], { keepdims: 1 })]);
   const selected = g.op('Where', [keep, topIndices, g.constInt64([-1])]);
 
@@ -173,7 +174,8 @@ export function buildSparseMoe(g: GraphBuilder, spec: ModelSpec, moe: MoeSpec, x
   }
   g.output(x, LayerIO.moeInput, 'float', ['tokens', H]);
   g.output(logits, LayerIO.routerLogits, 'float', ['tokens', routedExperts]);
-  g.output(selected, LayerIO.selectedExperts, 'int64', ['tokens', 'k']);
+  // int32 for the caller: converting int64 (BigInt in JS) cost ~0.4 ms a demo forward; expert ids fit easily.
+  g.output(g.op('Cast', [selected], { to: OnnxDType.int32 }), LayerIO.selectedExperts, 'int32', ['tokens', 'k']);
   g.output(gateWeights, LayerIO.gateWeights, 'float', ['tokens', 'k']);
   g.output(g.op('Reshape', [norms, g.op('Shape', [selected])]), LayerIO.expertOutputNorms, 'float', ['tokens', 'k']);
   return combined;

@@ -10,7 +10,7 @@ import { buildLayerGraph, LayerIO } from './layerGraph';
 import { layerWeights, mergeExperts } from './layerWeights';
 import { PrefixCache, batchKey } from './prefixCache';
 import { firstChangedLayer, resolveLayerPlan, ResolvedLayerPlan } from './runtimePlan';
-import { attentionBias, packedLayout, ropeTables } from './positionTables';
+import { BatchTablesCache } from './positionTables';
 
 export interface EngineOptions {
   /** onnxruntime intra-op threads (default 1). */
@@ -52,6 +52,7 @@ interface Batch {
 export class ModelEngine {
   private readonly mergedSessions = new Map<number, { key: string; session: ort.InferenceSession }>();
   private readonly prefixCache: PrefixCache;
+  private readonly batchTables: BatchTablesCache;
 
   private constructor(
     readonly spec: ModelSpec,
@@ -62,6 +63,7 @@ export class ModelEngine {
     private readonly options: EngineOptions,
   ) {
     this.prefixCache = new PrefixCache(options.prefixCacheBytes ?? 256 * 1024 * 1024);
+    this.batchTables = new BatchTablesCache(spec.attention.headDim, spec.attention.ropeTheta);
   }
 
   static async create(spec: ModelSpec, weights: WeightSource, options: EngineOptions = {}): Promise<ModelEngine> {
@@ -96,15 +98,14 @@ export class ModelEngine {
       const ids = batch.indices.map((i) => request.sequences[i]);
       const key = usePrefixCache ? batchKey(ids) : undefined;
       const cached = key ? this.prefixCache.lookup(key, firstChanged) : undefined;
-      const layout = packedLayout(batch.lengths, batch.padded);
+      const { layout, cos, sin, bias } = this.batchTables.get(batch.lengths, batch.padded);
       let hidden = cached?.hidden ?? this.embed(ids);
-      const { cos, sin } = ropeTables(spec.attention.headDim, spec.attention.ropeTheta, batch.padded);
       const shared = {
         [LayerIO.tokenSlots]: new ort.Tensor('int64', layout.tokenSlots, [layout.tokenSlots.length]),
         [LayerIO.gridRows]: new ort.Tensor('int64', layout.gridRows, [layout.gridRows.length]),
         [LayerIO.ropeCos]: new ort.Tensor('float32', cos, [batch.padded, spec.attention.headDim]),
         [LayerIO.ropeSin]: new ort.Tensor('float32', sin, [batch.padded, spec.attention.headDim]),
-        [LayerIO.attentionBias]: new ort.Tensor('float32', attentionBias(batch.lengths, batch.padded), [ids.length, 1, 1, batch.padded, batch.padded]),
+        [LayerIO.attentionBias]: new ort.Tensor('float32', bias, [ids.length, 1, 1, batch.padded, batch.padded]),
       };
       for (let l = cached?.layer ?? 0; l < spec.layers.length; l++) {
         if (shouldStop()) throw new ForwardCancelledError();
@@ -163,7 +164,7 @@ export class ModelEngine {
     const k = plan.topK;
     const H = this.spec.hiddenSize;
     const logits = out[LayerIO.routerLogits].data as Float32Array;
-    const selected = out[LayerIO.selectedExperts].data as BigInt64Array;
+    const selected = out[LayerIO.selectedExperts].data as Int32Array;
     const gates = out[LayerIO.gateWeights].data as Float32Array;
     const norms = out[LayerIO.expertOutputNorms].data as Float32Array;
     const inputs = withInputs ? (out[LayerIO.moeInput].data as Float32Array) : undefined;
@@ -175,7 +176,7 @@ export class ModelEngine {
         numExperts: E,
         topK: k,
         routerLogits: logits.slice(row * E, (row + len) * E),
-        selectedExperts: Int32Array.from(selected.subarray(row * k, (row + len) * k), Number),
+        selectedExperts: selected.slice(row * k, (row + len) * k),
         gateWeights: gates.slice(row * k, (row + len) * k),
         expertOutputNorms: norms.slice(row * k, (row + len) * k),
         inputs: inputs?.slice(row * H, (row + len) * H),
@@ -190,6 +191,7 @@ export class ModelEngine {
     const V = this.spec.vocabSize;
     const everyToken = outputs.logits === 'all' || outputs.loss === true;
     if (!everyToken && outputs.logits !== 'last') return;
+    // Every token: the head's rows are the packed rows as they are. Last tokens: one row per sequence.
     const rows: { b: number; t: number }[] = [];
     batch.lengths.forEach((len, b) => {
       for (let t = everyToken ? 0 : len - 1; t < len; t++) rows.push({ b, t });
@@ -199,14 +201,14 @@ export class ModelEngine {
     const chunkRows = Math.max(64, Math.floor(HEAD_CHUNK_BYTES / (4 * V)));
     for (let start = 0; start < rows.length; start += chunkRows) {
       const chunk = rows.slice(start, start + chunkRows);
-      const input = new Float32Array(chunk.length * H);
-      const targets = new BigInt64Array(chunk.length);
+      const input = everyToken ? hidden.subarray(start * H, (start + chunk.length) * H) : new Float32Array(chunk.length * H);
+      const targets = new Int32Array(chunk.length);
       chunk.forEach(({ b, t }, r) => {
-        input.set(hidden.subarray((offsets[b] + t) * H, (offsets[b] + t + 1) * H), r * H);
-        targets[r] = BigInt(t + 1 < batch.lengths[b] ? ids[b][t + 1] : 0);
+        if (!everyToken) input.set(hidden.subarray((offsets[b] + t) * H, (offsets[b] + t + 1) * H), r * H);
+        targets[r] = t + 1 < batch.lengths[b] ? ids[b][t + 1] : 0;
       });
       const fetches = [...(outputs.loss ? [HeadIO.nll] : []), ...(outputs.logits ? [HeadIO.logits] : [])];
-      const out = await this.head.run({ [HeadIO.hidden]: new ort.Tensor('float32', input, [chunk.length, H]), [HeadIO.targets]: new ort.Tensor('int64', targets, [chunk.length]) }, fetches);
+      const out = await this.head.run({ [HeadIO.hidden]: new ort.Tensor('float32', input, [chunk.length, H]), [HeadIO.targets]: new ort.Tensor('int32', targets, [chunk.length]) }, fetches);
       if (outputs.loss) nll.set(out[HeadIO.nll].data as Float32Array, start);
       if (logits) logits.set(out[HeadIO.logits].data as Float32Array, start * V);
     }

@@ -1,6 +1,6 @@
 import * as assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { attentionBias, packedLayout } from '../../../server/src/runtime/positionTables';
+import { attentionBias, BatchTablesCache, packedLayout, ropeTables } from '../../../server/src/runtime/positionTables';
 
 describe('batch layout', () => {
   it('packs real tokens sequence after sequence and maps them to and from the padded grid', () => {
@@ -21,5 +21,20 @@ describe('batch layout', () => {
     assert.deepEqual(row(0, 2), [0, 0, -Infinity]); // a padding query still sees only real keys
     assert.deepEqual(row(1, 1), [0, 0, -Infinity]);
     assert.deepEqual(row(1, 2), [0, 0, 0]);
+  });
+
+  it('keeps the tables of recent batch shapes, equal to freshly built ones, within its byte budget', () => {
+    // One entry of lengths [3, 4] padded to 4, head dim 4: token slots (7) and grid rows (8) as int64,
+    // cos and sin (4 x 4) and the bias (2 x 4 x 4) as float32.
+    const entryBytes = 7 * 8 + 8 * 8 + 2 * 4 * 4 * 4 + 2 * 4 * 4 * 4;
+    const cache = new BatchTablesCache(4, 10000, entryBytes + entryBytes / 2);
+    const first = cache.get([3, 4], 4);
+    assert.deepEqual(first.bias, attentionBias([3, 4], 4));
+    assert.deepEqual(first.layout.gridRows, packedLayout([3, 4], 4).gridRows);
+    assert.deepEqual(first.cos, ropeTables(4, 10000, 4).cos);
+    assert.equal(cache.get([3, 4], 4), first, 'the same shape is served from the cache');
+    assert.notEqual(cache.get([4, 3], 4), first, 'another shape is another entry');
+    // The budget holds one entry of this size, so the second shape pushed the first one out.
+    assert.notEqual(cache.get([3, 4], 4), first);
   });
 });
