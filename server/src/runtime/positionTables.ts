@@ -1,3 +1,5 @@
+import { ByteBudgetCache } from './byteBudgetCache';
+
 /**
  * RoPE cos/sin tables exactly as HF builds them in fp32: inv_freq = 1 / theta^(arange(0, d, 2) / d),
  * angles = position * inv_freq, duplicated across both halves of the head (rotate_half convention).
@@ -68,34 +70,23 @@ export interface BatchTables {
  * 30 ms demo forward (more of a plan evaluation, which reruns only the last layers).
  */
 export class BatchTablesCache {
-  private readonly entries = new Map<string, BatchTables>();
-  private bytes = 0;
+  private readonly entries: ByteBudgetCache<BatchTables>;
 
   constructor(
     private readonly headDim: number,
     private readonly ropeTheta: number,
-    private readonly budgetBytes = 64 * 1024 * 1024,
-  ) {}
+    budgetBytes = 64 * 1024 * 1024,
+  ) {
+    this.entries = new ByteBudgetCache(budgetBytes, tableBytes);
+  }
 
   get(lengths: number[], padded: number): BatchTables {
     const key = `${padded}:${lengths.join(',')}`;
     const cached = this.entries.get(key);
-    if (cached) {
-      this.entries.delete(key);
-      this.entries.set(key, cached);
-      return cached;
-    }
+    if (cached) return cached;
     const { cos, sin } = ropeTables(this.headDim, this.ropeTheta, padded);
     const tables: BatchTables = { layout: packedLayout(lengths, padded), cos, sin, bias: attentionBias(lengths, padded) };
-    const size = tableBytes(tables);
-    if (size > this.budgetBytes) return tables;
     this.entries.set(key, tables);
-    this.bytes += size;
-    for (const [oldest, value] of this.entries) {
-      if (this.bytes <= this.budgetBytes) break;
-      this.entries.delete(oldest);
-      this.bytes -= tableBytes(value);
-    }
     return tables;
   }
 }

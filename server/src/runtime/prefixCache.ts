@@ -1,43 +1,32 @@
+import { ByteBudgetCache } from './byteBudgetCache';
+
 /**
  * Hidden states of the unchanged model entering a given layer, per batch of token ids. Evaluating many
  * plans on the same batches then reruns only the layers from the first one a plan changes.
  * Least-recently-used entries are dropped beyond the byte budget.
  */
 export class PrefixCache {
-  private readonly entries = new Map<string, Float32Array>();
-  private bytes = 0;
+  private readonly entries: ByteBudgetCache<Float32Array>;
 
-  constructor(private readonly budgetBytes: number) {}
+  constructor(budgetBytes: number) {
+    this.entries = new ByteBudgetCache(budgetBytes, (hidden) => hidden.byteLength);
+  }
 
   /** The deepest cached hidden state at or before `layer` (the prefix up to there is plan-independent). */
   lookup(batch: string, layer: number): { layer: number; hidden: Float32Array } | undefined {
     for (let l = layer; l > 0; l--) {
-      const key = `${batch}@${l}`;
-      const hidden = this.entries.get(key);
-      if (hidden) {
-        this.entries.delete(key);
-        this.entries.set(key, hidden);
-        return { layer: l, hidden };
-      }
+      const hidden = this.entries.get(`${batch}@${l}`);
+      if (hidden) return { layer: l, hidden };
     }
     return undefined;
   }
 
   store(batch: string, layer: number, hidden: Float32Array): void {
-    const key = `${batch}@${layer}`;
-    if (layer === 0 || this.entries.has(key) || hidden.byteLength > this.budgetBytes) return;
-    this.entries.set(key, hidden);
-    this.bytes += hidden.byteLength;
-    for (const [oldest, value] of this.entries) {
-      if (this.bytes <= this.budgetBytes) break;
-      this.entries.delete(oldest);
-      this.bytes -= value.byteLength;
-    }
+    if (layer > 0) this.entries.set(`${batch}@${layer}`, hidden);
   }
 
   clear(): void {
     this.entries.clear();
-    this.bytes = 0;
   }
 }
 
