@@ -19,6 +19,30 @@ export interface ForwardRequest {
   maxBatchTokens?: number;
 }
 
+/**
+ * Several plans (variants) over the same sequences in one pass: each layer is loaded once for all of
+ * them, and variants share a layer's work while their plans agree on it and on every layer before it.
+ * `undefined` is the unchanged model.
+ */
+export interface ForwardVariantsRequest extends Omit<ForwardRequest, 'plan'> {
+  plans: (RuntimePlan | undefined)[];
+}
+
+/** Where a forward is, reported between layers (the worker throttles it to a few a second). */
+export interface ForwardProgress {
+  /** Layers done in the current work set, of `layers`. */
+  layersDone: number;
+  layers: number;
+  /** A work set is every batch of the request when layers stream, one batch when all are resident. */
+  workSetsDone: number;
+  workSets: number;
+  seconds: number;
+  /** Of `seconds`, spent loading layers that are not resident. */
+  loadingSeconds: number;
+  /** The rest of this forward, extrapolated from the layers done so far. */
+  secondsLeft: number;
+}
+
 /** One MoE layer seen by one sequence; arrays are row-major with one row per token. */
 export interface MoeLayerCapture {
   layer: number;

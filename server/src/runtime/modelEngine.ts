@@ -3,12 +3,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { LayerSpec, ModelSpec, WeightSource } from '../checkpoint/modelSpec';
-import { ForwardCancelledError, ForwardRequest, ForwardResult, MoeLayerCapture, SequenceResult } from './forwardTypes';
+import { ForwardCancelledError, ForwardProgress, ForwardRequest, ForwardResult, ForwardVariantsRequest, MoeLayerCapture, SequenceResult } from './forwardTypes';
 import { GraphBuilder, SerializedModel } from './graphBuilder';
 import { buildHeadGraph, HeadIO } from './headGraph';
+import { HiddenStore } from './hiddenStore';
 import { buildLayerGraph, LayerIO } from './layerGraph';
 import { layerWeights, mergeExperts } from './layerWeights';
+import { MemoryPlan, planMemory, Precision } from './memoryBudget';
 import { PrefixCache, batchKey } from './prefixCache';
+import { LayerResidency } from './residency';
 import { firstChangedLayer, resolveLayerPlan, ResolvedLayerPlan } from './runtimePlan';
 import { BatchTablesCache } from './positionTables';
 
@@ -21,6 +24,18 @@ export interface EngineOptions {
   externalDataThreshold?: number;
   /** Memory for hidden states cached in front of the first layer a plan changes (default 256 MiB). */
   prefixCacheBytes?: number;
+  /** Bytes the runtime may hold; decides which layers stay resident (default `defaultMemoryBudget()`). */
+  memoryBudget?: number;
+  /** Weights of the layer graphs: 'fp32' (exact, the default) or 'int8'. */
+  precision?: Precision;
+  /** RAM for the work set's hidden states before they spill to a temporary file (default: what the budget leaves). */
+  hiddenStateBytes?: number;
+}
+
+/** What a pass may be told and asked between layers. */
+export interface ForwardHooks {
+  shouldStop?: () => boolean;
+  onProgress?: (progress: ForwardProgress) => void;
 }
 
 const DEFAULT_MAX_BATCH_TOKENS = 2048;
@@ -42,12 +57,56 @@ interface Batch {
   padded: number;
 }
 
+/** A batch on its way through a pass: the hidden states entering the current layer, one per lineage. */
+interface BatchState {
+  batch: Batch;
+  ids: Int32Array[];
+  /** Prefix-cache key; absent when captures are asked for (cached prefixes skip layers). */
+  key?: string;
+  /** Per variant, the layer it starts at (a cached prefix's layer, or 0). */
+  starts: number[];
+  /** Cached hidden states of the unchanged model, by the layer they enter. */
+  cached: Map<number, Float32Array>;
+  /** Lineage id -> hidden-store key. */
+  entering: Map<number, number>;
+}
+
+/**
+ * How the variants of a pass relate: `lineage[v][l]` names the computation that produced variant v's
+ * hidden state entering layer l (equal ids = equal plans on every layer before l, so equal states).
+ */
+class Lineages {
+  readonly planIds: number[][];
+  readonly lineage: number[][];
+  readonly unchanged: number[];
+
+  constructor(request: ForwardVariantsRequest, numLayers: number) {
+    const planIndex = new Map<string, number>();
+    const lineageIndex = new Map<string, number>();
+    const intern = (index: Map<string, number>, key: string) => index.get(key) ?? index.set(key, index.size).get(key)!;
+    const unchangedKey = (l: number) => `${l}|null`;
+    this.planIds = request.plans.map((plan) => Array.from({ length: numLayers }, (_, l) => intern(planIndex, plan?.layers[l] ? `${l}|${JSON.stringify(plan.layers[l])}` : unchangedKey(l))));
+    const chain = (ids: number[]) => {
+      const out = [intern(lineageIndex, '')];
+      for (let l = 0; l < numLayers; l++) out.push(intern(lineageIndex, `${out[l]}:${ids[l]}`));
+      return out;
+    };
+    this.lineage = this.planIds.map(chain);
+    this.unchanged = chain(Array.from({ length: numLayers }, (_, l) => intern(planIndex, unchangedKey(l))));
+  }
+}
+
 /**
  * The model as onnxruntime sessions: one per decoder layer plus a head, with the embedding lookup in JS.
  * Per-layer sessions keep each graph under the protobuf limit, expose every MoE layer's inputs for free,
  * and let a plan replace one layer (merging) or resume from cached hidden states (any plan).
- * Synchronous under the hood: run it inside a worker thread. It reads `weights` again for merged layers,
- * so the caller keeps the WeightSource open until after close().
+ *
+ * One execution model whatever the memory: a pass runs layer by layer over a work set (every batch of
+ * the request when layers stream, one batch at a time when they are all resident), loading each layer
+ * that is not resident once per work set and releasing it after. Every batch meets the same sessions
+ * with the same feeds either way, so results are identical whichever policy ran.
+ * Synchronous under the hood: run it inside a worker thread. It reads `weights` again for merged and
+ * streamed layers, so the caller keeps the WeightSource open until after close().
  */
 export class ModelEngine {
   private readonly mergedSessions = new Map<number, { key: string; session: ort.InferenceSession }>();
@@ -56,9 +115,10 @@ export class ModelEngine {
 
   private constructor(
     readonly spec: ModelSpec,
+    readonly memory: MemoryPlan,
     private readonly weights: WeightSource,
     private readonly embedding: Float32Array,
-    private readonly layerSessions: ort.InferenceSession[],
+    private readonly residency: LayerResidency<ort.InferenceSession>,
     private readonly head: ort.InferenceSession,
     private readonly options: EngineOptions,
   ) {
@@ -66,77 +126,76 @@ export class ModelEngine {
     this.batchTables = new BatchTablesCache(spec.attention.headDim, spec.attention.ropeTheta);
   }
 
+  /** Plans the memory first: a budget that cannot hold one layer and the work fails here, before anything loads. */
   static async create(spec: ModelSpec, weights: WeightSource, options: EngineOptions = {}): Promise<ModelEngine> {
-    const sessions: ort.InferenceSession[] = [];
+    const { tensors: _names, ...shape } = spec;
+    const memory = planMemory(shape, { budgetBytes: options.memoryBudget, precision: options.precision, hiddenStateBytes: options.hiddenStateBytes });
+    const residency = new LayerResidency(memory, (index) => loadGraph(buildLayerGraph(spec, spec.layers[index], layerWeights(spec, weights, spec.layers[index])), options));
     try {
-      for (const layer of spec.layers) sessions.push(await loadGraph(buildLayerGraph(spec, layer, layerWeights(spec, weights, layer)), options));
       const embedding = await weights.readFloat32(spec.tensors.embedTokens);
       const lmHead = spec.tensors.lmHead ? () => weights.readFloat32(spec.tensors.lmHead!) : embedding;
       const head = await loadGraph(buildHeadGraph(spec, () => weights.readFloat32(spec.tensors.finalNorm), lmHead), options);
-      return new ModelEngine(spec, weights, embedding, sessions, head, options);
+      try {
+        await residency.open();
+      } catch (error) {
+        await head.release();
+        throw error;
+      }
+      return new ModelEngine(spec, memory, weights, embedding, residency, head, options);
     } catch (error) {
-      for (const session of sessions) await session.release();
+      await residency.close();
       throw error;
     }
   }
 
+  /** Seconds spent loading layers that are not resident, and how many loads, since open. */
+  get loading(): { loads: number; seconds: number; bytes: number } {
+    return { loads: this.residency.loads, seconds: this.residency.loadSeconds, bytes: this.residency.loadedBytes };
+  }
+
   async forward(request: ForwardRequest, shouldStop: () => boolean = () => false): Promise<ForwardResult> {
+    const { plan, ...rest } = request;
+    return (await this.forwardVariants({ ...rest, plans: [plan] }, { shouldStop }))[0];
+  }
+
+  /** One result per plan, in order; see ForwardVariantsRequest. */
+  async forwardVariants(request: ForwardVariantsRequest, hooks: ForwardHooks = {}): Promise<ForwardResult[]> {
     const { spec } = this;
+    if (request.plans.length === 0) throw new Error('a forward needs at least one plan (undefined for the unchanged model)');
     request.sequences.forEach((s, i) => {
       if (s.length === 0) throw new Error(`sequence ${i} is empty`);
       s.forEach((id) => (id < 0 || id >= spec.vocabSize) && fail(`sequence ${i} has token ${id} outside the vocabulary (${spec.vocabSize})`));
     });
-    const plans = spec.layers.map((layer) => (layer.kind === 'moe' ? resolveLayerPlan(layer.index, layer.moe, request.plan?.layers[layer.index]) : undefined));
-    const sessions = await Promise.all(spec.layers.map((layer, i) => this.sessionFor(layer, plans[i])));
-    const results: SequenceResult[] = request.sequences.map(() => ({}));
-    // Cached prefixes are the unchanged model's hidden states, valid only while nothing before them is captured.
-    const usePrefixCache = !request.outputs.moe;
-    const firstChanged = firstChangedLayer(request.plan, spec.layers.length);
-    let tokens = 0;
-    for (const batch of makeBatches(request.sequences, request.maxBatchTokens ?? DEFAULT_MAX_BATCH_TOKENS)) {
-      if (shouldStop()) throw new ForwardCancelledError();
-      const ids = batch.indices.map((i) => request.sequences[i]);
-      const key = usePrefixCache ? batchKey(ids) : undefined;
-      const cached = key ? this.prefixCache.lookup(key, firstChanged) : undefined;
-      const { layout, cos, sin, bias } = this.batchTables.get(batch.lengths, batch.padded);
-      let hidden = cached?.hidden ?? this.embed(ids);
-      const shared = {
-        [LayerIO.tokenSlots]: new ort.Tensor('int64', layout.tokenSlots, [layout.tokenSlots.length]),
-        [LayerIO.gridRows]: new ort.Tensor('int64', layout.gridRows, [layout.gridRows.length]),
-        [LayerIO.ropeCos]: new ort.Tensor('float32', cos, [batch.padded, spec.attention.headDim]),
-        [LayerIO.ropeSin]: new ort.Tensor('float32', sin, [batch.padded, spec.attention.headDim]),
-        [LayerIO.attentionBias]: new ort.Tensor('float32', bias, [ids.length, 1, 1, batch.padded, batch.padded]),
-      };
-      for (let l = cached?.layer ?? 0; l < spec.layers.length; l++) {
-        if (shouldStop()) throw new ForwardCancelledError();
-        if (key && l === firstChanged) this.prefixCache.store(key, l, hidden);
-        const feeds: Record<string, ort.Tensor> = { ...shared, [LayerIO.hidden]: new ort.Tensor('float32', hidden, [layout.tokenSlots.length, spec.hiddenSize]) };
-        const plan = plans[l];
-        const fetches: string[] = [LayerIO.hiddenOut];
-        if (plan) {
-          Object.assign(feeds, planFeeds(plan, spec.layers[l]));
-          if (request.outputs.moe) fetches.push(LayerIO.routerLogits, LayerIO.selectedExperts, LayerIO.gateWeights, LayerIO.expertOutputNorms);
-          if (request.outputs.moe && request.outputs.moeInputs) fetches.push(LayerIO.moeInput);
-        }
-        const out = await sessions[l].run(feeds, fetches);
-        hidden = out[LayerIO.hiddenOut].data as Float32Array;
-        if (plan && request.outputs.moe) this.collectMoe(results, batch, layout.offsets, l, plan, out, request.outputs.moeInputs === true);
-      }
-      if (key && firstChanged === spec.layers.length) this.prefixCache.store(key, firstChanged, hidden);
-      await this.runHead(results, batch, layout.offsets, ids, hidden, request.outputs);
-      tokens += batch.lengths.reduce((a, b) => a + b, 0);
+    const resolved = request.plans.map((plan) => spec.layers.map((layer) => (layer.kind === 'moe' ? resolveLayerPlan(layer.index, layer.moe, plan?.layers[layer.index]) : undefined)));
+    const results: SequenceResult[][] = request.plans.map(() => request.sequences.map(() => ({})));
+    const batches = makeBatches(request.sequences, request.maxBatchTokens ?? DEFAULT_MAX_BATCH_TOKENS);
+    // Streaming loads every layer once per work set, so the work set is the whole request; with every
+    // layer resident nothing is gained by holding more than one batch's hidden states.
+    const workSets = this.memory.policy === 'resident' ? batches.map((batch) => [batch]) : [batches];
+    const pass = new Pass(this, request, resolved, results, hooks, workSets.length);
+    try {
+      for (const workSet of workSets) await pass.run(workSet);
+    } finally {
+      pass.close();
     }
-    return { sequences: results, tokens };
+    const tokens = request.sequences.reduce((sum, s) => sum + s.length, 0);
+    return results.map((sequences) => ({ sequences, tokens }));
   }
 
   async close(): Promise<void> {
-    for (const session of [...this.layerSessions, this.head, ...[...this.mergedSessions.values()].map((m) => m.session)]) await session.release();
+    for (const session of [this.head, ...[...this.mergedSessions.values()].map((m) => m.session)]) await session.release();
+    await this.residency.close();
     this.mergedSessions.clear();
     this.prefixCache.clear();
   }
 
+  /** @internal The pieces a Pass works with. */
+  get internals() {
+    return { prefixCache: this.prefixCache, batchTables: this.batchTables, residency: this.residency, head: this.head };
+  }
+
   /** The batch's tokens' embeddings, packed: sequence after sequence, no padding. */
-  private embed(ids: Int32Array[]): Float32Array {
+  embed(ids: Int32Array[]): Float32Array {
     const H = this.spec.hiddenSize;
     const hidden = new Float32Array(ids.reduce((sum, s) => sum + s.length, 0) * H);
     let row = 0;
@@ -144,22 +203,28 @@ export class ModelEngine {
     return hidden;
   }
 
-  /** Merged experts need their own weights, so that layer gets its own session, built once per merge matrix. */
-  private async sessionFor(layer: LayerSpec, plan: ResolvedLayerPlan | undefined): Promise<ort.InferenceSession> {
-    if (!plan?.mergeMatrix || layer.kind !== 'moe') return this.layerSessions[layer.index];
-    const key = JSON.stringify(plan.mergeMatrix);
+  /**
+   * Merged experts need their own weights, so that layer gets its own session, built once per merge
+   * matrix and kept while all layers are resident; when layers stream it is built per pass like theirs.
+   * `release` says whether the caller releases the session after the layer.
+   */
+  async mergedSession(layer: LayerSpec, mergeMatrix: number[][], mayCache: boolean): Promise<{ session: ort.InferenceSession; release: boolean }> {
+    const key = JSON.stringify(mergeMatrix);
+    const keep = mayCache && this.memory.policy === 'resident';
     const current = this.mergedSessions.get(layer.index);
-    if (current?.key === key) return current.session;
-    await current?.session.release();
-    this.mergedSessions.delete(layer.index);
+    if (current?.key === key) return { session: current.session, release: false };
+    if (current && keep) {
+      await current.session.release();
+      this.mergedSessions.delete(layer.index);
+    }
     const original = layerWeights(this.spec, this.weights, layer);
-    const experts = mergeExperts(original.experts!, plan.mergeMatrix);
-    const session = await loadGraph(buildLayerGraph(this.spec, layer, original, experts), this.options);
-    this.mergedSessions.set(layer.index, { key, session });
-    return session;
+    const session = await loadGraph(buildLayerGraph(this.spec, layer, original, mergeExperts(original.experts!, mergeMatrix)), this.options);
+    if (keep) this.mergedSessions.set(layer.index, { key, session });
+    return { session, release: !keep };
   }
 
-  private collectMoe(results: SequenceResult[], batch: Batch, offsets: number[], layer: number, plan: ResolvedLayerPlan, out: ort.InferenceSession.OnnxValueMapType, withInputs: boolean): void {
+  /** The captures of one layer run, per batch sequence (shared by every variant that ran it). */
+  collectMoe(batch: Batch, offsets: number[], layer: number, plan: ResolvedLayerPlan, out: ort.InferenceSession.OnnxValueMapType, withInputs: boolean): MoeLayerCapture[] {
     const E = plan.routedExperts;
     const k = plan.topK;
     const H = this.spec.hiddenSize;
@@ -168,10 +233,10 @@ export class ModelEngine {
     const gates = out[LayerIO.gateWeights].data as Float32Array;
     const norms = out[LayerIO.expertOutputNorms].data as Float32Array;
     const inputs = withInputs ? (out[LayerIO.moeInput].data as Float32Array) : undefined;
-    batch.indices.forEach((sequenceIndex, b) => {
+    return batch.indices.map((_, b) => {
       const len = batch.lengths[b];
       const row = offsets[b];
-      const capture: MoeLayerCapture = {
+      return {
         layer,
         numExperts: E,
         topK: k,
@@ -181,12 +246,14 @@ export class ModelEngine {
         expertOutputNorms: norms.slice(row * k, (row + len) * k),
         inputs: inputs?.slice(row * H, (row + len) * H),
       };
-      (results[sequenceIndex].moe ??= []).push(capture);
     });
   }
 
-  /** Runs the head on the rows that matter only: last tokens for 'last' logits, every real token otherwise. */
-  private async runHead(results: SequenceResult[], batch: Batch, offsets: number[], ids: Int32Array[], hidden: Float32Array, outputs: ForwardRequest['outputs']): Promise<void> {
+  /**
+   * Runs the head on the rows that matter only (last tokens for 'last' logits, every real token
+   * otherwise) and writes the outputs into each of `targets` (variants that share the final state).
+   */
+  async runHead(targets: SequenceResult[][], batch: Batch, offsets: number[], ids: Int32Array[], hidden: Float32Array, outputs: ForwardRequest['outputs']): Promise<void> {
     const H = this.spec.hiddenSize;
     const V = this.spec.vocabSize;
     const everyToken = outputs.logits === 'all' || outputs.loss === true;
@@ -202,13 +269,13 @@ export class ModelEngine {
     for (let start = 0; start < rows.length; start += chunkRows) {
       const chunk = rows.slice(start, start + chunkRows);
       const input = everyToken ? hidden.subarray(start * H, (start + chunk.length) * H) : new Float32Array(chunk.length * H);
-      const targets = new Int32Array(chunk.length);
+      const headTargets = new Int32Array(chunk.length);
       chunk.forEach(({ b, t }, r) => {
         if (!everyToken) input.set(hidden.subarray((offsets[b] + t) * H, (offsets[b] + t + 1) * H), r * H);
-        targets[r] = t + 1 < batch.lengths[b] ? ids[b][t + 1] : 0;
+        headTargets[r] = t + 1 < batch.lengths[b] ? ids[b][t + 1] : 0;
       });
       const fetches = [...(outputs.loss ? [HeadIO.nll] : []), ...(outputs.logits ? [HeadIO.logits] : [])];
-      const out = await this.head.run({ [HeadIO.hidden]: new ort.Tensor('float32', input, [chunk.length, H]), [HeadIO.targets]: new ort.Tensor('int32', targets, [chunk.length]) }, fetches);
+      const out = await this.head.run({ [HeadIO.hidden]: new ort.Tensor('float32', input, [chunk.length, H]), [HeadIO.targets]: new ort.Tensor('int32', headTargets, [chunk.length]) }, fetches);
       if (outputs.loss) nll.set(out[HeadIO.nll].data as Float32Array, start);
       if (logits) logits.set(out[HeadIO.logits].data as Float32Array, start * V);
     }
@@ -216,11 +283,218 @@ export class ModelEngine {
     batch.indices.forEach((sequenceIndex, b) => {
       const len = batch.lengths[b];
       const count = everyToken ? len : 1;
-      const result = results[sequenceIndex];
+      const result: SequenceResult = {};
       if (outputs.loss) result.loss = nll.slice(row, row + len - 1);
       if (outputs.logits === 'all') result.logits = logits!.slice(row * V, (row + len) * V);
       if (outputs.logits === 'last') result.logits = logits!.slice((row + count - 1) * V, (row + count) * V);
+      for (const target of targets) Object.assign(target[sequenceIndex], result);
       row += count;
+    });
+  }
+}
+
+/**
+ * One forward's walk over its work sets, layer by layer: which sessions each layer needs, the hidden
+ * states of every batch and lineage between layers (RAM, spilling to a file beyond the budget), the
+ * prefix cache, captures, progress and cancellation.
+ */
+class Pass {
+  private readonly store: HiddenStore;
+  private readonly lineages: Lineages;
+  private readonly firstChanged: number[];
+  private readonly usePrefixCache: boolean;
+  private readonly started = performance.now();
+  private readonly loadingAtStart: number;
+  private nextKey = 0;
+  private workSetsDone = 0;
+
+  constructor(
+    private readonly engine: ModelEngine,
+    private readonly request: ForwardVariantsRequest,
+    private readonly resolved: (ResolvedLayerPlan | undefined)[][],
+    private readonly results: SequenceResult[][],
+    private readonly hooks: ForwardHooks,
+    private readonly workSets: number,
+  ) {
+    const L = engine.spec.layers.length;
+    this.store = new HiddenStore(engine.memory.hiddenStateBytes);
+    this.lineages = new Lineages(request, L);
+    this.firstChanged = request.plans.map((plan) => firstChangedLayer(plan, L));
+    // Cached prefixes are the unchanged model's hidden states, valid only while nothing before them is captured.
+    this.usePrefixCache = !request.outputs.moe;
+    this.loadingAtStart = engine.loading.seconds;
+  }
+
+  close(): void {
+    this.store.close();
+  }
+
+  async run(workSet: Batch[]): Promise<void> {
+    const { spec, internals } = this.engine;
+    const L = spec.layers.length;
+    const states: BatchState[] = workSet.map((batch) => {
+      const ids = batch.indices.map((i) => this.request.sequences[i]);
+      const key = this.usePrefixCache ? batchKey(ids) : undefined;
+      const cached = new Map<number, Float32Array>();
+      const starts = this.firstChanged.map((first) => {
+        const hit = key ? internals.prefixCache.lookup(key, first) : undefined;
+        if (hit) cached.set(hit.layer, hit.hidden);
+        return hit?.layer ?? 0;
+      });
+      return { batch, ids, key, starts, cached, entering: new Map() };
+    });
+    for (let l = 0; l <= L; l++) {
+      this.stopIfAsked();
+      for (const state of states) this.enter(state, l);
+      if (l === L) break;
+      const planIds = new Set<number>();
+      for (const state of states) for (const v of this.active(state, l)) planIds.add(this.lineages.planIds[v][l]);
+      if (planIds.size === 0) continue;
+      const sessions = await this.sessionsFor(l, planIds);
+      try {
+        for (const state of states) {
+          this.stopIfAsked();
+          await this.runLayer(state, l, sessions.byPlan);
+        }
+      } finally {
+        await sessions.release();
+      }
+      this.report(l + 1);
+    }
+    for (const state of states) {
+      this.stopIfAsked();
+      await this.finish(state);
+    }
+    this.workSetsDone++;
+  }
+
+  private active(state: BatchState, layer: number): number[] {
+    return state.starts.flatMap((start, v) => (start <= layer ? [v] : []));
+  }
+
+  /** Brings in the hidden states that start at `layer`: the embedding at 0, a cached prefix later. */
+  private enter(state: BatchState, layer: number): void {
+    const unchanged = this.lineages.unchanged[layer];
+    if (!state.starts.some((start) => start === layer) || state.entering.has(unchanged)) return;
+    const hidden = layer === 0 ? this.engine.embed(state.ids) : state.cached.get(layer)!;
+    state.entering.set(unchanged, this.put(hidden));
+  }
+
+  private put(hidden: Float32Array): number {
+    const key = this.nextKey++;
+    this.store.put(key, hidden);
+    return key;
+  }
+
+  /** One session per distinct layer plan in use: the layer's own (resident or loaded now) or a merged one. */
+  private async sessionsFor(l: number, planIds: Set<number>): Promise<{ byPlan: Map<number, ort.InferenceSession>; release: () => Promise<void> }> {
+    const { spec, internals } = this.engine;
+    const byPlan = new Map<number, ort.InferenceSession>();
+    const releases: (() => Promise<void>)[] = [];
+    const release = async () => {
+      for (const releaseOne of releases.splice(0)) await releaseOne();
+    };
+    let base: ort.InferenceSession | undefined;
+    let merges = 0;
+    try {
+      for (const planId of planIds) {
+        const variant = this.lineages.planIds.findIndex((ids) => ids[l] === planId);
+        const merge = this.resolved[variant][l]?.mergeMatrix;
+        if (merge) {
+          // Only the pass's first merge of a layer may take the layer's cache slot; others are built for this pass.
+          const merged = await this.engine.mergedSession(spec.layers[l], merge, merges++ === 0);
+          byPlan.set(planId, merged.session);
+          if (merged.release) releases.push(() => merged.session.release());
+          continue;
+        }
+        if (!base) {
+          const session = await internals.residency.acquire(l);
+          releases.push(() => internals.residency.release(l, session));
+          base = session;
+        }
+        byPlan.set(planId, base);
+      }
+    } catch (error) {
+      await release();
+      throw error;
+    }
+    return { byPlan, release };
+  }
+
+  private async runLayer(state: BatchState, l: number, sessions: Map<number, ort.InferenceSession>): Promise<void> {
+    const { spec, internals } = this.engine;
+    const { lineage, planIds } = this.lineages;
+    const { batch, ids } = state;
+    const { layout, cos, sin, bias } = internals.batchTables.get(batch.lengths, batch.padded);
+    const shared = {
+      [LayerIO.tokenSlots]: new ort.Tensor('int64', layout.tokenSlots, [layout.tokenSlots.length]),
+      [LayerIO.gridRows]: new ort.Tensor('int64', layout.gridRows, [layout.gridRows.length]),
+      [LayerIO.ropeCos]: new ort.Tensor('float32', cos, [batch.padded, spec.attention.headDim]),
+      [LayerIO.ropeSin]: new ort.Tensor('float32', sin, [batch.padded, spec.attention.headDim]),
+      [LayerIO.attentionBias]: new ort.Tensor('float32', bias, [ids.length, 1, 1, batch.padded, batch.padded]),
+    };
+    // Variants by the state they enter with, then by this layer's plan.
+    const groups = new Map<number, Map<number, number[]>>();
+    for (const v of this.active(state, l)) {
+      const byPlan = groups.get(lineage[v][l]) ?? groups.set(lineage[v][l], new Map()).get(lineage[v][l])!;
+      (byPlan.get(planIds[v][l]) ?? byPlan.set(planIds[v][l], []).get(planIds[v][l])!).push(v);
+    }
+    const next = new Map<number, number>();
+    for (const [entering, byPlan] of groups) {
+      const hidden = this.store.take(state.entering.get(entering)!);
+      const members = [...byPlan.values()].flat();
+      if (state.key && entering === this.lineages.unchanged[l] && members.some((v) => this.firstChanged[v] === l)) internals.prefixCache.store(state.key, l, hidden);
+      for (const [planId, variants] of byPlan) {
+        const plan = this.resolved[variants[0]][l];
+        const feeds: Record<string, ort.Tensor> = { ...shared, [LayerIO.hidden]: new ort.Tensor('float32', hidden, [layout.tokenSlots.length, spec.hiddenSize]) };
+        const fetches: string[] = [LayerIO.hiddenOut];
+        const capture = plan && this.request.outputs.moe;
+        if (plan) {
+          Object.assign(feeds, planFeeds(plan, spec.layers[l]));
+          if (capture) fetches.push(LayerIO.routerLogits, LayerIO.selectedExperts, LayerIO.gateWeights, LayerIO.expertOutputNorms);
+          if (capture && this.request.outputs.moeInputs) fetches.push(LayerIO.moeInput);
+        }
+        const out = await sessions.get(planId)!.run(feeds, fetches);
+        next.set(lineage[variants[0]][l + 1], this.put(out[LayerIO.hiddenOut].data as Float32Array));
+        if (!capture) continue;
+        const captures = this.engine.collectMoe(batch, layout.offsets, l, plan, out, this.request.outputs.moeInputs === true);
+        for (const v of variants) batch.indices.forEach((sequenceIndex, b) => (this.results[v][sequenceIndex].moe ??= []).push(captures[b]));
+      }
+    }
+    state.entering = next;
+  }
+
+  /** The head, once per distinct final state, into the results of every variant that reached it. */
+  private async finish(state: BatchState): Promise<void> {
+    const { spec, internals } = this.engine;
+    const L = spec.layers.length;
+    const { layout } = internals.batchTables.get(state.batch.lengths, state.batch.padded);
+    for (const [final, key] of state.entering) {
+      const hidden = this.store.take(key);
+      const variants = this.request.plans.flatMap((_, v) => (this.lineages.lineage[v][L] === final ? [v] : []));
+      if (state.key && final === this.lineages.unchanged[L] && variants.some((v) => this.firstChanged[v] === L)) internals.prefixCache.store(state.key, L, hidden);
+      await this.engine.runHead(variants.map((v) => this.results[v]), state.batch, layout.offsets, state.ids, hidden, this.request.outputs);
+    }
+    state.entering.clear();
+  }
+
+  private stopIfAsked(): void {
+    if (this.hooks.shouldStop?.()) throw new ForwardCancelledError();
+  }
+
+  private report(layersDone: number): void {
+    if (!this.hooks.onProgress) return;
+    const layers = this.engine.spec.layers.length;
+    const seconds = (performance.now() - this.started) / 1000;
+    const done = (this.workSetsDone + layersDone / layers) / this.workSets;
+    this.hooks.onProgress({
+      layersDone,
+      layers,
+      workSetsDone: this.workSetsDone,
+      workSets: this.workSets,
+      seconds,
+      loadingSeconds: this.engine.loading.seconds - this.loadingAtStart,
+      secondsLeft: done > 0 ? (seconds / done) * (1 - done) : 0,
     });
   }
 }

@@ -1,0 +1,96 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+interface Extent {
+  offset: number;
+  bytes: number;
+}
+
+/**
+ * The hidden states of a work set between layers: in RAM up to a byte budget, beyond it in a temporary
+ * file. A pass writes and reads each batch once per layer with the same sizes every layer, so freed
+ * extents are reused (first fit) and the file stays about the size of what spilled once. `close()`
+ * deletes the file; the engine calls it whatever way the pass ends.
+ */
+export class HiddenStore {
+  private readonly inMemory = new Map<number, Float32Array>();
+  private readonly onDisk = new Map<number, Extent & { length: number }>();
+  private free: Extent[] = [];
+  private memoryBytes = 0;
+  private fileBytes = 0;
+  private folder?: string;
+  private fd?: number;
+  /** Bytes written to the file so far (for tests and the design notes). */
+  spilledBytes = 0;
+
+  constructor(private readonly budgetBytes: number) {}
+
+  /** The spill file while there is one. */
+  get spillFile(): string | undefined {
+    return this.folder && path.join(this.folder, 'hidden.f32');
+  }
+
+  put(key: number, hidden: Float32Array): void {
+    if (this.memoryBytes + hidden.byteLength <= this.budgetBytes) {
+      this.inMemory.set(key, hidden);
+      this.memoryBytes += hidden.byteLength;
+      return;
+    }
+    const extent = this.allocate(hidden.byteLength);
+    fs.writeSync(this.file(), new Uint8Array(hidden.buffer, hidden.byteOffset, hidden.byteLength), 0, hidden.byteLength, extent.offset);
+    this.onDisk.set(key, { ...extent, length: hidden.length });
+    this.spilledBytes += hidden.byteLength;
+  }
+
+  /** The hidden state under `key`, removed from the store. */
+  take(key: number): Float32Array {
+    const hidden = this.inMemory.get(key);
+    if (hidden) {
+      this.inMemory.delete(key);
+      this.memoryBytes -= hidden.byteLength;
+      return hidden;
+    }
+    const extent = this.onDisk.get(key);
+    if (!extent) throw new Error(`no hidden state ${key} in the store`);
+    this.onDisk.delete(key);
+    const out = new Float32Array(extent.length);
+    fs.readSync(this.fd!, new Uint8Array(out.buffer), 0, extent.bytes, extent.offset);
+    this.release(extent);
+    return out;
+  }
+
+  close(): void {
+    this.inMemory.clear();
+    this.onDisk.clear();
+    if (this.fd !== undefined) fs.closeSync(this.fd);
+    if (this.folder) fs.rmSync(this.folder, { recursive: true, force: true });
+    this.fd = undefined;
+    this.folder = undefined;
+  }
+
+  private file(): number {
+    if (this.fd === undefined) {
+      this.folder = fs.mkdtempSync(path.join(os.tmpdir(), 'moe-hidden-'));
+      this.fd = fs.openSync(path.join(this.folder, 'hidden.f32'), 'w+');
+    }
+    return this.fd;
+  }
+
+  private allocate(bytes: number): Extent {
+    const index = this.free.findIndex((extent) => extent.bytes >= bytes);
+    if (index < 0) {
+      const extent = { offset: this.fileBytes, bytes };
+      this.fileBytes += bytes;
+      return extent;
+    }
+    const extent = this.free[index];
+    if (extent.bytes === bytes) this.free.splice(index, 1);
+    else this.free[index] = { offset: extent.offset + bytes, bytes: extent.bytes - bytes };
+    return { offset: extent.offset, bytes };
+  }
+
+  private release(extent: Extent): void {
+    this.free.push({ offset: extent.offset, bytes: extent.bytes });
+  }
+}

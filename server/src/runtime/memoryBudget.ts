@@ -1,0 +1,184 @@
+/**
+ * What a model needs in memory, and which residency policy a budget allows. Pure arithmetic on the
+ * model's shapes, so the CLI's `info`, the language server and the worker all say the same numbers
+ * before anything is loaded.
+ */
+import * as os from 'node:os';
+import type { LayerSpec, ModelSpec } from '../checkpoint/modelSpec';
+
+export type Precision = 'fp32' | 'int8';
+export const PRECISIONS: Precision[] = ['fp32', 'int8'];
+
+/**
+ * - `resident`: every layer loaded once, at open.
+ * - `partial`: the deepest layers that fit stay loaded; the others pass through one streaming slot.
+ * - `streamed`: one layer at a time.
+ */
+export type ResidencyPolicy = 'resident' | 'partial' | 'streamed';
+
+/** The model's shapes without its tensor-name functions: what the main thread has (runtimeProtocol's ModelSummary). */
+export type ModelShape = Omit<ModelSpec, 'tensors'>;
+
+export interface MemoryPlan {
+  precision: Precision;
+  budgetBytes: number;
+  policy: ResidencyPolicy;
+  /** Layers kept loaded for the runtime's lifetime (all of them when resident). */
+  residentLayers: number[];
+  /** Every layer's weights in this precision, as onnxruntime holds them (the prepacked copy). */
+  layerBytes: number[];
+  /** Embedding (a JS copy), head session, process baseline, one batch's intermediates. */
+  fixedBytes: number;
+  /** Everything resident at once: what the model needs to run without streaming. */
+  totalBytes: number;
+  /** RAM the work set's hidden states may take before they spill to a temporary file. */
+  hiddenStateBytes: number;
+  /** Weight bytes loaded per pass over every layer (0 when resident). */
+  streamedBytesPerPass: number;
+  /** One line for the CLI and the output channel. */
+  summary: string;
+}
+
+/** The runtime's failure when the model cannot run within the budget at all: a user's setting, said with the numbers. */
+export class MemoryBudgetError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'MemoryBudgetError';
+  }
+}
+
+const GB = 1e9;
+const MiB = 2 ** 20;
+/** Node, V8 and onnxruntime's own baseline in the worker (measured: about 150-250 MB before any session). */
+const PROCESS_BASELINE_BYTES = 300 * MiB;
+/** At least this much RAM for the work set's hidden states before spilling, or a tenth of the budget when larger. */
+const MIN_HIDDEN_STATE_BYTES = 256 * MiB;
+/**
+ * Weight bytes per second from a bf16 checkpoint to a loaded, prepacked fp32 session (widening, writing
+ * the external data file, onnxruntime's load and prepack), measured on this project's 2-core VM with the
+ * wide random model and an OLMoE-shaped layer: 0.25-0.4 GB/s. Only the one-line summary uses it; the
+ * warm-up estimate measures the real rate.
+ */
+export const ASSUMED_LOAD_BYTES_PER_SECOND = 0.3 * GB;
+/** The padded sequence length the attention buffers are sized for (the profile default is 256). */
+const ESTIMATE_SEQUENCE_LENGTH = 512;
+
+/** 50% of the machine's RAM minus 1 GB, at least 2 GB: leaves the editor, the OS and other work their share. */
+export function defaultMemoryBudget(totalBytes = os.totalmem()): number {
+  return Math.max(2 * GB, 0.5 * totalBytes - 1 * GB);
+}
+
+/**
+ * Bytes of one decoder layer's weights as the session holds them. fp32: 4 bytes a parameter. int8: the
+ * projection and expert matrices at 1 byte a parameter plus one fp32 scale per output channel; norms,
+ * biases and the router stay fp32 (routing decides which experts run, and is tiny).
+ */
+export function layerWeightBytes(spec: ModelShape, layer: LayerSpec, precision: Precision): number {
+  const H = spec.hiddenSize;
+  const { numHeads, numKvHeads, headDim, qkvBias, qkNorm } = spec.attention;
+  const matrices: [rows: number, cols: number][] = [
+    [numHeads * headDim, H],
+    [numKvHeads * headDim, H],
+    [numKvHeads * headDim, H],
+    [H, numHeads * headDim],
+  ];
+  let fp32Params = 2 * H; // the two layer norms
+  if (qkvBias) fp32Params += (numHeads + 2 * numKvHeads) * headDim;
+  if (qkNorm === 'full') fp32Params += (numHeads + numKvHeads) * headDim;
+  if (qkNorm === 'perHead') fp32Params += 2 * headDim;
+  const swiglu = (intermediate: number, count = 1) => {
+    for (let i = 0; i < count; i++) matrices.push([intermediate, H], [intermediate, H], [H, intermediate]);
+  };
+  if (layer.kind === 'dense') swiglu(layer.mlp.intermediateSize);
+  else {
+    fp32Params += layer.moe.numExperts * H;
+    swiglu(layer.moe.expert.intermediateSize, layer.moe.numExperts);
+    if (layer.moe.sharedExpert) {
+      swiglu(layer.moe.sharedExpert.intermediateSize);
+      if (layer.moe.sharedExpert.gated) fp32Params += H;
+    }
+  }
+  const matrixBytes = matrices.reduce((sum, [rows, cols]) => sum + (precision === 'int8' ? rows * cols + 4 * rows : 4 * rows * cols), 0);
+  return matrixBytes + 4 * fp32Params;
+}
+
+/** One batch's intermediates inside a layer and the head's logits chunk, with a margin for onnxruntime's arena. */
+export function batchWorkBytes(spec: ModelShape, maxBatchTokens: number): number {
+  const T = maxBatchTokens;
+  const H = spec.hiddenSize;
+  const { numHeads, numKvHeads, headDim } = spec.attention;
+  const seq = Math.min(T, ESTIMATE_SEQUENCE_LENGTH);
+  const moe = spec.layers.map((l) => (l.kind === 'moe' ? l.moe.topK * l.moe.expert.intermediateSize * 3 + l.moe.numExperts * 4 + l.moe.topK * H * 2 : 3 * l.mlp.intermediateSize));
+  const perToken = H * 8 + (numHeads + 2 * numKvHeads) * headDim * 3 + Math.max(...moe) + numHeads * seq * 3;
+  const head = 2 * 32 * MiB + 256 * H * 4;
+  return Math.round(1.5 * (T * perToken * 4 + head));
+}
+
+export interface MemoryPlanOptions {
+  budgetBytes?: number;
+  precision?: Precision;
+  maxBatchTokens?: number;
+  /** Overrides the RAM for hidden states (tests force spilling with it). */
+  hiddenStateBytes?: number;
+}
+
+/**
+ * The policy for a budget. Loading a layer briefly holds it twice (the external data file onnxruntime
+ * maps and its prepacked copy), so the streaming slot counts two of the largest layer. Pinning the
+ * deepest layers rather than least-recently-used ones: passes run layers in order, and plain LRU over a
+ * cyclic scan larger than the cache misses every layer, whereas every pass (a resumed plan evaluation
+ * included) ends with the deepest layers. Throws MemoryBudgetError when one layer and the work cannot fit.
+ */
+export function planMemory(spec: ModelShape, options: MemoryPlanOptions = {}): MemoryPlan {
+  const precision = options.precision ?? 'fp32';
+  const budgetBytes = options.budgetBytes ?? defaultMemoryBudget();
+  const layerBytes = spec.layers.map((layer) => layerWeightBytes(spec, layer, precision));
+  const embeddingBytes = 4 * spec.vocabSize * spec.hiddenSize;
+  // The head session holds its own lm_head (a tied embedding too), plus the final norm.
+  const headBytes = 4 * spec.vocabSize * spec.hiddenSize + 4 * spec.hiddenSize;
+  const fixedBytes = PROCESS_BASELINE_BYTES + embeddingBytes + headBytes + batchWorkBytes(spec, options.maxBatchTokens ?? 2048);
+  const largest = Math.max(...layerBytes);
+  const allLayers = layerBytes.reduce((a, b) => a + b, 0);
+  const minHidden = options.hiddenStateBytes ?? Math.max(MIN_HIDDEN_STATE_BYTES, 0.1 * budgetBytes);
+  const totalBytes = fixedBytes + allLayers + largest + minHidden;
+  const needs = `needs ${formatBytes(totalBytes)} as ${precision}; budget ${formatBytes(budgetBytes)}`;
+  const base = { precision, budgetBytes, layerBytes, fixedBytes, totalBytes };
+  const L = spec.layers.length;
+  if (totalBytes <= budgetBytes) {
+    const hiddenStateBytes = options.hiddenStateBytes ?? budgetBytes - (totalBytes - minHidden);
+    return { ...base, policy: 'resident', residentLayers: spec.layers.map((l) => l.index), hiddenStateBytes, streamedBytesPerPass: 0, summary: `${needs}: all ${L} layers resident` };
+  }
+  const streamingFloor = fixedBytes + 2 * largest + minHidden;
+  if (streamingFloor > budgetBytes) {
+    throw new MemoryBudgetError(
+      `The model cannot run within a memory budget of ${formatBytes(budgetBytes)} as ${precision}: one layer takes up to ${formatBytes(largest)} (${formatBytes(2 * largest)} while it loads), ` +
+        `the embedding, head and one batch's work ${formatBytes(fixedBytes)}, and the work set's hidden states at least ${formatBytes(minHidden)}, ${formatBytes(streamingFloor)} in all. ` +
+        `Raise moeStudio.memoryBudget (--memory-budget) to at least ${formatBytes(Math.ceil(streamingFloor / 1e8) * 1e8)}${precision === 'fp32' ? ', or use int8 precision' : ''}.`,
+    );
+  }
+  const residentLayers: number[] = [];
+  let used = streamingFloor;
+  for (let l = L - 1; l >= 0 && used + layerBytes[l] <= budgetBytes; l--) {
+    residentLayers.unshift(l);
+    used += layerBytes[l];
+  }
+  const streamed = L - residentLayers.length;
+  const streamedBytesPerPass = layerBytes.reduce((sum, bytes, l) => (residentLayers.includes(l) ? sum : sum + bytes), 0);
+  const seconds = Math.max(1, Math.round(streamedBytesPerPass / ASSUMED_LOAD_BYTES_PER_SECOND));
+  const policy: ResidencyPolicy = residentLayers.length > 0 ? 'partial' : 'streamed';
+  const kept = residentLayers.length > 0 ? `${residentLayers.length} of ${L} layers resident, streaming ${streamed}` : `streaming ${streamed} layers`;
+  return {
+    ...base,
+    policy,
+    residentLayers,
+    hiddenStateBytes: options.hiddenStateBytes ?? budgetBytes - used + minHidden,
+    streamedBytesPerPass,
+    summary: `${needs}: ${kept}, about ${seconds} s of weight loading per pass`,
+  };
+}
+
+/** Decimal units, as disks and the issue's table count: 27.7 GB, 950 MB. */
+export function formatBytes(bytes: number): string {
+  if (bytes >= GB) return `${(bytes / GB).toFixed(bytes >= 100 * GB ? 0 : 1)} GB`;
+  return `${Math.max(1, Math.round(bytes / 1e6))} MB`;
+}

@@ -1,0 +1,180 @@
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { describe, it } from 'node:test';
+import { loadCheckpoint } from '../../../server/src/checkpoint';
+import type { ModelSpec, WeightSource } from '../../../server/src/checkpoint/modelSpec';
+import type { ForwardProgress, ForwardResult } from '../../../server/src/runtime/forwardTypes';
+import { HiddenStore } from '../../../server/src/runtime/hiddenStore';
+import { MemoryBudgetError, planMemory } from '../../../server/src/runtime/memoryBudget';
+import { EngineOptions, ModelEngine } from '../../../server/src/runtime/modelEngine';
+import type { RuntimePlan } from '../../../server/src/runtime/runtimePlan';
+import { randomSequences, withCheckpoint } from './runtimeFixtures';
+
+const root = path.resolve(__dirname, '../../..');
+/** Small enough that the work set's hidden states spill to the temporary file. */
+const SPILL_BYTES = 16 * 1024;
+
+/** Budgets that make planMemory pick each policy for this model (hidden-state RAM pinned to SPILL_BYTES). */
+function budgets(spec: ModelSpec): { streamed: EngineOptions; partial: EngineOptions } {
+  const { tensors: _names, ...shape } = spec;
+  const probe = planMemory(shape, { budgetBytes: 1e15, hiddenStateBytes: SPILL_BYTES });
+  const largest = Math.max(...probe.layerBytes);
+  const floor = probe.fixedBytes + 2 * largest + SPILL_BYTES;
+  const lastLayer = probe.layerBytes[probe.layerBytes.length - 1];
+  return {
+    streamed: { memoryBudget: floor, hiddenStateBytes: SPILL_BYTES },
+    partial: { memoryBudget: floor + lastLayer, hiddenStateBytes: SPILL_BYTES },
+  };
+}
+
+/** Every array of every result, bit for bit. */
+function assertIdentical(actual: ForwardResult, expected: ForwardResult, what: string): void {
+  assert.equal(actual.sequences.length, expected.sequences.length);
+  for (const [s, sequence] of expected.sequences.entries()) {
+    const got = actual.sequences[s];
+    for (const field of ['logits', 'loss'] as const) assert.deepEqual(got[field] && [...got[field]!], sequence[field] && [...sequence[field]!], `${what}: sequence ${s} ${field}`);
+    assert.equal(got.moe?.length, sequence.moe?.length, `${what}: sequence ${s} captured layers`);
+    for (const [m, capture] of (sequence.moe ?? []).entries()) {
+      const other = got.moe![m];
+      assert.equal(other.layer, capture.layer);
+      for (const field of ['routerLogits', 'selectedExperts', 'gateWeights', 'expertOutputNorms', 'inputs'] as const) {
+        assert.deepEqual(other[field] && [...other[field]!], capture[field] && [...capture[field]!], `${what}: sequence ${s} layer ${capture.layer} ${field}`);
+      }
+    }
+  }
+}
+
+async function compareResidency(spec: ModelSpec, weights: WeightSource, sequences: Int32Array[], plans: RuntimePlan[]): Promise<void> {
+  const resident = await ModelEngine.create(spec, weights);
+  const { streamed, partial } = budgets(spec);
+  const engines = { streamed: await ModelEngine.create(spec, weights, streamed), partial: await ModelEngine.create(spec, weights, partial) };
+  try {
+    assert.equal(resident.memory.policy, 'resident');
+    assert.equal(engines.streamed.memory.policy, 'streamed');
+    assert.equal(engines.partial.memory.policy, 'partial');
+    assert.deepEqual(engines.partial.memory.residentLayers, [spec.layers.length - 1]);
+    const requests = [
+      { sequences, outputs: { logits: 'all' as const, loss: true, moe: true, moeInputs: true }, maxBatchTokens: 24 },
+      ...plans.map((plan) => ({ sequences, outputs: { loss: true, logits: 'last' as const }, plan, maxBatchTokens: 24 })),
+      ...plans.map((plan) => ({ sequences, outputs: { moe: true }, plan, maxBatchTokens: 24 })),
+    ];
+    for (const [r, request] of requests.entries()) {
+      const expected = await resident.forward(request);
+      for (const [policy, engine] of Object.entries(engines)) assertIdentical(await engine.forward(request), expected, `request ${r}, ${policy}`);
+      // The captured pass (no prefix cache) loaded every layer that is not resident once, for all its batches (maxBatchTokens 24 makes several).
+      if (r === 0) assert.deepEqual([engines.streamed.loading.loads, engines.partial.loading.loads], [spec.layers.length, spec.layers.length - 1]);
+    }
+  } finally {
+    await resident.close();
+    for (const engine of Object.values(engines)) await engine.close();
+  }
+}
+
+describe('layer-major execution under a memory budget', () => {
+  it('streamed and partially resident results are bit-identical to resident ones: random Qwen2-MoE (dense layer, shared expert), bf16', async () => {
+    await withCheckpoint({ architecture: 'Qwen2MoeForCausalLM', dtype: 'BF16', seed: 4, numLayers: 4, numExperts: 8, topK: 2 }, async ({ spec, weights }) => {
+      const merge = [
+        [0.5, 0.5, 0, 0, 0, 0, 0, 0],
+        [0, 0, 1, 0, 0, 0, 0, 0],
+        [0, 0, 0, 0.5, 0.5, 0, 0, 0],
+        [0, 0, 0, 0, 0, 1, 1, 0],
+      ];
+      const plans: RuntimePlan[] = [
+        { layers: { 2: { keptExperts: [true, false, true, true, false, true, true, true], topK: 1 } } },
+        { layers: { 0: { routerMap: merge, mergeMatrix: merge }, 3: { adaptiveThreshold: 0.1 } } },
+      ];
+      await compareResidency(spec, weights, randomSequences([9, 14, 5, 11, 7, 12], spec.vocabSize, 3), plans);
+    });
+  });
+
+  it('streamed and partially resident results are bit-identical to resident ones: the demo model', { timeout: 120_000 }, async () => {
+    const checkpoint = await loadCheckpoint(path.join(root, 'demo/model'));
+    try {
+      const texts = ['The weather today is', 'def fibonacci(n):\n    return', 'Once upon a time, a fox', '1 + 1 = 2, 2 + 2 ='];
+      const sequences = texts.map((text) => Int32Array.from(checkpoint.tokenizer.encode(text)));
+      await compareResidency(checkpoint.spec, checkpoint.weights, sequences, [{ layers: { 3: { keptExperts: [true, true, false, true, true, false, true, true] } } }]);
+    } finally {
+      await checkpoint.weights.close();
+    }
+  });
+
+  it('several plans in one pass give what separate forwards give, sharing layers before their first change', async () => {
+    await withCheckpoint({ architecture: 'MixtralForCausalLM', seed: 8, numLayers: 3, numExperts: 8 }, async ({ spec, weights }) => {
+      const plans: (RuntimePlan | undefined)[] = [
+        undefined,
+        { layers: { 2: { topK: 1 } } },
+        { layers: { 1: { keptExperts: [true, true, true, false, true, true, true, true] } } },
+        { layers: { 2: { topK: 1 } } },
+      ];
+      const sequences = randomSequences([6, 10, 8], spec.vocabSize, 5);
+      for (const options of [{}, budgets(spec).streamed]) {
+        const engine = await ModelEngine.create(spec, weights, options);
+        try {
+          for (const outputs of [{ loss: true, logits: 'all' as const }, { moe: true, moeInputs: true }]) {
+            const together = await engine.forwardVariants({ sequences, outputs, plans });
+            for (const [v, plan] of plans.entries()) assertIdentical(together[v], await engine.forward({ sequences, outputs, plan }), `variant ${v}, ${engine.memory.policy}`);
+          }
+          if (engine.memory.policy === 'streamed') {
+            const before = engine.loading.loads;
+            await engine.forwardVariants({ sequences, outputs: { moe: true }, plans });
+            assert.equal(engine.loading.loads - before, spec.layers.length, 'one load per layer for all four variants');
+          }
+        } finally {
+          await engine.close();
+        }
+      }
+    });
+  });
+
+  it('reports layer-by-layer progress while streaming', async () => {
+    await withCheckpoint({ architecture: 'OlmoeForCausalLM', seed: 2, numLayers: 3 }, async ({ spec, weights }) => {
+      const engine = await ModelEngine.create(spec, weights, budgets(spec).streamed);
+      try {
+        const progress: ForwardProgress[] = [];
+        await engine.forwardVariants({ sequences: randomSequences([5, 7], spec.vocabSize), outputs: { loss: true }, plans: [undefined] }, { onProgress: (p) => progress.push(p) });
+        assert.deepEqual(progress.map((p) => `${p.layersDone}/${p.layers} ${p.workSetsDone}/${p.workSets}`), ['1/3 0/1', '2/3 0/1', '3/3 0/1']);
+        assert.ok(progress.every((p) => p.loadingSeconds > 0 && p.loadingSeconds <= p.seconds));
+        assert.equal(progress[2].secondsLeft, 0);
+      } finally {
+        await engine.close();
+      }
+    });
+  });
+
+  it('a budget below one layer and the work fails at once, naming the numbers', async () => {
+    await withCheckpoint({ architecture: 'MixtralForCausalLM', seed: 1 }, async ({ spec, weights }) => {
+      const { streamed } = budgets(spec);
+      await assert.rejects(ModelEngine.create(spec, weights, { ...streamed, memoryBudget: streamed.memoryBudget! - 1 }), (error: Error) => {
+        assert.ok(error instanceof MemoryBudgetError);
+        assert.match(error.message, /cannot run within a memory budget of [\d.]+ (MB|GB) as fp32: one layer takes up to \d+ MB/);
+        assert.match(error.message, /Raise moeStudio\.memoryBudget \(--memory-budget\) to at least/);
+        return true;
+      });
+    });
+  });
+});
+
+describe('hidden-state store', () => {
+  it('keeps what fits in RAM, spills the rest to a file it reuses, and deletes the file on close', () => {
+    const store = new HiddenStore(64);
+    const arrays = Array.from({ length: 6 }, (_, i) => Float32Array.from({ length: 10 + i }, (_, j) => i * 100 + j + 0.25));
+    arrays.forEach((array, i) => store.put(i, array));
+    assert.equal(store.spilledBytes, arrays.slice(1).reduce((sum, a) => sum + a.byteLength, 0), 'only the first (40 bytes) fits in 64');
+    const file = store.spillFile!;
+    assert.ok(fs.statSync(file).size >= store.spilledBytes);
+    for (const i of [3, 5]) assert.deepEqual([...store.take(i)], [...arrays[i]]);
+    // Written again at the same sizes (as the next layer does): the freed extents take them, the file does not grow.
+    const size = fs.statSync(file).size;
+    store.put(10, arrays[3].map((x) => -x));
+    store.put(11, arrays[5].map((x) => -x));
+    assert.equal(fs.statSync(file).size, size);
+    assert.deepEqual([...store.take(11)], [...arrays[5].map((x) => -x)]);
+    assert.deepEqual([...store.take(10)], [...arrays[3].map((x) => -x)]);
+    for (const i of [0, 1, 2, 4]) assert.deepEqual([...store.take(i)], [...arrays[i]]);
+    assert.throws(() => store.take(1), /no hidden state 1/);
+    store.close();
+    assert.equal(fs.existsSync(path.dirname(file)), false);
+    assert.equal(store.spillFile, undefined);
+  });
+});
