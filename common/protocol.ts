@@ -51,6 +51,10 @@ export interface InitializationOptions {
   storageDir?: string;
   /** The `moeStudio.threads` setting at start; later changes arrive by didChangeConfiguration. */
   threads?: number;
+  /** The `moeStudio.memoryBudget` setting ('6GB'; '' = the default from the machine's RAM), likewise. */
+  memoryBudget?: string;
+  /** The `moeStudio.precision` setting, likewise. */
+  precision?: 'fp32' | 'int8';
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,6 +9,9 @@ export interface Settings {
   /** Model folder as an absolute path (relative settings resolve against the workspace folder); '' when unset. */
   model: string;
   profile: ProfileRunSettings;
+  /** The runtime's memory budget as written ('6GB'); '' for the default from the machine's RAM. */
+  memoryBudget: string;
+  precision: 'fp32' | 'int8';
 }
 
 export function readSettings(scope?: vscode.Uri): Settings {
@@ -25,5 +28,7 @@ export function readSettings(scope?: vscode.Uri): Settings {
       onMalformed: config.get<'skip' | 'stop'>('profile.onMalformedRows', 'skip'),
       threads: config.get<number>('threads', 0),
     },
+    memoryBudget: config.get<string>('memoryBudget', '').trim(),
+    precision: config.get<'fp32' | 'int8'>('precision', 'fp32'),
   };
 }

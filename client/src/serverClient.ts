@@ -12,6 +12,7 @@ import {
   type ServerOptions,
 } from 'vscode-languageclient/node';
 import { HealthNotification, TrustNotification, type InitializationOptions } from '../../common/protocol';
+import { readSettings } from './config';
 import type { StatusBar } from './statusBar';
 
 /** Restarts within this window count together; past the limit the server stays down and says why. */
@@ -33,6 +34,8 @@ export async function startServer(
     trusted: vscode.workspace.isTrusted,
     storageDir: context.globalStorageUri.fsPath,
     threads: vscode.workspace.getConfiguration('moeStudio').get<number>('threads', 0),
+    memoryBudget: readSettings().memoryBudget,
+    precision: readSettings().precision,
   };
   const clientOptions: LanguageClientOptions = {
     documentSelector: [

@@ -13,6 +13,7 @@ import type { EvaluationMetric, PlanMethodName } from '../../common/protocol';
 import { evaluatePlanFile } from './evaluate';
 import { generatePlanFile, runSweep } from './plan/run';
 import { exportPlanFile, parseByteSize, progressMessage } from './export';
+import { defaultMemoryBudget, formatBytes, MemoryBudgetError, planMemory, PRECISIONS, type MemoryPlan, type Precision } from './runtime';
 
 interface Command {
   usage: string;
@@ -27,14 +28,24 @@ export interface ParsedArgs {
 
 const commands: Record<string, Command> = {
   info: {
-    usage: 'moe-studio info --model DIR [--json]',
-    description: 'Load a model folder (validating every tensor) and describe it.',
+    usage: 'moe-studio info --model DIR [--memory-budget SIZE] [--json]',
+    description: 'Load a model folder (validating every tensor) and describe it, with what it needs in memory per precision.',
     async run({ options }) {
+      const budget = memoryBudgetOption(options);
       const checkpoint = await loadCheckpoint(path.resolve(requiredOption(options, 'model', 'DIR')));
       try {
         const summary = describeCheckpoint(checkpoint);
+        const { tensors: _names, ...shape } = checkpoint.spec;
+        const memory = Object.fromEntries(PRECISIONS.map((precision): [Precision, MemoryPlan | { error: string }] => {
+          try {
+            return [precision, planMemory(shape, { budgetBytes: budget, precision })];
+          } catch (error) {
+            if (error instanceof MemoryBudgetError) return [precision, { error: error.message }];
+            throw error;
+          }
+        }));
         if (options.has('json')) {
-          console.log(JSON.stringify(summary, null, 2));
+          console.log(JSON.stringify({ ...summary, memory }, null, 2));
           return;
         }
         const millions = (n: number) => `${(n / 1e6).toFixed(2)} M`;
@@ -42,15 +53,18 @@ const commands: Record<string, Command> = {
         console.log(`  ${summary.layers} layers (${summary.moeLayers.length} MoE), ${summary.numExperts} experts, top-${summary.topK}, hidden ${summary.hiddenSize}, vocab ${summary.vocabSize}`);
         console.log(`  ${millions(summary.parameters)} parameters (${millions(summary.expertParameters)} in experts, ${millions(summary.activeParametersPerToken)} active per token), ${(summary.bytes / 2 ** 20).toFixed(1)} MiB`);
         console.log(`  dtypes: ${Object.entries(summary.dtypes).map(([dtype, count]) => `${dtype} × ${count}`).join(', ')}`);
+        console.log(`  memory budget ${formatBytes(budget ?? defaultMemoryBudget())}${budget === undefined ? ' (the default: half the RAM minus 1 GB, at least 2 GB)' : ''}:`);
+        for (const [precision, plan] of Object.entries(memory)) console.log(`    ${precision}: ${'error' in plan ? plan.error : plan.summary}`);
       } finally {
         await checkpoint.weights.close();
       }
     },
   },
   profile: {
-    usage: 'moe-studio profile --model DIR --data FILE [--field NAME|--field A+B] [--out FILE] [--seq-len N] [--max-rows N] [--token-records N] [--threads N] [--force]',
+    usage: 'moe-studio profile --model DIR --data FILE [--field NAME|--field A+B] [--out FILE] [--seq-len N] [--max-rows N] [--token-records N] [--threads N] [--force] [--memory-budget SIZE] [--precision fp32|int8]',
     description: 'Profile expert usage on a dataset; writes a profile file and prints a per-layer summary.',
     async run({ options }) {
+      configureRuntimes(options);
       const model = path.resolve(requiredOption(options, 'model', 'DIR'));
       const data = path.resolve(requiredOption(options, 'data', 'FILE'));
       const field = fieldOption(options.get('field'));
@@ -94,9 +108,10 @@ const commands: Record<string, Command> = {
     },
   },
   plan: {
-    usage: 'moe-studio plan --model DIR --method NAME --keep N --calibration FILE[,FILE] [--field F] [--seed S] [--budget N] [--similarity cosine|correlation] [--profile FILE] [--share X] [--max-loss-increase NATS] [--threads N] --out FILE.moeplan.json',
+    usage: 'moe-studio plan --model DIR --method NAME --keep N --calibration FILE[,FILE] [--field F] [--seed S] [--budget N] [--similarity cosine|correlation] [--profile FILE] [--share X] [--max-loss-increase NATS] [--threads N] --out FILE.moeplan.json [--memory-budget SIZE] [--precision fp32|int8]',
     description: 'Make a plan (random, frequency, softCount, reap, naee, uncurl, eep; or adaptiveGating with --share or --max-loss-increase and no --keep) from calibration data; never overwrites --out.',
     async run({ options }) {
+      configureRuntimes(options);
       const requested = requiredOption(options, 'method', 'NAME');
       const method = requested === 'adaptiveGating' ? requested : methodOption(requested);
       const field = options.has('field') ? fieldOption(options.get('field')) : undefined;
@@ -130,9 +145,10 @@ const commands: Record<string, Command> = {
     },
   },
   evaluate: {
-    usage: 'moe-studio evaluate --plan FILE --data FILE[,FILE] [--field F] [--max-rows N] [--threads N] [--json]',
+    usage: 'moe-studio evaluate --plan FILE --data FILE[,FILE] [--field F] [--max-rows N] [--threads N] [--json] [--memory-budget SIZE] [--precision fp32|int8]',
     description: 'Measure a plan against the full model (loss, perplexity, KL, top-1 agreement; accuracy on multiple-choice data).',
     async run({ options }) {
+      configureRuntimes(options);
       const field = options.has('field') ? fieldOption(options.get('field')) : undefined;
       try {
         const result = await evaluatePlanFile({
@@ -155,9 +171,10 @@ const commands: Record<string, Command> = {
     },
   },
   sweep: {
-    usage: 'moe-studio sweep --model DIR --methods a,b --calibration FILE[,FILE] --data FILE [--metric M] [--counts 8,7,…] [--seed S] [--max-rows N] [--budget N] [--json]',
+    usage: 'moe-studio sweep --model DIR --methods a,b --calibration FILE[,FILE] --data FILE [--metric M] [--counts 8,7,…] [--seed S] [--max-rows N] [--budget N] [--json] [--memory-budget SIZE] [--precision fp32|int8]',
     description: 'Quality against experts kept, for several methods side by side on held-out data.',
     async run({ options }) {
+      configureRuntimes(options);
       const field = options.has('field') ? fieldOption(options.get('field')) : undefined;
       const budget = options.has('budget') ? integerOption(options, 'budget', 1) : 100;
       try {
@@ -257,6 +274,22 @@ export function parseArgs(argv: string[]): ParsedArgs {
     else options.set(name, true);
   }
   return { positional, options };
+}
+
+/** `--memory-budget 6GB` (or 6000MB, 5.5GiB); undefined when absent (the default from the machine's RAM). */
+function memoryBudgetOption(options: Map<string, string | true>): number | undefined {
+  const value = options.get('memory-budget');
+  if (value === undefined) return undefined;
+  const bytes = typeof value === 'string' ? parseByteSize(value) : undefined;
+  if (bytes === undefined) throw new UsageError(`--memory-budget ${value === true ? 'needs a SIZE' : `${value} is not a size`} like 6GB or 6000MB`);
+  return bytes;
+}
+
+/** The runtime options of the commands that run a model; each opened model's memory decision goes to stderr. */
+function configureRuntimes(options: Map<string, string | true>): void {
+  const precision = options.get('precision') ?? 'fp32';
+  if (!(PRECISIONS as unknown[]).includes(precision)) throw new UsageError(`--precision is ${PRECISIONS.join(' or ')}, not ${String(precision)}`);
+  sharedRuntimes.configure({ memoryBudget: memoryBudgetOption(options), precision: precision as Precision, report: (line) => process.stderr.write(`${line}\n`) });
 }
 
 function required(value: string | undefined, name: string): string {

@@ -30,6 +30,8 @@ import { registerExportRequests } from './lsp/exportRequests';
 import { registerProfileFeatures } from './lsp/profileFeatures';
 import { registerPlanRequests } from './lsp/planRequests';
 import { localPath } from './lsp/paths';
+import { runtimeSettings } from './lsp/runtimeSettings';
+import { sharedRuntimes } from './profile/run';
 
 const connection = createConnection(ProposedFeatures.all);
 const documents = new TextDocuments(TextDocument);
@@ -47,6 +49,7 @@ connection.onInitialize((params): InitializeResult => {
   const options = (params.initializationOptions ?? {}) as Partial<InitializationOptions>;
   trusted = options.trusted === true;
   threads = options.threads ?? 0;
+  sharedRuntimes.configure({ ...runtimeSettings(options, (message) => connection.console.warn(message)), report: (line) => connection.console.info(line) });
   workspaceFolders = (params.workspaceFolders ?? []).map((folder) => fileURLToPath(folder.uri));
   return {
     capabilities: { textDocumentSync: TextDocumentSyncKind.Incremental, ...plans.initialize(params), ...profiles.initialize(params) },
@@ -58,10 +61,11 @@ connection.onInitialized(() => {
   health.ready(trusted ? 'Ready' : 'Ready (restricted mode: no model runs until the workspace is trusted)');
 });
 
-// The client syncs the `moeStudio` settings section (threads can change while the server runs).
+// The client syncs the `moeStudio` settings section (threads, budget and precision can change while the server runs).
 connection.onDidChangeConfiguration(({ settings }) => {
-  const configured = (settings as { moeStudio?: { threads?: unknown } } | undefined)?.moeStudio?.threads;
-  if (typeof configured === 'number') threads = configured;
+  const section = (settings as { moeStudio?: { threads?: unknown; memoryBudget?: unknown; precision?: unknown } } | undefined)?.moeStudio;
+  if (typeof section?.threads === 'number') threads = section.threads;
+  if (section) sharedRuntimes.configure(runtimeSettings(section, (message) => connection.console.warn(message)));
 });
 
 connection.onNotification(TrustNotification.type, ({ trusted: nowTrusted }) => {

@@ -4,8 +4,9 @@
  * onnxruntime binding, which the language server's thread never needs. Import './modelEngine' directly
  * where blocking the thread is fine (the worker, tests, CLI batch jobs).
  */
-export { ModelRuntime, resolveWorkerPath, type RuntimeOptions } from './modelRuntime';
+export { ModelRuntime, resolveWorkerPath, type ForwardCallOptions, type RuntimeOptions } from './modelRuntime';
 export type { EngineOptions } from './modelEngine';
-export { ForwardCancelledError, type ForwardOutputs, type ForwardRequest, type ForwardResult, type MoeLayerCapture, type SequenceResult } from './forwardTypes';
+export { ForwardCancelledError, type ForwardOutputs, type ForwardProgress, type ForwardRequest, type ForwardResult, type ForwardVariantsRequest, type MoeLayerCapture, type SequenceResult } from './forwardTypes';
+export { defaultMemoryBudget, formatBytes, MemoryBudgetError, planMemory, PRECISIONS, type MemoryPlan, type Precision, type ResidencyPolicy } from './memoryBudget';
 export { resolveLayerPlan, firstChangedLayer, type LayerPlan, type RuntimePlan, type ResolvedLayerPlan } from './runtimePlan';
 export type { ModelSummary } from './runtimeProtocol';

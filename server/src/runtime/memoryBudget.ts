@@ -51,7 +51,7 @@ const GB = 1e9;
 const MiB = 2 ** 20;
 /** Node, V8 and onnxruntime's own baseline in the worker (measured: about 150-250 MB before any session). */
 const PROCESS_BASELINE_BYTES = 300 * MiB;
-/** At least this much RAM for the work set's hidden states before spilling, or a tenth of the budget when larger. */
+/** At least this much RAM for the work set's hidden states before spilling; what the budget leaves goes to them too. */
 const MIN_HIDDEN_STATE_BYTES = 256 * MiB;
 /**
  * Weight bytes per second from a bf16 checkpoint to a loaded, prepacked fp32 session (widening, writing
@@ -139,7 +139,7 @@ export function planMemory(spec: ModelShape, options: MemoryPlanOptions = {}): M
   const fixedBytes = PROCESS_BASELINE_BYTES + embeddingBytes + headBytes + batchWorkBytes(spec, options.maxBatchTokens ?? 2048);
   const largest = Math.max(...layerBytes);
   const allLayers = layerBytes.reduce((a, b) => a + b, 0);
-  const minHidden = options.hiddenStateBytes ?? Math.max(MIN_HIDDEN_STATE_BYTES, 0.1 * budgetBytes);
+  const minHidden = options.hiddenStateBytes ?? MIN_HIDDEN_STATE_BYTES;
   const totalBytes = fixedBytes + allLayers + largest + minHidden;
   const needs = `needs ${formatBytes(totalBytes)} as ${precision}; budget ${formatBytes(budgetBytes)}`;
   const base = { precision, budgetBytes, layerBytes, fixedBytes, totalBytes };

@@ -1,15 +1,23 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker, WorkerOptions } from 'node:worker_threads';
-import { ForwardCancelledError, ForwardRequest, ForwardResult } from './forwardTypes';
+import { ForwardCancelledError, ForwardProgress, ForwardRequest, ForwardResult, ForwardVariantsRequest } from './forwardTypes';
+import type { MemoryPlan } from './memoryBudget';
 import type { EngineOptions } from './modelEngine';
 import { deserializeError, ModelSummary, WorkerRequest, WorkerResponse } from './runtimeProtocol';
 
 export type RuntimeOptions = EngineOptions;
 
 interface Pending {
-  resolve(result: ForwardResult): void;
+  resolve(results: ForwardResult[]): void;
   reject(error: Error): void;
+  onProgress?: (progress: ForwardProgress) => void;
+}
+
+export interface ForwardCallOptions {
+  signal?: AbortSignal;
+  /** Called between layers (a few times a second at most), for honest progress while layers stream. */
+  onProgress?: (progress: ForwardProgress) => void;
 }
 
 /**
@@ -38,19 +46,27 @@ export class ModelRuntime {
   private constructor(
     private readonly worker: Worker,
     readonly model: ModelSummary,
+    /** The residency policy the budget chose, with its one-line summary. */
+    readonly memory: MemoryPlan,
   ) {
     worker.on('message', (message: WorkerResponse) => this.onMessage(message));
-    worker.on('error', (error) => this.failAll(error));
-    worker.on('exit', (code) => this.failAll(new Error(`runtime worker exited (code ${code})`)));
+    // The worker's 'error' (an uncaught exception, or V8's heap limit: ERR_WORKER_OUT_OF_MEMORY) comes before its 'exit'.
+    worker.on('error', (error) => this.failAll(workerDied(`${(error as NodeJS.ErrnoException).code ?? error.name}: ${error.message}`)));
+    worker.on('exit', (code) => this.failAll(workerDied(`exit code ${code}`)));
+  }
+
+  /** Why this runtime stopped working (its worker died), if it did; a pool then opens a fresh one. */
+  get failed(): Error | undefined {
+    return this.failure;
   }
 
   static async open(checkpointFolder: string, options: RuntimeOptions = {}): Promise<ModelRuntime> {
     const { script, options: workerOptions } = resolveWorkerPath();
     const worker = new Worker(script, workerOptions);
-    const model = await new Promise<ModelSummary>((resolve, reject) => {
+    const opened = await new Promise<{ model: ModelSummary; memory: MemoryPlan }>((resolve, reject) => {
       const onMessage = (message: WorkerResponse) => {
         worker.off('error', reject);
-        if (message.type === 'opened') resolve(message.model);
+        if (message.type === 'opened') resolve(message);
         else if (message.type === 'error') reject(deserializeError(message.error));
         else reject(new Error(`unexpected worker message ${message.type}`));
       };
@@ -61,11 +77,17 @@ export class ModelRuntime {
       await worker.terminate();
       throw error;
     });
-    return new ModelRuntime(worker, model);
+    return new ModelRuntime(worker, opened.model, opened.memory);
   }
 
-  forward(request: ForwardRequest, options: { signal?: AbortSignal } = {}): Promise<ForwardResult> {
-    const { signal } = options;
+  async forward(request: ForwardRequest, options: ForwardCallOptions = {}): Promise<ForwardResult> {
+    const { plan, ...rest } = request;
+    return (await this.forwardVariants({ ...rest, plans: [plan] }, options))[0];
+  }
+
+  /** Several plans over the same sequences in one pass (each layer loaded once for all): one result per plan. */
+  forwardVariants(request: ForwardVariantsRequest, options: ForwardCallOptions = {}): Promise<ForwardResult[]> {
+    const { signal, onProgress } = options;
     if (this.failure) return Promise.reject(this.failure);
     if (this.closing) return Promise.reject(new Error('runtime is closed'));
     if (signal?.aborted) return Promise.reject(new ForwardCancelledError());
@@ -73,9 +95,9 @@ export class ModelRuntime {
     const cancelFlag = new SharedArrayBuffer(4);
     const onAbort = () => Atomics.store(new Int32Array(cancelFlag), 0, 1);
     signal?.addEventListener('abort', onAbort, { once: true });
-    return new Promise<ForwardResult>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ type: 'forward', id, request, cancelFlag } satisfies WorkerRequest);
+    return new Promise<ForwardResult[]>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, onProgress });
+      this.worker.postMessage({ type: 'forward', id, request, cancelFlag, progress: onProgress !== undefined } satisfies WorkerRequest);
     }).finally(() => signal?.removeEventListener('abort', onAbort));
   }
 
@@ -90,11 +112,12 @@ export class ModelRuntime {
   }
 
   private onMessage(message: WorkerResponse): void {
+    if (message.type === 'progress') return this.pending.get(message.id)?.onProgress?.(message.progress);
     if (message.type !== 'result' && message.type !== 'error') return;
     if (message.id === undefined) return;
     const pending = this.pending.get(message.id);
     this.pending.delete(message.id);
-    if (message.type === 'result') pending?.resolve(message.result);
+    if (message.type === 'result') pending?.resolve(message.results);
     else pending?.reject(message.error.name === 'AbortError' ? new ForwardCancelledError() : deserializeError(message.error));
   }
 
@@ -104,4 +127,10 @@ export class ModelRuntime {
     for (const pending of this.pending.values()) pending.reject(error);
     this.pending.clear();
   }
+}
+
+function workerDied(reason: string): Error {
+  return new Error(
+    `The model runtime stopped (${reason}). The next request starts a fresh one. If it ran out of memory, lower moeStudio.memoryBudget (--memory-budget) or use int8 precision.`,
+  );
 }

@@ -1,5 +1,6 @@
 import type { ModelSpec } from '../checkpoint/modelSpec';
-import type { ForwardRequest, ForwardResult } from './forwardTypes';
+import type { ForwardProgress, ForwardResult, ForwardVariantsRequest } from './forwardTypes';
+import type { MemoryPlan } from './memoryBudget';
 import type { EngineOptions } from './modelEngine';
 
 /** The model as the main thread sees it: the spec without its tensor-name functions (they do not clone). */
@@ -14,13 +15,14 @@ export interface SerializedError {
 /** Main thread -> worker. `cancelFlag` is a shared Int32Array(1) the worker polls between layers. */
 export type WorkerRequest =
   | { type: 'open'; folder: string; options: EngineOptions }
-  | { type: 'forward'; id: number; request: ForwardRequest; cancelFlag: SharedArrayBuffer }
+  | { type: 'forward'; id: number; request: ForwardVariantsRequest; cancelFlag: SharedArrayBuffer; progress: boolean }
   | { type: 'close' };
 
 /** Worker -> main thread. */
 export type WorkerResponse =
-  | { type: 'opened'; model: ModelSummary }
-  | { type: 'result'; id: number; result: ForwardResult }
+  | { type: 'opened'; model: ModelSummary; memory: MemoryPlan }
+  | { type: 'progress'; id: number; progress: ForwardProgress }
+  | { type: 'result'; id: number; results: ForwardResult[] }
   | { type: 'error'; id?: number; error: SerializedError }
   | { type: 'closed' };
 

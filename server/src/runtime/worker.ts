@@ -5,13 +5,14 @@
 import { parentPort } from 'node:worker_threads';
 import { loadCheckpoint } from '../checkpoint';
 import type { LoadedCheckpoint } from '../checkpoint/modelSpec';
-import type { ForwardResult } from './forwardTypes';
+import type { ForwardProgress, ForwardResult } from './forwardTypes';
 import { ModelEngine } from './modelEngine';
 import { serializeError, WorkerRequest, WorkerResponse } from './runtimeProtocol';
 
 const port = parentPort;
 if (!port) throw new Error('runtime worker must run in a worker thread');
 
+const PROGRESS_INTERVAL_MS = 250;
 let engine: ModelEngine | undefined;
 let checkpoint: LoadedCheckpoint | undefined;
 // One message at a time: a forward awaits onnxruntime, and a second one must not interleave with it.
@@ -32,14 +33,26 @@ async function handle(message: WorkerRequest): Promise<void> {
           throw error;
         });
         const { tensors: _names, ...model } = checkpoint.spec;
-        reply({ type: 'opened', model });
+        reply({ type: 'opened', model, memory: engine.memory });
         return;
       }
       case 'forward': {
         if (!engine) throw new Error('no model is open');
         const cancelled = new Int32Array(message.cancelFlag);
-        const result = await engine.forward(message.request, () => Atomics.load(cancelled, 0) !== 0);
-        reply({ type: 'result', id: message.id, result }, transferables(result));
+        const { id } = message;
+        let reported = 0;
+        const onProgress = message.progress
+          ? (progress: ForwardProgress) => {
+              // A few a second is enough for a progress bar; a resident demo forward has a layer every millisecond.
+              const now = performance.now();
+              const last = progress.layersDone === progress.layers && progress.workSetsDone + 1 === progress.workSets;
+              if (now - reported < PROGRESS_INTERVAL_MS && !last) return;
+              reported = now;
+              reply({ type: 'progress', id, progress });
+            }
+          : undefined;
+        const results = await engine.forwardVariants(message.request, { shouldStop: () => Atomics.load(cancelled, 0) !== 0, onProgress });
+        reply({ type: 'result', id, results }, transferables(results));
         return;
       }
       case 'close':
@@ -55,11 +68,14 @@ async function handle(message: WorkerRequest): Promise<void> {
   }
 }
 
-/** Every result array is freshly allocated, so its buffer can move to the main thread without a copy. */
-function transferables(result: ForwardResult): ArrayBuffer[] {
+/**
+ * Every result array is freshly allocated, so its buffer can move to the main thread without a copy
+ * (variants that shared a layer share its capture arrays: each buffer is listed once).
+ */
+function transferables(results: ForwardResult[]): ArrayBuffer[] {
   const buffers = new Set<ArrayBuffer>();
   const add = (array: { buffer: ArrayBufferLike } | undefined) => array && buffers.add(array.buffer as ArrayBuffer);
-  for (const sequence of result.sequences) {
+  for (const sequence of results.flatMap((result) => result.sequences)) {
     add(sequence.logits);
     add(sequence.loss);
     for (const layer of sequence.moe ?? []) [layer.routerLogits, layer.selectedExperts, layer.gateWeights, layer.expertOutputNorms, layer.inputs].forEach(add);

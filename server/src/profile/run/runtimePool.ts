@@ -1,12 +1,23 @@
 /**
  * Open models, kept across requests: starting a runtime costs a worker, a checkpoint load and graph
- * builds, so one per (folder, threads, weights) stays open until the pool is closed (server shutdown).
+ * builds, so one per (folder, threads, weights, budget, precision) stays open until the pool is closed
+ * (server shutdown). A runtime whose worker died is replaced by a fresh one on the next request.
  */
 import * as os from 'node:os';
 import { loadTokenizer } from '../../checkpoint';
 import type { TextTokenizer } from '../../checkpoint/modelSpec';
-import { ModelRuntime } from '../../runtime';
+import { UserError } from '../../errors';
+import { ModelRuntime, type Precision } from '../../runtime';
 import type { ModelIdentity } from './modelIdentity';
+
+/** How the pool opens models: the `moeStudio.memoryBudget` and `moeStudio.precision` settings (or the CLI's flags). */
+export interface RuntimeSettings {
+  /** Bytes; undefined = the default from the machine's RAM. */
+  memoryBudget?: number;
+  precision?: Precision;
+  /** Where the one-line memory decision of each opened model goes (the CLI's stderr, the output channel). */
+  report?: (line: string) => void;
+}
 
 export interface OpenModel {
   runtime: ModelRuntime;
@@ -17,12 +28,24 @@ export class RuntimePool {
   private readonly models = new Map<string, Promise<OpenModel>>();
   /** Runtimes started so far (tests check that a reused profile starts none). */
   opened = 0;
+  private settings: RuntimeSettings = {};
+
+  /** Settings for models opened from now on; an open model under other settings is replaced when next asked for. */
+  configure(settings: RuntimeSettings): void {
+    this.settings = { ...this.settings, ...settings };
+  }
 
   /** The open model for this identity; `threads` 0 means all cores but one. */
-  get(identity: ModelIdentity, threads: number): Promise<OpenModel> {
+  async get(identity: ModelIdentity, threads: number): Promise<OpenModel> {
     const resolvedThreads = threads > 0 ? threads : defaultThreads();
-    const key = `${identity.folder}\0${resolvedThreads}\0${identity.fingerprint}`;
+    const { memoryBudget, precision = 'fp32', report } = this.settings;
+    const key = `${identity.folder}\0${resolvedThreads}\0${identity.fingerprint}\0${memoryBudget ?? 'default'}\0${precision}`;
     let model = this.models.get(key);
+    if (model && (await model.then((open) => open.runtime.failed !== undefined, () => true))) {
+      // Another request may have replaced it meanwhile.
+      if (this.models.get(key) === model) this.evict(key, model);
+      model = this.models.get(key);
+    }
     if (!model) {
       // A different fingerprint for the same folder means the weights changed: the old runtime is stale.
       for (const [other, stale] of this.models) {
@@ -31,7 +54,11 @@ export class RuntimePool {
       this.opened++;
       model = (async () => {
         const tokenizer = await loadTokenizer(identity.folder, identity.config);
-        const runtime = await ModelRuntime.open(identity.folder, { threads: resolvedThreads });
+        const runtime = await ModelRuntime.open(identity.folder, { threads: resolvedThreads, memoryBudget, precision }).catch((error: Error) => {
+          // The budget's verdict, with its numbers, is the user's to act on.
+          throw error.name === 'MemoryBudgetError' ? new UserError(error.message) : error;
+        });
+        report?.(`${identity.folder.split(/[\\/]/).pop()}: ${runtime.memory.summary}`);
         return { runtime, tokenizer };
       })();
       model.catch(() => this.models.delete(key));
