@@ -10,12 +10,13 @@
  * Multiple-choice data: `accuracy`, the share of items whose label has the highest choice log-likelihood.
  *
  * KL and agreement need both models' logits; they never cross into the plan's forward. Sequences go in
- * chunks of bounded tokens × vocabulary, each chunk forwarded twice (the full model's second pass is
- * almost free: the prefix cache holds its final hidden state, so only the head runs).
+ * chunks of bounded tokens × vocabulary × variants, each chunk one pass with the full model as one more
+ * variant beside the plans: layers before a plan's first change run once for both, and a streamed
+ * model loads each layer once for all of them.
  */
 import type { EvaluationMetric } from '../../../common/protocol';
 import { CancelledError } from '../errors';
-import { ForwardCancelledError, type ModelRuntime, type RuntimePlan } from '../runtime';
+import { ForwardCancelledError, type ForwardProgress, type ModelRuntime, type RuntimePlan } from '../runtime';
 import { argmax, choiceLogLikelihood, klDivergence } from './metrics';
 import type { EvaluationSamples } from './samples';
 
@@ -32,6 +33,8 @@ export interface EvaluationResult {
 export interface EvaluateOptions {
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
+  /** Layer by layer within each forward (what a streamed model's progress needs). */
+  onForwardProgress?: (progress: ForwardProgress) => void;
 }
 
 export const TEXT_METRICS: EvaluationMetric[] = ['loss', 'perplexity', 'kl', 'top1Agreement'];
@@ -63,13 +66,21 @@ export class Evaluator {
   }
 
   async evaluate(plan: RuntimePlan | undefined, metrics: EvaluationMetric[] = this.metrics, options: EvaluateOptions = {}): Promise<EvaluationResult> {
+    return (await this.evaluateMany([plan], metrics, options))[0];
+  }
+
+  /**
+   * Several plans on the same samples in one pass per chunk: each layer runs (and, when layers stream,
+   * loads) once for all of them and for the full model KL and agreement compare against.
+   */
+  async evaluateMany(plans: (RuntimePlan | undefined)[], metrics: EvaluationMetric[] = this.metrics, options: EvaluateOptions = {}): Promise<EvaluationResult[]> {
     const unsupported = metrics.filter((m) => !this.metrics.includes(m));
     if (unsupported.length > 0) throw new Error(`${unsupported.join(', ')} cannot be measured on ${this.samples.kind === 'text' ? 'text' : 'multiple-choice'} data`);
-    const { values, samples, tokens } = await cancellable<EvaluationResult>(options.signal, () => this.samples.kind === 'text'
-      ? this.evaluateText(this.samples.sequences, plan, metrics, options)
-      : this.evaluateChoices(this.samples.items, plan, options));
+    const results = await cancellable<EvaluationResult[]>(options.signal, () => this.samples.kind === 'text'
+      ? this.evaluateText(this.samples.sequences, plans, metrics, options)
+      : this.evaluateChoices(this.samples.items, plans, options));
     // Only the metrics: results are cached on disk (baselines), and the per-sample parts are the fitness's.
-    return { values, samples, tokens };
+    return results.map(({ values, samples, tokens }) => ({ values, samples, tokens }));
   }
 
   /**
@@ -85,89 +96,101 @@ export class Evaluator {
    * `value`, so two plans can be compared sample by sample (EEP's paired acceptance test).
    */
   async score(plan: RuntimePlan, signal?: AbortSignal): Promise<{ value: number; samples: Float64Array }> {
+    return (await this.scoreMany([plan], signal))[0];
+  }
+
+  /** `score` of a whole population in one pass (EEP's generation): each layer loaded once for all of them. */
+  async scoreMany(plans: RuntimePlan[], signal?: AbortSignal): Promise<{ value: number; samples: Float64Array }[]> {
     return cancellable(signal, async () => {
       if (this.samples.kind === 'text') {
-        const result = await this.evaluateText(this.samples.sequences, plan, ['loss'], { signal });
-        return { value: -result.values.loss!, samples: result.sequenceLoss.map((loss) => -loss / result.tokens) };
+        const results = await this.evaluateText(this.samples.sequences, plans, ['loss'], { signal });
+        return results.map((result) => ({ value: -result.values.loss!, samples: result.sequenceLoss.map((loss) => -loss / result.tokens) }));
       }
-      const result = await this.evaluateChoices(this.samples.items, plan, { signal });
       const n = this.samples.items.length;
-      const shares = Float64Array.from(result.perItem, (item) => item.correct / n - (CHOICE_LOSS_TIE_BREAK * item.correctLoss) / Math.max(1, result.tokens));
-      return { value: result.values.accuracy! - CHOICE_LOSS_TIE_BREAK * result.correctChoiceLoss, samples: shares };
+      return (await this.evaluateChoices(this.samples.items, plans, { signal })).map((result) => ({
+        value: result.values.accuracy! - CHOICE_LOSS_TIE_BREAK * result.correctChoiceLoss,
+        samples: Float64Array.from(result.perItem, (item) => item.correct / n - (CHOICE_LOSS_TIE_BREAK * item.correctLoss) / Math.max(1, result.tokens)),
+      }));
     });
   }
 
-  /** Also each sequence's summed loss, in order (zeros unless the loss is measured). */
-  private async evaluateText(sequences: Int32Array[], plan: RuntimePlan | undefined, metrics: EvaluationMetric[], options: EvaluateOptions): Promise<EvaluationResult & { sequenceLoss: Float64Array }> {
+  /** Also each sequence's summed loss, in order (zeros unless the loss is measured); one result per plan. */
+  private async evaluateText(sequences: Int32Array[], plans: (RuntimePlan | undefined)[], metrics: EvaluationMetric[], options: EvaluateOptions): Promise<(EvaluationResult & { sequenceLoss: Float64Array })[]> {
     const wantLoss = metrics.includes('loss') || metrics.includes('perplexity');
     const compare = metrics.includes('kl') || metrics.includes('top1Agreement');
     const vocab = this.runtime.model.vocabSize;
-    const chunks = compare ? chunkByTokens(sequences, Math.max(1, Math.floor(this.maxLogitFloats / vocab))) : [sequences];
-    const sequenceLoss = new Float64Array(sequences.length);
-    let lossSum = 0;
-    let klSum = 0;
-    let agreements = 0;
+    // The full model rides along as the last variant when KL or agreement need its logits.
+    const variants = compare ? [...plans, undefined] : plans;
+    const chunks = compare ? chunkByTokens(sequences, Math.max(1, Math.floor(this.maxLogitFloats / vocab / variants.length))) : [sequences];
+    const totals = plans.map(() => ({ sequenceLoss: new Float64Array(sequences.length), lossSum: 0, klSum: 0, agreements: 0 }));
     let positions = 0;
     let done = 0;
     for (const chunk of chunks) {
-      const planned = await this.runtime.forward({ sequences: chunk, outputs: { loss: wantLoss, ...(compare ? { logits: 'all' as const } : {}) }, plan }, { signal: options.signal });
-      const full = compare ? await this.runtime.forward({ sequences: chunk, outputs: { logits: 'all' } }, { signal: options.signal }) : undefined;
+      const outputs = { loss: wantLoss, ...(compare ? { logits: 'all' as const } : {}) };
+      const results = await this.runtime.forwardVariants({ sequences: chunk, outputs, plans: variants }, { signal: options.signal, onProgress: options.onForwardProgress });
+      const full = compare ? results[plans.length] : undefined;
       chunk.forEach((sequence, i) => {
         const counted = sequence.length - 1;
         positions += counted;
-        if (wantLoss) {
-          for (const value of planned.sequences[i].loss!) sequenceLoss[done + i] += value;
-          lossSum += sequenceLoss[done + i];
-        }
-        if (!full) return;
-        const p = full.sequences[i].logits!;
-        const q = planned.sequences[i].logits!;
-        for (let t = 0; t < counted; t++) {
-          klSum += klDivergence(p, q, t * vocab, vocab);
-          if (argmax(p, t * vocab, vocab) === argmax(q, t * vocab, vocab)) agreements++;
-        }
+        totals.forEach((total, v) => {
+          if (wantLoss) {
+            for (const value of results[v].sequences[i].loss!) total.sequenceLoss[done + i] += value;
+            total.lossSum += total.sequenceLoss[done + i];
+          }
+          if (!full) return;
+          const p = full.sequences[i].logits!;
+          const q = results[v].sequences[i].logits!;
+          for (let t = 0; t < counted; t++) {
+            total.klSum += klDivergence(p, q, t * vocab, vocab);
+            if (argmax(p, t * vocab, vocab) === argmax(q, t * vocab, vocab)) total.agreements++;
+          }
+        });
       });
       done += chunk.length;
       options.onProgress?.(done, sequences.length);
     }
-    const values: MetricValues = {};
-    if (metrics.includes('loss')) values.loss = lossSum / positions;
-    if (metrics.includes('perplexity')) values.perplexity = Math.exp(lossSum / positions);
-    if (metrics.includes('kl')) values.kl = klSum / positions;
-    if (metrics.includes('top1Agreement')) values.top1Agreement = agreements / positions;
-    return { values, samples: sequences.length, tokens: positions, sequenceLoss };
+    return totals.map((total) => {
+      const values: MetricValues = {};
+      if (metrics.includes('loss')) values.loss = total.lossSum / positions;
+      if (metrics.includes('perplexity')) values.perplexity = Math.exp(total.lossSum / positions);
+      if (metrics.includes('kl')) values.kl = total.klSum / positions;
+      if (metrics.includes('top1Agreement')) values.top1Agreement = total.agreements / positions;
+      return { values, samples: sequences.length, tokens: positions, sequenceLoss: total.sequenceLoss };
+    });
   }
 
-  private async evaluateChoices(items: Extract<EvaluationSamples, { kind: 'choice' }>['items'], plan: RuntimePlan | undefined, options: EvaluateOptions): Promise<EvaluationResult & { correctChoiceLoss: number; perItem: { correct: number; correctLoss: number }[] }> {
+  private async evaluateChoices(items: Extract<EvaluationSamples, { kind: 'choice' }>['items'], plans: (RuntimePlan | undefined)[], options: EvaluateOptions): Promise<(EvaluationResult & { correctChoiceLoss: number; perItem: { correct: number; correctLoss: number }[] })[]> {
     const sequences = items.flatMap((item) => item.choices.map((c) => c.ids));
-    const result = await this.runtime.forward({ sequences, outputs: { loss: true }, plan }, { signal: options.signal });
-    let correct = 0;
-    let correctLoss = 0;
-    let correctTokens = 0;
-    let index = 0;
-    const perItem: { correct: number; correctLoss: number }[] = [];
-    for (const item of items) {
-      let itemLoss = 0;
-      let best = -1;
-      let bestScore = -Infinity;
-      item.choices.forEach((choice, c) => {
-        const score = choiceLogLikelihood(result.sequences[index + c].loss!, choice.start);
-        if (score > bestScore) {
-          bestScore = score;
-          best = c;
-        }
-        if (c === item.label) {
-          itemLoss = -score;
-          correctTokens += choice.ids.length - choice.start;
-        }
-      });
-      correctLoss += itemLoss;
-      if (best === item.label) correct++;
-      perItem.push({ correct: best === item.label ? 1 : 0, correctLoss: itemLoss });
-      index += item.choices.length;
-    }
+    const results = await this.runtime.forwardVariants({ sequences, outputs: { loss: true }, plans }, { signal: options.signal, onProgress: options.onForwardProgress });
     options.onProgress?.(items.length, items.length);
-    return { values: { accuracy: correct / items.length }, samples: items.length, tokens: correctTokens, correctChoiceLoss: correctTokens > 0 ? correctLoss / correctTokens : 0, perItem };
+    return results.map((result) => {
+      let correct = 0;
+      let correctLoss = 0;
+      let correctTokens = 0;
+      let index = 0;
+      const perItem: { correct: number; correctLoss: number }[] = [];
+      for (const item of items) {
+        let itemLoss = 0;
+        let best = -1;
+        let bestScore = -Infinity;
+        item.choices.forEach((choice, c) => {
+          const score = choiceLogLikelihood(result.sequences[index + c].loss!, choice.start);
+          if (score > bestScore) {
+            bestScore = score;
+            best = c;
+          }
+          if (c === item.label) {
+            itemLoss = -score;
+            correctTokens += choice.ids.length - choice.start;
+          }
+        });
+        correctLoss += itemLoss;
+        if (best === item.label) correct++;
+        perItem.push({ correct: best === item.label ? 1 : 0, correctLoss: itemLoss });
+        index += item.choices.length;
+      }
+      return { values: { accuracy: correct / items.length }, samples: items.length, tokens: correctTokens, correctChoiceLoss: correctTokens > 0 ? correctLoss / correctTokens : 0, perItem };
+    });
   }
 }
 

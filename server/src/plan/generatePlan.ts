@@ -6,7 +6,7 @@ import type { DType, ModelSpec } from '../checkpoint/modelSpec';
 import { UserError } from '../errors';
 import { analyseHfExactness } from './hfExactness';
 import { adaptiveGatingForShare, adaptiveGatingWithinQuality } from './methods/adaptiveGating';
-import { type EepParameters, type EepProgress, type FitnessFunction, eepSearch, searchRecord } from './methods/eep';
+import { type EepParameters, type EepProgress, type FitnessFunction, type FitnessManyFunction, eepSearch, searchRecord } from './methods/eep';
 import { type LayerErrorFunction, naeePruning } from './methods/naee';
 import { frequencyPruning, randomPruning, reapPruning, softCountPruning } from './methods/ranking';
 import { type UncurlSimilarity, uncurlMerging } from './methods/uncurl';
@@ -34,6 +34,8 @@ export interface PlanInputs {
   layerError?: LayerErrorFunction;
   /** EEP: the task metric of a candidate (higher is better). */
   fitness?: FitnessFunction;
+  /** EEP: the same for a whole generation in one pass. */
+  fitnessMany?: FitnessManyFunction;
   /** EEP: plans the search starts from (the pruning heuristics' answers); it never returns worse. */
   initial?: PlanLayer[][];
   /**
@@ -102,7 +104,7 @@ export async function generatePlan(method: PlanMethod, inputs: PlanInputs, optio
       break;
     case 'eep': {
       if (!inputs.fitness) throw new Error('eep needs a fitness callback');
-      const result = await eepSearch({ ...methodParameters, layers: shapes, target: target(), fitness: inputs.fitness, initial: inputs.initial, seed, signal: options.signal, onGeneration: options.onGeneration });
+      const result = await eepSearch({ ...methodParameters, layers: shapes, target: target(), fitness: inputs.fitness, fitnessMany: inputs.fitnessMany, initial: inputs.initial, seed, signal: options.signal, onGeneration: options.onGeneration });
       const { seed: _recordedSeparately, ...searched } = result.parameters;
       parameters = { ...searched, bestFitness: result.fitness, evaluations: result.evaluations, search: searchRecord(result.history) };
       layers = result.layers;

@@ -142,6 +142,17 @@ describe('Evaluator', () => {
     itemCorrect.forEach((c, i) => assert.ok(score.samples[i] <= c / CHOICES.length && score.samples[i] > c / CHOICES.length - 0.01, `item ${i}`));
   });
 
+  it('evaluates and scores several plans in one pass exactly as one at a time, text and multiple choice', async () => {
+    const other: RuntimePlan = { layers: { 1: { topK: 1 } } };
+    for (const file of [textFile, choiceFile]) {
+      const evaluator = new Evaluator(runtime, (await loadSamples(file, tokenizer)).samples);
+      const together = await evaluator.evaluateMany([plan, undefined, other]);
+      assert.deepEqual(together, [await evaluator.evaluate(plan), await evaluator.evaluate(undefined), await evaluator.evaluate(other)]);
+      const scores = await evaluator.scoreMany([plan, other]);
+      assert.deepEqual(scores, [await evaluator.score(plan), await evaluator.score(other)]);
+    }
+  });
+
   it('caches baselines in memory and on disk', async () => {
     clearBaselineMemory();
     const folder = path.join(dir, 'baselines');

@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import type { PlanMethodName } from '../../../common/protocol';
 import { parsePlan } from '../../../server/src/plan';
 import type { EepSearchRecord } from '../../../server/src/plan';
+import { eepSearch } from '../../../server/src/plan/methods/eep';
 import { Calibration, generatePlanFile, layerPreview, makePlan, planRelativePath, toPlanStatistics } from '../../../server/src/plan/run';
 import { modelIdentity, RuntimePool } from '../../../server/src/profile/run';
 import { writeRandomCheckpoint, type RandomCheckpoint } from '../../support/randomCheckpoint';
@@ -100,6 +101,27 @@ describe('plan generation from a model and calibration data', () => {
       plan.forEach((value, g) => assert.ok(candidate[g] >= value && (g === 0 || value >= plan[g - 1])));
     }
     assert.equal(search.merge!.plan.at(-1), Number((first.method.parameters.bestFitness as number).toFixed(6)));
+  });
+
+  it('EEP scoring a whole generation in one pass finds what scoring one candidate at a time finds', async () => {
+    const identity = await modelIdentity(checkpoint.folder);
+    const calibration = await Calibration.load(await runtimes.get(identity, 1), identity, [{ file: calibrationFile }]);
+    try {
+      const evaluator = calibration.evaluator(8);
+      const layers = [{ layer: 0, numExperts: 8 }, { layer: 1, numExperts: 8 }];
+      const options = { layers, target: 3, populationSize: 5, eliteSize: 2, generations: 2, budget: 20, seed: 4 };
+      let oneAtATime = 0;
+      let generations = 0;
+      const single = await eepSearch({ ...options, fitness: (plan) => (oneAtATime++, evaluator.score(plan)) });
+      const batched = await eepSearch({ ...options, fitness: () => assert.fail('every candidate goes through fitnessMany'), fitnessMany: (plans) => (generations++, evaluator.scoreMany(plans)) });
+      assert.deepEqual(batched.layers, single.layers);
+      assert.equal(batched.fitness, single.fitness);
+      assert.deepEqual(batched.history, single.history);
+      assert.equal(batched.evaluations, single.evaluations);
+      assert.ok(generations < oneAtATime, `${generations} passes for ${oneAtATime} candidates`);
+    } finally {
+      await calibration.close();
+    }
   });
 
   it('adaptive gating within a loss bound: per layer the smallest threshold whose loss stays within its share', async () => {

@@ -47,6 +47,9 @@ export interface FitnessScore {
 /** Higher is better. Receives the candidate as the runtime runs it and as plan layers. */
 export type FitnessFunction = (candidate: RuntimePlan, layers: PlanLayer[]) => Promise<number | FitnessScore>;
 
+/** A whole generation's fitness at once, in order (one pass over the model for the population). */
+export type FitnessManyFunction = (candidates: RuntimePlan[]) => Promise<(number | FitnessScore)[]>;
+
 export type EepPhase = 'prune' | 'merge';
 
 export interface EepProgress {
@@ -95,6 +98,8 @@ export interface EepOptions extends Partial<EepParameters> {
   layers: MoeLayerShape[];
   target: ExpertTarget;
   fitness: FitnessFunction;
+  /** When given, each generation's new candidates are scored by one call (same results and order as `fitness`). */
+  fitnessMany?: FitnessManyFunction;
   /**
    * Known solutions (e.g. the frequency, REAP and NAEE plans) that open the first population; the rest
    * of it is mutations of them. Prune-only plans seed phase 1; a merge-only search starts from them as
@@ -151,6 +156,23 @@ export async function eepSearch(options: EepOptions): Promise<EepResult> {
     return scored;
   };
   const scoreAll = async (candidates: PlanLayer[][]) => {
+    if (options.fitnessMany) {
+      // The candidates `score` would evaluate, in its order, scored together; `score` then finds them cached.
+      const fresh = new Map<string, PlanLayer[]>();
+      for (const layers of candidates) {
+        const key = cacheKey(layers);
+        if (!cache.has(key) && !fresh.has(key) && evaluations + fresh.size < budget) fresh.set(key, layers);
+      }
+      throwIfAborted(options.signal);
+      const results = fresh.size > 0 ? await options.fitnessMany([...fresh.values()].map((layers) => toRuntimePlan(layers, (layer) => numExperts.get(layer)!))) : [];
+      [...fresh].forEach(([key, layers], i) => {
+        evaluations++;
+        const result = results[i];
+        const scored: Scored = typeof result === 'number' ? { layers, fitness: result } : { layers, fitness: result.value, samples: result.samples };
+        cache.set(key, { fitness: scored.fitness, samples: scored.samples });
+        consider(scored);
+      });
+    }
     const scored: Scored[] = [];
     for (const candidate of candidates) {
       const result = await score(candidate);

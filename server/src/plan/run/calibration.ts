@@ -144,6 +144,7 @@ export class Calibration {
     if (method === 'eep') {
       const evaluator = this.evaluator(parameters.samples ?? DEFAULT_EEP_SAMPLES);
       inputs.fitness = (candidate) => evaluator.score(candidate, options.signal);
+      inputs.fitnessMany = (candidates) => evaluator.scoreMany(candidates, options.signal);
       if (options.target === undefined) throw new UserError('EEP needs the number of experts to keep.');
       inputs.initial = await this.heuristicPlans(options.target, options.signal);
     }

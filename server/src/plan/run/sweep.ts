@@ -13,6 +13,7 @@ import { sharedRuntimes } from '../../profile/run/profileDataset';
 import type { RuntimePool } from '../../profile/run/runtimePool';
 import { Calibration, type CalibrationFile } from './calibration';
 import { makePlan } from './generatePlanFile';
+import type { RuntimePlan } from '../../runtime';
 
 export interface SweepOptions {
   model: string;
@@ -55,19 +56,21 @@ export async function runSweep(options: SweepOptions): Promise<SweepResult> {
     const total = options.methods.length * counts.length;
     let done = 0;
     for (const method of options.methods) {
-      const values: number[] = [];
+      // The method's plans first, then one evaluation of all of them: each layer runs (and, when the
+      // model streams, loads) once per chunk for every count.
+      const plans = new Map<number, RuntimePlan>();
       for (const count of counts) {
+        if (count === numExperts) continue;
         options.onProgress?.(`${method}, ${count} experts`, done / total);
-        if (count === numExperts) {
-          values.push(baseline);
-        } else {
-          const plan = await makePlan(calibration, { method, targetExperts: count, seed: options.seed, parameters: options.parameters?.[method], signal: options.signal }, { modelFolder: identity.folder, datasets: calibration.files });
-          const result = await evaluator.evaluate(runtimePlanFor(plan.layers, identity.spec), [options.metric], { signal: options.signal });
-          values.push(result.values[options.metric]!);
-        }
-        done++;
+        const plan = await makePlan(calibration, { method, targetExperts: count, seed: options.seed, parameters: options.parameters?.[method], signal: options.signal }, { modelFolder: identity.folder, datasets: calibration.files });
+        plans.set(count, runtimePlanFor(plan.layers, identity.spec));
+        done += 0.5;
       }
-      series.push({ method, values });
+      options.onProgress?.(`${method}: evaluating ${plans.size} plan${plans.size === 1 ? '' : 's'}`, done / total);
+      const results = await evaluator.evaluateMany([...plans.values()], [options.metric], { signal: options.signal });
+      const byCount = new Map([...plans.keys()].map((count, i) => [count, results[i].values[options.metric]!]));
+      series.push({ method, values: counts.map((count) => byCount.get(count) ?? baseline) });
+      done += counts.length - plans.size * 0.5;
     }
     return { metric: options.metric, counts, baseline, series };
   } finally {
