@@ -8,7 +8,7 @@ import { describeCheckpoint } from './checkpoint/describe';
 import { summarizeDataset } from './datasets/summarize';
 import { errorMessage, isUserError } from './errors';
 import type { FieldSpec } from './profile';
-import { profileDataset, sharedRuntimes } from './profile/run';
+import { profileDataset, profileProgressMessage, sharedRuntimes } from './profile/run';
 import type { EvaluationMetric, PlanMethodName } from '../../common/protocol';
 import { evaluatePlanFile } from './evaluate';
 import { generatePlanFile, runSweep } from './plan/run';
@@ -84,8 +84,7 @@ const commands: Record<string, Command> = {
             ...(options.has('token-records') ? { tokenRecords: integerOption(options, 'token-records', 0) } : {}),
             ...(options.has('threads') ? { threads: integerOption(options, 'threads', 0) } : {}),
           },
-          onProgress: ({ tokens, tokensPerSecond, secondsLeft }) =>
-            process.stderr.write(`\r${tokens.toLocaleString('en-US')} tokens · ${Math.round(tokensPerSecond).toLocaleString('en-US')} tok/s · ${Math.round(secondsLeft)} s left   `),
+          onProgress: (progress) => process.stderr.write(`\r${profileProgressMessage(progress)}   `),
         });
         process.stderr.write(result.reused ? 'Reused the saved profile (same model, data, field and settings; --force recomputes).\n' : `\rDone in ${((Date.now() - started) / 1000).toFixed(1)} s.${' '.repeat(30)}\n`);
         const { profile } = result;

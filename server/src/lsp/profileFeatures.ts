@@ -34,7 +34,7 @@ import { datasetFormatOf } from '../datasets/format';
 import { readRecords } from '../datasets/records';
 import { UserError } from '../errors';
 import { compareProfiles, defaultProfilePath, detectTextField, loadProfile, type ProfileFile } from '../profile';
-import { DEFAULT_PROFILE_SETTINGS, profileDataset, rowColumns, rowLines, sharedRuntimes, type ProfileProgress } from '../profile/run';
+import { DEFAULT_PROFILE_SETTINGS, profileDataset, profileProgressMessage, rowColumns, rowLines, sharedRuntimes } from '../profile/run';
 import type { Health } from './health';
 import type { HoverProviders } from './hovers';
 import { runModelWork } from './modelWork';
@@ -106,7 +106,7 @@ export function registerProfileFeatures(
         settings: { ...DEFAULT_PROFILE_SETTINGS, ...params.settings },
         force: params.force,
         signal,
-        onProgress: (update) => progress.report(Math.min(100, Math.floor((100 * update.tokens) / Math.max(1, update.totalTokensEstimate))), progressMessage(update)),
+        onProgress: (update) => progress.report(Math.min(100, Math.floor((100 * update.tokens) / Math.max(1, update.totalTokensEstimate))), profileProgressMessage(update)),
       });
       profiles.set(datasetFile, result.profile);
       return result;
@@ -359,11 +359,6 @@ function inlineCode(text: string): string {
   const visible = text.replace(/\n/g, '↵').replace(/\t/g, '→');
   const fence = visible.includes('`') ? '`` ' : '`';
   return `${fence}${visible}${fence === '`' ? '`' : ' ``'}`;
-}
-
-function progressMessage({ tokens, tokensPerSecond, secondsLeft }: ProfileProgress): string {
-  const format = (n: number) => Math.round(n).toLocaleString('en-US');
-  return `${format(tokens)} tokens · ${format(tokensPerSecond)} tok/s · ${format(secondsLeft)} s left`;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -182,3 +182,18 @@ export function formatBytes(bytes: number): string {
   if (bytes >= GB) return `${(bytes / GB).toFixed(bytes >= 100 * GB ? 0 : 1)} GB`;
   return `${Math.max(1, Math.round(bytes / 1e6))} MB`;
 }
+
+/**
+ * Tokens per forward call: with every layer resident, the runtime's batch limit (nothing is gained by
+ * more); when layers stream, as many as keep the work set's hidden states and its captures, `inFlight`
+ * work sets at once, within the RAM the plan leaves them, so each layer loads once per that many tokens.
+ */
+export function workSetTokens(memory: MemoryPlan, spec: ModelShape, outputs: { moe?: boolean; moeInputs?: boolean }, inFlight = 1): number {
+  const batchTokens = 2048;
+  if (memory.policy === 'resident') return batchTokens;
+  const H = spec.hiddenSize;
+  const capture = outputs.moe
+    ? spec.layers.reduce((sum, layer) => (layer.kind === 'moe' ? sum + 4 * (layer.moe.numExperts + 3 * layer.moe.topK) + (outputs.moeInputs ? 4 * H : 0) : sum), 0)
+    : 0;
+  return Math.max(batchTokens, Math.floor(memory.hiddenStateBytes / inFlight / (4 * H + capture)));
+}

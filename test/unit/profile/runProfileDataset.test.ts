@@ -6,7 +6,8 @@ import { after, before, describe, it } from 'node:test';
 import { loadTokenizer } from '../../../server/src/checkpoint';
 import { CancelledError } from '../../../server/src/errors';
 import { compareProfiles, jensenShannon } from '../../../server/src/profile';
-import { profileDataset, RuntimePool, type ProfileRunSettings } from '../../../server/src/profile/run';
+import { modelIdentity, profileDataset, profileProgressMessage, RuntimePool, type ProfileProgress, type ProfileRunSettings } from '../../../server/src/profile/run';
+import { planMemory } from '../../../server/src/runtime/memoryBudget';
 import { ModelRuntime } from '../../../server/src/runtime';
 import { Prng } from '../../support/prng';
 import { writeRandomCheckpoint } from '../../support/randomCheckpoint';
@@ -77,6 +78,34 @@ describe('profileDataset', () => {
     assert.equal(result.profile.tokens.length, 100);
     assert.deepEqual(result.profile.tokens[0], { ...result.profile.tokens[0], row: 0, token: sequences[0][0] });
     assert.ok(result.notes.includes(`${truncated} row${truncated === 1 ? '' : 's'} truncated to 64 tokens.`), result.notes.join(' | '));
+  });
+
+  it('under a budget that streams every layer: the same statistics from one work set, progress by layer, the decision said once', async () => {
+    const file = path.join(dir, 'streamed.jsonl');
+    fs.writeFileSync(file, jsonl(sentences(30, 4, 40)));
+    const resident = await run(file, { outFile: path.join(dir, 'resident.json'), force: true });
+    const { spec } = await modelIdentity(model);
+    const { tensors: _names, ...shape } = spec;
+    const probe = planMemory(shape, { budgetBytes: 1e15 });
+    const lines: string[] = [];
+    const streamedPool = new RuntimePool();
+    // The floor: one layer (twice while it loads), the fixed parts and the minimum for hidden states.
+    streamedPool.configure({ memoryBudget: probe.fixedBytes + 2 * Math.max(...probe.layerBytes) + 256 * 2 ** 20, report: (line) => lines.push(line) });
+    try {
+      const progress: ProfileProgress[] = [];
+      const streamed = await run(file, { outFile: path.join(dir, 'streamed.json'), force: true, runtimes: streamedPool, onProgress: (p) => progress.push(p) });
+      assert.deepEqual(streamed.profile.layers, resident.profile.layers);
+      assert.equal(streamed.profile.dataset.tokens, resident.profile.dataset.tokens);
+      assert.equal(lines.length, 1);
+      assert.match(lines[0], /^tiny-mixtral: needs [\d.]+ MB as fp32; budget [\d.]+ MB: streaming 2 layers, about \d+ s of weight loading per pass$/);
+      // A small first batch (token records), then every other row in one work set: passes 1 and 2, two layers each.
+      const layered = progress.filter((p) => p.pass);
+      assert.deepEqual([...new Set(layered.map((p) => p.pass!.number))], [1, 2]);
+      assert.ok(layered.every((p) => p.pass!.layers === 2 && p.secondsLeft >= 0));
+      assert.match(profileProgressMessage(layered[0]), /tokens · [\d,]+ tok\/s · [\d,]+ s left · pass 1, layer [12] of 2$/);
+    } finally {
+      await streamedPool.close();
+    }
   });
 
   it('reuses a current profile without running the model, and recomputes with force', async () => {

@@ -2,7 +2,7 @@
  * The plan methods' statistics from the profile stage: a saved profile adapted field by field, or the
  * calibration data profiled in memory (no profile file is written for a plan's own calibration).
  */
-import type { ModelRuntime } from '../../runtime';
+import { workSetTokens, type ModelRuntime } from '../../runtime';
 import { Profiler } from '../../profile/profiler';
 import type { LayerStatistics as ProfileLayerStatistics, ProfileFile } from '../../profile/types';
 import type { LayerStatistics } from '../statistics';
@@ -35,14 +35,16 @@ export async function captureCalibration(runtime: ModelRuntime, sequences: Int32
   const inputTokens = options.inputTokens ?? 0;
   const hidden = runtime.model.hiddenSize;
   const parts = new Map<number, { inputs: Float32Array[]; logits: Float32Array[]; tokens: number }>();
-  // Batches of about 2048 tokens keep the captured arrays of one call small.
+  // Calls of one batch (about 2048 tokens) keep the captured arrays small; when layers stream, work sets
+  // as large as the budget holds, so each layer loads once per work set.
   let start = 0;
   while (start < sequences.length) {
+    const wantInputs = [...parts.values()].every((p) => p.tokens < inputTokens) && inputTokens > 0;
+    const limit = workSetTokens(runtime.memory, runtime.model, { moe: true, moeInputs: wantInputs });
     let end = start;
     let tokens = 0;
-    while (end < sequences.length && (end === start || tokens + sequences[end].length <= 2048)) tokens += sequences[end++].length;
+    while (end < sequences.length && (end === start || tokens + sequences[end].length <= limit)) tokens += sequences[end++].length;
     const batch = sequences.slice(start, end);
-    const wantInputs = [...parts.values()].every((p) => p.tokens < inputTokens) && inputTokens > 0;
     const result = await runtime.forward({ sequences: batch, outputs: { moe: true, moeInputs: wantInputs } }, { signal: options.signal });
     batch.forEach((tokenIds, i) => {
       const moe = result.sequences[i].moe ?? [];

@@ -10,7 +10,7 @@ import type { ProfileRunSettings } from '../../../../common/protocol';
 import { datasetFormatOf } from '../../datasets/format';
 import { readRecords } from '../../datasets/records';
 import { CancelledError, UserError, errorMessage, isUserError } from '../../errors';
-import { ForwardCancelledError, type ModelRuntime } from '../../runtime';
+import { ForwardCancelledError, workSetTokens, type ForwardProgress, type ModelRuntime } from '../../runtime';
 import type { TextTokenizer } from '../../checkpoint/modelSpec';
 import { buildProfile, defaultProfilePath, fileSha256, loadCurrentProfile, profileCacheKey, saveProfile, type ProfileInputs } from '../profileFile';
 import { Profiler } from '../profiler';
@@ -31,6 +31,15 @@ export interface ProfileProgress {
   tokensPerSecond: number;
   secondsLeft: number;
   rows: number;
+  /** While layers stream: where the current pass (one work set of rows) is. */
+  pass?: { number: number; layer: number; layers: number };
+}
+
+/** One line for the CLI and the editor's progress: tokens, speed, time left, and the layer of a streamed pass. */
+export function profileProgressMessage({ tokens, tokensPerSecond, secondsLeft, pass }: ProfileProgress): string {
+  const format = (n: number) => Math.round(n).toLocaleString('en-US');
+  const where = pass ? ` · pass ${pass.number}, layer ${pass.layer} of ${pass.layers}` : '';
+  return `${format(tokens)} tokens · ${format(tokensPerSecond)} tok/s · ${format(secondsLeft)} s left${where}`;
 }
 
 export interface ProfileDatasetOptions {
@@ -59,8 +68,6 @@ export interface ProfileDatasetResult {
 /** The models of this process, shared by every request; `closeSharedRuntimes` on shutdown. */
 export const sharedRuntimes = new RuntimePool();
 
-/** Upper bound on the tokens of one forward call: the runtime's own batch limit. */
-const BATCH_TOKENS = 2048;
 /** The first batch is small so the worker starts while the token records' offsets are still being aligned. */
 const FIRST_BATCH_TOKENS = 256;
 /** Rows tokenised between yields to the event loop, so requests (hovers) are answered while profiling. */
@@ -142,6 +149,9 @@ class ProfileRun {
   /** True when maxRows stopped the run before the data ended. */
   private limited = false;
   private started = 0;
+  /** Tokens per forward call (one work set): the batch limit, or, when layers stream, what the budget holds. */
+  private batchTokens = 2048;
+  private passes = 0;
 
   constructor(
     private readonly file: string,
@@ -160,11 +170,17 @@ class ProfileRun {
 
   async execute(runtime: ModelRuntime, signal?: AbortSignal): Promise<void> {
     this.started = performance.now();
+    // Two work sets are in flight (one computing, one being folded), so each gets half the room.
+    this.batchTokens = workSetTokens(runtime.memory, runtime.model, { moe: true }, 2);
+    const streamed = runtime.memory.policy !== 'resident';
     try {
       let next = await this.prepare(signal);
       let inFlight: { batch: PreparedBatch; result: ReturnType<ModelRuntime['forward']> } | undefined;
       while (next.tokens > 0 || inFlight) {
-        const launched = next.tokens > 0 ? { batch: next, result: runtime.forward({ sequences: next.sequences.map((s) => s.tokenIds as Int32Array), outputs: { moe: true } }, { signal }) } : undefined;
+        const pass = ++this.passes;
+        const batch = next;
+        const onProgress = streamed ? (progress: ForwardProgress) => this.reportLayer(pass, batch.tokens, progress) : undefined;
+        const launched = next.tokens > 0 ? { batch: next, result: runtime.forward({ sequences: next.sequences.map((s) => s.tokenIds as Int32Array), outputs: { moe: true } }, { signal, onProgress }) } : undefined;
         // Awaited below; until then a failure of this batch must not count as unhandled.
         launched?.result.catch(() => undefined);
         // Keep the worker busy: fold in the previous batch and tokenise the next one meanwhile.
@@ -202,18 +218,41 @@ class ProfileRun {
     this.tokens += batch.tokens;
     const seconds = (performance.now() - this.started) / 1000;
     const tokensPerSecond = seconds > 0 ? this.tokens / seconds : 0;
-    const fromBytes = this.bytesRead > 0 ? (this.tokens / this.bytesRead) * this.fileBytes : this.tokens;
-    const fromRows = this.maxRows !== null && this.rows > 0 ? (this.tokens / this.rows) * this.maxRows : Infinity;
-    const totalTokensEstimate = Math.max(this.tokens, Math.round(Math.min(fromBytes, fromRows)));
+    const totalTokensEstimate = this.totalTokensEstimate();
     const secondsLeft = tokensPerSecond > 0 ? (totalTokensEstimate - this.tokens) / tokensPerSecond : 0;
     this.onProgress?.({ tokens: this.tokens, totalTokensEstimate, tokensPerSecond, secondsLeft, rows: this.rows });
   }
 
-  /** Reads and tokenises rows until the batch holds about BATCH_TOKENS tokens (or the data ends). */
+  private totalTokensEstimate(): number {
+    const fromBytes = this.bytesRead > 0 ? (this.tokens / this.bytesRead) * this.fileBytes : this.tokens;
+    const fromRows = this.maxRows !== null && this.rows > 0 ? (this.tokens / this.rows) * this.maxRows : Infinity;
+    return Math.max(this.tokens, Math.round(Math.min(fromBytes, fromRows)));
+  }
+
+  /**
+   * A streamed pass can take minutes: between layers the time left is this pass's (the runtime's
+   * extrapolation) plus the tokens after it at the speed so far (or, in the first pass, this pass's).
+   */
+  private reportLayer(pass: number, passTokens: number, progress: ForwardProgress): void {
+    const elapsed = (performance.now() - this.started) / 1000;
+    const passSeconds = progress.seconds + progress.secondsLeft;
+    const rate = this.tokens > 0 ? this.tokens / Math.max(1e-9, elapsed - progress.seconds) : passTokens / Math.max(1e-9, passSeconds);
+    const after = Math.max(0, this.totalTokensEstimate() - this.tokens - passTokens);
+    this.onProgress?.({
+      tokens: this.tokens,
+      totalTokensEstimate: this.totalTokensEstimate(),
+      tokensPerSecond: rate,
+      secondsLeft: progress.secondsLeft + after / rate,
+      rows: this.rows,
+      pass: { number: pass, layer: progress.layersDone, layers: progress.layers },
+    });
+  }
+
+  /** Reads and tokenises rows until the batch holds about `batchTokens` tokens (or the data ends). */
   private async prepare(signal?: AbortSignal): Promise<PreparedBatch> {
     const batch: PreparedBatch = { sequences: [], tokens: 0 };
     let sinceYield = 0;
-    const limit = this.rowIndex === 0 ? FIRST_BATCH_TOKENS : BATCH_TOKENS;
+    const limit = this.rowIndex === 0 ? FIRST_BATCH_TOKENS : this.batchTokens;
     while (batch.tokens < limit && !this.exhausted) {
       if (this.maxRows !== null && this.rows >= this.maxRows) {
         this.exhausted = true;
