@@ -85,6 +85,7 @@ const commands: Record<string, Command> = {
             ...(options.has('threads') ? { threads: integerOption(options, 'threads', 0) } : {}),
           },
           onProgress: (progress) => process.stderr.write(`\r${profileProgressMessage(progress)}   `),
+          onEstimate: ({ summary }) => process.stderr.write(`Profiling: ${summary} (Ctrl-C cancels)\n`),
         });
         process.stderr.write(result.reused ? 'Reused the saved profile (same model, data, field and settings; --force recomputes).\n' : `\rDone in ${((Date.now() - started) / 1000).toFixed(1)} s.${' '.repeat(30)}\n`);
         const { profile } = result;

@@ -14,7 +14,7 @@ import { modelIdentity, type ModelIdentity } from '../profile/run/modelIdentity'
 import { sharedRuntimes } from '../profile/run/profileDataset';
 import type { OpenModel, RuntimePool } from '../profile/run/runtimePool';
 import type { FieldSpec } from '../profile/types';
-import type { RuntimePlan } from '../runtime';
+import { forwardProgressMessage, type ForwardProgress, type RuntimePlan } from '../runtime';
 import { baselineFolder, cachedBaseline } from './baselines';
 import { Evaluator, type EvaluationResult } from './evaluator';
 import { DEFAULT_SEQUENCE_LENGTH, loadSamples, type LoadedSamples } from './samples';
@@ -128,9 +128,11 @@ export async function evaluatePlanFile(options: EvaluatePlanFileOptions): Promis
     report(`Full model on ${name}`);
     const baseline = await baselineFor(run, samples);
     step++;
-    report(`Plan on ${name}`);
     const evaluator = new Evaluator(model.runtime, samples.samples);
-    const result = await evaluator.evaluate(runtimePlan, evaluator.metrics, { signal: options.signal, onProgress: (done, total) => report(`Plan on ${name}`, done / total) });
+    report(`Plan on ${name}: ${(await evaluator.estimate({ withFullModel: samples.samples.kind === 'text' })).summary}`);
+    // Layer by layer only when layers stream: resident forwards are batches of milliseconds.
+    const onForwardProgress = model.runtime.memory.policy === 'resident' ? undefined : (p: ForwardProgress) => report(`Plan on ${name}: ${forwardProgressMessage(p)}`, (p.workSetsDone + p.layersDone / p.layers) / p.workSets / 2);
+    const result = await evaluator.evaluate(runtimePlan, evaluator.metrics, { signal: options.signal, onProgress: (done, total) => report(`Plan on ${name}`, done / total), onForwardProgress });
     step++;
     const written = planDatasetName(samples.file, planFile, options.workspaceFolder);
     for (const metric of evaluator.metrics as EvaluationMetric[]) {

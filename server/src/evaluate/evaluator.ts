@@ -16,7 +16,7 @@
  */
 import type { EvaluationMetric } from '../../../common/protocol';
 import { CancelledError } from '../errors';
-import { ForwardCancelledError, type ForwardProgress, type ModelRuntime, type RuntimePlan } from '../runtime';
+import { estimateWork, ForwardCancelledError, type ForwardProgress, type ModelRuntime, type RuntimePlan, type WorkEstimate } from '../runtime';
 import { argmax, choiceLogLikelihood, klDivergence } from './metrics';
 import type { EvaluationSamples } from './samples';
 
@@ -112,6 +112,18 @@ export class Evaluator {
         samples: Float64Array.from(result.perItem, (item) => item.correct / n - (CHOICE_LOSS_TIE_BREAK * item.correctLoss) / Math.max(1, result.tokens)),
       }));
     });
+  }
+
+  /**
+   * Time and peak memory of scoring `variants` plans at once, `repeats` times over (EEP: a generation per
+   * repeat), from a warm-up on these samples. With `withFullModel` the full model rides along (KL, agreement).
+   */
+  estimate(work: { variants?: number; repeats?: number; withFullModel?: boolean } = {}): Promise<WorkEstimate> {
+    const sequences = this.samples.kind === 'text' ? this.samples.sequences : this.samples.items.flatMap((item) => item.choices.map((c) => c.ids));
+    const variants = (work.variants ?? 1) + (work.withFullModel ? 1 : 0);
+    const chunks = work.withFullModel ? chunkByTokens(sequences, Math.max(1, Math.floor(this.maxLogitFloats / this.runtime.model.vocabSize / variants))).length : 1;
+    const tokens = sequences.reduce((sum, s) => sum + s.length, 0);
+    return estimateWork(this.runtime, sequences.slice(0, 64), { tokens, variants, repeats: work.repeats, passesPerRepeat: this.runtime.memory.policy === 'resident' ? 1 : chunks }, work.withFullModel ? { loss: true, logits: 'all' } : { loss: true });
   }
 
   /** Also each sequence's summed loss, in order (zeros unless the loss is measured); one result per plan. */

@@ -107,6 +107,10 @@ export function registerProfileFeatures(
         force: params.force,
         signal,
         onProgress: (update) => progress.report(Math.min(100, Math.floor((100 * update.tokens) / Math.max(1, update.totalTokensEstimate))), profileProgressMessage(update)),
+        onEstimate: ({ summary }) => {
+          progress.report(0, `Profiling: ${summary}`);
+          connection.console.info(`Profiling ${name}: ${summary}`);
+        },
       });
       profiles.set(datasetFile, result.profile);
       return result;

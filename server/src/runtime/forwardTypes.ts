@@ -74,6 +74,12 @@ export interface ForwardResult {
   tokens: number;
 }
 
+/** "layer 3 of 16, about 40 s left" (and the work set when there are several). */
+export function forwardProgressMessage(progress: ForwardProgress): string {
+  const workSet = progress.workSets > 1 ? `work set ${progress.workSetsDone + 1} of ${progress.workSets}, ` : '';
+  return `${workSet}layer ${progress.layersDone} of ${progress.layers}, about ${Math.round(progress.secondsLeft)} s left`;
+}
+
 /** Thrown (and rethrown on the main thread) when a forward is cancelled. */
 export class ForwardCancelledError extends Error {
   constructor() {

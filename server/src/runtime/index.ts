@@ -6,7 +6,9 @@
  */
 export { ModelRuntime, resolveWorkerPath, type ForwardCallOptions, type RuntimeOptions } from './modelRuntime';
 export type { EngineOptions } from './modelEngine';
-export { ForwardCancelledError, type ForwardOutputs, type ForwardProgress, type ForwardRequest, type ForwardResult, type ForwardVariantsRequest, type MoeLayerCapture, type SequenceResult } from './forwardTypes';
+export { ForwardCancelledError, forwardProgressMessage, type ForwardOutputs, type ForwardProgress, type ForwardRequest, type ForwardResult, type ForwardVariantsRequest, type MoeLayerCapture, type SequenceResult } from './forwardTypes';
 export { defaultMemoryBudget, formatBytes, MemoryBudgetError, planMemory, PRECISIONS, workSetTokens, type MemoryPlan, type Precision, type ResidencyPolicy } from './memoryBudget';
 export { resolveLayerPlan, firstChangedLayer, type LayerPlan, type RuntimePlan, type ResolvedLayerPlan } from './runtimePlan';
 export type { ModelSummary } from './runtimeProtocol';
+export { estimateWork, formatDuration, type WorkEstimate, type WorkShape } from './estimate';
+export type { LayerTiming } from './modelEngine';

@@ -32,6 +32,16 @@ export interface EngineOptions {
   hiddenStateBytes?: number;
 }
 
+/** One layer and the head timed on one batch (the warm-up of an estimate). */
+export interface LayerTiming {
+  layer: number;
+  tokens: number;
+  /** 0 for a resident layer. */
+  loadSeconds: number;
+  layerSeconds: number;
+  headSeconds: number;
+}
+
 /** What a pass may be told and asked between layers. */
 export interface ForwardHooks {
   shouldStop?: () => boolean;
@@ -180,6 +190,56 @@ export class ModelEngine {
     }
     const tokens = request.sequences.reduce((sum, s) => sum + s.length, 0);
     return results.map((sequences) => ({ sequences, tokens }));
+  }
+
+  /**
+   * The warm-up behind estimates: one layer (loaded now if it is not resident, as a pass would) and the
+   * head, timed on one batch of `sequences`, each run twice (the second run is the steady cost). The hidden state fed is the embedding: the cost of a layer
+   * does not depend on its input's values, only on its routing, which the first layer's input has too.
+   */
+  async measureLayer(layer: number, sequences: Int32Array[]): Promise<LayerTiming> {
+    const { spec } = this;
+    const [batch] = makeBatches(sequences, DEFAULT_MAX_BATCH_TOKENS);
+    const ids = batch.indices.map((i) => sequences[i]);
+    const hidden = this.embed(ids);
+    const { layout, cos, sin, bias } = this.batchTables.get(batch.lengths, batch.padded);
+    const feeds: Record<string, ort.Tensor> = {
+      [LayerIO.hidden]: new ort.Tensor('float32', hidden, [layout.tokenSlots.length, spec.hiddenSize]),
+      [LayerIO.tokenSlots]: new ort.Tensor('int64', layout.tokenSlots, [layout.tokenSlots.length]),
+      [LayerIO.gridRows]: new ort.Tensor('int64', layout.gridRows, [layout.gridRows.length]),
+      [LayerIO.ropeCos]: new ort.Tensor('float32', cos, [batch.padded, spec.attention.headDim]),
+      [LayerIO.ropeSin]: new ort.Tensor('float32', sin, [batch.padded, spec.attention.headDim]),
+      [LayerIO.attentionBias]: new ort.Tensor('float32', bias, [ids.length, 1, 1, batch.padded, batch.padded]),
+    };
+    const layerSpec = spec.layers[layer];
+    if (layerSpec.kind === 'moe') Object.assign(feeds, planFeeds(resolveLayerPlan(layer, layerSpec.moe), layerSpec));
+    const loadStarted = performance.now();
+    const session = await this.residency.acquire(layer);
+    let firstRun = 0;
+    let secondRun = 0;
+    try {
+      // A fresh session's first run does one-time work (allocations, kernel choices): a pass pays it once
+      // per load, so it counts as loading; the second run is what every further batch costs.
+      await session.run(feeds, [LayerIO.hiddenOut]);
+      firstRun = performance.now();
+      await session.run(feeds, [LayerIO.hiddenOut]);
+      secondRun = performance.now();
+    } finally {
+      await this.residency.release(layer, session);
+    }
+    await this.runHead([sequences.map(() => ({}))], batch, layout.offsets, ids, hidden, { loss: true });
+    const headDone = performance.now();
+    await this.runHead([sequences.map(() => ({}))], batch, layout.offsets, ids, hidden, { loss: true });
+    const tokens = batch.lengths.reduce((a, b) => a + b, 0);
+    const resident = this.memory.residentLayers.includes(layer);
+    const layerSeconds = (secondRun - firstRun) / 1000;
+    return {
+      layer,
+      tokens,
+      loadSeconds: resident ? 0 : (firstRun - loadStarted) / 1000 - layerSeconds,
+      layerSeconds,
+      headSeconds: (performance.now() - headDone) / 1000,
+    };
   }
 
   async close(): Promise<void> {

@@ -3,13 +3,13 @@ import * as path from 'node:path';
 import { Worker, WorkerOptions } from 'node:worker_threads';
 import { ForwardCancelledError, ForwardProgress, ForwardRequest, ForwardResult, ForwardVariantsRequest } from './forwardTypes';
 import type { MemoryPlan } from './memoryBudget';
-import type { EngineOptions } from './modelEngine';
+import type { EngineOptions, LayerTiming } from './modelEngine';
 import { deserializeError, ModelSummary, WorkerRequest, WorkerResponse } from './runtimeProtocol';
 
 export type RuntimeOptions = EngineOptions;
 
 interface Pending {
-  resolve(results: ForwardResult[]): void;
+  resolve(results: ForwardResult[] | LayerTiming): void;
   reject(error: Error): void;
   onProgress?: (progress: ForwardProgress) => void;
 }
@@ -96,9 +96,20 @@ export class ModelRuntime {
     const onAbort = () => Atomics.store(new Int32Array(cancelFlag), 0, 1);
     signal?.addEventListener('abort', onAbort, { once: true });
     return new Promise<ForwardResult[]>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, onProgress });
+      this.pending.set(id, { resolve: (results) => resolve(results as ForwardResult[]), reject, onProgress });
       this.worker.postMessage({ type: 'forward', id, request, cancelFlag, progress: onProgress !== undefined } satisfies WorkerRequest);
     }).finally(() => signal?.removeEventListener('abort', onAbort));
+  }
+
+  /** Times one layer (loading it first when it is not resident) and the head on one batch of `sequences`. */
+  measureLayer(layer: number, sequences: Int32Array[]): Promise<LayerTiming> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.closing) return Promise.reject(new Error('runtime is closed'));
+    const id = this.nextId++;
+    return new Promise<LayerTiming>((resolve, reject) => {
+      this.pending.set(id, { resolve: (timing) => resolve(timing as LayerTiming), reject });
+      this.worker.postMessage({ type: 'measure', id, layer, sequences } satisfies WorkerRequest);
+    });
   }
 
   close(): Promise<void> {
@@ -113,11 +124,12 @@ export class ModelRuntime {
 
   private onMessage(message: WorkerResponse): void {
     if (message.type === 'progress') return this.pending.get(message.id)?.onProgress?.(message.progress);
-    if (message.type !== 'result' && message.type !== 'error') return;
+    if (message.type !== 'result' && message.type !== 'measured' && message.type !== 'error') return;
     if (message.id === undefined) return;
     const pending = this.pending.get(message.id);
     this.pending.delete(message.id);
     if (message.type === 'result') pending?.resolve(message.results);
+    else if (message.type === 'measured') pending?.resolve(message.timing);
     else pending?.reject(message.error.name === 'AbortError' ? new ForwardCancelledError() : deserializeError(message.error));
   }
 

@@ -1,7 +1,7 @@
 import type { ModelSpec } from '../checkpoint/modelSpec';
 import type { ForwardProgress, ForwardResult, ForwardVariantsRequest } from './forwardTypes';
 import type { MemoryPlan } from './memoryBudget';
-import type { EngineOptions } from './modelEngine';
+import type { EngineOptions, LayerTiming } from './modelEngine';
 
 /** The model as the main thread sees it: the spec without its tensor-name functions (they do not clone). */
 export type ModelSummary = Omit<ModelSpec, 'tensors'>;
@@ -16,6 +16,7 @@ export interface SerializedError {
 export type WorkerRequest =
   | { type: 'open'; folder: string; options: EngineOptions }
   | { type: 'forward'; id: number; request: ForwardVariantsRequest; cancelFlag: SharedArrayBuffer; progress: boolean }
+  | { type: 'measure'; id: number; layer: number; sequences: Int32Array[] }
   | { type: 'close' };
 
 /** Worker -> main thread. */
@@ -23,6 +24,7 @@ export type WorkerResponse =
   | { type: 'opened'; model: ModelSummary; memory: MemoryPlan }
   | { type: 'progress'; id: number; progress: ForwardProgress }
   | { type: 'result'; id: number; results: ForwardResult[] }
+  | { type: 'measured'; id: number; timing: LayerTiming }
   | { type: 'error'; id?: number; error: SerializedError }
   | { type: 'closed' };
 

@@ -55,6 +55,11 @@ async function handle(message: WorkerRequest): Promise<void> {
         reply({ type: 'result', id, results }, transferables(results));
         return;
       }
+      case 'measure': {
+        if (!engine) throw new Error('no model is open');
+        reply({ type: 'measured', id: message.id, timing: await engine.measureLayer(message.layer, message.sequences) });
+        return;
+      }
       case 'close':
         await engine?.close();
         await checkpoint?.weights.close();
@@ -64,7 +69,7 @@ async function handle(message: WorkerRequest): Promise<void> {
         return;
     }
   } catch (error) {
-    reply({ type: 'error', id: message.type === 'forward' ? message.id : undefined, error: serializeError(error) });
+    reply({ type: 'error', id: message.type === 'forward' || message.type === 'measure' ? message.id : undefined, error: serializeError(error) });
   }
 }
 

@@ -11,11 +11,12 @@ import { modelIdentity } from '../../profile/run/modelIdentity';
 import { RuntimePool } from '../../profile/run/runtimePool';
 import { sharedRuntimes } from '../../profile/run/profileDataset';
 import { generatePlan, type PlanMethod } from '../generatePlan';
-import type { EepProgress } from '../methods/eep';
+import { DEFAULT_EEP_PARAMETERS, type EepProgress } from '../methods/eep';
+import type { WorkEstimate } from '../../runtime';
 import { UNCURL_SIMILARITIES, type UncurlSimilarity } from '../methods/uncurl';
 import { describeHeavyMerges, heavyMerges, sharesFromCounts } from '../mergeWarnings';
 import { formatPlan, type MoePlan } from '../planFile';
-import { Calibration, type CalibrationFile, type CalibrationParameters } from './calibration';
+import { Calibration, DEFAULT_EEP_SAMPLES, type CalibrationFile, type CalibrationParameters } from './calibration';
 
 export interface PlanRequestOptions {
   method: GenerateMethodName;
@@ -92,7 +93,8 @@ export async function makePlan(calibration: Calibration, options: PlanRequestOpt
   if (options.method === 'naee') options.onProgress?.('Computing every expert\'s output on the calibration tokens');
   if (options.method === 'eep') options.onProgress?.('Starting from the pruning heuristics (frequency, soft count, REAP, NAEE)');
   const inputs = await calibration.inputsFor(method.name, calibrationParameters, { needsStatistics, target: options.targetExperts, signal: options.signal });
-  options.onProgress?.(options.method === 'eep' ? 'Searching (EEP)' : options.method === 'naee' ? 'Searching expert subsets (NAEE)' : calibrationParameters.gatingQuality ? 'Measuring each layer\'s loss at candidate thresholds' : 'Choosing experts');
+  if (method.name === 'eep') options.onProgress?.(`Searching (EEP): ${(await eepEstimate(calibration, method, calibrationParameters)).summary}`);
+  else options.onProgress?.(options.method === 'naee' ? 'Searching expert subsets (NAEE)' : calibrationParameters.gatingQuality ? 'Measuring each layer\'s loss at candidate thresholds' : 'Choosing experts');
   return generatePlan(method, inputs, {
     spec: calibration.identity.spec,
     model: { folder: record.modelFolder, fingerprint: calibration.identity.fingerprint },
@@ -170,6 +172,13 @@ export function planRelativePath(file: string, planPath: string, workspaceFolder
 
 function defined<T extends Record<string, unknown>>(object: T): Partial<T> {
   return Object.fromEntries(Object.entries(object).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** EEP's whole search: its budget of candidates, a generation's new ones per pass (each layer loaded once per generation). */
+function eepEstimate(calibration: Calibration, method: PlanMethod, parameters: CalibrationParameters): Promise<WorkEstimate> {
+  const { budget, populationSize, eliteSize } = { ...DEFAULT_EEP_PARAMETERS, ...(method as Partial<typeof DEFAULT_EEP_PARAMETERS>) };
+  const perGeneration = Math.max(1, populationSize - Math.min(eliteSize, populationSize - 1));
+  return calibration.evaluator(parameters.samples ?? DEFAULT_EEP_SAMPLES).estimate({ variants: perGeneration, repeats: Math.ceil(budget / perGeneration) });
 }
 
 /** One line per EEP generation; says so when a candidate leads the plan only within the calibration noise. */

@@ -66,7 +66,8 @@ export async function runSweep(options: SweepOptions): Promise<SweepResult> {
         plans.set(count, runtimePlanFor(plan.layers, identity.spec));
         done += 0.5;
       }
-      options.onProgress?.(`${method}: evaluating ${plans.size} plan${plans.size === 1 ? '' : 's'}`, done / total);
+      const estimate = plans.size > 0 ? await evaluator.estimate({ variants: plans.size, withFullModel: options.metric === 'kl' || options.metric === 'top1Agreement' }) : undefined;
+      options.onProgress?.(`${method}: evaluating ${plans.size} plan${plans.size === 1 ? '' : 's'}${estimate ? `, ${estimate.summary}` : ''}`, done / total);
       const results = await evaluator.evaluateMany([...plans.values()], [options.metric], { signal: options.signal });
       const byCount = new Map([...plans.keys()].map((count, i) => [count, results[i].values[options.metric]!]));
       series.push({ method, values: counts.map((count) => byCount.get(count) ?? baseline) });

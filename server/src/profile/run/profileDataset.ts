@@ -10,7 +10,7 @@ import type { ProfileRunSettings } from '../../../../common/protocol';
 import { datasetFormatOf } from '../../datasets/format';
 import { readRecords } from '../../datasets/records';
 import { CancelledError, UserError, errorMessage, isUserError } from '../../errors';
-import { ForwardCancelledError, workSetTokens, type ForwardProgress, type ModelRuntime } from '../../runtime';
+import { estimateWork, ForwardCancelledError, workSetTokens, type ForwardProgress, type ModelRuntime, type WorkEstimate } from '../../runtime';
 import type { TextTokenizer } from '../../checkpoint/modelSpec';
 import { buildProfile, defaultProfilePath, fileSha256, loadCurrentProfile, profileCacheKey, saveProfile, type ProfileInputs } from '../profileFile';
 import { Profiler } from '../profiler';
@@ -54,6 +54,8 @@ export interface ProfileDatasetOptions {
   force?: boolean;
   signal?: AbortSignal;
   onProgress?(progress: ProfileProgress): void;
+  /** Time and peak memory of the run, measured on its first rows before the long work starts. */
+  onEstimate?(estimate: WorkEstimate): void;
   /** Open models to use; default the process-wide pool. */
   runtimes?: RuntimePool;
 }
@@ -107,7 +109,7 @@ export async function profileDataset(options: ProfileDatasetOptions): Promise<Pr
 
   const runtimes = options.runtimes ?? sharedRuntimes;
   const { runtime, tokenizer } = await runtimes.get(identity, settings.threads);
-  const run = new ProfileRun(datasetFile, format, options.field, settings, maxRows, before.size, tokenizer, options.onProgress);
+  const run = new ProfileRun(datasetFile, format, options.field, settings, maxRows, before.size, tokenizer, options.onProgress, options.onEstimate);
   try {
     await run.execute(runtime, options.signal);
   } catch (error) {
@@ -152,6 +154,7 @@ class ProfileRun {
   /** Tokens per forward call (one work set): the batch limit, or, when layers stream, what the budget holds. */
   private batchTokens = 2048;
   private passes = 0;
+  private firstPrepareSeconds = 0;
 
   constructor(
     private readonly file: string,
@@ -162,6 +165,7 @@ class ProfileRun {
     private readonly fileBytes: number,
     private readonly tokenizer: TextTokenizer,
     private readonly onProgress?: (progress: ProfileProgress) => void,
+    private readonly onEstimate?: (estimate: WorkEstimate) => void,
   ) {
     this.profiler = new Profiler({ tokenRecords: settings.tokenRecords });
     this.recordsLeft = settings.tokenRecords;
@@ -174,7 +178,10 @@ class ProfileRun {
     this.batchTokens = workSetTokens(runtime.memory, runtime.model, { moe: true }, 2);
     const streamed = runtime.memory.policy !== 'resident';
     try {
+      const preparing = performance.now();
       let next = await this.prepare(signal);
+      this.firstPrepareSeconds = (performance.now() - preparing) / 1000;
+      if (this.onEstimate && next.tokens > 0) this.onEstimate(await this.estimate(runtime, next));
       let inFlight: { batch: PreparedBatch; result: ReturnType<ModelRuntime['forward']> } | undefined;
       while (next.tokens > 0 || inFlight) {
         const pass = ++this.passes;
@@ -221,6 +228,16 @@ class ProfileRun {
     const totalTokensEstimate = this.totalTokensEstimate();
     const secondsLeft = tokensPerSecond > 0 ? (totalTokensEstimate - this.tokens) / tokensPerSecond : 0;
     this.onProgress?.({ tokens: this.tokens, totalTokensEstimate, tokensPerSecond, secondsLeft, rows: this.rows });
+  }
+
+  /** From the first rows: the run's tokens by the bytes (and rows) they took, one pass per work set. */
+  private async estimate(runtime: ModelRuntime, first: PreparedBatch): Promise<WorkEstimate> {
+    const fromBytes = this.bytesRead > 0 ? (first.tokens / this.bytesRead) * this.fileBytes : first.tokens;
+    const fromRows = this.maxRows !== null ? (first.tokens / Math.max(1, this.rows)) * this.maxRows : Infinity;
+    const tokens = Math.max(first.tokens, Math.min(fromBytes, fromRows));
+    const passesPerRepeat = runtime.memory.policy === 'resident' ? 1 : 1 + Math.ceil(Math.max(0, tokens - first.tokens) / this.batchTokens);
+    const hostSecondsPerToken = this.firstPrepareSeconds / first.tokens;
+    return estimateWork(runtime, first.sequences.map((s) => s.tokenIds as Int32Array), { tokens, passesPerRepeat, hostSecondsPerToken }, { moe: true });
   }
 
   private totalTokensEstimate(): number {
