@@ -67,8 +67,10 @@ describe('profiling over LSP', () => {
     assert.ok(fs.existsSync(result.profilePath));
     assert.equal(progress[0].kind, 'begin');
     assert.equal((progress[0] as WorkDoneProgressBegin).cancellable, true);
-    const report = progress.find((value): value is WorkDoneProgressReport => value.kind === 'report');
-    assert.match(report?.message ?? '', /^[\d,]+ tokens · [\d,]+ tok\/s · \d+ s left$/);
+    const reports = progress.filter((value): value is WorkDoneProgressReport => value.kind === 'report');
+    // First the estimate from the warm-up, then tokens as they are profiled.
+    assert.match(reports[0]?.message ?? '', /^Profiling: estimated \d+ s, peak memory about \d+ MB$/);
+    assert.match(reports[1]?.message ?? '', /^[\d,]+ tokens · [\d,]+ tok\/s · \d+ s left$/);
     assert.equal(progress[progress.length - 1].kind, 'end');
     const again = await server.connection.sendRequest(ProfileDatasetRequest.type, params(datasetUri));
     assert.equal(again.reused, true);

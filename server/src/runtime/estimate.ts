@@ -57,7 +57,8 @@ export async function estimateWork(runtime: ModelRuntime, sample: Int32Array[], 
   // The caller's own work overlaps the runtime's (the next rows are read while the worker runs), so the slower side sets the pace.
   const seconds = Math.max(computeSeconds + loadingSeconds, work.tokens * repeats * (work.hostSecondsPerToken ?? 0));
   // Weights held at once, plus the hidden states of a work set (all variants), as far as RAM holds them before spilling.
-  const weights = memory.policy === 'resident' ? memory.layerBytes.reduce((a, b) => a + b, 0) : 2 * Math.max(...memory.layerBytes) + memory.residentLayers.reduce((sum, l) => sum + memory.layerBytes[l], 0);
+  const largest = Math.max(...memory.layerBytes);
+  const weights = memory.policy === 'resident' ? memory.layerBytes.reduce((a, b) => a + b, 0) + memory.workBytes : largest + Math.max(largest, memory.workBytes) + memory.residentLayers.reduce((sum, l) => sum + memory.layerBytes[l], 0);
   const tokensAtOnce = memory.policy === 'resident' ? Math.min(work.tokens, 2048) : work.tokens / (work.passesPerRepeat ?? 1);
   const hidden = Math.min(memory.hiddenStateBytes, 4 * model.hiddenSize * tokensAtOnce * (variants + 1));
   const peakBytes = memory.fixedBytes + weights + hidden;

@@ -27,8 +27,12 @@ export interface MemoryPlan {
   residentLayers: number[];
   /** Every layer's weights in this precision, as onnxruntime holds them (the prepacked copy). */
   layerBytes: number[];
-  /** Embedding (a JS copy), head session, process baseline, one batch's intermediates. */
+  /** Embedding (a JS copy), head session, process baseline. */
   fixedBytes: number;
+  /** One batch's intermediates inside a layer and the head's logits chunk. */
+  workBytes: number;
+  /** The least budget that runs the model at all: one layer streaming, the fixed parts, the work, the minimum for hidden states. */
+  streamingFloorBytes: number;
   /** Everything resident at once: what the model needs to run without streaming. */
   totalBytes: number;
   /** RAM the work set's hidden states may take before they spill to a temporary file. */
@@ -102,7 +106,7 @@ export function layerWeightBytes(spec: ModelShape, layer: LayerSpec, precision: 
   return matrixBytes + 4 * fp32Params;
 }
 
-/** One batch's intermediates inside a layer and the head's logits chunk, with a margin for onnxruntime's arena. */
+/** One batch's intermediates inside a layer and the head's logits chunk (onnxruntime's arena reuses buffers between nodes, so this is a bound). */
 export function batchWorkBytes(spec: ModelShape, maxBatchTokens: number): number {
   const T = maxBatchTokens;
   const H = spec.hiddenSize;
@@ -111,7 +115,7 @@ export function batchWorkBytes(spec: ModelShape, maxBatchTokens: number): number
   const moe = spec.layers.map((l) => (l.kind === 'moe' ? l.moe.topK * l.moe.expert.intermediateSize * 3 + l.moe.numExperts * 4 + l.moe.topK * H * 2 : 3 * l.mlp.intermediateSize));
   const perToken = H * 8 + (numHeads + 2 * numKvHeads) * headDim * 3 + Math.max(...moe) + numHeads * seq * 3;
   const head = 2 * 32 * MiB + 256 * H * 4;
-  return Math.round(1.5 * (T * perToken * 4 + head));
+  return Math.round(T * perToken * 4 + head);
 }
 
 export interface MemoryPlanOptions {
@@ -124,7 +128,8 @@ export interface MemoryPlanOptions {
 
 /**
  * The policy for a budget. Loading a layer briefly holds it twice (the external data file onnxruntime
- * maps and its prepacked copy), so the streaming slot counts two of the largest layer. Pinning the
+ * maps and its prepacked copy), and no batch runs meanwhile, so the streaming slot counts the larger of
+ * two layers and one layer plus a batch's work. Pinning the
  * deepest layers rather than least-recently-used ones: passes run layers in order, and plain LRU over a
  * cyclic scan larger than the cache misses every layer, whereas every pass (a resumed plan evaluation
  * included) ends with the deepest layers. Throws MemoryBudgetError when one layer and the work cannot fit.
@@ -136,28 +141,29 @@ export function planMemory(spec: ModelShape, options: MemoryPlanOptions = {}): M
   const embeddingBytes = 4 * spec.vocabSize * spec.hiddenSize;
   // The head session holds its own lm_head (a tied embedding too), plus the final norm.
   const headBytes = 4 * spec.vocabSize * spec.hiddenSize + 4 * spec.hiddenSize;
-  const fixedBytes = PROCESS_BASELINE_BYTES + embeddingBytes + headBytes + batchWorkBytes(spec, options.maxBatchTokens ?? 2048);
+  const fixedBytes = PROCESS_BASELINE_BYTES + embeddingBytes + headBytes;
+  const workBytes = batchWorkBytes(spec, options.maxBatchTokens ?? 2048);
   const largest = Math.max(...layerBytes);
   const allLayers = layerBytes.reduce((a, b) => a + b, 0);
   const minHidden = options.hiddenStateBytes ?? MIN_HIDDEN_STATE_BYTES;
-  const totalBytes = fixedBytes + allLayers + largest + minHidden;
+  const totalBytes = fixedBytes + allLayers + Math.max(largest, workBytes) + minHidden;
+  const streamingFloorBytes = fixedBytes + largest + Math.max(largest, workBytes) + minHidden;
   const needs = `needs ${formatBytes(totalBytes)} as ${precision}; budget ${formatBytes(budgetBytes)}`;
-  const base = { precision, budgetBytes, layerBytes, fixedBytes, totalBytes };
+  const base = { precision, budgetBytes, layerBytes, fixedBytes, workBytes, streamingFloorBytes, totalBytes };
   const L = spec.layers.length;
   if (totalBytes <= budgetBytes) {
     const hiddenStateBytes = options.hiddenStateBytes ?? budgetBytes - (totalBytes - minHidden);
     return { ...base, policy: 'resident', residentLayers: spec.layers.map((l) => l.index), hiddenStateBytes, streamedBytesPerPass: 0, summary: `${needs}: all ${L} layers resident` };
   }
-  const streamingFloor = fixedBytes + 2 * largest + minHidden;
-  if (streamingFloor > budgetBytes) {
+  if (streamingFloorBytes > budgetBytes) {
     throw new MemoryBudgetError(
       `The model cannot run within a memory budget of ${formatBytes(budgetBytes)} as ${precision}: one layer takes up to ${formatBytes(largest)} (${formatBytes(2 * largest)} while it loads), ` +
-        `the embedding, head and one batch's work ${formatBytes(fixedBytes)}, and the work set's hidden states at least ${formatBytes(minHidden)}, ${formatBytes(streamingFloor)} in all. ` +
-        `Raise moeStudio.memoryBudget (--memory-budget) to at least ${formatBytes(Math.ceil(streamingFloor / 1e8) * 1e8)}${precision === 'fp32' ? ', or use int8 precision' : ''}.`,
+        `one batch's work ${formatBytes(workBytes)}, the embedding and head ${formatBytes(fixedBytes)}, and the work set's hidden states at least ${formatBytes(minHidden)}, ${formatBytes(streamingFloorBytes)} in all. ` +
+        `Raise moeStudio.memoryBudget (--memory-budget) to at least ${formatBytes(Math.ceil(streamingFloorBytes / 1e8) * 1e8)}${precision === 'fp32' ? ', or use int8 precision' : ''}.`,
     );
   }
   const residentLayers: number[] = [];
-  let used = streamingFloor;
+  let used = streamingFloorBytes;
   for (let l = L - 1; l >= 0 && used + layerBytes[l] <= budgetBytes; l--) {
     residentLayers.unshift(l);
     used += layerBytes[l];

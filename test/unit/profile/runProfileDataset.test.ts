@@ -89,8 +89,8 @@ describe('profileDataset', () => {
     const probe = planMemory(shape, { budgetBytes: 1e15 });
     const lines: string[] = [];
     const streamedPool = new RuntimePool();
-    // The floor: one layer (twice while it loads), the fixed parts and the minimum for hidden states.
-    streamedPool.configure({ memoryBudget: probe.fixedBytes + 2 * Math.max(...probe.layerBytes) + 256 * 2 ** 20, report: (line) => lines.push(line) });
+    // The floor: one layer streaming, the fixed parts, one batch's work and the minimum for hidden states.
+    streamedPool.configure({ memoryBudget: probe.streamingFloorBytes, report: (line) => lines.push(line) });
     try {
       const progress: ProfileProgress[] = [];
       const streamed = await run(file, { outFile: path.join(dir, 'streamed.json'), force: true, runtimes: streamedPool, onProgress: (p) => progress.push(p) });
