@@ -1,5 +1,7 @@
 import * as assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { Worker } from 'node:worker_threads';
+import { modelIdentity, RuntimePool } from '../../../server/src/profile/run';
 import { ModelRuntime } from '../../../server/src/runtime/modelRuntime';
 import { referenceForward } from '../../support/referenceForward';
 import { assertClose, randomSequences, withCheckpoint } from './runtimeFixtures';
@@ -54,5 +56,29 @@ describe('ModelRuntime (worker thread)', () => {
 
   it('open reports a missing model folder as an Error', async () => {
     await assert.rejects(ModelRuntime.open('/nonexistent/model/folder'), (error: Error) => error instanceof Error && /does not exist/.test(error.message));
+  });
+});
+
+describe('a runtime whose worker dies', () => {
+  it('rejects what was pending with the reason, and the pool opens a fresh runtime for the next request', async () => {
+    await withCheckpoint({ architecture: 'MixtralForCausalLM', seed: 2 }, async ({ folder, spec }) => {
+      const pool = new RuntimePool();
+      try {
+        const identity = await modelIdentity(folder);
+        const first = await pool.get(identity, 1);
+        const sequences = randomSequences(new Array(64).fill(32), spec.vocabSize);
+        const pending = first.runtime.forward({ sequences, outputs: { loss: true }, maxBatchTokens: 32 });
+        // What an out-of-memory end of the worker looks like from here: the thread is gone mid-forward.
+        await (first.runtime as unknown as { worker: Worker }).worker.terminate();
+        await assert.rejects(pending, /The model runtime stopped \(exit code 1\)\. The next request starts a fresh one/);
+        assert.ok(first.runtime.failed);
+        const second = await pool.get(identity, 1);
+        assert.notEqual(second.runtime, first.runtime);
+        assert.equal((await second.runtime.forward({ sequences: sequences.slice(0, 2), outputs: { loss: true } })).sequences.length, 2);
+        assert.equal(pool.opened, 2);
+      } finally {
+        await pool.close();
+      }
+    });
   });
 });
