@@ -143,6 +143,7 @@ class ProfileRun {
   private firstFieldError?: string;
   private recordsLeft: number;
   private tokens = 0;
+  private tokensRead = 0;
   private bytesRead = 0;
   private rowIndex = 0;
   private readonly profiler: Profiler;
@@ -240,10 +241,11 @@ class ProfileRun {
     return estimateWork(runtime, first.sequences.map((s) => s.tokenIds as Int32Array), { tokens, passesPerRepeat, hostSecondsPerToken }, { moe: true });
   }
 
+  /** From the rows read so far (the tokenised ones, ahead of those profiled). */
   private totalTokensEstimate(): number {
-    const fromBytes = this.bytesRead > 0 ? (this.tokens / this.bytesRead) * this.fileBytes : this.tokens;
-    const fromRows = this.maxRows !== null && this.rows > 0 ? (this.tokens / this.rows) * this.maxRows : Infinity;
-    return Math.max(this.tokens, Math.round(Math.min(fromBytes, fromRows)));
+    const fromBytes = this.bytesRead > 0 ? (this.tokensRead / this.bytesRead) * this.fileBytes : this.tokensRead;
+    const fromRows = this.maxRows !== null && this.rows > 0 ? (this.tokensRead / this.rows) * this.maxRows : Infinity;
+    return Math.max(this.tokensRead, Math.round(Math.min(fromBytes, fromRows)));
   }
 
   /**
@@ -303,6 +305,7 @@ class ProfileRun {
       }
       batch.sequences.push(this.tokenise(row, text));
       batch.tokens += batch.sequences[batch.sequences.length - 1].tokenIds.length;
+      this.tokensRead += batch.sequences[batch.sequences.length - 1].tokenIds.length;
       this.rows++;
       if (++sinceYield >= ROWS_PER_SLICE) {
         sinceYield = 0;
