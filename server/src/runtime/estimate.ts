@@ -43,8 +43,10 @@ export async function estimateWork(runtime: ModelRuntime, sample: Int32Array[], 
   if (memory.policy === 'resident') {
     const tokens = batch.reduce((n, s) => n + s.length, 0);
     await runtime.forward({ sequences: batch, outputs });
+    // The same work under another batch key: the prefix cache would otherwise answer the repeat from its final hidden state.
+    const timed = batch.length > 1 ? [...batch.slice(1), batch[0]] : [Int32Array.from(batch[0]).reverse()];
     const started = performance.now();
-    await runtime.forward({ sequences: batch, outputs });
+    await runtime.forward({ sequences: timed, outputs });
     perToken = (performance.now() - started) / 1000 / tokens;
   }
   const repeats = work.repeats ?? 1;
