@@ -7,6 +7,7 @@ import { ForwardCancelledError, ForwardRequest, ForwardResult, MoeLayerCapture, 
 import { GraphBuilder, SerializedModel } from './graphBuilder';
 import { buildHeadGraph, HeadIO } from './headGraph';
 import { buildLayerGraph, LayerIO } from './layerGraph';
+import type { Precision } from './quantizedLinear';
 import { layerWeights, mergeExperts } from './layerWeights';
 import { PrefixCache, batchKey } from './prefixCache';
 import { firstChangedLayer, resolveLayerPlan, ResolvedLayerPlan } from './runtimePlan';
@@ -21,6 +22,8 @@ export interface EngineOptions {
   externalDataThreshold?: number;
   /** Memory for hidden states cached in front of the first layer a plan changes (default 256 MiB). */
   prefixCacheBytes?: number;
+  /** Weights of the big projections: 'fp32' (exact, default) or 'int8' per output channel (see quantizedLinear.ts). */
+  precision?: Precision;
 }
 
 const DEFAULT_MAX_BATCH_TOKENS = 2048;
@@ -69,7 +72,7 @@ export class ModelEngine {
   static async create(spec: ModelSpec, weights: WeightSource, options: EngineOptions = {}): Promise<ModelEngine> {
     const sessions: ort.InferenceSession[] = [];
     try {
-      for (const layer of spec.layers) sessions.push(await loadGraph(buildLayerGraph(spec, layer, layerWeights(spec, weights, layer)), options));
+      for (const layer of spec.layers) sessions.push(await loadGraph(buildLayerGraph(spec, layer, layerWeights(spec, weights, layer), undefined, { precision: options.precision }), options));
       const embedding = await weights.readFloat32(spec.tensors.embedTokens);
       const lmHead = spec.tensors.lmHead ? () => weights.readFloat32(spec.tensors.lmHead!) : embedding;
       const head = await loadGraph(buildHeadGraph(spec, () => weights.readFloat32(spec.tensors.finalNorm), lmHead), options);
@@ -154,7 +157,7 @@ export class ModelEngine {
     this.mergedSessions.delete(layer.index);
     const original = layerWeights(this.spec, this.weights, layer);
     const experts = mergeExperts(original.experts!, plan.mergeMatrix);
-    const session = await loadGraph(buildLayerGraph(this.spec, layer, original, experts), this.options);
+    const session = await loadGraph(buildLayerGraph(this.spec, layer, original, experts, { precision: this.options.precision }), this.options);
     this.mergedSessions.set(layer.index, { key, session });
     return session;
   }

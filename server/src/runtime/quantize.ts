@@ -1,0 +1,48 @@
+/**
+ * Symmetric per-output-channel int8 quantization of a projection weight, done in JS at build time, one
+ * tensor at a time (the caller holds one fp32 tensor and its int8 copy, never a layer).
+ *
+ * For output channel o (row o of the HF [out, in] weight): scale_o = max_i |W[o, i]| / 127 and
+ * q[i, o] = round_half_even(W[o, i] / scale_o), so W[o, i] ~= q[i, o] * scale_o. The values come out
+ * transposed, [in, out], because that is the layout onnxruntime's integer MatMuls take for B (with the
+ * scales along B's columns). -128 is never used, so the range is symmetric and zero is exact.
+ */
+export interface QuantizedWeight {
+  /** [in, out], row-major: the transpose of the HF layout. */
+  values: Int8Array;
+  /** [out]: one scale per output channel. An all-zero row gets scale 1 (its values are all 0). */
+  scales: Float32Array;
+}
+
+export function quantizePerOutputChannel(weight: Float32Array, outDim: number, inDim: number): QuantizedWeight {
+  if (weight.length !== outDim * inDim) throw new Error(`quantize: ${weight.length} values for a [${outDim}, ${inDim}] weight`);
+  const values = new Int8Array(outDim * inDim);
+  const scales = new Float32Array(outDim);
+  for (let o = 0; o < outDim; o++) {
+    const row = o * inDim;
+    let max = 0;
+    for (let i = 0; i < inDim; i++) max = Math.max(max, Math.abs(weight[row + i]));
+    const scale = max > 0 ? max / 127 : 1;
+    scales[o] = scale;
+    // Divide by the float32 scale the kernel will multiply by, so dequantizing reproduces the rounding used here.
+    const stored = scales[o];
+    for (let i = 0; i < inDim; i++) values[i * outDim + o] = roundHalfEven(weight[row + i] / stored);
+  }
+  return { values, scales };
+}
+
+/** W as the int8 kernels see it, back in the HF [out, in] layout (for tests and error reports). */
+export function dequantize({ values, scales }: QuantizedWeight): Float32Array {
+  const outDim = scales.length;
+  const inDim = values.length / outDim;
+  const weight = new Float32Array(values.length);
+  for (let o = 0; o < outDim; o++) for (let i = 0; i < inDim; i++) weight[o * inDim + i] = values[i * outDim + o] * scales[o];
+  return weight;
+}
+
+/** Round to nearest, ties to even, as ONNX's QuantizeLinear does; clamped to the symmetric range. */
+function roundHalfEven(x: number): number {
+  let r = Math.round(x);
+  if (r - x === 0.5 && r % 2 !== 0) r -= 1;
+  return Math.max(-127, Math.min(127, r));
+}
