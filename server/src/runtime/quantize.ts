@@ -19,17 +19,25 @@ export function quantizePerOutputChannel(weight: Float32Array, outDim: number, i
   const values = new Int8Array(outDim * inDim);
   const scales = new Float32Array(outDim);
   for (let o = 0; o < outDim; o++) {
-    const row = o * inDim;
     let max = 0;
-    for (let i = 0; i < inDim; i++) max = Math.max(max, Math.abs(weight[row + i]));
-    const scale = max > 0 ? max / 127 : 1;
-    scales[o] = scale;
-    // Divide by the float32 scale the kernel will multiply by, so dequantizing reproduces the rounding used here.
-    const stored = scales[o];
-    for (let i = 0; i < inDim; i++) values[i * outDim + o] = roundHalfEven(weight[row + i] / stored);
+    for (let i = o * inDim, end = i + inDim; i < end; i++) max = Math.max(max, Math.abs(weight[i]));
+    scales[o] = max > 0 ? max / 127 : 1;
+  }
+  // The transpose goes in blocks of output channels: a row at a time would write one byte per cache line
+  // (33 ms for a 2048 x 1024 weight, against 10-16 ms in blocks of 16 here; 8 to 128 were no better), and
+  // a layer of OLMoE has 192 such weights.
+  for (let block = 0; block < outDim; block += TRANSPOSE_BLOCK) {
+    const blockEnd = Math.min(outDim, block + TRANSPOSE_BLOCK);
+    for (let i = 0; i < inDim; i++) {
+      const target = i * outDim;
+      // Divided by the float32 scale the kernel multiplies by, so dequantizing reproduces this rounding.
+      for (let o = block; o < blockEnd; o++) values[target + o] = roundHalfEven(weight[o * inDim + i] / scales[o]);
+    }
   }
   return { values, scales };
 }
+
+const TRANSPOSE_BLOCK = 16;
 
 /** W as the int8 kernels see it, back in the HF [out, in] layout (for tests and error reports). */
 export function dequantize({ values, scales }: QuantizedWeight): Float32Array {
@@ -40,9 +48,10 @@ export function dequantize({ values, scales }: QuantizedWeight): Float32Array {
   return weight;
 }
 
-/** Round to nearest, ties to even, as ONNX's QuantizeLinear does; clamped to the symmetric range. */
+/**
+ * Round to nearest, ties to even, as ONNX's QuantizeLinear does: adding and subtracting 1.5 * 2^52 leaves
+ * float64's own rounding (ties to even) on the integer part. |x| <= 127 by construction of the scale.
+ */
 function roundHalfEven(x: number): number {
-  let r = Math.round(x);
-  if (r - x === 0.5 && r % 2 !== 0) r -= 1;
-  return Math.max(-127, Math.min(127, r));
+  return x + 6755399441055744 - 6755399441055744;
 }

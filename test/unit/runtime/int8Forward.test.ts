@@ -62,6 +62,31 @@ describe('int8 weights', () => {
     });
   }
 
+  it('gives the same results when the int8 weights go through external data', async () => {
+    const { mkdtemp, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const externalDataDir = await mkdtemp(join(tmpdir(), 'moe-int8-external-'));
+    try {
+      await withCheckpoint({ architecture: 'Qwen3MoeForCausalLM', seed: 4, numLayers: 2 }, async ({ spec, weights }) => {
+        const sequences = randomSequences([7, 5], spec.vocabSize);
+        const run = async (options: { externalDataDir?: string; externalDataThreshold?: number }) => {
+          const engine = await ModelEngine.create(spec, weights, { precision: 'int8', ...options });
+          try {
+            return await engine.forward({ sequences, outputs: { logits: 'all' } });
+          } finally {
+            await engine.close();
+          }
+        };
+        const inMemory = await run({});
+        const external = await run({ externalDataDir, externalDataThreshold: 0 });
+        for (const s of sequences.keys()) assert.deepEqual(external.sequences[s].logits, inMemory.sequences[s].logits, `sequence ${s}`);
+      });
+    } finally {
+      await rm(externalDataDir, { recursive: true, force: true });
+    }
+  });
+
   it('holds a quarter of the bytes of the quantized projections and keeps router and norms fp32', async () => {
     await withCheckpoint({ architecture: 'OlmoeForCausalLM', seed: 3, numLayers: 1 }, async ({ spec }) => {
       const layer = spec.layers[0];
