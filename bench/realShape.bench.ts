@@ -30,7 +30,7 @@ import { join, resolve } from 'node:path';
 import { loadTokenizer, parseModelConfig } from '../server/src/checkpoint';
 import type { ModelSpec } from '../server/src/checkpoint/modelSpec';
 import { ModelRuntime, RuntimeOptions } from '../server/src/runtime/modelRuntime';
-import type { Precision } from '../server/src/runtime/quantizedLinear';
+import { PRECISIONS, type Precision } from '../server/src/runtime/quantizedLinear';
 import { Prng } from '../test/support/prng';
 import type { RandomCheckpointOptions } from '../test/support/randomCheckpoint';
 import { forwardFlops, matmulPeakGflops } from './matmulBound';
@@ -42,7 +42,6 @@ import { BlasChoice, blasCandidates, hasTorch, timeTorch, TorchTiming } from './
 const ROOT = resolve(__dirname, '..');
 const GB = 1e9;
 const THREADS = 2;
-const PRECISIONS: Precision[] = ['fp32', 'int8'];
 const SEQUENCE_LENGTH = 256;
 const BUDGET = Number(process.env.BENCH_MEMORY_BUDGET ?? 6) * GB;
 const PROFILE_TOKENS = Number(process.env.BENCH_REAL_TOKENS ?? 16384);
