@@ -20,6 +20,8 @@ import * as ort from 'onnxruntime-node';
 import type { ModelSpec } from '../server/src/checkpoint/modelSpec';
 import { GraphBuilder } from '../server/src/runtime/graphBuilder';
 import { rmsNormOp } from '../server/src/runtime/layerGraph';
+import type { Precision } from '../server/src/runtime/memoryBudget';
+import { quantizedLinearOp } from '../server/src/runtime/quantizedLinear';
 import { Prng } from '../test/support/prng';
 
 /**
@@ -159,4 +161,39 @@ export function routedRowsFromCapture(selected: Int32Array[][], numExperts: numb
     for (const experts of layerSelections) for (const e of experts) if (e >= 0) counts[e]++;
     return counts;
   });
+}
+
+/**
+ * onnxruntime's own MatMul rate on a large product, the denominator for "fraction of peak": fp32 Gemm on a
+ * prepacked weight, or int8 as the runtime runs it (quantizedLinearOp: DynamicQuantizeMatMul, activations
+ * quantized per call, which is part of the int8 path's cost). Counted in the same FLOPs, 2·M·K·N.
+ */
+export async function matmulPeakGflops(threads: number, precision: Precision = 'fp32'): Promise<number> {
+  const [M, K, N] = [512, 1024, 4096];
+  const g = new GraphBuilder('peak');
+  const a = g.input('a', 'float', [M, K]);
+  const weight = Float32Array.from({ length: N * K }, (_, i) => ((i * 2654435761) % 1000) / 50000 - 0.01);
+  const product = precision === 'int8' ? quantizedLinearOp(g, a, 'b', weight, N, K) : g.op('Gemm', [a, g.weight('b', weight, [N, K])], { transB: 1 });
+  g.output(product, 'y', 'float', [M, N]);
+  const feeds = { a: new ort.Tensor('float32', new Float32Array(M * K).fill(1), [M, K]) };
+  return (2 * M * K * N) / (await bestRunSeconds(g, feeds, threads, 10)) / 1e9;
+}
+
+/** FLOPs of the forward with only the active experts counted; causal attention counts the keys each query sees. */
+export function forwardFlops(spec: ModelSpec, sequences: Int32Array[]): number {
+  const { numHeads, numKvHeads, headDim } = spec.attention;
+  const H = spec.hiddenSize;
+  const tokens = sequences.reduce((sum, s) => sum + s.length, 0);
+  const attendedPairs = sequences.reduce((sum, s) => sum + (s.length * (s.length + 1)) / 2, 0);
+  let flops = 2 * tokens * H * spec.vocabSize;
+  for (const layer of spec.layers) {
+    flops += 2 * tokens * H * (numHeads + 2 * numKvHeads) * headDim + 2 * tokens * numHeads * headDim * H;
+    flops += 2 * 2 * attendedPairs * numHeads * headDim;
+    if (layer.kind === 'dense') flops += 2 * tokens * 3 * H * layer.mlp.intermediateSize;
+    else {
+      flops += 2 * tokens * H * layer.moe.numExperts + 2 * tokens * layer.moe.topK * 3 * H * layer.moe.expert.intermediateSize;
+      if (layer.moe.sharedExpert) flops += 2 * tokens * 3 * H * layer.moe.sharedExpert.intermediateSize;
+    }
+  }
+  return flops;
 }

@@ -11,18 +11,16 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import * as ort from 'onnxruntime-node';
 import { parseModelConfig } from '../server/src/checkpoint';
-import type { ModelSpec } from '../server/src/checkpoint/modelSpec';
-import { GraphBuilder } from '../server/src/runtime/graphBuilder';
-import { bestRunSeconds, matmulBoundSeconds, routedRowsFromCapture } from './matmulBound';
+import { forwardFlops, matmulBoundSeconds, matmulPeakGflops, routedRowsFromCapture } from './matmulBound';
+import { peakRssBytes } from './peakRss';
+import { BlasChoice, blasCandidates, hasTorch as torchInstalled, PYTHON, timeTorch, TorchTiming } from './torchBaseline';
 import { ModelRuntime } from '../server/src/runtime/modelRuntime';
 import { Prng } from '../test/support/prng';
 
 const ROOT = resolve(__dirname, '..');
 const WIDE_MODEL = join(ROOT, '.cache', 'bench-wide-mixtral');
 const THREADS = [1, 2];
-const PYTHON = '/usr/bin/python3';
 const MB = 1024 * 1024;
 
 interface BenchModel {
@@ -77,7 +75,7 @@ async function main(): Promise<void> {
   // BENCH_MODELS=demo (or wide) times one model only, for quick checks while working on the runtime.
   const only = process.env.BENCH_MODELS?.split(',');
   if (only) models.splice(0, models.length, ...models.filter((m) => only.includes(m.name)));
-  const hasTorch = spawnSync(PYTHON, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
+  const hasTorch = torchInstalled();
   if (!hasTorch) console.log(`${PYTHON} has no torch: skipping the PyTorch comparison`);
 
   // Measured before and after the runs, best kept: a busy machine only ever makes the peak look lower.
@@ -194,87 +192,8 @@ interface OrtTiming {
   selected: Int32Array[][];
 }
 
-interface TorchTiming {
-  median_s: number;
-  mean_loss: number;
-  policy: string;
-  /** OpenBLAS's kernels in the timed run, and whether OpenBLAS picked them or OPENBLAS_CORETYPE did. */
-  blas: string;
-}
-
 function median(values: number[]): number {
   return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
-}
-
-/**
- * PyTorch's time, at its best. Two environment settings change it a lot on this kind of VM:
- * - OpenMP's wait policy, with more than one thread: by default worker threads spin between parallel regions,
- *   and on a 2-vCPU VM that often makes PyTorch's 2-thread forward up to three times slower than its 1-thread
- *   one; OMP_WAIT_POLICY=PASSIVE sleeps, as our sessions' threads do. Both are run.
- * - OpenBLAS's kernels: Debian's OpenBLAS 0.3.21 takes an AMD Zen 5 for a Haswell and runs AVX2 kernels;
- *   OPENBLAS_CORETYPE=SkylakeX or Cooperlake gives it AVX-512 ones, which made its demo forward 1.4x and its
- *   wide forward 1.2-1.4x faster (2026-12-01). Where the CPU has AVX-512, `blas.candidates` are tried and the
- *   fastest is kept for the rest of the model's runs (`blas.chosen`).
- * The fastest run is the baseline: a speed-up against a badly configured PyTorch would be its setup's
- * problem, not our runtime's merit.
- */
-function timeTorch(folder: string, tokensFile: string, threads: number, repeats: number, blas: BlasChoice): TorchTiming {
-  const script = join(ROOT, 'tools/bench-torch/torch_forward.py');
-  const policies = threads > 1 ? ['default', 'PASSIVE'] : ['default'];
-  const cores = blas.chosen ? [blas.chosen.core] : blas.candidates;
-  const runs = cores.flatMap((core) =>
-    policies.map((policy) => {
-      const env = { ...process.env, OMP_NUM_THREADS: String(threads), OPENBLAS_VERBOSE: '2', ...(policy === 'default' ? {} : { OMP_WAIT_POLICY: policy }), ...(core ? { OPENBLAS_CORETYPE: core } : {}) };
-      const run = spawnSync(PYTHON, [script, folder, tokensFile, String(threads), String(repeats)], { encoding: 'utf8', env });
-      if (run.status !== 0) throw new Error(`torch_forward.py failed: ${run.stderr}`);
-      // OPENBLAS_VERBOSE=2 makes OpenBLAS name the kernels it picked ("Core: Haswell").
-      const kernels = /Core: (\w+)/.exec(run.stdout + run.stderr)?.[1] ?? core ?? '?';
-      return { ...(JSON.parse(run.stdout.trim().split('\n').pop()!) as { median_s: number; mean_loss: number }), policy, core, kernels };
-    }),
-  );
-  const best = runs.reduce((fastest, run) => (run.median_s < fastest.median_s ? run : fastest));
-  blas.chosen ??= { core: best.core };
-  return { median_s: best.median_s, mean_loss: best.mean_loss, policy: best.policy, blas: best.core ? `${best.kernels} (set)` : `${best.kernels} (own pick)` };
-}
-
-/** OpenBLAS kernel sets to try (undefined: OpenBLAS's own pick), and the one kept once tried. */
-interface BlasChoice {
-  candidates: (string | undefined)[];
-  chosen?: { core: string | undefined };
-}
-
-function blasCandidates(): (string | undefined)[] {
-  const flags = existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : '';
-  return /\bavx512f\b/.test(flags) ? [undefined, 'SkylakeX', 'Cooperlake'] : [undefined];
-}
-
-/** onnxruntime's own fp32 MatMul rate on a large product: the denominator for "fraction of peak". */
-async function matmulPeakGflops(threads: number): Promise<number> {
-  const [M, K, N] = [512, 1024, 4096];
-  const g = new GraphBuilder('peak');
-  const a = g.input('a', 'float', [M, K]);
-  g.output(g.op('Gemm', [a, g.weight('b', new Float32Array(N * K).fill(0.01), [N, K])], { transB: 1 }), 'y', 'float', [M, N]);
-  const feeds = { a: new ort.Tensor('float32', new Float32Array(M * K).fill(1), [M, K]) };
-  return (2 * M * K * N) / (await bestRunSeconds(g, feeds, threads, 10)) / 1e9;
-}
-
-/** FLOPs of the forward with only the active experts counted; causal attention counts the keys each query sees. */
-function forwardFlops(spec: ModelSpec, sequences: Int32Array[]): number {
-  const { numHeads, numKvHeads, headDim } = spec.attention;
-  const H = spec.hiddenSize;
-  const tokens = sequences.reduce((sum, s) => sum + s.length, 0);
-  const attendedPairs = sequences.reduce((sum, s) => sum + (s.length * (s.length + 1)) / 2, 0);
-  let flops = 2 * tokens * H * spec.vocabSize;
-  for (const layer of spec.layers) {
-    flops += 2 * tokens * H * (numHeads + 2 * numKvHeads) * headDim + 2 * tokens * numHeads * headDim * H;
-    flops += 2 * 2 * attendedPairs * numHeads * headDim;
-    if (layer.kind === 'dense') flops += 2 * tokens * 3 * H * layer.mlp.intermediateSize;
-    else {
-      flops += 2 * tokens * H * layer.moe.numExperts + 2 * tokens * layer.moe.topK * 3 * H * layer.moe.expert.intermediateSize;
-      if (layer.moe.sharedExpert) flops += 2 * tokens * 3 * H * layer.moe.sharedExpert.intermediateSize;
-    }
-  }
-  return flops;
 }
 
 function fp32WeightBytes(folder: string): number {
@@ -327,16 +246,6 @@ async function reportPeakRss(folder: string): Promise<void> {
   await runtime.forward({ sequences, outputs: { loss: true, moe: true, moeInputs: true } });
   await runtime.close();
   console.log(peakRssBytes());
-}
-
-/**
- * This process's peak RSS. On Linux, VmHWM of the current address space: getrusage's maxRSS survives exec,
- * so a child of a 2.4 GB bench process reported 2.4 GB before it had loaded anything.
- */
-function peakRssBytes(): number {
-  const status = existsSync('/proc/self/status') ? readFileSync('/proc/self/status', 'utf8') : '';
-  const kib = /^VmHWM:\s+(\d+) kB/m.exec(status)?.[1];
-  return kib ? Number(kib) * 1024 : process.resourceUsage().maxRSS * 1024;
 }
 
 async function writeWideModel(folder: string): Promise<void> {

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `npm run bench`: every benchmark under bench/ (`*.bench.ts`), one process each so peak memory
 // figures are their own. Timing lives here, never in tests. `npm run bench -- runtime` runs the
-// benchmarks whose file name contains "runtime".
+// benchmarks whose file name contains "runtime"; `npm run bench -- real` the real-shape models under a memory
+// budget (realShape.bench.ts: about 23 GB of temporary checkpoints, most of an hour on two cores).
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';

@@ -13,6 +13,10 @@ export const DEFAULT_EXTERNAL_DATA_THRESHOLD = 1536 * 1024 * 1024;
 
 /** A weight's values, or how to get them: lazy weights are read one at a time while serialising. */
 export type WeightData = Float32Array | (() => Promise<Float32Array>);
+/** Values of an initializer of any of the dtypes we write (int8 for quantized weights). */
+export type TensorValues = Float32Array | Int8Array | Uint8Array;
+
+const BYTES_PER_ELEMENT: Record<OnnxDTypeName, number> = { float: 4, uint8: 1, int8: 1, int32: 4, int64: 8, bool: 1 };
 
 interface NodeRecord {
   op_type: string;
@@ -27,7 +31,7 @@ interface Initializer {
   name: string;
   dtype: OnnxDTypeName;
   dims: number[];
-  data: Uint8Array | (() => Promise<Float32Array>);
+  data: Uint8Array | (() => Promise<TensorValues>);
   /** Small constants stay inline: onnxruntime's shape inference cannot read shapes from external data. */
   inline: boolean;
 }
@@ -64,7 +68,12 @@ export class GraphBuilder {
   }
 
   weight(name: string, data: WeightData, dims: number[]): string {
-    this.initializers.push({ name, dtype: 'float', dims, data: typeof data === 'function' ? data : floatBytes(data), inline: false });
+    return this.typedWeight(name, 'float', data, dims);
+  }
+
+  /** A weight of another dtype (int8 quantized values): written, lazily or not, exactly like a float one. */
+  typedWeight(name: string, dtype: OnnxDTypeName, data: TensorValues | (() => Promise<TensorValues>), dims: number[]): string {
+    this.initializers.push({ name, dtype, dims, data: typeof data === 'function' ? data : valueBytes(data), inline: false });
     return name;
   }
 
@@ -114,7 +123,7 @@ export class GraphBuilder {
   }
 
   weightBytes(): number {
-    return this.initializers.reduce((sum, init) => sum + 4 * elementCount(init.dims), 0);
+    return this.initializers.reduce((sum, init) => sum + BYTES_PER_ELEMENT[init.dtype] * elementCount(init.dims), 0);
   }
 
   /**
@@ -199,12 +208,13 @@ function tensorProto(init: Initializer, bytes: Uint8Array): object {
 }
 
 async function bytesOf(init: Initializer): Promise<Uint8Array> {
-  const bytes = typeof init.data === 'function' ? floatBytes(await init.data()) : init.data;
-  if (bytes.byteLength !== 4 * elementCount(init.dims) && init.dtype === 'float') throw new Error(`weight ${init.name}: ${bytes.byteLength / 4} values for shape [${init.dims}]`);
+  const bytes = typeof init.data === 'function' ? valueBytes(await init.data()) : init.data;
+  const size = BYTES_PER_ELEMENT[init.dtype];
+  if (bytes.byteLength !== size * elementCount(init.dims)) throw new Error(`weight ${init.name}: ${bytes.byteLength / size} values for shape [${init.dims}]`);
   return bytes;
 }
 
-function floatBytes(data: Float32Array): Uint8Array {
+function valueBytes(data: TensorValues): Uint8Array {
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 

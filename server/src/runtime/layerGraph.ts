@@ -2,6 +2,8 @@ import type { LayerSpec, ModelSpec, MoeSpec } from '../checkpoint/modelSpec';
 import { GraphBuilder, WeightData } from './graphBuilder';
 import { OnnxDType } from './onnxSchema';
 import type { LayerWeights, MlpWeights } from './layerWeights';
+import type { Precision } from './memoryBudget';
+import { quantizedLinearOp } from './quantizedLinear';
 
 /** Names of a decoder-layer graph's inputs and outputs, shared by the builder and the engine. */
 export const LayerIO = {
@@ -23,11 +25,19 @@ export const LayerIO = {
   expertOutputNorms: 'expert_output_norms', // [tokens, k]: ||expert output|| before gating
 } as const;
 
+/** How a layer graph is built: `precision` of the big projections (attention, experts, MLPs; default fp32). */
+export interface LayerGraphOptions {
+  precision?: Precision;
+}
+
 /**
  * Builds one decoder layer (attention + MoE or dense MLP) as an ONNX graph, HF semantics throughout.
  * `experts` overrides the checkpoint's experts, which is how merged plans get their own weights.
+ * With `precision: 'int8'` the projections of attention, experts, shared expert and dense MLP multiply int8
+ * weights (quantizedLinear.ts); router, norms, embedding and head stay fp32, so routing sees exact weights.
  */
-export function buildLayerGraph(spec: ModelSpec, layer: LayerSpec, weights: LayerWeights, experts?: MlpWeights[]): GraphBuilder {
+export function buildLayerGraph(spec: ModelSpec, layer: LayerSpec, weights: LayerWeights, experts?: MlpWeights[], options: LayerGraphOptions = {}): GraphBuilder {
+  const precision = options.precision ?? 'fp32';
   const g = new GraphBuilder(`layer${layer.index}`);
   const { numHeads, numKvHeads, headDim } = spec.attention;
   const H = spec.hiddenSize;
@@ -50,7 +60,7 @@ export function buildLayerGraph(spec: ModelSpec, layer: LayerSpec, weights: Laye
   // Attention.
   const x = rmsNorm(rows, 'input_norm', weights.inputNorm, H);
   const project = (name: 'q' | 'k' | 'v', heads: number, bias?: WeightData) =>
-    linearOp(g, x, `${name}_proj`, weights[name], heads * headDim, H, bias && w(`${name}_bias`, bias, [heads * headDim]));
+    linearOp(g, x, `${name}_proj`, weights[name], heads * headDim, H, bias && w(`${name}_bias`, bias, [heads * headDim]), precision);
   let q = project('q', numHeads, weights.qBias);
   let k = project('k', numKvHeads, weights.kBias);
   const v = project('v', numKvHeads, weights.vBias);
@@ -87,14 +97,14 @@ export function buildLayerGraph(spec: ModelSpec, layer: LayerSpec, weights: Laye
   const grid = g.op('Reshape', [g.op('Transpose', [g.op('Reshape', [context, g.constInt64([0, numHeads, -1, headDim])])], { perm: [0, 2, 1, 3] }), g.constInt64([-1, numHeads * headDim])]);
   const merged = g.op('Gather', [grid, tokenSlots], { axis: 0 });
   // Residual connections ride on the products: Gemm's C here, the experts' scatter-add target below.
-  const attended = linearOp(g, merged, 'o_proj', weights.o, H, numHeads * headDim, rows);
+  const attended = linearOp(g, merged, 'o_proj', weights.o, H, numHeads * headDim, rows, precision);
 
   // Feed-forward.
   const normed = rmsNorm(attended, 'post_attention_norm', weights.postAttentionNorm, H);
   const out =
     layer.kind === 'dense'
-      ? swigluOp(g, normed, 'mlp', weights.mlp!, layer.mlp.intermediateSize, H, attended)
-      : buildSparseMoe(g, spec, layer.moe, normed, weights, experts ?? weights.experts!, attended);
+      ? swigluOp(g, normed, 'mlp', weights.mlp!, layer.mlp.intermediateSize, H, attended, precision)
+      : buildSparseMoe(g, spec, layer.moe, normed, weights, experts ?? weights.experts!, attended, precision);
   g.output(out, LayerIO.hiddenOut, 'float', ['tokens', H]);
   return g;
 }
@@ -111,18 +121,20 @@ export function rmsNormOp(g: GraphBuilder, x: string, weight: string, eps: numbe
 
 /**
  * y = x W^T (+ c) on rows: Gemm with transB reads the HF [out, in] layout as is, so no transposed copy is made.
- * `addend` (Gemm's C) is a bias row or a residual [rows, out], added in the same pass.
+ * `addend` (Gemm's C) is a bias row or a residual [rows, out], added in the same pass. Every projection goes
+ * through here; with precision int8 it is quantizedLinearOp's instead.
  */
-function linearOp(g: GraphBuilder, x: string, name: string, weight: WeightData, outDim: number, inDim: number, addend?: string): string {
+function linearOp(g: GraphBuilder, x: string, name: string, weight: WeightData, outDim: number, inDim: number, addend?: string, precision: Precision = 'fp32'): string {
+  if (precision === 'int8') return quantizedLinearOp(g, x, name, weight, outDim, inDim, addend);
   return g.op('Gemm', [x, g.weight(name, weight, [outDim, inDim]), ...(addend ? [addend] : [])], { transB: 1 });
 }
 
 /** down(silu(gate x) * up x), plus `residual` when given. */
-export function swigluOp(g: GraphBuilder, x: string, name: string, mlp: MlpWeights, intermediate: number, hidden: number, residual?: string): string {
-  const gate = linearOp(g, x, `${name}/gate`, mlp.gate, intermediate, hidden);
-  const up = linearOp(g, x, `${name}/up`, mlp.up, intermediate, hidden);
+export function swigluOp(g: GraphBuilder, x: string, name: string, mlp: MlpWeights, intermediate: number, hidden: number, residual?: string, precision: Precision = 'fp32'): string {
+  const gate = linearOp(g, x, `${name}/gate`, mlp.gate, intermediate, hidden, undefined, precision);
+  const up = linearOp(g, x, `${name}/up`, mlp.up, intermediate, hidden, undefined, precision);
   const activated = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
-  return linearOp(g, activated, `${name}/down`, mlp.down, hidden, intermediate, residual);
+  return linearOp(g, activated, `${name}/down`, mlp.down, hidden, intermediate, residual, precision);
 }
 
 /**
@@ -130,11 +142,12 @@ export function swigluOp(g: GraphBuilder, x: string, name: string, mlp: MlpWeigh
  * GatherND -> SwiGLU -> ScatterND add), so the cost grows with k, not with the number of experts.
  * The plan's knobs (mapping, mask, k, adaptive threshold) are graph inputs: changing them needs no rebuild.
  * Returns the block's output, added onto `residual` when given (the scatter-add starts from it).
+ * `precision` is the experts' and shared expert's; router and shared-expert gate are always fp32.
  */
-export function buildSparseMoe(g: GraphBuilder, spec: ModelSpec, moe: MoeSpec, x: string, weights: LayerWeights, experts: MlpWeights[], residual?: string): string {
+export function buildSparseMoe(g: GraphBuilder, spec: ModelSpec, moe: MoeSpec, x: string, weights: LayerWeights, experts: MlpWeights[], residual?: string, precision: Precision = 'fp32'): string {
   const H = spec.hiddenSize;
   const linear = (input: string, name: string, weight: WeightData, outDim: number, inDim: number) => linearOp(g, input, name, weight, outDim, inDim);
-  const swiglu = (input: string, name: string, mlp: MlpWeights, intermediate: number) => swigluOp(g, input, name, mlp, intermediate, H);
+  const swiglu = (input: string, name: string, mlp: MlpWeights, intermediate: number) => swigluOp(g, input, name, mlp, intermediate, H, undefined, precision);
   const E = moe.numExperts;
   const routedExperts = experts.length;
   const routerMap = g.input(LayerIO.routerMap, 'float', [E, routedExperts]);

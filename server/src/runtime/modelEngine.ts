@@ -140,7 +140,7 @@ export class ModelEngine {
   static async create(spec: ModelSpec, weights: WeightSource, options: EngineOptions = {}): Promise<ModelEngine> {
     const { tensors: _names, ...shape } = spec;
     const memory = planMemory(shape, { budgetBytes: options.memoryBudget, precision: options.precision, hiddenStateBytes: options.hiddenStateBytes });
-    const residency = new LayerResidency(memory, (index) => loadGraph(buildLayerGraph(spec, spec.layers[index], layerWeights(spec, weights, spec.layers[index])), options));
+    const residency = new LayerResidency(memory, (index) => loadGraph(buildLayerGraph(spec, spec.layers[index], layerWeights(spec, weights, spec.layers[index]), undefined, { precision: options.precision }), options));
     try {
       const embedding = await weights.readFloat32(spec.tensors.embedTokens);
       const lmHead = spec.tensors.lmHead ? () => weights.readFloat32(spec.tensors.lmHead!) : embedding;
@@ -278,7 +278,7 @@ export class ModelEngine {
       this.mergedSessions.delete(layer.index);
     }
     const original = layerWeights(this.spec, this.weights, layer);
-    const session = await loadGraph(buildLayerGraph(this.spec, layer, original, mergeExperts(original.experts!, mergeMatrix)), this.options);
+    const session = await loadGraph(buildLayerGraph(this.spec, layer, original, mergeExperts(original.experts!, mergeMatrix), { precision: this.options.precision }), this.options);
     if (keep) this.mergedSessions.set(layer.index, { key, session });
     return { session, release: !keep };
   }

@@ -96,7 +96,7 @@ const root = protobuf.parse(ONNX_SUBSET, { keepCase: true }).root;
 export const ModelProto = root.lookupType('onnx.ModelProto');
 
 /** TensorProto.DataType values used by the runtime. */
-export const OnnxDType = { float: 1, int32: 6, int64: 7, bool: 9 } as const;
+export const OnnxDType = { float: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9 } as const;
 export type OnnxDTypeName = keyof typeof OnnxDType;
 
 export const AttributeType = { float: 1, int: 2, string: 3, floats: 6, ints: 7 } as const;
