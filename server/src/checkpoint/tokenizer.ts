@@ -4,8 +4,9 @@
  */
 
 import { Tokenizer } from '@huggingface/tokenizers';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { parseBoundedJson } from '../boundedJson';
+import { MAX_METADATA_BYTES, readRegularFile } from '../regularFile';
 import { CheckpointError } from './errors';
 import type { TextTokenizer } from './modelSpec';
 
@@ -15,7 +16,7 @@ export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
 async function readJsonObject(path: string, required: boolean): Promise<Record<string, unknown> | undefined> {
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    text = (await readRegularFile(path, MAX_METADATA_BYTES)).toString('utf8');
   } catch (error) {
     if (!required && (error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
@@ -30,7 +31,7 @@ async function readJsonObject(path: string, required: boolean): Promise<Record<s
   }
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    value = parseBoundedJson(text);
   } catch (error) {
     throw new CheckpointError('invalidTokenizer', `${path} is not valid JSON (${(error as Error).message}).`, path);
   }
