@@ -6,7 +6,7 @@
  */
 
 import { readFile } from 'node:fs/promises';
-import { dirname, parse, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { loadCheckpoint, type CheckpointLoad } from '../checkpoint';
 import type { ModelSpec } from '../checkpoint/modelSpec';
 import { analyseHfExactness, parsePlan, type MoePlan, type PlanEvaluation } from '../plan';
@@ -95,10 +95,13 @@ export interface PlanForExport {
 }
 
 /**
- * Reads a plan file, opens the model it names (relative to the plan's folder or any folder above it,
- * which is where the workspace folder the path is written against sits) and checks the plan against it.
+ * Reads a plan file, opens the model it names and checks the plan against it. A relative model
+ * folder resolves against the plan's folder, then the workspace folders (plans are written with
+ * paths relative to the workspace; the language server and the CLI run with the workspace as their
+ * working directory), never against the folders above: a plan from elsewhere must not pick up
+ * whatever model happens to sit in some parent folder.
  */
-export async function loadPlanForExport(planFile: string): Promise<PlanForExport> {
+export async function loadPlanForExport(planFile: string, workspaceFolders: readonly string[] = [process.cwd()]): Promise<PlanForExport> {
   const file = resolve(planFile);
   let text: string;
   try {
@@ -110,7 +113,7 @@ export async function loadPlanForExport(planFile: string): Promise<PlanForExport
   if (!shape.plan?.model?.folder) {
     throw new ExportError('invalidPlan', `${file} is not a plan file with a model folder${problemList(shape.problems)}`);
   }
-  const folder = await resolvePlanPath(shape.plan.model.folder, file, ancestors(dirname(file)));
+  const folder = await resolvePlanPath(shape.plan.model.folder, file, workspaceFolders);
   const source = await loadCheckpoint(folder);
   try {
     const parsed = parsePlan(text, source.spec);
@@ -129,10 +132,4 @@ function problemList(problems: readonly { severity: string; message: string }[])
   return errors.length ? `:\n${errors.map((p) => `  - ${p.message}`).join('\n')}` : '.';
 }
 
-function ancestors(folder: string): string[] {
-  const result: string[] = [];
-  for (let current = dirname(folder); ; current = dirname(current)) {
-    result.push(current);
-    if (current === parse(current).root) return result;
-  }
-}
+

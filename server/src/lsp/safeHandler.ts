@@ -1,6 +1,6 @@
 import { ErrorCodes as LspErrorCodes, ResponseError, type CancellationToken, type Connection } from 'vscode-languageserver/node';
 import { ErrorCodes, REQUEST_PARAM_SCHEMAS } from '../../../common/protocol';
-import { CancelledError, errorMessage, isUserError } from '../errors';
+import { CancelledError, capMessage, errorMessage, isUserError } from '../errors';
 
 /**
  * Wraps a request handler so that the server never dies on a request: params are checked against
@@ -37,6 +37,6 @@ export function toResponseError(connection: Connection, method: string, error: u
   connection.console.error(`${method} failed unexpectedly:\n${stack}`);
   return new ResponseError(
     ErrorCodes.Internal,
-    `MoE Studio hit an internal error in ${method}: ${errorMessage(error)}. The server log has the details.`,
+    capMessage(`MoE Studio hit an internal error in ${method}: ${errorMessage(error)}. The server log has the details.`),
   );
 }
