@@ -82,12 +82,13 @@ function saveFixture(surface: string, input: Uint8Array): string {
  * Runs `property` on the surface's saved regressions, then on generated inputs; the first failing
  * input is saved (fast-check has shrunk it by then) and the run fails with its path.
  */
-export async function fuzzSurface(surface: string, inputs: fc.Arbitrary<Uint8Array>, property: (input: Uint8Array) => Promise<void>): Promise<SurfaceReport> {
+export async function fuzzSurface(surface: string, inputs: fc.Arbitrary<Uint8Array>, property: (input: Uint8Array) => Promise<void>, ciRuns = CI_RUNS): Promise<SurfaceReport> {
   const fixtures = loadFixtures(surface);
   for (const fixture of fixtures) await property(fixture);
   const heapBefore = process.memoryUsage().heapUsed;
   let count = 0;
   let failing: Uint8Array | undefined;
+  let failure: unknown;
   const result = await fc.check(
     fc.asyncProperty(inputs, async (input) => {
       count++;
@@ -95,14 +96,15 @@ export async function fuzzSurface(surface: string, inputs: fc.Arbitrary<Uint8Arr
         await property(input);
       } catch (error) {
         failing = input;
+        failure = error;
         throw error;
       }
     }),
-    SECONDS > 0 ? { numRuns: Number.MAX_SAFE_INTEGER, interruptAfterTimeLimit: SECONDS * 1000, markInterruptAsFailure: false } : { numRuns: CI_RUNS, seed: seedOf(surface) },
+    SECONDS > 0 ? { numRuns: Number.MAX_SAFE_INTEGER, interruptAfterTimeLimit: SECONDS * 1000, markInterruptAsFailure: false } : { numRuns: ciRuns, seed: seedOf(surface) },
   );
   if (result.failed) {
     const saved = failing ? saveFixture(surface, failing) : '(no input)';
-    throw new Error(`${surface}: input ${saved} fails after ${count} inputs:\n${fc.defaultReportMessage(result)}`);
+    throw new Error(`${surface}: input ${saved} fails after ${count} inputs: ${failure instanceof Error ? failure.message : String(failure ?? '')}\n${(fc.defaultReportMessage(result) ?? '').slice(0, 2000)}`);
   }
   const grown = process.memoryUsage().heapUsed - heapBefore;
   assert.ok(grown < HEAP_LIMIT_BYTES, `${surface}: the heap grew by ${Math.round(grown / 2 ** 20)} MB`);

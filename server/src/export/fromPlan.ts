@@ -7,7 +7,7 @@
 
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { loadCheckpoint, type CheckpointLoad } from '../checkpoint';
+import { CheckpointError, loadCheckpoint, type CheckpointLoad } from '../checkpoint';
 import type { ModelSpec } from '../checkpoint/modelSpec';
 import { analyseHfExactness, parsePlan, type MoePlan, type PlanEvaluation } from '../plan';
 import { resolvePlanPath } from '../lsp/plan/resources';
@@ -28,7 +28,7 @@ const METHOD_LABELS: Record<string, string> = {
 };
 
 /** Throws `invalidPlan` with every way the plan's `model` block differs from the checkpoint. */
-export function checkPlanMatchesModel(plan: MoePlan, spec: ModelSpec, modelFolder: string): void {
+export function checkPlanMatchesModel(plan: MoePlan, spec: ModelSpec, modelFolder: string, planFile?: string): void {
   const moeLayers = spec.layers.flatMap((layer) => (layer.kind === 'moe' ? [layer] : []));
   const experts = [...new Set(moeLayers.map((layer) => layer.moe.numExperts))];
   const problems: string[] = [];
@@ -39,7 +39,7 @@ export function checkPlanMatchesModel(plan: MoePlan, spec: ModelSpec, modelFolde
   const notMoe = (plan.layers ?? []).filter((layer) => !moeIndices.has(layer.layer)).map((layer) => layer.layer);
   if (notMoe.length) problems.push(`layer${notMoe.length > 1 ? 's' : ''} ${notMoe.join(', ')} ${notMoe.length > 1 ? 'are not MoE layers' : 'is not an MoE layer'} of the model`);
   if (problems.length) {
-    throw new ExportError('invalidPlan', `The plan does not match the model at ${modelFolder}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    throw new ExportError('invalidPlan', `${planFile ?? 'The plan'} does not match the model at ${modelFolder}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
   }
 }
 
@@ -114,11 +114,15 @@ export async function loadPlanForExport(planFile: string, workspaceFolders: read
     throw new ExportError('invalidPlan', `${file} is not a plan file with a model folder${problemList(shape.problems)}`);
   }
   const folder = await resolvePlanPath(shape.plan.model.folder, file, workspaceFolders);
-  const source = await loadCheckpoint(folder);
+  const source = await loadCheckpoint(folder).catch((error: unknown) => {
+    // Say which plan named the folder: the model's own message names only the model's files.
+    if (error instanceof CheckpointError) throw new CheckpointError(error.code, `${file} names the model ${folder}: ${error.message}`, error.file);
+    throw error;
+  });
   try {
     const parsed = parsePlan(text, source.spec);
     if (!parsed.plan) throw new ExportError('invalidPlan', `${file} is not a plan file${problemList(parsed.problems)}`);
-    checkPlanMatchesModel(parsed.plan, source.spec, folder);
+    checkPlanMatchesModel(parsed.plan, source.spec, folder, file);
     if (!parsed.valid) throw new ExportError('invalidPlan', `${file} has errors; fix them before exporting${problemList(parsed.problems)}`);
     return { planFile: file, plan: parsed.plan, source, exportPlan: toExportPlan(parsed.plan, source.spec) };
   } catch (error) {
