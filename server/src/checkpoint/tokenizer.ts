@@ -7,7 +7,9 @@ import { Tokenizer } from '@huggingface/tokenizers';
 import { join } from 'node:path';
 import { parseBoundedJson } from '../boundedJson';
 import { MAX_METADATA_BYTES, readRegularFile } from '../regularFile';
+import { quoteValue } from '../errors';
 import { CheckpointError } from './errors';
+import { findCatastrophicPattern } from './tokenizerPatterns';
 import type { TextTokenizer } from './modelSpec';
 
 export const TOKENIZER_FILE = 'tokenizer.json';
@@ -60,6 +62,14 @@ export async function loadTokenizer(folder: string, modelConfig: Record<string, 
   const tokenizerPath = join(folder, TOKENIZER_FILE);
   const tokenizerJson = (await readJsonObject(tokenizerPath, true)) as Record<string, unknown>;
   const tokenizerConfig = (await readJsonObject(join(folder, TOKENIZER_CONFIG_FILE), false)) ?? {};
+  const catastrophic = findCatastrophicPattern(tokenizerJson);
+  if (catastrophic !== undefined) {
+    throw new CheckpointError(
+      'invalidTokenizer',
+      `${tokenizerPath} has the pattern ${quoteValue(catastrophic)}, whose nested repetition can take exponential time on ordinary text; MoE Studio does not run it.`,
+      tokenizerPath,
+    );
+  }
   let tokenizer: Tokenizer;
   try {
     tokenizer = new Tokenizer(tokenizerJson, tokenizerConfig);
