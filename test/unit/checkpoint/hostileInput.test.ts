@@ -126,7 +126,7 @@ test('a user error keeps its kind across the worker thread; an internal one keep
   assert.equal(revived.message, 'x.safetensors is not valid');
   assert.equal(revived.name, 'CheckpointError');
   const internal = deserializeError(structuredClone(serializeError(new TypeError('boom'))));
-  assert.ok(!isUserError(internal));
+  assert.equal(isUserError(internal), false);
   assert.match(internal.stack ?? '', /hostileInput\.test\.ts/);
   assert.ok(new UserError('x'.repeat(10 * MAX_MESSAGE_CHARS)).message.length <= MAX_MESSAGE_CHARS + 1);
 });
