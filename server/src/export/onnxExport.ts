@@ -67,10 +67,10 @@ export async function exportOnnx(source: ExportSource, plan: ExportPlan, target:
   const dataName = `${name}.data`;
 
   const resolved = resolveExportPlan(source.spec, plan);
-  await checkTarget(file, dataName, options.overwrite === true);
   if (dirname(file) === resolve(source.folder) || dirname(file).startsWith(resolve(source.folder) + sep)) {
     throw new ExportError('invalidTarget', `${file} is inside the source model folder ${resolve(source.folder)}; the source is never written to, so export outside it.`);
   }
+  await checkTarget(file, dataName, options.overwrite === true);
   const thresholds = Object.fromEntries(Object.entries(plan.layers).map(([layer, layerPlan]) => [layer, layerPlan.adaptiveThreshold]));
   const { parts, weightBytes } = planComposedGraph(source.spec, source.weights, resolved, thresholds, options.routerLogits === true);
   const external = weightBytes > (options.externalDataThreshold ?? DEFAULT_EXTERNAL_DATA_THRESHOLD);
