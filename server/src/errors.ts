@@ -40,6 +40,8 @@ export function capMessage(message: string): string {
 
 /** Longest rendering of a value quoted from a file into a message. */
 const MAX_QUOTED_CHARS = 80;
+/** Entries of a list quoted before the rest is counted: enough for any real shape. */
+const MAX_QUOTED_ENTRIES = 8;
 
 /**
  * A value from a file, quoted for an error message: JSON-like, but never more than a line and never
@@ -57,10 +59,10 @@ function render(value: unknown, depth: number): string {
   if (value === null || typeof value !== 'object') return String(value);
   if (depth === 0) return Array.isArray(value) ? '[…]' : '{…}';
   if (Array.isArray(value)) {
-    const shown = value.slice(0, 8).map((item) => render(item, depth - 1));
-    return `[${shown.join(', ')}${value.length > 8 ? `, … ${value.length - 8} more` : ''}]`;
+    const shown = value.slice(0, MAX_QUOTED_ENTRIES).map((item) => render(item, depth - 1));
+    return `[${shown.join(',')}${value.length > MAX_QUOTED_ENTRIES ? `,… ${value.length - MAX_QUOTED_ENTRIES} more` : ''}]`;
   }
   const keys = Object.keys(value);
-  const shown = keys.slice(0, 4).map((key) => `${JSON.stringify(key.slice(0, 40))}: ${render((value as Record<string, unknown>)[key], depth - 1)}`);
-  return `{${shown.join(', ')}${keys.length > 4 ? ', …' : ''}}`;
+  const shown = keys.slice(0, 4).map((key) => `${JSON.stringify(key.slice(0, 40))}:${render((value as Record<string, unknown>)[key], depth - 1)}`);
+  return `{${shown.join(',')}${keys.length > 4 ? ',…' : ''}}`;
 }

@@ -22,7 +22,7 @@ export function findArchitecture(config: Config, file: string): ArchitectureTabl
     if (!known) {
       throw new CheckpointError(
         'unsupportedArchitecture',
-        `${file}: architecture ${quoteValue(declared)} is not supported. MoE Studio supports ${supported}.`,
+        `${file}: architecture ${declared.slice(0, 4).map((name) => quoteValue(name).slice(1, -1)).join(', ')} is not supported. MoE Studio supports ${supported}.`,
         file,
       );
     }

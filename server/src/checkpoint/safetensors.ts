@@ -176,7 +176,7 @@ async function readHeader(
 function parseMetadata(value: unknown, fail: (problem: string) => never): Record<string, string> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('__metadata__ is not an object.');
   for (const [key, text] of Object.entries(value as Record<string, unknown>)) {
-    if (typeof text !== 'string') fail(`__metadata__.${quoteValue(key)} is not a string.`);
+    if (typeof text !== 'string') fail(`__metadata__.${key.slice(0, 80)} is not a string.`);
   }
   return value as Record<string, string>;
 }

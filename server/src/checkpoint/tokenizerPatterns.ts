@@ -20,7 +20,8 @@ export function findCatastrophicPattern(tokenizer: Record<string, unknown>): str
     if (typeof node !== 'object' || node === null) continue;
     const regex = (node as { pattern?: { Regex?: unknown } }).pattern?.Regex;
     if (typeof regex === 'string' && hasNestedQuantifier(regex)) return regex;
-    stack.push(...Object.values(node));
+    // One at a time: spreading a 300,000-entry list into push() overflows the call stack.
+    for (const child of Object.values(node)) stack.push(child);
   }
   return undefined;
 }
