@@ -5,8 +5,8 @@
  * count means "all kept experts") carry over unchanged, so export computes what the runtime ran.
  */
 
-import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { MAX_METADATA_BYTES, readRegularFile } from '../regularFile';
 import { CheckpointError, loadCheckpoint, type CheckpointLoad } from '../checkpoint';
 import type { ModelSpec } from '../checkpoint/modelSpec';
 import { analyseHfExactness, parsePlan, type MoePlan, type PlanEvaluation } from '../plan';
@@ -105,7 +105,8 @@ export async function loadPlanForExport(planFile: string, workspaceFolders: read
   const file = resolve(planFile);
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    // A plan is kilobytes; /dev/zero or a FIFO named like one would otherwise be read forever.
+    text = (await readRegularFile(file, MAX_METADATA_BYTES)).toString('utf8');
   } catch (error) {
     throw new ExportError('invalidPlan', `Cannot read the plan ${file}: ${(error as Error).message}`);
   }
