@@ -10,6 +10,7 @@
  * Webview code must only `import type` from here: the runtime values below pull in vscode-jsonrpc.
  */
 import { NotificationType, RequestType } from 'vscode-languageserver-protocol';
+import { anyObject, array, boolean, integer, literal, nullable, number, object, oneOf, optional, string, tagged, type Schema } from './paramSchema';
 import type { MoePlan, PlanEvaluation } from '../server/src/plan/planFile';
 import type { ExportPreview, PreviewTensor } from '../server/src/export/previewExport';
 import type { FieldSpec, ProfileComparison, ProfileFile } from '../server/src/profile/types';
@@ -469,3 +470,80 @@ export namespace ExportPlanRequest {
   export const method = 'moeStudio/exportPlan';
   export const type = new RequestType<ExportPlanParams, ExportPlanResult, void>(method);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Parameter schemas: every `moeStudio/*` request's params, checked where they enter the server
+// (lsp/safeHandler.ts) so a malformed request is answered "invalid params" naming the field.
+// Keep each in step with the request's params interface above.
+
+const fieldSpecSchema = tagged('kind', {
+  string: object({}),
+  field: object({ field: string }),
+  pair: object({ fields: array(string, 2), separator: string }),
+  chat: object({ field: string }),
+});
+const workDoneToken = optional(oneOf('a string or a number', string, number));
+const fileAndField = object({ file: string, field: fieldSpecSchema });
+const planMethod = literal('random', 'frequency', 'softCount', 'reap', 'naee', 'uncurl', 'eep');
+
+export const REQUEST_PARAM_SCHEMAS: Record<string, Schema> = {
+  [SummarizeDatasetRequest.method]: object({ uri: string }),
+  [DescribeModelRequest.method]: object({ folder: string }),
+  [FindModelsRequest.method]: object({ folders: array(string) }),
+  [DetectTextFieldRequest.method]: object({ uri: string }),
+  [ProfileDatasetRequest.method]: object({
+    uri: string,
+    model: string,
+    field: fieldSpecSchema,
+    workspaceFolder: string,
+    settings: object({
+      sequenceLength: optional(integer),
+      maxRows: optional(nullable(integer)),
+      tokenRecords: optional(integer),
+      onMalformed: optional(literal('skip', 'stop')),
+      threads: optional(integer),
+    }),
+    force: optional(boolean),
+    workDoneToken,
+  }),
+  [TokenRoutesRequest.method]: object({ uri: string }),
+  [CompareProfilesRequest.method]: object({ a: string, b: string }),
+  [GeneratePlanRequest.method]: object({
+    model: string,
+    method: oneOf('a plan method', planMethod, literal('adaptiveGating')),
+    targetExperts: optional(integer),
+    calibration: array(fileAndField),
+    profilePath: optional(string),
+    seed: integer,
+    parameters: optional(anyObject),
+    singleExpertShare: optional(number),
+    output: string,
+    workDoneToken,
+  }),
+  [EvaluatePlanRequest.method]: object({
+    plan: string,
+    datasets: array(object({ file: string, field: optional(fieldSpecSchema) })),
+    maxRows: optional(integer),
+    workDoneToken,
+  }),
+  [PreviewPlanRequest.method]: object({ plan: string }),
+  [SweepRequest.method]: object({
+    model: string,
+    methods: array(planMethod),
+    counts: array(integer),
+    calibration: array(fileAndField),
+    evaluation: object({ file: string, field: optional(fieldSpecSchema) }),
+    metric: literal('loss', 'perplexity', 'kl', 'top1Agreement', 'accuracy'),
+    seed: integer,
+    maxRows: optional(integer),
+    workDoneToken,
+  }),
+  [ExportPreviewRequest.method]: object({ plan: string }),
+  [ExportPlanRequest.method]: object({
+    plan: string,
+    format: literal('huggingface', 'onnx'),
+    target: string,
+    overwrite: optional(boolean),
+    workDoneToken,
+  }),
+};

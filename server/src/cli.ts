@@ -234,6 +234,7 @@ const commands: Record<string, Command> = {
             process.stderr.write(`${progressMessage(progress, now - started)}\n`);
           },
         });
+        for (const stale of result.staleRemoved) console.log(`Removed ${stale}, left by an earlier export that was killed.`);
         console.log(`Exported ${result.target}`);
         for (const file of result.files) console.log(`  ${file.path}  ${file.bytes} bytes  sha256 ${file.sha256}`);
       } finally {

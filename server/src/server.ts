@@ -78,7 +78,7 @@ connection.onRequest(
   safeHandler(connection, SummarizeDatasetRequest.method, async ({ uri }, token) => {
     const done = health.beginBusy(`Reading ${uri.split('/').pop()}`);
     try {
-      return { ...(await summarizeDataset(localPath(uri), token)), uri };
+      return { ...(await summarizeDataset(localPath(uri), token, { sandboxed: true })), uri };
     } finally {
       done();
     }

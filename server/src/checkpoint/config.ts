@@ -4,6 +4,7 @@
  */
 
 import { ARCHITECTURES, resolveTensorNames, type ArchitectureTable } from './architectures';
+import { quoteValue } from '../errors';
 import { CheckpointError } from './errors';
 import { SUPPORTED_ARCHITECTURES, type LayerSpec, type ModelSpec, type MoeSpec } from './modelSpec';
 
@@ -14,13 +15,14 @@ export function findArchitecture(config: Config, file: string): ArchitectureTabl
   const declared = config.architectures;
   if (declared !== undefined) {
     if (!Array.isArray(declared) || declared.length === 0 || !declared.every((name) => typeof name === 'string')) {
-      throw new CheckpointError('invalidConfig', `${file}: "architectures" should be a list of names, got ${JSON.stringify(declared)}.`, file);
+      throw new CheckpointError('invalidConfig', `${file}: "architectures" should be a list of names, got ${quoteValue(declared)}.`, file);
     }
-    const known = declared.find((name): name is keyof typeof ARCHITECTURES => name in ARCHITECTURES);
+    // Own properties only: `"constructor"` or `"__proto__"` is in every object through its prototype.
+    const known = declared.find((name): name is keyof typeof ARCHITECTURES => Object.hasOwn(ARCHITECTURES, name));
     if (!known) {
       throw new CheckpointError(
         'unsupportedArchitecture',
-        `${file}: architecture ${declared.join(', ')} is not supported. MoE Studio supports ${supported}.`,
+        `${file}: architecture ${declared.slice(0, 4).map((name) => quoteValue(name).slice(1, -1)).join(', ')} is not supported. MoE Studio supports ${supported}.`,
         file,
       );
     }
@@ -31,12 +33,29 @@ export function findArchitecture(config: Config, file: string): ArchitectureTabl
   if (!byType) {
     throw new CheckpointError(
       'unsupportedArchitecture',
-      `${file}: neither "architectures" nor a known "model_type" (got ${JSON.stringify(modelType)}). MoE Studio supports ${supported}.`,
+      `${file}: neither "architectures" nor a known "model_type" (got ${quoteValue(modelType)}). MoE Studio supports ${supported}.`,
       file,
     );
   }
   return byType;
 }
+
+/**
+ * Upper bounds on sizes config.json declares, each several times the largest published model's
+ * (Qwen3-235B has 94 layers, Qwen3-Next 512 experts, Gemma 262k tokens of vocabulary).
+ */
+const CONFIG_SIZE_LIMITS: Record<string, number> = {
+  num_hidden_layers: 1024,
+  num_local_experts: 4096,
+  num_experts: 4096,
+  num_experts_per_tok: 4096,
+  vocab_size: 4_194_304,
+  num_attention_heads: 4096,
+  num_key_value_heads: 4096,
+  decoder_sparse_step: 1024,
+};
+/** Hidden and intermediate sizes, head_dim: larger than any real matrix side. */
+const DEFAULT_SIZE_LIMIT = 1_048_576;
 
 /** Typed, named access to config keys: every failure says which key and what was wrong. */
 class ConfigReader {
@@ -57,29 +76,33 @@ class ConfigReader {
     const value = this.has(key) ? this.config[key] : fallback;
     if (value === undefined) this.fail(`"${key}" is missing.`);
     if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
-      this.fail(`"${key}" should be a positive integer, got ${JSON.stringify(value)}.`);
+      this.fail(`"${key}" should be a positive integer, got ${quoteValue(value)}.`);
     }
+    // Sizes are allocated for (a layer list, an expert table) before the weights can disagree, so
+    // an absurd one must stop here rather than as an out-of-memory abort.
+    const limit = Object.hasOwn(CONFIG_SIZE_LIMITS, key) ? CONFIG_SIZE_LIMITS[key] : DEFAULT_SIZE_LIMIT;
+    if (value > limit) this.fail(`"${key}" is ${value}, over the limit of ${limit} that any real checkpoint stays under.`);
     return value;
   }
 
   positiveNumber(key: string, fallback: number): number {
     const value = this.has(key) ? this.config[key] : fallback;
     if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-      this.fail(`"${key}" should be a positive number, got ${JSON.stringify(value)}.`);
+      this.fail(`"${key}" should be a positive number, got ${quoteValue(value)}.`);
     }
     return value;
   }
 
   boolean(key: string, fallback: boolean): boolean {
     const value = this.has(key) ? this.config[key] : fallback;
-    if (typeof value !== 'boolean') this.fail(`"${key}" should be true or false, got ${JSON.stringify(value)}.`);
+    if (typeof value !== 'boolean') this.fail(`"${key}" should be true or false, got ${quoteValue(value)}.`);
     return value;
   }
 
   intList(key: string): number[] {
     const value = this.has(key) ? this.config[key] : [];
     if (!Array.isArray(value) || !value.every((n) => Number.isSafeInteger(n) && n >= 0)) {
-      this.fail(`"${key}" should be a list of layer indices, got ${JSON.stringify(value)}.`);
+      this.fail(`"${key}" should be a list of layer indices, got ${quoteValue(value)}.`);
     }
     return value as number[];
   }
@@ -110,7 +133,7 @@ export function parseModelConfig(config: unknown, file = 'config.json'): ModelSp
 
   const activation = read.raw('hidden_act');
   if (activation !== undefined && activation !== 'silu') {
-    read.fail(`"hidden_act" is ${JSON.stringify(activation)}; the experts of ${table.architecture} are SwiGLU ("silu").`);
+    read.fail(`"hidden_act" is ${quoteValue(activation)}; the experts of ${table.architecture} are SwiGLU ("silu").`);
   }
   if (table.qkvBias === 'attentionBias' && read.boolean('attention_bias', false)) {
     read.fail(`"attention_bias": true is not supported (no published ${table.architecture} checkpoint uses it).`);
@@ -167,12 +190,12 @@ function perLayerExpertCounts(read: ConfigReader, numLayers: number, isMoeLayer:
   const counts = block && typeof block === 'object' ? (block as Record<string, unknown>).num_experts_per_layer : undefined;
   if (counts === undefined || counts === null) return undefined;
   const where = '"moe_studio.num_experts_per_layer"';
-  if (!Array.isArray(counts) || counts.length !== numLayers) read.fail(`${where} should list one entry per layer (${numLayers}), got ${JSON.stringify(counts)}.`);
+  if (!Array.isArray(counts) || counts.length !== numLayers) read.fail(`${where} should list one entry per layer (${numLayers}), got ${quoteValue(counts)}.`);
   counts.forEach((count, layer) => {
     if (!isMoeLayer(layer)) {
       if (count !== null) read.fail(`${where}[${layer}] should be null: layer ${layer} is dense.`);
     } else if (!Number.isSafeInteger(count) || count < topK || count > maxExperts) {
-      read.fail(`${where}[${layer}] should be an expert count from num_experts_per_tok (${topK}) to ${numExpertsKey} (${maxExperts}), got ${JSON.stringify(count)}.`);
+      read.fail(`${where}[${layer}] should be an expert count from num_experts_per_tok (${topK}) to ${numExpertsKey} (${maxExperts}), got ${quoteValue(count)}.`);
     }
   });
   return counts as (number | null)[];
@@ -200,7 +223,7 @@ function ropeTheta(table: ArchitectureTable, read: ConfigReader): number {
     if (typeof value !== 'object' || Array.isArray(value)) read.fail(`"${key}" should be an object.`);
     const params = value as Record<string, unknown>;
     const ropeType = params.rope_type ?? params.type ?? 'default';
-    if (ropeType !== 'default') read.fail(`"${key}" asks for ${JSON.stringify(ropeType)} RoPE scaling, which is not supported.`);
+    if (ropeType !== 'default') read.fail(`"${key}" asks for ${quoteValue(ropeType)} RoPE scaling, which is not supported.`);
     if (key === 'rope_parameters' && params.rope_theta !== undefined && !read.has('rope_theta')) {
       return new ConfigReader(params, `${key} in config.json`).positiveNumber('rope_theta', table.defaults.ropeTheta);
     }

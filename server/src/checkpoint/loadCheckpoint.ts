@@ -3,9 +3,11 @@
  * tokenizer. Nothing else in MoE Studio reads these files directly.
  */
 
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { parseModelConfig } from './config';
+import { parseBoundedJson } from '../boundedJson';
+import { MAX_METADATA_BYTES, readRegularFile } from '../regularFile';
 import { CheckpointError } from './errors';
 import type { LoadedCheckpoint } from './modelSpec';
 import { loadTokenizer } from './tokenizer';
@@ -23,12 +25,15 @@ async function readConfig(folder: string): Promise<Record<string, unknown>> {
   const path = join(folder, CONFIG_FILE);
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
-  } catch {
-    throw new CheckpointError('notFound', `${path} is missing; a model folder needs config.json next to its weights.`, path);
+    text = (await readRegularFile(path, MAX_METADATA_BYTES)).toString('utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new CheckpointError('notFound', `${path} is missing; a model folder needs config.json next to its weights.`, path);
+    }
+    throw new CheckpointError('invalidConfig', `${path} cannot be read: ${(error as Error).message}.`, path);
   }
   try {
-    const config: unknown = JSON.parse(text);
+    const config: unknown = parseBoundedJson(text);
     if (typeof config === 'object' && config !== null && !Array.isArray(config)) return config as Record<string, unknown>;
   } catch (error) {
     throw new CheckpointError('invalidConfig', `${path} is not valid JSON (${(error as Error).message}).`, path);
@@ -44,8 +49,13 @@ export async function loadCheckpoint(path: string): Promise<CheckpointLoad> {
   const target = resolve(path);
   let isFile: boolean;
   try {
-    isFile = (await stat(target)).isFile();
-  } catch {
+    const stats = await stat(target);
+    isFile = stats.isFile();
+    if (!isFile && !stats.isDirectory()) {
+      throw new CheckpointError('notFound', `${target} is neither a model folder nor a file in one (a device or pipe?).`, target);
+    }
+  } catch (error) {
+    if (error instanceof CheckpointError) throw error;
     throw new CheckpointError('notFound', `${target} does not exist.`, target);
   }
   if (isFile && isPickleFile(target)) throw pickleRefusal(target, dirname(target));

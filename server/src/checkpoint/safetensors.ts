@@ -7,8 +7,11 @@
  * then the data section; offsets are relative to the start of the data section.
  */
 
+import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { basename } from 'node:path';
+import { parseBoundedJson } from '../boundedJson';
+import { quoteValue } from '../errors';
 import { CheckpointError } from './errors';
 import { bytesPerElement, decodeToFloat32, elementCount, isComputeDType, isStoredDType, type StoredDType } from './dtype';
 
@@ -43,12 +46,17 @@ export class SafetensorsFile {
   static async open(path: string): Promise<SafetensorsFile> {
     let handle: FileHandle;
     try {
-      handle = await open(path, 'r');
+      // Non-blocking, so that a FIFO named model.safetensors cannot hang the open; it is refused below.
+      handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (error) {
       throw new CheckpointError('notFound', `Cannot open ${path}: ${(error as Error).message}`, path);
     }
     try {
-      const fileSize = (await handle.stat()).size;
+      const stats = await handle.stat();
+      if (!stats.isFile()) {
+        throw new CheckpointError('invalidSafetensors', `${path} is not a regular file (a folder, device or pipe), so it cannot be a safetensors file.`, path);
+      }
+      const fileSize = stats.size;
       const { entries, metadata } = await readHeader(handle, path, fileSize);
       return new SafetensorsFile(path, entries, metadata, handle);
     } catch (error) {
@@ -134,7 +142,7 @@ async function readHeader(
   await readExactly(handle, jsonBytes, 8, path);
   let header: unknown;
   try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(jsonBytes));
+    header = parseBoundedJson(new TextDecoder('utf-8', { fatal: true }).decode(jsonBytes));
   } catch (error) {
     fail(`the header is not valid UTF-8 JSON (${(error as Error).message}).`);
   }
@@ -168,7 +176,7 @@ async function readHeader(
 function parseMetadata(value: unknown, fail: (problem: string) => never): Record<string, string> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('__metadata__ is not an object.');
   for (const [key, text] of Object.entries(value as Record<string, unknown>)) {
-    if (typeof text !== 'string') fail(`__metadata__.${key} is not a string.`);
+    if (typeof text !== 'string') fail(`__metadata__.${key.slice(0, 80)} is not a string.`);
   }
   return value as Record<string, string>;
 }
@@ -182,14 +190,14 @@ function parseEntry(
   if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(`tensor ${name} is not an object.`);
   const { dtype, shape, data_offsets: offsets } = value as Record<string, unknown>;
   if (typeof dtype !== 'string' || !isStoredDType(dtype)) {
-    fail(`tensor ${name} has unknown dtype ${JSON.stringify(dtype)}.`);
+    fail(`tensor ${name} has unknown dtype ${quoteValue(dtype)}.`);
   }
   const isIndex = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
   if (!Array.isArray(shape) || !shape.every(isIndex)) {
-    fail(`tensor ${name} has shape ${JSON.stringify(shape)}; expected a list of non-negative integers.`);
+    fail(`tensor ${name} has shape ${quoteValue(shape)}; expected a list of non-negative integers.`);
   }
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isIndex)) {
-    fail(`tensor ${name} has data_offsets ${JSON.stringify(offsets)}; expected [begin, end].`);
+    fail(`tensor ${name} has data_offsets ${quoteValue(offsets)}; expected [begin, end].`);
   }
   const [begin, end] = offsets as [number, number];
   if (begin > end) fail(`tensor ${name} has data_offsets [${begin}, ${end}] with begin after end.`);
@@ -200,7 +208,7 @@ function parseEntry(
   const expectedBytes = elementCount(shape as number[]) * bytesPerElement(storedDtype);
   if (expectedBytes !== end - begin) {
     fail(
-      `tensor ${name} is ${storedDtype} ${JSON.stringify(shape)}, which needs ${expectedBytes} bytes, ` +
+      `tensor ${name} is ${storedDtype} ${quoteValue(shape)}, which needs ${expectedBytes} bytes, ` +
         `but data_offsets [${begin}, ${end}] cover ${end - begin}.`,
     );
   }

@@ -4,9 +4,12 @@
  */
 
 import { Tokenizer } from '@huggingface/tokenizers';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { parseBoundedJson } from '../boundedJson';
+import { MAX_METADATA_BYTES, readRegularFile } from '../regularFile';
+import { quoteValue } from '../errors';
 import { CheckpointError } from './errors';
+import { findCatastrophicPattern } from './tokenizerPatterns';
 import type { TextTokenizer } from './modelSpec';
 
 export const TOKENIZER_FILE = 'tokenizer.json';
@@ -15,7 +18,7 @@ export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
 async function readJsonObject(path: string, required: boolean): Promise<Record<string, unknown> | undefined> {
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    text = (await readRegularFile(path, MAX_METADATA_BYTES)).toString('utf8');
   } catch (error) {
     if (!required && (error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
@@ -30,7 +33,7 @@ async function readJsonObject(path: string, required: boolean): Promise<Record<s
   }
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    value = parseBoundedJson(text);
   } catch (error) {
     throw new CheckpointError('invalidTokenizer', `${path} is not valid JSON (${(error as Error).message}).`, path);
   }
@@ -59,6 +62,14 @@ export async function loadTokenizer(folder: string, modelConfig: Record<string, 
   const tokenizerPath = join(folder, TOKENIZER_FILE);
   const tokenizerJson = (await readJsonObject(tokenizerPath, true)) as Record<string, unknown>;
   const tokenizerConfig = (await readJsonObject(join(folder, TOKENIZER_CONFIG_FILE), false)) ?? {};
+  const catastrophic = findCatastrophicPattern(tokenizerJson);
+  if (catastrophic !== undefined) {
+    throw new CheckpointError(
+      'invalidTokenizer',
+      `${tokenizerPath} has the pattern ${quoteValue(catastrophic)}, whose nested repetition can take exponential time on ordinary text; MoE Studio does not run it.`,
+      tokenizerPath,
+    );
+  }
   let tokenizer: Tokenizer;
   try {
     tokenizer = new Tokenizer(tokenizerJson, tokenizerConfig);

@@ -19,6 +19,7 @@ interface Problem {
 }
 
 export function validateWeights(spec: ModelSpec, weights: CheckpointWeights, folder: string): void {
+  refuseImpossibleSize(spec, weights, folder);
   const problems: Problem[] = [];
   for (const { name, shape } of listExpectedTensors(spec)) {
     const file = weights.fileOf(name);
@@ -48,4 +49,25 @@ export function validateWeights(spec: ModelSpec, weights: CheckpointWeights, fol
     `${folder} does not match its ${spec.architecture} config (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${shown.join('\n')}${more}`,
     folder,
   );
+}
+
+/**
+ * A config can declare a million experts while the checkpoint holds a thousand tensors; listing
+ * every expected tensor would then take gigabytes before saying so. Each layer has at least one
+ * tensor of its own, and each expert stored separately three, so a config that asks for far more
+ * than the checkpoint holds is refused by counting alone (the margin keeps the detailed list of
+ * missing tensors for checkpoints that are only incomplete).
+ */
+function refuseImpossibleSize(spec: ModelSpec, weights: CheckpointWeights, folder: string): void {
+  let declared = spec.layers.length;
+  for (const layer of spec.layers) {
+    if (layer.kind === 'moe' && spec.tensors.layer(layer.index).expert) declared += 3 * layer.moe.numExperts;
+  }
+  if (declared > 2 * weights.tensorCount + 1000) {
+    throw new CheckpointError(
+      'missingTensor',
+      `${folder}: config.json declares ${spec.layers.length} layers (at least ${declared} tensors), but the checkpoint holds only ${weights.tensorCount} tensors.`,
+      folder,
+    );
+  }
 }

@@ -4,9 +4,12 @@
  * `*.safetensors`. Pickle files are refused, never loaded.
  */
 
-import { access, readFile, readdir } from 'node:fs/promises';
+import { access, readdir, stat } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import { isComputeDType, type StoredDType } from './dtype';
+import { parseBoundedJson } from '../boundedJson';
+import { quoteValue } from '../errors';
+import { MAX_METADATA_BYTES, readRegularFile } from '../regularFile';
 import { CheckpointError } from './errors';
 import type { TensorInfo, WeightSource } from './modelSpec';
 import { SafetensorsFile, type SafetensorsEntry } from './safetensors';
@@ -50,6 +53,11 @@ export class CheckpointWeights implements WeightSource {
     private readonly files: readonly SafetensorsFile[],
     private readonly located: ReadonlyMap<string, Located>,
   ) {}
+
+  /** Every stored tensor, whatever its dtype. */
+  get tensorCount(): number {
+    return this.located.size;
+  }
 
   has(name: string): boolean {
     const found = this.located.get(name);
@@ -108,6 +116,8 @@ async function exists(path: string): Promise<boolean> {
 
 /** Opens the folder's safetensors weights; see the module comment for the layouts accepted. */
 export async function openWeights(folder: string): Promise<CheckpointWeights> {
+  const isFolder = await stat(folder).then((stats) => stats.isDirectory(), () => false);
+  if (!isFolder) throw new CheckpointError('notFound', `${folder} is not a model folder (it is missing or not a directory).`, folder);
   if (await exists(join(folder, INDEX_FILE))) return openSharded(folder);
   if (await exists(join(folder, SINGLE_FILE))) return openFiles([join(folder, SINGLE_FILE)]);
 
@@ -174,9 +184,9 @@ async function openSharded(folder: string): Promise<CheckpointWeights> {
   };
   let index: unknown;
   try {
-    index = JSON.parse(await readFile(indexPath, 'utf8'));
+    index = parseBoundedJson((await readRegularFile(indexPath, MAX_METADATA_BYTES)).toString('utf8'));
   } catch (error) {
-    return fail(`not valid JSON (${(error as Error).message}).`);
+    return fail(`not a readable JSON file (${(error as Error).message}).`);
   }
   const weightMap = (index as { weight_map?: unknown } | null)?.weight_map;
   if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
@@ -186,7 +196,7 @@ async function openSharded(folder: string): Promise<CheckpointWeights> {
   for (const [name, shard] of Object.entries(weightMap as Record<string, unknown>)) {
     // Shards live next to the index; a path elsewhere would let an index point at any file on disk.
     if (typeof shard !== 'string' || shard !== basename(shard) || !shard.endsWith('.safetensors')) {
-      fail(`tensor ${name} maps to ${JSON.stringify(shard)}; expected a .safetensors file name in the same folder.`);
+      fail(`tensor ${quoteValue(name)} maps to ${quoteValue(shard)}; expected a .safetensors file name in the same folder.`);
     }
     shardOf.set(name, shard as string);
   }

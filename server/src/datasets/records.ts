@@ -2,7 +2,9 @@ import * as fs from 'node:fs';
 import * as readline from 'node:readline';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { DatasetFormat } from '../../../common/protocol';
-import { UserError } from '../errors';
+import { parseBoundedJson } from '../boundedJson';
+import { errorMessage, UserError } from '../errors';
+import { readRegularFile } from '../regularFile';
 import { parseCsvRecords } from './csv';
 
 /**
@@ -24,6 +26,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** Streams the rows of a dataset file; memory stays flat for line-oriented formats. */
 export async function* readRecords(file: string, format: DatasetFormat): AsyncGenerator<DatasetRecord> {
+  await requireRegularFile(file);
   switch (format) {
     case 'jsonl':
       for await (const { line, text, bytes, error } of readLines(file)) {
@@ -52,7 +55,7 @@ export async function* readRecords(file: string, format: DatasetFormat): AsyncGe
 
 function parseJsonLine(line: number, text: string, bytes: number): DatasetRecord {
   try {
-    return { line, bytes, value: JSON.parse(text) };
+    return { line, bytes, value: parseBoundedJson(text) };
   } catch (error) {
     return { line, bytes, error: `invalid JSON (${(error as Error).message})` };
   }
@@ -94,12 +97,25 @@ class LineBytes extends Transform {
   }
 }
 
+/**
+ * A missing file, a folder, a device or a FIFO named like a dataset is refused before any stream
+ * is opened on it: a read stream on a FIFO blocks forever, and one on a missing file errors in a
+ * way readline does not pass on, which left a request unanswered.
+ */
+async function requireRegularFile(file: string): Promise<void> {
+  const stats = await fs.promises.stat(file).catch(() => undefined);
+  if (!stats) throw new UserError(`${file} does not exist.`);
+  if (!stats.isFile()) throw new UserError(`${file} is not a regular file (a folder, device or pipe), so it cannot be read as a dataset.`);
+}
+
 async function* readJsonArray(file: string): AsyncGenerator<DatasetRecord> {
-  const { size } = await fs.promises.stat(file);
-  if (size > MAX_JSON_BYTES) {
-    throw new UserError(`${file} is ${Math.round(size / 2 ** 20)} MB of JSON; convert it to JSONL (one record per line) so it can be streamed.`);
+  let buffer: Buffer;
+  try {
+    buffer = await readRegularFile(file, MAX_JSON_BYTES);
+  } catch (error) {
+    const tooBig = (error as NodeJS.ErrnoException).code === 'ETOOBIG';
+    throw new UserError(tooBig ? `${file} is over ${MAX_JSON_BYTES / 2 ** 20} MB of JSON; convert it to JSONL (one record per line) so it can be streamed.` : `${file} cannot be read: ${errorMessage(error)}.`);
   }
-  const buffer = await fs.promises.readFile(file);
   let text: string;
   try {
     text = utf8.decode(buffer);
@@ -108,7 +124,7 @@ async function* readJsonArray(file: string): AsyncGenerator<DatasetRecord> {
   }
   let parsed: unknown;
   try {
-    parsed = JSON.parse(text);
+    parsed = parseBoundedJson(text);
   } catch (error) {
     throw new UserError(`${file} is not valid JSON: ${(error as Error).message}`);
   }
@@ -123,21 +139,27 @@ async function* readJsonArray(file: string): AsyncGenerator<DatasetRecord> {
   }
 }
 
+/**
+ * Every hyparquet call goes through this: the library throws TypeErrors, RangeErrors and its own
+ * messages on corrupt pages, which are the file's fault and so become dataset errors naming it.
+ */
+async function parquetCall<T>(file: string, what: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    throw new UserError(`${file} is not a readable Parquet file (${what}: ${errorMessage(error)}).`);
+  }
+}
+
 async function* readParquet(file: string): AsyncGenerator<DatasetRecord> {
   const { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } = await import('hyparquet');
-  let buffer;
-  let metadata;
-  try {
-    buffer = await asyncBufferFromFile(file);
-    metadata = await parquetMetadataAsync(buffer);
-  } catch (error) {
-    throw new UserError(`${file} is not a readable Parquet file: ${(error as Error).message}`);
-  }
+  const buffer = await parquetCall(file, 'opening', () => asyncBufferFromFile(file));
+  const metadata = await parquetCall(file, 'reading the footer', () => parquetMetadataAsync(buffer));
   // Read a row group's worth at a time so memory follows the row group size, not the file size.
   let rowStart = 0;
-  for (const group of metadata.row_groups) {
+  for (const [groupIndex, group] of metadata.row_groups.entries()) {
     const rowEnd = rowStart + Number(group.num_rows);
-    const rows = await parquetReadObjects({ file: buffer, metadata, rowStart, rowEnd });
+    const rows = await parquetCall(file, `row group ${groupIndex}`, () => parquetReadObjects({ file: buffer, metadata, rowStart, rowEnd }));
     for (let i = 0; i < rows.length; i++) {
       yield { line: rowStart + i + 1, bytes: Buffer.byteLength(JSON.stringify(rows[i], bigintToNumber) ?? ''), value: rows[i] };
     }

@@ -3,7 +3,8 @@ import * as path from 'node:path';
 import type { DatasetSummary } from '../../../common/protocol';
 import { CancelledError, UserError } from '../errors';
 import { datasetFormatOf } from './format';
-import { readRecords } from './records';
+import { readRecords, type DatasetRecord } from './records';
+import { sandboxedRecords } from './sandboxedRecords';
 
 const MAX_REPORTED_MALFORMED = 5;
 const HISTOGRAM_BINS = 12;
@@ -12,8 +13,11 @@ export interface Cancellation {
   readonly isCancellationRequested: boolean;
 }
 
-/** Rows, bytes and a row-size histogram of a dataset file: the first thing a user sees of it. */
-export async function summarizeDataset(file: string, cancel?: Cancellation): Promise<DatasetSummary> {
+/**
+ * Rows, bytes and a row-size histogram of a dataset file: the first thing a user sees of it. With
+ * `sandboxed` (the language server) the file is read in a worker that is killed when it hangs.
+ */
+export async function summarizeDataset(file: string, cancel?: Cancellation, options: { sandboxed?: boolean; stallMs?: number } = {}): Promise<DatasetSummary> {
   const format = datasetFormatOf(file);
   const stat = await fs.promises.stat(file).catch(() => undefined);
   if (!stat?.isFile()) throw new UserError(`${file} does not exist or is not a file.`);
@@ -21,7 +25,8 @@ export async function summarizeDataset(file: string, cancel?: Cancellation): Pro
   const rowBytes: number[] = [];
   const firstMalformedLines: number[] = [];
   let malformedRows = 0;
-  for await (const record of readRecords(file, format)) {
+  const records: AsyncGenerator<DatasetRecord> = options.sandboxed ? sandboxedRecords(file, format, { cancel, stallMs: options.stallMs }) : readRecords(file, format);
+  for await (const record of records) {
     if (cancel?.isCancellationRequested) throw new CancelledError();
     if (record.error) {
       malformedRows++;

@@ -3,8 +3,10 @@
  * (ENOSPC, EIO) and check that nothing is left behind. Reads of the source do not need it.
  */
 
+import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { mkdir, open, rename, rm, statfs } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, statfs } from 'node:fs/promises';
+import { join } from 'node:path';
 
 export interface WritableFile {
   /** Returns how many bytes were written, which may be fewer than offered. */
@@ -57,3 +59,38 @@ export const nodeFileSystem: ExportFileSystem = {
     }
   },
 };
+
+/**
+ * Where an export is written before it is renamed into place: `.<name>.partial-<pid>-<random>`
+ * beside the target. The pid lets a later export tell a folder left by a killed process (kill -9,
+ * a crash, a power cut) from one that another export is still writing.
+ */
+export function partialFolder(parent: string, name: string): string {
+  return join(parent, `.${name}.partial-${process.pid}-${randomBytes(6).toString('hex')}`);
+}
+
+const PARTIAL_NAME = /^\..+\.partial-(\d+)-[0-9a-f]{12}$/;
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: the process exists but belongs to someone else.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the partial folders in `parent` whose process is gone, and returns their names so the
+ * export can say what it cleaned. Folders of live processes (another export running) are kept.
+ */
+export async function removeStalePartials(fs: ExportFileSystem, parent: string): Promise<string[]> {
+  const names = await readdir(parent).catch(() => [] as string[]);
+  const stale = names.filter((name) => {
+    const pid = PARTIAL_NAME.exec(name)?.[1];
+    return pid !== undefined && Number(pid) !== process.pid && !isRunning(Number(pid));
+  });
+  for (const name of stale) await fs.remove(join(parent, name));
+  return stale;
+}

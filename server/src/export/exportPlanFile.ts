@@ -29,6 +29,8 @@ export interface PlanFileExportResult {
   files: WrittenFile[];
   /** README.md of a Hugging Face export. */
   modelCard?: string;
+  /** Partial folders of earlier, killed exports beside the target, removed by this one. */
+  staleRemoved: string[];
 }
 
 export async function previewPlanFile(planFile: string): Promise<ExportPreview> {
@@ -46,10 +48,10 @@ export async function exportPlanFile(planFile: string, options: PlanFileExportOp
     const { target, overwrite, signal, onProgress } = options;
     if (options.format === 'onnx') {
       const result = await exportOnnx(source, exportPlan, target, { overwrite, signal, onProgress });
-      return { target: result.file, files: result.files };
+      return { target: result.file, files: result.files, staleRemoved: result.staleRemoved };
     }
     const result = await exportHuggingFace(source, exportPlan, target, { overwrite, signal, onProgress, shardBytes: options.shardBytes });
-    return { target: result.folder, files: result.files, modelCard: await readFile(join(result.folder, 'README.md'), 'utf8') };
+    return { target: result.folder, files: result.files, modelCard: await readFile(join(result.folder, 'README.md'), 'utf8'), staleRemoved: result.staleRemoved };
   } finally {
     await source.weights.close();
   }

@@ -5,9 +5,9 @@
  * count means "all kept experts") carry over unchanged, so export computes what the runtime ran.
  */
 
-import { readFile } from 'node:fs/promises';
-import { dirname, parse, resolve } from 'node:path';
-import { loadCheckpoint, type CheckpointLoad } from '../checkpoint';
+import { resolve } from 'node:path';
+import { MAX_METADATA_BYTES, readRegularFile } from '../regularFile';
+import { CheckpointError, loadCheckpoint, type CheckpointLoad } from '../checkpoint';
 import type { ModelSpec } from '../checkpoint/modelSpec';
 import { analyseHfExactness, parsePlan, type MoePlan, type PlanEvaluation } from '../plan';
 import { resolvePlanPath } from '../lsp/plan/resources';
@@ -28,7 +28,7 @@ const METHOD_LABELS: Record<string, string> = {
 };
 
 /** Throws `invalidPlan` with every way the plan's `model` block differs from the checkpoint. */
-export function checkPlanMatchesModel(plan: MoePlan, spec: ModelSpec, modelFolder: string): void {
+export function checkPlanMatchesModel(plan: MoePlan, spec: ModelSpec, modelFolder: string, planFile?: string): void {
   const moeLayers = spec.layers.flatMap((layer) => (layer.kind === 'moe' ? [layer] : []));
   const experts = [...new Set(moeLayers.map((layer) => layer.moe.numExperts))];
   const problems: string[] = [];
@@ -39,7 +39,7 @@ export function checkPlanMatchesModel(plan: MoePlan, spec: ModelSpec, modelFolde
   const notMoe = (plan.layers ?? []).filter((layer) => !moeIndices.has(layer.layer)).map((layer) => layer.layer);
   if (notMoe.length) problems.push(`layer${notMoe.length > 1 ? 's' : ''} ${notMoe.join(', ')} ${notMoe.length > 1 ? 'are not MoE layers' : 'is not an MoE layer'} of the model`);
   if (problems.length) {
-    throw new ExportError('invalidPlan', `The plan does not match the model at ${modelFolder}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    throw new ExportError('invalidPlan', `${planFile ?? 'The plan'} does not match the model at ${modelFolder}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
   }
 }
 
@@ -95,14 +95,18 @@ export interface PlanForExport {
 }
 
 /**
- * Reads a plan file, opens the model it names (relative to the plan's folder or any folder above it,
- * which is where the workspace folder the path is written against sits) and checks the plan against it.
+ * Reads a plan file, opens the model it names and checks the plan against it. A relative model
+ * folder resolves against the plan's folder, then the workspace folders (plans are written with
+ * paths relative to the workspace; the language server and the CLI run with the workspace as their
+ * working directory), never against the folders above: a plan from elsewhere must not pick up
+ * whatever model happens to sit in some parent folder.
  */
-export async function loadPlanForExport(planFile: string): Promise<PlanForExport> {
+export async function loadPlanForExport(planFile: string, workspaceFolders: readonly string[] = [process.cwd()]): Promise<PlanForExport> {
   const file = resolve(planFile);
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    // A plan is kilobytes; /dev/zero or a FIFO named like one would otherwise be read forever.
+    text = (await readRegularFile(file, MAX_METADATA_BYTES)).toString('utf8');
   } catch (error) {
     throw new ExportError('invalidPlan', `Cannot read the plan ${file}: ${(error as Error).message}`);
   }
@@ -110,12 +114,16 @@ export async function loadPlanForExport(planFile: string): Promise<PlanForExport
   if (!shape.plan?.model?.folder) {
     throw new ExportError('invalidPlan', `${file} is not a plan file with a model folder${problemList(shape.problems)}`);
   }
-  const folder = await resolvePlanPath(shape.plan.model.folder, file, ancestors(dirname(file)));
-  const source = await loadCheckpoint(folder);
+  const folder = await resolvePlanPath(shape.plan.model.folder, file, workspaceFolders);
+  const source = await loadCheckpoint(folder).catch((error: unknown) => {
+    // Say which plan named the folder: the model's own message names only the model's files.
+    if (error instanceof CheckpointError) throw new CheckpointError(error.code, `${file} names the model ${folder}: ${error.message}`, error.file);
+    throw error;
+  });
   try {
     const parsed = parsePlan(text, source.spec);
     if (!parsed.plan) throw new ExportError('invalidPlan', `${file} is not a plan file${problemList(parsed.problems)}`);
-    checkPlanMatchesModel(parsed.plan, source.spec, folder);
+    checkPlanMatchesModel(parsed.plan, source.spec, folder, file);
     if (!parsed.valid) throw new ExportError('invalidPlan', `${file} has errors; fix them before exporting${problemList(parsed.problems)}`);
     return { planFile: file, plan: parsed.plan, source, exportPlan: toExportPlan(parsed.plan, source.spec) };
   } catch (error) {
@@ -129,10 +137,4 @@ function problemList(problems: readonly { severity: string; message: string }[])
   return errors.length ? `:\n${errors.map((p) => `  - ${p.message}`).join('\n')}` : '.';
 }
 
-function ancestors(folder: string): string[] {
-  const result: string[] = [];
-  for (let current = dirname(folder); ; current = dirname(current)) {
-    result.push(current);
-    if (current === parse(current).root) return result;
-  }
-}
+

@@ -17,7 +17,7 @@ import { encodeSafetensorsHeader } from '../checkpoint/safetensorsWriter';
 import { bytesPerElement, decodeToFloat32, encodeFloat32, isComputeDType } from '../checkpoint/dtype';
 import { configText, exportedConfig } from './exportConfig';
 import { ExportError } from './exportErrors';
-import { nodeFileSystem, type ExportFileSystem } from './exportFileSystem';
+import { nodeFileSystem, partialFolder, removeStalePartials, type ExportFileSystem } from './exportFileSystem';
 import { buildExportLayout, type ExportLayout, type ExportSource, type OutputTensor } from './exportLayout';
 import { assertExactInHuggingFace, resolveExportPlan, type ExportPlan } from './exportPlan';
 import { HashedFile, type WrittenFile } from './hashedFile';
@@ -65,6 +65,8 @@ export interface ExportResult {
   tensorBytes: number;
   /** Source files not copied, and why. */
   skippedFiles: { name: string; reason: string }[];
+  /** Partial folders of earlier, killed exports beside the target that this export removed. */
+  staleRemoved: string[];
 }
 
 interface Shard {
@@ -127,7 +129,8 @@ export async function exportHuggingFace(source: ExportSource, plan: ExportPlan, 
   const config = exportedConfig(source.config, plan, resolved, source.spec.layers.length);
 
   const reader = await SourceReader.open(layout.sourceTensors);
-  const partial = join(parent, `.${name}.partial-${randomBytes(6).toString('hex')}`);
+  const staleRemoved = await removeStalePartials(fs, parent);
+  const partial = partialFolder(parent, name);
   let created = false;
   try {
     await fs.mkdir(partial);
@@ -166,7 +169,7 @@ export async function exportHuggingFace(source: ExportSource, plan: ExportPlan, 
     progress('finishing');
     await moveIntoPlace(fs, partial, targetFolder, options.overwrite === true);
     created = false;
-    return { folder: targetFolder, files, weightFiles: shards.map((shard) => shard.file), tensorBytes, skippedFiles: skipped };
+    return { folder: targetFolder, files, weightFiles: shards.map((shard) => shard.file), tensorBytes, skippedFiles: skipped, staleRemoved };
   } catch (error) {
     if (created) await fs.remove(partial).catch(() => undefined);
     throw explain(error, signal, parent);
@@ -180,6 +183,10 @@ async function checkTarget(source: ExportSource, target: string, overwrite: bool
   const inside = (folder: string, outer: string) => folder === outer || folder.startsWith(outer + sep);
   if (inside(sourceFolder, target)) {
     throw new ExportError('invalidTarget', `${target} holds the source model; export to a new folder instead.`);
+  }
+  // Writing inside the source folder would change the source (and a later load would see two models).
+  if (inside(target, sourceFolder)) {
+    throw new ExportError('invalidTarget', `${target} is inside the source model folder ${sourceFolder}; export to a folder outside it.`);
   }
   const existing = await stat(target).catch(() => undefined);
   if (existing && !overwrite) {

@@ -14,13 +14,12 @@
  * stays bounded by one tensor, not the model.
  */
 
-import { randomBytes } from 'node:crypto';
 import { open, readFile, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { DEFAULT_EXTERNAL_DATA_THRESHOLD } from '../runtime/graphBuilder';
 import { ExportError } from './exportErrors';
-import { nodeFileSystem, type ExportFileSystem } from './exportFileSystem';
+import { nodeFileSystem, partialFolder, removeStalePartials, type ExportFileSystem } from './exportFileSystem';
 import { explain, gb, throwIfAborted, type ExportProgress } from './hfExport';
 import { resolveExportPlan, type ExportPlan } from './exportPlan';
 import type { ExportSource } from './exportLayout';
@@ -55,6 +54,8 @@ export interface OnnxExportResult {
   weightBytes: number;
   externalData: boolean;
   outputs: string[];
+  /** Partial folders of earlier, killed exports beside the target that this export removed. */
+  staleRemoved: string[];
 }
 
 export async function exportOnnx(source: ExportSource, plan: ExportPlan, target: string, options: OnnxExportOptions = {}): Promise<OnnxExportResult> {
@@ -66,6 +67,9 @@ export async function exportOnnx(source: ExportSource, plan: ExportPlan, target:
   const dataName = `${name}.data`;
 
   const resolved = resolveExportPlan(source.spec, plan);
+  if (dirname(file) === resolve(source.folder) || dirname(file).startsWith(resolve(source.folder) + sep)) {
+    throw new ExportError('invalidTarget', `${file} is inside the source model folder ${resolve(source.folder)}; the source is never written to, so export outside it.`);
+  }
   await checkTarget(file, dataName, options.overwrite === true);
   const thresholds = Object.fromEntries(Object.entries(plan.layers).map(([layer, layerPlan]) => [layer, layerPlan.adaptiveThreshold]));
   const { parts, weightBytes } = planComposedGraph(source.spec, source.weights, resolved, thresholds, options.routerLogits === true);
@@ -75,7 +79,8 @@ export async function exportOnnx(source: ExportSource, plan: ExportPlan, target:
     throw new ExportError('noSpace', `The export needs ${gb(weightBytes)} but ${parent} has only ${gb(free)} free. Nothing was written.`);
   }
 
-  const partial = join(parent, `.${name}.partial-${randomBytes(6).toString('hex')}`);
+  const staleRemoved = await removeStalePartials(fs, parent);
+  const partial = partialFolder(parent, name);
   const scratch = join(partial, 'parts');
   let created = false;
   try {
@@ -132,7 +137,7 @@ export async function exportOnnx(source: ExportSource, plan: ExportPlan, target:
     await moveIntoPlace(fs, partial, parent, data ? [dataName, name] : [name], dataName);
     await fs.remove(partial);
     created = false;
-    return { file, files, weightBytes, externalData: external, outputs };
+    return { file, files, weightBytes, externalData: external, outputs, staleRemoved };
   } catch (error) {
     if (created) await fs.remove(partial).catch(() => undefined);
     throw explain(error, signal, parent);

@@ -86,6 +86,7 @@ async function runExport(params: ExportPlanParams, token: CancellationToken, con
         },
       }),
     );
+    for (const stale of result.staleRemoved) context.connection.console.info(`Removed ${stale}, left by an earlier export that was killed.`);
     return { target: result.target, files: result.files.map(({ path, bytes, sha256 }) => ({ path, bytes, sha256 })), ...(result.modelCard !== undefined ? { modelCard: result.modelCard } : {}) };
   });
 }

@@ -31,7 +31,7 @@ import {
   type TokenRoutesResult,
 } from '../../../common/protocol';
 import { datasetFormatOf } from '../datasets/format';
-import { readRecords } from '../datasets/records';
+import { sandboxedRecords } from '../datasets/sandboxedRecords';
 import { UserError } from '../errors';
 import { compareProfiles, defaultProfilePath, detectTextField, loadProfile, type ProfileFile } from '../profile';
 import { DEFAULT_PROFILE_SETTINGS, profileDataset, profileProgressMessage, rowColumns, rowLines, sharedRuntimes } from '../profile/run';
@@ -75,7 +75,7 @@ export function registerProfileFeatures(
     safeHandler(connection, DetectTextFieldRequest.method, async ({ uri }) => {
       const file = localPath(uri);
       const sample: unknown[] = [];
-      for await (const record of readRecords(file, datasetFormatOf(file))) {
+      for await (const record of sandboxedRecords(file, datasetFormatOf(file))) {
         if (record.value !== undefined) sample.push(record.value);
         if (sample.length >= FIELD_SAMPLE_ROWS) break;
       }

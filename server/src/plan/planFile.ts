@@ -4,6 +4,7 @@
  * a diagnostic on the exact token) and the formatter (one matrix row per line, so diffs stay readable).
  * docs/plan-format.md describes the format; schemas/moeplan.schema.json is its JSON Schema.
  */
+import { jsonNestingDepth, MAX_JSON_DEPTH } from '../boundedJson';
 import { type Node, type ParseError, findNodeAtLocation, parseTree, printParseErrorCode } from 'jsonc-parser';
 import type { ModelSpec } from '../checkpoint/modelSpec';
 import { analyseHfExactness } from './hfExactness';
@@ -143,6 +144,11 @@ export function pruningFactorThreshold(numExperts: number): number {
 /** Parses a plan and reports every problem at its token; `spec` adds the checks against the model. */
 export function parsePlan(text: string, spec?: ModelSpec): ParsedPlan {
   const problems: PlanProblem[] = [];
+  // jsonc-parser builds the tree recursively: a 20,000-deep value would overflow the stack.
+  if (jsonNestingDepth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
+    problems.push({ severity: 'error', code: 'syntax', message: `JSON: values are nested more than ${MAX_JSON_DEPTH} levels deep`, range: { offset: 0, length: 0 } });
+    return { problems, valid: false, layerRanges: [] };
+  }
   const errors: ParseError[] = [];
   const root = parseTree(text, errors, { allowTrailingComma: false, disallowComments: true });
   for (const error of errors) {

@@ -2,6 +2,7 @@ import type { ModelSpec } from '../checkpoint/modelSpec';
 import type { ForwardProgress, ForwardResult, ForwardVariantsRequest } from './forwardTypes';
 import type { MemoryPlan } from './memoryBudget';
 import type { EngineOptions, LayerTiming } from './modelEngine';
+import { isUserError, UserError } from '../errors';
 
 /** The model as the main thread sees it: the spec without its tensor-name functions (they do not clone). */
 export type ModelSummary = Omit<ModelSpec, 'tensors'>;
@@ -10,6 +11,8 @@ export interface SerializedError {
   name: string;
   message: string;
   stack?: string;
+  /** A user's mistake (a bad file): rebuilt as a UserError so it is reported as one line, without a stack. */
+  userError?: boolean;
 }
 
 /** Main thread -> worker. `cancelFlag` is a shared Int32Array(1) the worker polls between layers. */
@@ -29,12 +32,13 @@ export type WorkerResponse =
   | { type: 'closed' };
 
 export function serializeError(error: unknown): SerializedError {
+  if (isUserError(error)) return { name: error.name, message: error.message, userError: true };
   if (error instanceof Error) return { name: error.name, message: error.message, stack: error.stack };
   return { name: 'Error', message: String(error) };
 }
 
 export function deserializeError(error: SerializedError): Error {
-  const revived = new Error(error.message);
+  const revived = error.userError ? new UserError(error.message) : new Error(error.message);
   revived.name = error.name;
   if (error.stack) revived.stack = error.stack;
   return revived;

@@ -3,6 +3,7 @@
  * plan), the model spec when the model folder could be read, and the syntax tree for positions.
  * Diagnostics, quick fixes, hovers, completions and lenses all read this, so they always agree.
  */
+import { jsonNestingDepth, MAX_JSON_DEPTH } from '../../boundedJson';
 import { type Node, findNodeAtLocation, getNodeValue, parseTree } from 'jsonc-parser';
 import { DiagnosticSeverity, type Diagnostic, type Range } from 'vscode-languageserver/node';
 import type { TextDocument } from 'vscode-languageserver-textdocument';
@@ -49,8 +50,12 @@ export function analysePlanText(text: string, version: number, spec: ModelSpec |
   return { version, parsed, spec, problems: [...parsed.problems, ...extraProblems], tree };
 }
 
-/** The JSON tree of a plan, tolerant of errors; undefined only for an empty document. */
+/**
+ * The JSON tree of a plan, tolerant of errors; undefined for an empty document, and for one nested
+ * too deep to build a tree of (jsonc-parser recurses; parsePlan reports the nesting as a problem).
+ */
 export function planTree(text: string): Node | undefined {
+  if (jsonNestingDepth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) return undefined;
   return parseTree(text, [], { allowTrailingComma: false, disallowComments: true });
 }
 

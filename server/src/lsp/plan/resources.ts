@@ -2,9 +2,11 @@
  * The files a plan points at (its model folder and its profile), read once and reused until they
  * change on disk: validating on every keystroke must not reopen a checkpoint.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { parseBoundedJson } from '../../boundedJson';
 import { loadCheckpoint, type ModelSpec } from '../../checkpoint';
+import { readRegularFile } from '../../regularFile';
 import { CONFIG_FILE } from '../../checkpoint/loadCheckpoint';
 
 /**
@@ -82,9 +84,12 @@ export class ModelSpecCache {
   }
 }
 
+/** Profiles with token records run to tens of MB; a plan naming /dev/zero must not be read forever. */
+const MAX_PROFILE_BYTES = 1024 * 2 ** 20;
+
 /** Profile files as parsed JSON, by path. Their shape is checked where it is used (profileStatsForHover). */
 export class ProfileCache {
-  private readonly cache = new FileCache<unknown>(async (file) => JSON.parse(await readFile(file, 'utf8')) as unknown, (file) => file);
+  private readonly cache = new FileCache<unknown>(async (file) => parseBoundedJson((await readRegularFile(file, MAX_PROFILE_BYTES)).toString('utf8')), (file) => file);
 
   get(file: string): Promise<unknown> {
     return this.cache.get(file);
