@@ -36,6 +36,9 @@ export interface EvaluateProgress {
   message: string;
   /** 0..1 over the whole request. */
   fraction: number;
+  /** Sequences (or questions) of the current dataset done and in all, while the plan runs on it. */
+  done?: number;
+  total?: number;
 }
 
 export interface EvaluationRun {
@@ -120,7 +123,8 @@ export async function evaluatePlanFile(options: EvaluatePlanFileOptions): Promis
   const date = new Date().toISOString().slice(0, 10);
   const steps = options.datasets.length * 2;
   let step = 0;
-  const report = (message: string, within = 0) => options.onProgress?.({ message, fraction: Math.min(1, (step + within) / steps) });
+  const report = (message: string, counts?: { done: number; total: number }) =>
+    options.onProgress?.({ message, fraction: Math.min(1, (step + (counts ? counts.done / Math.max(1, counts.total) : 0)) / steps), ...counts });
   for (const dataset of options.datasets) {
     const name = path.basename(dataset.file);
     report(`Reading ${name}`);
@@ -130,7 +134,7 @@ export async function evaluatePlanFile(options: EvaluatePlanFileOptions): Promis
     step++;
     report(`Plan on ${name}`);
     const evaluator = new Evaluator(model.runtime, samples.samples);
-    const result = await evaluator.evaluate(runtimePlan, evaluator.metrics, { signal: options.signal, onProgress: (done, total) => report(`Plan on ${name}`, done / total) });
+    const result = await evaluator.evaluate(runtimePlan, evaluator.metrics, { signal: options.signal, onProgress: (done, total) => report(`Plan on ${name}`, { done, total }) });
     step++;
     const written = planDatasetName(samples.file, planFile, options.workspaceFolder);
     for (const metric of evaluator.metrics as EvaluationMetric[]) {

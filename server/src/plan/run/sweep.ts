@@ -57,7 +57,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepResult> {
     for (const method of options.methods) {
       const values: number[] = [];
       for (const count of counts) {
-        options.onProgress?.(`${method}, ${count} experts`, done / total);
+        options.onProgress?.(`Sweep ${done + 1}/${total}: ${method}, ${count} experts`, done / total);
         if (count === numExperts) {
           values.push(baseline);
         } else {
