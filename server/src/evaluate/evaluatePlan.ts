@@ -52,10 +52,10 @@ export interface EvaluationRun {
 }
 
 /** A loaded plan, checked against its model (architecture, experts, layers and, when both have one, fingerprint). */
-export async function loadCheckedPlan(planFile: string): Promise<PlanForExport & { identity: ModelIdentity }> {
+export async function loadCheckedPlan(planFile: string, unsavedText?: string): Promise<PlanForExport & { identity: ModelIdentity }> {
   let loaded: PlanForExport;
   try {
-    loaded = await loadPlanForExport(planFile);
+    loaded = await loadPlanForExport(planFile, unsavedText);
   } catch (error) {
     if (error instanceof ExportError) throw new UserError(error.message);
     throw error;

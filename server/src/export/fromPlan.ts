@@ -98,11 +98,12 @@ export interface PlanForExport {
  * Reads a plan file, opens the model it names (relative to the plan's folder or any folder above it,
  * which is where the workspace folder the path is written against sits) and checks the plan against it.
  */
-export async function loadPlanForExport(planFile: string): Promise<PlanForExport> {
+export async function loadPlanForExport(planFile: string, unsavedText?: string): Promise<PlanForExport> {
   const file = resolve(planFile);
+  // The editor's text when given (a live preview of unsaved edits); paths still resolve against the file's place.
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = unsavedText ?? (await readFile(file, 'utf8'));
   } catch (error) {
     throw new ExportError('invalidPlan', `Cannot read the plan ${file}: ${(error as Error).message}`);
   }
