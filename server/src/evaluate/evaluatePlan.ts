@@ -13,6 +13,7 @@ import { formatPlan, toRuntimePlan, type MoePlan, type PlanEvaluation, type Plan
 import { modelIdentity, type ModelIdentity } from '../profile/run/modelIdentity';
 import { sharedRuntimes } from '../profile/run/profileDataset';
 import type { OpenModel, RuntimePool } from '../profile/run/runtimePool';
+import { loadChatTemplate } from '../profile/chatTemplate';
 import type { FieldSpec } from '../profile/types';
 import type { RuntimePlan } from '../runtime';
 import { baselineFolder, cachedBaseline } from './baselines';
@@ -88,7 +89,8 @@ export async function baselineFor(run: EvaluationRun, samples: LoadedSamples): P
 }
 
 export async function loadDataset(run: EvaluationRun, dataset: DatasetSpec): Promise<LoadedSamples> {
-  return loadSamples(dataset.file, run.model.tokenizer, { field: dataset.field, maxRows: run.maxRows, sequenceLength: run.sequenceLength });
+  const chat = dataset.field?.kind === 'chat' || dataset.field === undefined ? await loadChatTemplate(run.identity.folder) : undefined;
+  return loadSamples(dataset.file, run.model.tokenizer, { field: dataset.field, maxRows: run.maxRows, sequenceLength: run.sequenceLength, chat });
 }
 
 export interface EvaluatePlanFileOptions {
