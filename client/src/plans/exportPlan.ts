@@ -41,6 +41,9 @@ export async function exportPlan(client: LanguageClient, documents: VirtualDocum
     validateInput: (value) => (value.trim() ? undefined : 'A path is needed'),
   });
   if (!target) return;
+  // The suggested folder is MoE Studio's own: made here. A folder the user names must exist already.
+  const exportsFolder = path.dirname(defaultTarget);
+  if (path.dirname(path.resolve(target)) === exportsFolder) await fs.promises.mkdir(exportsFolder, { recursive: true });
   const send = (overwrite: boolean) => withServerProgress(client, `Exporting ${path.basename(target)}`, (workDoneToken, token) =>
     client.sendRequest(ExportPlanRequest.type, { plan: planUri.fsPath, format: format.format, target, overwrite, workDoneToken }, token));
   let result;
