@@ -85,8 +85,14 @@ async function run(session: Session, log: (message: string) => void): Promise<vo
     const lenses = page.locator('.codelens-decoration a');
     await lenses.first().waitFor({ timeout: 60_000 });
     await page.locator('.codelens-decoration a', { hasText: /^Export$/ }).waitFor({ timeout: 30_000 });
-    const titles = (await lenses.allTextContents()).map((text) => text.trim());
-    for (const title of ['Evaluate', 'Preview', 'Export']) assert.ok(titles.includes(title), `lens "${title}" missing; lenses: ${JSON.stringify(titles)}`);
+    // The editor re-renders lenses when the server refreshes them: read them until a render has all three.
+    let titles: string[] = [];
+    await waitFor(async () => {
+      titles = (await lenses.allTextContents()).map((text) => text.trim());
+      return ['Evaluate', 'Preview', 'Export'].every((title) => titles.includes(title));
+    }, 30_000, `lenses missing; lenses: ${JSON.stringify(titles)}`).catch(() => {
+      throw new Error(`a lens of Evaluate, Preview, Export is missing; lenses: ${JSON.stringify(titles)}`);
+    });
     // Diagnostics arrive with the lenses; give a late one a moment before saying there is none.
     await page.waitForTimeout(2_000);
     assert.equal(await page.locator('.squiggly-error').count(), 0, 'a fresh plan has an error squiggle');
