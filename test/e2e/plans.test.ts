@@ -72,7 +72,7 @@ async function run(session: Session, log: (message: string) => void): Promise<vo
     await page.locator('.monaco-editor .view-lines').first().waitFor({ timeout: 30_000 });
   });
   assert.ok(existsSync(planPath), `${planPath} was not written`);
-  const planText = readFileSync(planPath, 'utf8');
+  let planText = readFileSync(planPath, 'utf8');
   const plan = JSON.parse(planText) as { method?: { name?: string }; layers: { layer: number; keptExperts: number[] }[] };
   assert.equal(plan.layers.length, 4, 'one entry per MoE layer of the demo model');
   for (const layer of plan.layers) {
@@ -132,6 +132,8 @@ async function run(session: Session, log: (message: string) => void): Promise<vo
     const recorded = JSON.parse(readFileSync(planPath, 'utf8')) as { evaluations?: unknown[] };
     assert.ok((recorded.evaluations ?? []).length > 0, 'the evaluation was not written into the plan');
   });
+  // The plan as the evaluation saved it is what later steps edit and restore.
+  planText = readFileSync(planPath, 'utf8');
 
   // 4. Export as a Hugging Face checkpoint.
   const target = join(folder, '.moe-studio', 'exports', 'code.frequency-keep4-model');
