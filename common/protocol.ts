@@ -124,6 +124,8 @@ export interface ToWebviewMessages {
   planPreview: PreviewPlanResult;
   /** Quality against experts kept, per method. */
   sweep: SweepResult;
+  /** The sweep was not run after all (no dataset picked); its button is ready again. */
+  sweepCancelled: Record<string, never>;
   /** Something failed on the extension side; the panel shows it instead of a chart. */
   error: { message: string };
 }
@@ -399,11 +401,15 @@ export interface PreviewPlanResult {
   configAfter: string;
   /** Why a Hugging Face export cannot express the plan exactly (empty when it can). */
   notExactReasons: string[];
+  /** The model folder and calibration files the plan names, resolved as the server reads them (absolute paths). */
+  modelFolder: string;
+  calibrationFiles: string[];
 }
 
 export namespace PreviewPlanRequest {
   export const method = 'moeStudio/previewPlan';
-  export const type = new RequestType<{ plan: string }, PreviewPlanResult, void>(method);
+  /** `text`: the editor's current text of the plan, when it has unsaved edits. */
+  export const type = new RequestType<{ plan: string; text?: string }, PreviewPlanResult, void>(method);
 }
 
 export interface SweepParams {

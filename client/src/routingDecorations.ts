@@ -4,7 +4,10 @@ import { TokenRoutesRequest } from '../../common/protocol';
 
 /**
  * Colours every profiled token of a dataset by its top expert in one chosen layer. The palette is
- * translucent so text stays readable in light and dark themes; the legend is the hover.
+ * translucent so text stays readable in light and dark themes. A legend (expert → colour) sits at the
+ * end of the first line, and when the profile kept token records for only the first rows (the
+ * `moeStudio.profile.tokenRecords` setting), a note at the last coloured row says where colours and
+ * routing hovers stop, so uncoloured rows below are not taken for unrouted ones.
  */
 const PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#17becf', '#bcbd22', '#7f7f7f'];
 
@@ -46,7 +49,9 @@ export class RoutingDecorations implements vscode.Disposable {
         overviewRulerLane: vscode.OverviewRulerLane.Right,
       }));
     const rangesByExpert = types.map(() => [] as vscode.DecorationOptions[]);
+    let lastLine = 0;
     for (const route of routes.routes) {
+      lastLine = Math.max(lastLine, route.range.end.line);
       const expert = route.experts[layerPick.index]?.[0];
       if (expert === undefined || expert < 0) continue;
       const { start, end } = route.range;
@@ -56,7 +61,31 @@ export class RoutingDecorations implements vscode.Disposable {
       });
     }
     types.forEach((type, expert) => editor.setDecorations(type, rangesByExpert[expert]));
-    this.shown.set(key, types);
+    const notes = this.notes(editor, routes.numExperts, routes.layers[layerPick.index], lastLine);
+    this.shown.set(key, [...types, ...notes]);
+  }
+
+  /** The legend on the first line and, when colours stop before the end of the file, a note where they stop. */
+  private notes(editor: vscode.TextEditor, numExperts: number, layer: number, lastLine: number): vscode.TextEditorDecorationType[] {
+    const endOf = (line: number) => editor.document.lineAt(line).range.end;
+    const text = (contentText: string, color: vscode.ThemeColor | string, at: vscode.Position, margin = '0 0 0 1.5em') => {
+      const type = vscode.window.createTextEditorDecorationType({ after: { contentText, color, margin, fontStyle: 'italic' } });
+      editor.setDecorations(type, [{ range: new vscode.Range(at, at) }]);
+      return type;
+    };
+    const legendAt = endOf(0);
+    const legend = [
+      text(`layer ${layer}, top expert:`, new vscode.ThemeColor('editorCodeLens.foreground'), legendAt),
+      ...Array.from({ length: numExperts }, (_, expert) => text(`■ ${expert}`, PALETTE[expert % PALETTE.length], legendAt, '0 0 0 0.6em')),
+    ];
+    const lastRow = lastLine + 1;
+    if (lastRow >= editor.document.lineCount) return legend;
+    const stop = text(
+      `↑ token colours and routing hovers cover lines 1–${lastRow} of ${editor.document.lineCount}: the profile keeps token records for the first rows only (setting moeStudio.profile.tokenRecords)`,
+      new vscode.ThemeColor('editorWarning.foreground'),
+      endOf(lastLine),
+    );
+    return [...legend, stop];
   }
 
   dispose(): void {

@@ -2,20 +2,23 @@
  * `moe-studio`: the headless face of the same server code, for scripts and CI pipelines.
  * Each command is a small async function from parsed arguments to printed output.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadCheckpoint } from './checkpoint';
 import { describeCheckpoint } from './checkpoint/describe';
 import { summarizeDataset } from './datasets/summarize';
-import { errorMessage, isUserError } from './errors';
+import { errorMessage, isUserError, UserError } from './errors';
 import type { FieldSpec } from './profile';
 import { profileDataset, profileProgressMessage, sharedRuntimes } from './profile/run';
 import type { EvaluationMetric, PlanMethodName } from '../../common/protocol';
 import { evaluatePlanFile } from './evaluate';
 import { generatePlanFile, runSweep } from './plan/run';
-import { exportPlanFile, parseByteSize, progressMessage } from './export';
+import { ExportError, exportPlanFile, parseByteSize, progressMessage } from './export';
 import { defaultMemoryBudget, formatBytes, MemoryBudgetError, planMemory, PRECISIONS, type MemoryPlan, type Precision } from './runtime';
+import { ProgressLine } from './cli/progressLine';
 
 interface Command {
+  /** Every option the command takes appears here as `--name`: the usage line is also its option table. */
   usage: string;
   description: string;
   run(args: ParsedArgs): Promise<void>;
@@ -93,12 +96,13 @@ const commands: Record<string, Command> = {
         const [at01, at02] = [thresholdIndex(0.1), thresholdIndex(0.2)];
         const percent = (share: number) => `${(100 * share).toFixed(1)}%`;
         console.log(`${profile.dataset.rows} rows, ${profile.dataset.tokens} tokens; ${profile.model.architecture}, ${profile.model.numExperts} experts, top-${profile.model.topK}`);
-        console.log(`layer  top experts (usage share)              entropy  single-expert share T=0.1  T=0.2`);
+        // Entropy as the dashboard plots it: divided by ln E, so 1 is uniform routing whatever E is.
+        console.log(`layer  top experts (usage share)        entropy/ln E  single-expert share T=0.1  T=0.2`);
         for (const layer of profile.layers) {
           const top = [...layer.usageShare.keys()].sort((a, b) => layer.usageShare[b] - layer.usageShare[a]).slice(0, 3);
           const experts = top.map((expert) => `${expert} (${percent(layer.usageShare[expert])})`).join(', ');
           const single = (index: number) => (index >= 0 ? percent(layer.singleExpertShare[index]) : 'n/a');
-          console.log(`${String(layer.layer).padStart(5)}  ${experts.padEnd(38)} ${layer.meanEntropy.toFixed(3).padStart(7)}  ${single(at01).padStart(25)}  ${single(at02).padStart(5)}`);
+          console.log(`${String(layer.layer).padStart(5)}  ${experts.padEnd(32)} ${(layer.meanEntropy / Math.log(profile.model.numExperts)).toFixed(3).padStart(13)}  ${single(at01).padStart(25)}  ${single(at02).padStart(5)}`);
         }
         for (const note of result.notes) console.log(`note: ${note}`);
         console.log(result.profilePath);
@@ -115,6 +119,7 @@ const commands: Record<string, Command> = {
       const requested = requiredOption(options, 'method', 'NAME');
       const method = requested === 'adaptiveGating' ? requested : methodOption(requested);
       const field = options.has('field') ? fieldOption(options.get('field')) : undefined;
+      const progress = new ProgressLine();
       try {
         const { planPath, plan, warnings } = await generatePlanFile({
           model: path.resolve(requiredOption(options, 'model', 'DIR')),
@@ -134,38 +139,47 @@ const commands: Record<string, Command> = {
           output: path.resolve(requiredOption(options, 'out', 'FILE.moeplan.json')),
           workspaceFolder: process.cwd(),
           threads: options.has('threads') ? integerOption(options, 'threads', 0) : 0,
-          onProgress: (message) => process.stderr.write(`${message}\n`),
+          onProgress: (message, eep) => progress.update(eep ? { label: 'EEP search', done: eep.evaluations, total: options.has('budget') ? Number(options.get('budget')) : undefined, unit: `evaluations (${message})` } : { label: message }),
         });
+        progress.finish();
         for (const layer of plan.layers) console.log(`layer ${layer.layer}: keeps ${layer.keptExperts.join(', ')}${layer.mergeMatrix ? ' (merged)' : ''}${layer.adaptiveThreshold !== undefined ? `, adaptive gating T = ${layer.adaptiveThreshold.toFixed(3)}` : ''}`);
         console.log(planPath);
         for (const warning of warnings) process.stderr.write(`warning: ${warning}\n`);
       } finally {
+        progress.finish();
         await sharedRuntimes.close();
       }
     },
   },
   evaluate: {
     usage: 'moe-studio evaluate --plan FILE --data FILE[,FILE] [--field F] [--max-rows N] [--threads N] [--json] [--memory-budget SIZE] [--precision fp32|int8]',
-    description: 'Measure a plan against the full model (loss, perplexity, KL, top-1 agreement; accuracy on multiple-choice data).',
+    description: 'Measure a plan against the full model (loss, perplexity, KL, top-1 agreement; accuracy on multiple-choice data) and record the results in the plan.',
     async run({ options }) {
       configureRuntimes(options);
       const field = options.has('field') ? fieldOption(options.get('field')) : undefined;
+      const planFile = path.resolve(requiredOption(options, 'plan', 'FILE'));
+      const progress = new ProgressLine();
       try {
         const result = await evaluatePlanFile({
-          plan: path.resolve(requiredOption(options, 'plan', 'FILE')),
+          plan: planFile,
           datasets: listOption(options, 'data').map((file) => ({ file: path.resolve(file), field })),
           maxRows: options.has('max-rows') ? integerOption(options, 'max-rows', 1) : undefined,
           workspaceFolder: process.cwd(),
           threads: options.has('threads') ? integerOption(options, 'threads', 0) : 0,
-          onProgress: ({ message }) => process.stderr.write(`${message}\n`),
+          onProgress: ({ message, done, total }) => progress.update({ label: message, done, total, unit: 'sequences' }),
         });
+        progress.finish();
+        // As the extension does: the results travel with the plan (and its model card on export).
+        await writeFileAtomically(planFile, result.updatedPlanText);
         if (options.has('json')) {
           console.log(JSON.stringify(result.evaluations, null, 2));
           return;
         }
         console.log('dataset                         metric          full model        plan');
         for (const e of result.evaluations) console.log(`${e.dataset.padEnd(31)} ${e.metric.padEnd(14)} ${(e.baseline ?? NaN).toFixed(4).padStart(11)} ${e.value.toFixed(4).padStart(11)}`);
+        console.log(`Recorded in ${path.relative(process.cwd(), planFile) || planFile}`);
       } finally {
+        progress.finish();
         await sharedRuntimes.close();
       }
     },
@@ -177,6 +191,7 @@ const commands: Record<string, Command> = {
       configureRuntimes(options);
       const field = options.has('field') ? fieldOption(options.get('field')) : undefined;
       const budget = options.has('budget') ? integerOption(options, 'budget', 1) : 100;
+      const progress = new ProgressLine();
       try {
         const result = await runSweep({
           model: path.resolve(requiredOption(options, 'model', 'DIR')),
@@ -189,8 +204,9 @@ const commands: Record<string, Command> = {
           maxRows: options.has('max-rows') ? integerOption(options, 'max-rows', 1) : undefined,
           parameters: { eep: { budget } },
           workspaceFolder: process.cwd(),
-          onProgress: (message) => process.stderr.write(`${message}\n`),
+          onProgress: (message) => progress.update({ label: message }),
         });
+        progress.finish();
         if (options.has('json')) {
           console.log(JSON.stringify(result, null, 2));
           return;
@@ -199,21 +215,21 @@ const commands: Record<string, Command> = {
         console.log(`${'method'.padEnd(10)} ${result.counts.map((c) => String(c).padStart(8)).join(' ')}`);
         for (const { method, values } of result.series) console.log(`${method.padEnd(10)} ${values.map((v) => v.toFixed(4).padStart(8)).join(' ')}`);
       } finally {
+        progress.finish();
         await sharedRuntimes.close();
       }
     },
   },
   export: {
-    usage: 'moe-studio export --plan FILE --out DIR [--format huggingface|onnx] [--overwrite] [--shard-size 5GB]',
-    description: 'Write the model a plan describes: a Hugging Face folder, or one ONNX file (--out ends in .onnx).',
+    usage: 'moe-studio export --plan FILE --out DIR|FILE.onnx [--format huggingface|onnx] [--overwrite] [--shard-size 5GB]',
+    description: 'Write the model a plan describes: a Hugging Face folder, or one ONNX file (--out ends in .onnx, or --format onnx).',
     async run({ options }) {
-      const format = options.get('format') ?? 'huggingface';
-      if (format !== 'huggingface' && format !== 'onnx') throw new UsageError(`--format is huggingface or onnx, not ${String(format)}`);
+      const plan = path.resolve(requiredOption(options, 'plan', 'FILE'));
+      const target = path.resolve(requiredOption(options, 'out', 'DIR|FILE.onnx'));
+      const format = exportFormatOption(options.get('format'), target);
       const shardSize = options.get('shard-size');
       const shardBytes = typeof shardSize === 'string' ? parseByteSize(shardSize) : undefined;
       if (shardSize !== undefined && shardBytes === undefined) throw new UsageError(`--shard-size ${String(shardSize)} is not a size like 5GB or 500MB`);
-      const plan = path.resolve(requiredOption(options, 'plan', 'FILE'));
-      const target = path.resolve(requiredOption(options, 'out', 'DIR'));
       // Ctrl-C cancels: the partial export is removed instead of left behind.
       const controller = new AbortController();
       const cancel = () => controller.abort();
@@ -235,8 +251,11 @@ const commands: Record<string, Command> = {
           },
         });
         for (const stale of result.staleRemoved) console.log(`Removed ${stale}, left by an earlier export that was killed.`);
-        console.log(`Exported ${result.target}`);
+        console.log(`Exported ${result.target} (${result.files.length} ${result.files.length === 1 ? 'file' : 'files'})`);
         for (const file of result.files) console.log(`  ${file.path}  ${file.bytes} bytes  sha256 ${file.sha256}`);
+      } catch (error) {
+        if (error instanceof ExportError && error.code === 'targetExists') throw new UserError(`${error.message.replace(/ Choose another .*$/, '')} Choose another --out, or pass --overwrite to replace it.`);
+        throw error;
       } finally {
         process.off('SIGINT', cancel);
       }
@@ -331,17 +350,60 @@ function listOption(options: Map<string, string | true>, name: string): string[]
   return requiredOption(options, name, 'A[,B]').split(',').map((item) => item.trim()).filter((item) => item !== '');
 }
 
+/** The format asked for, or the one `--out`'s ending names (`.onnx`); a contradiction is refused before any work. */
+function exportFormatOption(value: string | true | undefined, target: string): 'huggingface' | 'onnx' {
+  const named = target.toLowerCase().endsWith('.onnx') ? 'onnx' : undefined;
+  if (value === undefined) return named ?? 'huggingface';
+  if (value !== 'huggingface' && value !== 'onnx') throw new UsageError(`--format is huggingface or onnx, not ${String(value)}`);
+  if (value === 'huggingface' && named) throw new UsageError(`--out ${path.basename(target)} ends in .onnx but --format is huggingface (a folder); name a folder, or use --format onnx`);
+  return value;
+}
+
+/** Written beside the file and renamed over it, so an interrupted write leaves the old plan whole. */
+async function writeFileAtomically(file: string, text: string): Promise<void> {
+  const temporary = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
+  try {
+    await fs.promises.writeFile(temporary, text);
+    await fs.promises.rename(temporary, file);
+  } catch (error) {
+    await fs.promises.rm(temporary, { force: true });
+    throw error;
+  }
+}
+
 class UsageError extends Error {}
 
+/** The `--name`s a command's usage line lists (its option table), with `--help`. */
+export function commandOptions(command: Command): string[] {
+  return [...new Set([...command.usage.matchAll(/--([a-z][a-z0-9-]*)/g)].map((match) => match[1]))];
+}
+
+/** Refuses an option the command does not take, before any work: a mistyped flag must not run a long job with defaults. */
+function checkOptions(command: Command, args: ParsedArgs): void {
+  const known = new Set(commandOptions(command));
+  const unknown = [...args.options.keys()].filter((name) => !known.has(name));
+  if (unknown.length > 0) throw new UsageError(`unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((name) => `--${name}`).join(', ')}; this command takes ${commandOptions(command).map((name) => `--${name}`).join(', ')}`);
+}
+
 function help(): string {
-  const lines = ['Usage: moe-studio <command> [options]', '', 'Commands:'];
+  const lines = ['Usage: moe-studio <command> [options]   (moe-studio <command> --help for one command)', '', 'Commands:'];
   for (const [name, command] of Object.entries(commands)) lines.push(`  ${name.padEnd(12)} ${command.description}`, `               ${command.usage}`);
   return lines.join('\n');
 }
 
+function commandHelp(command: Command): string {
+  return [`Usage: ${command.usage}`, '', command.description].join('\n');
+}
+
+const HELP_FLAGS = ['--help', '-h'];
+
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  if (!name || name === '--help' || name === '-h' || name === 'help') {
+  if (name === 'help' && rest[0] && Object.hasOwn(commands, rest[0])) {
+    console.log(commandHelp(commands[rest[0]]));
+    return 0;
+  }
+  if (!name || HELP_FLAGS.includes(name) || name === 'help') {
     console.log(help());
     return 0;
   }
@@ -349,13 +411,20 @@ export async function main(argv: string[]): Promise<number> {
     console.log('0.1.0');
     return 0;
   }
-  const command = commands[name];
+  // Own properties only: "constructor" or "__proto__" is not a command.
+  const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
   if (!command) {
     console.error(`moe-studio: unknown command "${name}"\n\n${help()}`);
     return 2;
   }
+  if (rest.some((arg) => HELP_FLAGS.includes(arg))) {
+    console.log(commandHelp(command));
+    return 0;
+  }
   try {
-    await command.run(parseArgs(rest));
+    const args = parseArgs(rest);
+    checkOptions(command, args);
+    await command.run(args);
     return 0;
   } catch (error) {
     if (error instanceof UsageError) {

@@ -6,7 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import type { Page } from 'playwright-core';
@@ -72,7 +72,7 @@ async function run(session: Session, log: (message: string) => void): Promise<vo
     await page.locator('.monaco-editor .view-lines').first().waitFor({ timeout: 30_000 });
   });
   assert.ok(existsSync(planPath), `${planPath} was not written`);
-  const planText = readFileSync(planPath, 'utf8');
+  let planText = readFileSync(planPath, 'utf8');
   const plan = JSON.parse(planText) as { method?: { name?: string }; layers: { layer: number; keptExperts: number[] }[] };
   assert.equal(plan.layers.length, 4, 'one entry per MoE layer of the demo model');
   for (const layer of plan.layers) {
@@ -85,8 +85,14 @@ async function run(session: Session, log: (message: string) => void): Promise<vo
     const lenses = page.locator('.codelens-decoration a');
     await lenses.first().waitFor({ timeout: 60_000 });
     await page.locator('.codelens-decoration a', { hasText: /^Export$/ }).waitFor({ timeout: 30_000 });
-    const titles = (await lenses.allTextContents()).map((text) => text.trim());
-    for (const title of ['Evaluate', 'Preview', 'Export']) assert.ok(titles.includes(title), `lens "${title}" missing; lenses: ${JSON.stringify(titles)}`);
+    // The editor re-renders lenses when the server refreshes them: read them until a render has all three.
+    let titles: string[] = [];
+    await waitFor(async () => {
+      titles = (await lenses.allTextContents()).map((text) => text.trim());
+      return ['Evaluate', 'Preview', 'Export'].every((title) => titles.includes(title));
+    }, 30_000, `lenses missing; lenses: ${JSON.stringify(titles)}`).catch(() => {
+      throw new Error(`a lens of Evaluate, Preview, Export is missing; lenses: ${JSON.stringify(titles)}`);
+    });
     // Diagnostics arrive with the lenses; give a late one a moment before saying there is none.
     await page.waitForTimeout(2_000);
     assert.equal(await page.locator('.squiggly-error').count(), 0, 'a fresh plan has an error squiggle');
@@ -110,10 +116,27 @@ async function run(session: Session, log: (message: string) => void): Promise<vo
     log(`savings: ${savings.replace(/\s+/g, ' ')}`);
     assert.match(savings, /parameters/);
     assert.match(savings, /\d/);
+    await frame.getByText(/Not evaluated yet/).waitFor({ timeout: 10_000 });
   });
 
+  // 3b. Evaluate from the preview: the open panel shows the results the evaluation wrote into the plan.
+  await step(page, 'e2e-plan-5b-preview-refreshed', async () => {
+    const frame = activeWebview(page);
+    await frame.getByRole('button', { name: 'Evaluate' }).click();
+    await pickMany(page, 'Held-out data', 'code.valid.jsonl');
+    await frame.locator('#evaluations').waitFor({ timeout: 240_000 });
+    const table = (await frame.locator('#evaluations').textContent()) ?? '';
+    assert.match(table, /top-1 agreement with the full model/);
+    assert.match(table, /KL divergence/);
+    assert.equal(await frame.getByText(/Not evaluated yet/).count(), 0, 'the preview still says "Not evaluated yet" after the evaluation');
+    const recorded = JSON.parse(readFileSync(planPath, 'utf8')) as { evaluations?: unknown[] };
+    assert.ok((recorded.evaluations ?? []).length > 0, 'the evaluation was not written into the plan');
+  });
+  // The plan as the evaluation saved it is what later steps edit and restore.
+  planText = readFileSync(planPath, 'utf8');
+
   // 4. Export as a Hugging Face checkpoint.
-  const target = join(folder, 'plans', 'code.frequency-keep4-model');
+  const target = join(folder, '.moe-studio', 'exports', 'code.frequency-keep4-model');
   await step(page, 'e2e-plan-6-export-target', async () => {
     await editorTab(page, PLAN_NAME).click();
     await lens(page, 'Export').click();
@@ -121,11 +144,14 @@ async function run(session: Session, log: (message: string) => void): Promise<vo
     await page.locator(`.tabs-container .tab[aria-label*="config.json"]`).first().waitFor({ timeout: 30_000 });
     await quickInputTitled(page, 'Export to').waitFor({ timeout: 30_000 });
     const input = page.locator(`${QUICK_INPUT} .quick-input-box input`);
-    assert.equal(await input.inputValue(), target, 'the default target is next to the plan');
+    assert.equal(await input.inputValue(), target, 'the default target is under .moe-studio/exports/, where the model search does not look');
   });
+  let exported = '';
   await step(page, 'e2e-plan-7-exported', async () => {
     await page.keyboard.press('Enter');
-    await page.locator('.notification-toast .notification-list-item-message', { hasText: /Exported \d+ files/ }).first().waitFor({ timeout: 180_000 });
+    const toast = page.locator('.notification-toast .notification-list-item-message', { hasText: /Exported \d+ files/ }).first();
+    await toast.waitFor({ timeout: 180_000 });
+    exported = (await toast.textContent()) ?? '';
     await page.locator('.tabs-container .tab[aria-label*="README.md"]').first().waitFor({ timeout: 30_000 });
     // The export's progress notification ends with the export.
     await page
@@ -139,6 +165,15 @@ async function run(session: Session, log: (message: string) => void): Promise<vo
   const config = JSON.parse(readFileSync(join(target, 'config.json'), 'utf8')) as { num_local_experts?: number };
   assert.equal(config.num_local_experts, 4);
   for (const file of ['model.safetensors', 'README.md', 'moe_studio_manifest.json']) assert.ok(existsSync(join(target, file)), `${file} missing from ${target}`);
+  assert.match(exported, new RegExp(`Exported ${readdirSync(target).length} files`), 'the notification counts every file written');
+  const card = readFileSync(join(target, 'README.md'), 'utf8');
+  assert.match(card, /^# demo\/model, compressed with MoE Studio$/m);
+  assert.match(card, /Weights: [\d.]+ MiB, down from [\d.]+ MiB/);
+  assert.match(card, /top-1 agreement with the full model/);
+  await step(page, 'e2e-plan-7b-model-card', async () => {
+    await page.locator('.tabs-container .tab[aria-label*="README.md"]').first().click();
+    await page.waitForTimeout(1_000);
+  });
 
   // 5. The server crashes: restarted, and said so once.
   await clearNotifications(page);

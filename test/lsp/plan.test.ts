@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import {
+  type CodeAction,
   CodeActionRequest,
   CodeLensRequest,
   CompletionRequest,
@@ -198,6 +199,46 @@ describe('plan files in the language server', () => {
     void server.connection.sendNotification(DidChangeTextDocumentNotification.type, { textDocument: { uri, version: 2 }, contentChanges: [{ text: fixedText }] });
     const after = await published;
     assert.deepEqual(byCode(after.diagnostics, 'duplicateExpert'), []);
+  });
+
+  it('offers to replace or remove an unknown expert id, with its matrix rows', async () => {
+    const oneHot = (j: number) => Array.from({ length: 8 }, (_, k) => (k === j ? 1 : 0));
+    const layer0: PlanLayer = { layer: 0, keptExperts: [0, 2, 5, 9], mergeMatrix: [0, 2, 5, 7].map(oneHot), routerMap: [0, 2, 5, 7].map(oneHot) };
+    const { uri, document, diagnostics } = await open(formatPlan(plan([layer0, goodLayers[1]])));
+    const [unknown] = byCode(diagnostics, 'unknownExpert');
+    const actions = ((await server.connection.sendRequest(CodeActionRequest.type, { textDocument: { uri }, range: unknown.range, context: { diagnostics: [unknown] } })) ?? [])
+      .filter((a): a is CodeAction => 'kind' in a && a.kind === 'quickfix' && a.diagnostics?.[0]?.code === 'unknownExpert');
+    assert.deepEqual(actions.map((a) => a.title), ['Remove expert 9', 'Replace expert 9 with expert 1', 'Replace expert 9 with expert 3', 'Replace expert 9 with expert 4']);
+    const apply = (action: CodeAction) => TextDocument.applyEdits(document, action.edit!.changes![uri]);
+    const removed = JSON.parse(apply(actions[0])).layers[0];
+    assert.deepEqual(removed.keptExperts, [0, 2, 5]);
+    assert.deepEqual(removed.mergeMatrix, [0, 2, 5].map(oneHot));
+    assert.deepEqual(removed.routerMap, [0, 2, 5].map(oneHot));
+    const replaced = apply(actions[1]);
+    assert.match(replaced, /"keptExperts": \[0, 2, 5, 1\]/);
+    const published = nextNotification<PublishDiagnosticsParams>(server, PublishDiagnosticsNotification.type, (p) => p.uri === uri && p.version === 2);
+    void server.connection.sendNotification(DidChangeTextDocumentNotification.type, { textDocument: { uri, version: 2 }, contentChanges: [{ text: replaced }] });
+    assert.deepEqual(byCode((await published).diagnostics, 'unknownExpert'), []);
+  });
+
+  it('keeps the summary lens in step with an edit: counts, savings and exactness as the layers are now', async () => {
+    const { uri } = await open(formatPlan(plan(goodLayers)));
+    const summary = async () => ((await server.connection.sendRequest(CodeLensRequest.type, { textDocument: { uri } })) ?? [])[3]?.command?.title;
+    const percent = (layers: PlanLayer[]) => {
+      const { parameters } = predictSavings(checkpoint.spec, layers, 'F32');
+      return Math.round(100 * (1 - parameters.after / parameters.before));
+    };
+    assert.equal(await summary(), `4/8 experts kept · ${percent(goodLayers)}% fewer parameters · exact in HF`);
+
+    // One expert removed from layer 0 by hand: the recorded savings and exactness are now stale.
+    const edited: PlanLayer[] = [{ layer: 0, keptExperts: [0, 2, 5] }, goodLayers[1]];
+    const stale = formatPlan({ ...plan(goodLayers), layers: edited });
+    const published = nextNotification<PublishDiagnosticsParams>(server, PublishDiagnosticsNotification.type, (p) => p.uri === uri && p.version === 2);
+    void server.connection.sendNotification(DidChangeTextDocumentNotification.type, { textDocument: { uri, version: 2 }, contentChanges: [{ text: stale }] });
+    const { diagnostics } = await published;
+    assert.ok(diagnostics.some((d) => d.code === 'claimMismatch' && /not exact in Hugging Face/.test(String(d.message))));
+    assert.notEqual(percent(edited), percent(goodLayers));
+    assert.equal(await summary(), `3–4/8 experts kept · ${percent(edited)}% fewer parameters · not exact in HF`);
   });
 
   it('hovers an expert id with its layer and profile statistics, and a layer with its pruning factor', async () => {

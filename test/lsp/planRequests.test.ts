@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CancellationTokenSource, ResponseError } from 'vscode-languageserver-protocol/node';
 import { ErrorCodes, EvaluatePlanRequest, GeneratePlanRequest, PreviewPlanRequest, SweepRequest } from '../../common/protocol';
-import { formatPlan, parsePlan } from '../../server/src/plan';
+import { formatPlan, parsePlan, predictSavings } from '../../server/src/plan';
 import { sendInitialized, startServer, type ServerUnderTest } from '../support/lspClient';
 import { writeRandomCheckpoint, type RandomCheckpoint } from '../support/randomCheckpoint';
 
@@ -78,6 +78,22 @@ describe('plan requests in the language server', () => {
     assert.match(preview.configBefore, /"num_local_experts": 8/);
     assert.match(preview.configAfter, /"num_local_experts": 4/);
     assert.deepEqual(preview.notExactReasons, []);
+  });
+
+  it('previews the editor\'s unsaved text, with savings and exactness as its layers are now and the files resolved', async () => {
+    const onDisk = fs.readFileSync(planPath, 'utf8');
+    const plan = parsePlan(onDisk).plan!;
+    // One expert removed from layer 0; the recorded savings and exactness are the old plan's.
+    const layers = [{ ...plan.layers[0], keptExperts: plan.layers[0].keptExperts.slice(0, 3) }, plan.layers[1]];
+    const text = formatPlan({ ...plan, layers });
+    const preview = await server.connection.sendRequest(PreviewPlanRequest.type, { plan: planPath, text });
+    assert.equal(fs.readFileSync(planPath, 'utf8'), onDisk);
+    assert.deepEqual(preview.layers.map((layer) => layer.kept.length), [3, 4]);
+    assert.deepEqual(preview.plan.predictedSavings, predictSavings(checkpoint.spec, layers, plan.predictedSavings!.dtype as 'F32'));
+    assert.notDeepEqual(preview.plan.predictedSavings, plan.predictedSavings);
+    assert.equal(preview.plan.exactInHuggingFace.exact, false);
+    assert.equal(preview.modelFolder, checkpoint.folder);
+    assert.deepEqual(preview.calibrationFiles, [calibration]);
   });
 
   it('refuses a plan made for another model, saying why', async () => {

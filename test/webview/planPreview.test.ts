@@ -36,6 +36,8 @@ const PREVIEW: PreviewPlanResult = {
   configBefore: '{"num_local_experts": 8}',
   configAfter: '{"num_local_experts": 4}',
   notExactReasons: [],
+  modelFolder: '/workspace/model',
+  calibrationFiles: ['/workspace/data/code.train.jsonl'],
 };
 
 const SWEEP: SweepResult = {
@@ -122,5 +124,54 @@ test('an EEP plan charts its search: the plan and the best candidate per generat
   await send(page, { type: 'planPreview', payload: broken });
   await page.locator('#plan-title').waitFor({ timeout: 10_000 });
   assert.equal(await page.locator('#eep-search-chart').count(), 0);
+  await assertClean(page, problems);
+});
+
+test('the preview follows the plan: a new preview replaces the old, metrics read by name, a large drop stands out, the sweep button recovers', async (t) => {
+  browser ??= await prerequisite(t, 'Chromium', launchBrowser);
+  if (!browser) return;
+  const { page, problems } = await pageServer.open(browser, undefined, { width: 1100, height: 900 });
+  const unevaluated = { ...PREVIEW, plan: { ...PREVIEW.plan, evaluations: [] } };
+  await send(page, { type: 'planPreview', payload: unevaluated });
+  await page.getByText(/Not evaluated yet/).waitFor({ timeout: 10_000 });
+  await screenshot(page, 'preview-refresh-before');
+
+  // What the extension posts after Evaluate wrote its results into the plan: the panel shows them at once.
+  const evaluated = {
+    ...PREVIEW,
+    plan: {
+      ...PREVIEW.plan,
+      evaluations: [
+        { dataset: 'arithmetic-mc.jsonl', metric: 'accuracy' as const, value: 0.31, baseline: 0.89 },
+        { dataset: 'code.valid.jsonl', metric: 'top1Agreement' as const, value: 0.97, baseline: 1 },
+      ],
+    },
+  };
+  await send(page, { type: 'planPreview', payload: evaluated });
+  await page.locator('#evaluations').waitFor({ timeout: 10_000 });
+  assert.equal(await page.getByText(/Not evaluated yet/).count(), 0);
+  const table = (await page.locator('#evaluations').textContent()) ?? '';
+  assert.match(table, /top-1 agreement with the full model/);
+  assert.doesNotMatch(table, /top1Agreement/);
+  assert.equal(await page.locator('#evaluations tr.quality-drop').count(), 1);
+  assert.match((await page.locator('#evaluations tr.quality-drop').textContent()) ?? '', /accuracy.*0\.8900.*0\.3100/);
+  await screenshot(page, 'preview-refresh-after');
+
+  // An edit that removes an expert: the savings row is the new plan's, not the old one's.
+  const edited = { ...evaluated, plan: { ...evaluated.plan, predictedSavings: { ...PREVIEW.plan.predictedSavings!, parameters: { before: 4_658_304, after: 2_200_704 } } } };
+  await send(page, { type: 'planPreview', payload: edited });
+  await page.waitForFunction(() => /2\.20 M/.test(document.querySelector('#savings')?.textContent ?? ''), undefined, { timeout: 10_000 });
+  assert.match((await page.locator('#savings').textContent()) ?? '', /−52\.8%/);
+
+  // The sweep failed, or no dataset was picked: the button is ready again, never stuck on "Sweeping…".
+  const sweepButton = () => page.locator('button', { hasText: /Sweeping|Run sweep|again/ }).first();
+  await sweepButton().click();
+  assert.match((await sweepButton().textContent()) ?? '', /Sweeping/);
+  await send(page, { type: 'error', payload: { message: 'The sweep failed: ENOENT model/config.json' } });
+  await page.locator('button', { hasText: /^Run sweep/ }).waitFor({ timeout: 10_000 });
+  assert.match((await page.locator('.error').textContent()) ?? '', /The sweep failed/);
+  await sweepButton().click();
+  await send(page, { type: 'sweepCancelled', payload: {} });
+  await page.locator('button', { hasText: /^Run sweep/ }).waitFor({ timeout: 10_000 });
   await assertClean(page, problems);
 });

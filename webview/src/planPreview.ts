@@ -6,7 +6,7 @@ import type { PreviewPlanResult, SweepResult } from '../../common/protocol';
 import { chartCard } from './chartCard';
 import type { EepSearchRecord } from '../../server/src/plan/methods/eep';
 import { chartsTheme, eepSearchChart, sweepChart } from './charts';
-import { formatBytes } from '../../common/format';
+import { formatBytes, isLargeQualityDrop, metricLabel } from '../../common/format';
 import { button, element } from './dom';
 import { startPage, type Rendered, type Update } from './page';
 import { vscode } from './vscodeApi';
@@ -21,6 +21,7 @@ interface State {
 startPage<State>(render, (message, update) => {
   if (message.type === 'planPreview') update({ preview: message.payload, error: undefined });
   else if (message.type === 'sweep') update({ sweep: message.payload, sweepRunning: false });
+  else if (message.type === 'sweepCancelled') update({ sweepRunning: false });
   else if (message.type === 'error') update({ error: message.payload.message, sweepRunning: false });
 });
 
@@ -123,8 +124,8 @@ function evaluationsTable({ plan }: PreviewPlanResult): HTMLElement {
   if (plan.evaluations.length === 0) return element('p', { className: 'facts' }, 'Not evaluated yet: press Evaluate to measure it against the full model on held-out data.');
   return element('table', { className: 'numbers', id: 'evaluations' },
     element('thead', {}, element('tr', {}, ...['dataset', 'metric', 'full model', 'plan', 'change'].map((h) => element('th', {}, h)))),
-    element('tbody', {}, ...plan.evaluations.map((e) => element('tr', {},
-      element('td', {}, e.dataset), element('td', {}, e.metric),
+    element('tbody', {}, ...plan.evaluations.map((e) => element('tr', isLargeQualityDrop(e.metric, e.value, e.baseline) ? { className: 'quality-drop', title: 'A large quality drop from the full model' } : {},
+      element('td', {}, e.dataset), element('td', {}, metricLabel(e.metric)),
       element('td', {}, e.baseline === undefined ? '—' : e.baseline.toFixed(4)),
       element('td', {}, e.value.toFixed(4)),
       element('td', { className: 'delta' }, e.baseline === undefined ? '' : `${e.value - e.baseline >= 0 ? '+' : ''}${(e.value - e.baseline).toFixed(4)}`)))));

@@ -74,8 +74,13 @@ function profileSections(state: State, update: Update<State>, rendered: Rendered
 
   const usage = chartCard('usage-heatmap', 'Expert usage (layer × expert)', `${stem}.usage-heatmap.png`, { tall: true });
   const bars = chartCard('usage-bars', 'Expert usage in one layer', `${stem}.usage-layer-${picked.layer}.png`, { controls: [layerPicker] });
-  const coActivation = chartCard('co-activation', `Co-activation, layer ${picked.layer}`, `${stem}.co-activation-${picked.layer}.png`, { tall: true });
-  const entropy = chartCard('entropy', 'Routing entropy per layer', `${stem}.entropy.png`);
+  const coActivation = chartCard('co-activation', `Co-activation, layer ${picked.layer}`, `${stem}.co-activation-${picked.layer}.png`, {
+    tall: true,
+    note: 'Colour: tokens that chose both experts among their top-k. The grey diagonal is each expert with itself (its own token count, in the hover), left out of the colour scale so it does not flatten it.',
+  });
+  const entropy = chartCard('entropy', 'Routing entropy per layer (÷ ln E)', `${stem}.entropy.png`, {
+    note: 'Mean routing entropy divided by ln E, as the CLI prints it: 1 is uniform routing over all experts, 0 one expert always.',
+  });
   const gating = chartCard('adaptive-gating', 'Adaptive gating: tokens that need one expert', `${stem}.adaptive-gating.png`);
   rendered.charts.push(
     () => usageHeatmap(usage.canvas, layers, theme),

@@ -30,14 +30,20 @@ export async function exportPlan(client: LanguageClient, documents: VirtualDocum
   await showConfigDiff(documents, preview);
   const counts = preview.tensors.reduce<Record<string, number>>((acc, tensor) => ({ ...acc, [tensor.action]: (acc[tensor.action] ?? 0) + 1 }), {});
   const planStem = path.basename(planUri.fsPath, '.moeplan.json');
-  const defaultTarget = path.join(path.dirname(planUri.fsPath), format.format === 'onnx' ? `${planStem}.onnx` : `${planStem}-model`);
+  // By default under the workspace's .moe-studio/exports/, which the model search skips: an export
+  // becomes a second workspace model (and "which model?" a question) only where the user puts it.
+  const workspace = vscode.workspace.getWorkspaceFolder(planUri)?.uri.fsPath ?? path.dirname(planUri.fsPath);
+  const defaultTarget = path.join(workspace, '.moe-studio', 'exports', format.format === 'onnx' ? `${planStem}.onnx` : `${planStem}-model`);
   const target = await vscode.window.showInputBox({
     title: 'Export to',
-    prompt: `Tensors: ${Object.entries(counts).map(([action, n]) => `${n} ${action}`).join(', ')}. The source model is not modified.`,
+    prompt: `Tensors: ${Object.entries(counts).map(([action, n]) => `${n} ${action}`).join(', ')}. The source model is not modified. Under .moe-studio/ the export is not offered as a workspace model; elsewhere in the workspace it is.`,
     value: defaultTarget,
     validateInput: (value) => (value.trim() ? undefined : 'A path is needed'),
   });
   if (!target) return;
+  // The suggested folder is MoE Studio's own: made here. A folder the user names must exist already.
+  const exportsFolder = path.dirname(defaultTarget);
+  if (path.dirname(path.resolve(target)) === exportsFolder) await fs.promises.mkdir(exportsFolder, { recursive: true });
   const send = (overwrite: boolean) => withServerProgress(client, `Exporting ${path.basename(target)}`, (workDoneToken, token) =>
     client.sendRequest(ExportPlanRequest.type, { plan: planUri.fsPath, format: format.format, target, overwrite, workDoneToken }, token));
   let result;

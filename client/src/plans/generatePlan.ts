@@ -7,10 +7,15 @@ import type { FieldSpec } from '../../../server/src/profile/types';
 import { chooseDatasets } from '../datasetChoice';
 import { chooseTextField } from '../fieldChoice';
 import { chooseModel } from '../modelChoice';
+import { lastProfiledDataset } from '../profileRegistry';
 import { withServerProgress } from '../progress';
 
+/** Fast methods with good quality first (Enter picks REAP); the search methods, slowest, last. */
 const METHODS: { method: GenerateMethodName; label: string; detail: string; parameters?: Record<string, unknown> }[] = [
-  { method: 'eep', label: 'EEP (evolutionary search)', detail: 'Gradient-free search over router mapping and expert merging; fitness is task quality on calibration samples. Best quality, slowest.' },
+  { method: 'reap', label: 'REAP', detail: 'Drops the experts with the lowest mean gate × ‖expert output‖ over routed tokens. Fast (one pass over the calibration data), good quality.' },
+  { method: 'frequency', label: 'Frequency', detail: 'Keeps the experts routed to most often on the calibration data. Fastest.' },
+  { method: 'softCount', label: 'Soft count', detail: 'Keeps the experts with the largest sum of gate weights.' },
+  { method: 'naee', label: 'NAEE (subset search)', detail: "Per layer, the kept subset that best reconstructs the layer's output on calibration tokens." },
   { method: 'uncurl', label: 'UNCURL (cluster and merge)', detail: 'Clusters experts by router-logit similarity on the task, keeps the most used per cluster and merges the rest into it.' },
   {
     method: 'uncurl',
@@ -18,10 +23,7 @@ const METHODS: { method: GenerateMethodName; label: string; detail: string; para
     detail: 'UNCURL clustering on the correlation of router logits: for tasks that use only a few experts, which plain UNCURL would merge into one.',
     parameters: { similarity: 'correlation' },
   },
-  { method: 'naee', label: 'NAEE (subset search)', detail: "Per layer, the kept subset that best reconstructs the layer's output on calibration tokens." },
-  { method: 'reap', label: 'REAP', detail: 'Drops the experts with the lowest mean gate × ‖expert output‖ over routed tokens.' },
-  { method: 'frequency', label: 'Frequency', detail: 'Keeps the experts routed to most often on the calibration data.' },
-  { method: 'softCount', label: 'Soft count', detail: 'Keeps the experts with the largest sum of gate weights.' },
+  { method: 'eep', label: 'EEP (evolutionary search)', detail: 'Gradient-free search over router mapping and expert merging; fitness is task quality on calibration samples. Best quality, slowest (minutes).' },
   { method: 'random', label: 'Random (baseline)', detail: 'A seeded random subset: the floor every method should beat.' },
   { method: 'adaptiveGating', label: 'Adaptive gating (keeps every expert)', detail: 'A token runs only its first expert when its router is confident (p1 − p2 > T): fewer active parameters per token, same memory.' },
 ];
@@ -61,7 +63,8 @@ export async function generatePlan(context: vscode.ExtensionContext, client: Lan
       counts.map((count) => ({
         label: `Keep ${count} of ${E} experts per layer`,
         description: `${(E / count).toFixed(1)}× fewer experts`,
-        detail: E / count > threshold ? `$(warning) Past UNCURL's threshold (~${threshold}×): expect quality to drop` : undefined,
+        // UNCURL's paper measured where merging stops holding quality; that threshold is about UNCURL only.
+        detail: method.method === 'uncurl' && E / count > threshold ? `$(warning) Past UNCURL's threshold (~${threshold}×): expect quality to drop` : undefined,
         count,
       })),
       { title: `How many experts should each of the ${summary.moeLayers.length} MoE layers keep?` },
@@ -70,7 +73,7 @@ export async function generatePlan(context: vscode.ExtensionContext, client: Lan
     target = { count: picked.count, name: `keep${picked.count}` };
   }
 
-  const calibration = await chooseDatasets(context, { title: 'Calibration data (the task to keep quality on)', canPickMany: true, remember: 'moeStudio.calibration', preferMatching: /train/ });
+  const calibration = await chooseDatasets(context, { title: 'Calibration data (the task to keep quality on)', canPickMany: true, remember: 'moeStudio.calibration', preferMatching: /train/, first: lastProfiledDataset() });
   if (!calibration) return;
   const withFields: { file: string; field: FieldSpec }[] = [];
   for (const file of calibration) {

@@ -14,6 +14,8 @@ export interface PanelOptions {
   onMessage?: (message: FromWebviewMessage) => void;
   /** Where "Save as PNG" suggests saving. */
   saveNextTo: vscode.Uri;
+  /** Called once when the user closes the panel. */
+  onDispose?: () => void;
 }
 
 /**
@@ -56,10 +58,15 @@ export class PanelHost {
     this.panel.onDidChangeViewState(({ webviewPanel }) => {
       if (!webviewPanel.visible) this.ready = false;
     }, undefined, context.subscriptions);
-    this.panel.onDidDispose(() => PanelHost.panels.delete(options.key), undefined, context.subscriptions);
+    this.panel.onDidDispose(() => {
+      PanelHost.panels.delete(options.key);
+      options.onDispose?.();
+    }, undefined, context.subscriptions);
   }
 
   post(message: ToWebviewMessage): void {
+    // Replayed in the order last posted, so a reloaded page ends in the state it had (a fixed error stays fixed).
+    this.latest.delete(message.type);
     this.latest.set(message.type, message);
     if (this.ready) void this.panel.webview.postMessage(message);
   }

@@ -13,6 +13,7 @@ import { formatPlan, toRuntimePlan, type MoePlan, type PlanEvaluation, type Plan
 import { modelIdentity, type ModelIdentity } from '../profile/run/modelIdentity';
 import { sharedRuntimes } from '../profile/run/profileDataset';
 import type { OpenModel, RuntimePool } from '../profile/run/runtimePool';
+import { loadChatTemplate } from '../profile/chatTemplate';
 import type { FieldSpec } from '../profile/types';
 import { forwardProgressMessage, type ForwardProgress, type RuntimePlan } from '../runtime';
 import { baselineFolder, cachedBaseline } from './baselines';
@@ -36,6 +37,9 @@ export interface EvaluateProgress {
   message: string;
   /** 0..1 over the whole request. */
   fraction: number;
+  /** Sequences (or questions) of the current dataset done and in all, while the plan runs on it. */
+  done?: number;
+  total?: number;
 }
 
 export interface EvaluationRun {
@@ -49,10 +53,10 @@ export interface EvaluationRun {
 }
 
 /** A loaded plan, checked against its model (architecture, experts, layers and, when both have one, fingerprint). */
-export async function loadCheckedPlan(planFile: string): Promise<PlanForExport & { identity: ModelIdentity }> {
+export async function loadCheckedPlan(planFile: string, unsavedText?: string): Promise<PlanForExport & { identity: ModelIdentity }> {
   let loaded: PlanForExport;
   try {
-    loaded = await loadPlanForExport(planFile);
+    loaded = await loadPlanForExport(planFile, undefined, unsavedText);
   } catch (error) {
     if (error instanceof ExportError) throw new UserError(error.message);
     throw error;
@@ -85,7 +89,8 @@ export async function baselineFor(run: EvaluationRun, samples: LoadedSamples): P
 }
 
 export async function loadDataset(run: EvaluationRun, dataset: DatasetSpec): Promise<LoadedSamples> {
-  return loadSamples(dataset.file, run.model.tokenizer, { field: dataset.field, maxRows: run.maxRows, sequenceLength: run.sequenceLength });
+  const chat = dataset.field?.kind === 'chat' || dataset.field === undefined ? await loadChatTemplate(run.identity.folder) : undefined;
+  return loadSamples(dataset.file, run.model.tokenizer, { field: dataset.field, maxRows: run.maxRows, sequenceLength: run.sequenceLength, chat });
 }
 
 export interface EvaluatePlanFileOptions {
@@ -120,7 +125,8 @@ export async function evaluatePlanFile(options: EvaluatePlanFileOptions): Promis
   const date = new Date().toISOString().slice(0, 10);
   const steps = options.datasets.length * 2;
   let step = 0;
-  const report = (message: string, within = 0) => options.onProgress?.({ message, fraction: Math.min(1, (step + within) / steps) });
+  const report = (message: string, counts?: { done: number; total: number }) =>
+    options.onProgress?.({ message, fraction: Math.min(1, (step + (counts ? counts.done / Math.max(1, counts.total) : 0)) / steps), ...counts });
   for (const dataset of options.datasets) {
     const name = path.basename(dataset.file);
     report(`Reading ${name}`);
@@ -131,8 +137,8 @@ export async function evaluatePlanFile(options: EvaluatePlanFileOptions): Promis
     const evaluator = new Evaluator(model.runtime, samples.samples);
     report(`Plan on ${name}: ${(await evaluator.estimate({ withFullModel: samples.samples.kind === 'text' })).summary}`);
     // Layer by layer only when layers stream: resident forwards are batches of milliseconds.
-    const onForwardProgress = model.runtime.memory.policy === 'resident' ? undefined : (p: ForwardProgress) => report(`Plan on ${name}: ${forwardProgressMessage(p)}`, (p.workSetsDone + p.layersDone / p.layers) / p.workSets / 2);
-    const result = await evaluator.evaluate(runtimePlan, evaluator.metrics, { signal: options.signal, onProgress: (done, total) => report(`Plan on ${name}`, done / total), onForwardProgress });
+    const onForwardProgress = model.runtime.memory.policy === 'resident' ? undefined : (p: ForwardProgress) => report(`Plan on ${name}: ${forwardProgressMessage(p)}`, { done: p.workSetsDone * p.layers + p.layersDone, total: p.workSets * p.layers * 2 });
+    const result = await evaluator.evaluate(runtimePlan, evaluator.metrics, { signal: options.signal, onProgress: (done, total) => report(`Plan on ${name}`, { done, total }), onForwardProgress });
     step++;
     const written = planDatasetName(samples.file, planFile, options.workspaceFolder);
     for (const metric of evaluator.metrics as EvaluationMetric[]) {

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import type { TextTokenizer } from '../checkpoint/modelSpec';
 import { datasetFormatOf } from '../datasets/format';
 import { readRecords } from '../datasets/records';
+import type { ChatTemplate } from '../profile/chatTemplate';
 import { UserError } from '../errors';
 import { detectTextField, fieldLabel, rowText } from '../profile/textField';
 import type { FieldSpec } from '../profile/types';
@@ -42,6 +43,8 @@ export interface SampleOptions {
   maxRows?: number;
   /** Tokens per text row (BOS included); longer rows are cut. Default 256, the demo's protocol. */
   sequenceLength?: number;
+  /** The model's chat template, for chat rows (as profiling renders them). */
+  chat?: ChatTemplate;
 }
 
 export const DEFAULT_SEQUENCE_LENGTH = 256;
@@ -93,7 +96,7 @@ export async function loadSamples(file: string, tokenizer: TextTokenizer, option
   for (const { line, value } of values) {
     let text: string;
     try {
-      text = rowText(value, field, line);
+      text = rowText(value, field, line, options.chat);
     } catch {
       continue;
     }

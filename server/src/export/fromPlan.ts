@@ -101,12 +101,13 @@ export interface PlanForExport {
  * working directory), never against the folders above: a plan from elsewhere must not pick up
  * whatever model happens to sit in some parent folder.
  */
-export async function loadPlanForExport(planFile: string, workspaceFolders: readonly string[] = [process.cwd()]): Promise<PlanForExport> {
+export async function loadPlanForExport(planFile: string, workspaceFolders: readonly string[] = [process.cwd()], unsavedText?: string): Promise<PlanForExport> {
   const file = resolve(planFile);
+  // The editor's text when given (a live preview of unsaved edits); paths still resolve against the file's place.
   let text: string;
   try {
     // A plan is kilobytes; /dev/zero or a FIFO named like one would otherwise be read forever.
-    text = (await readRegularFile(file, MAX_METADATA_BYTES)).toString('utf8');
+    text = unsavedText ?? (await readRegularFile(file, MAX_METADATA_BYTES)).toString('utf8');
   } catch (error) {
     throw new ExportError('invalidPlan', `Cannot read the plan ${file}: ${(error as Error).message}`);
   }

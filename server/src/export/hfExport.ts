@@ -159,7 +159,7 @@ export async function exportHuggingFace(source: ExportSource, plan: ExportPlan, 
     const bytesBefore = layout.sourceTensors.reduce((sum, tensor) => sum + tensor.byteLength, 0);
     const tensorBytes = layout.tensors.reduce((sum, tensor) => sum + tensor.byteLength, 0);
     await write('README.md', modelCard({ sourceFolder: source.folder, sourceConfig: source.config, plan, resolved, bytesBefore, bytesAfter: tensorBytes }));
-    await HashedFile.writeWhole(fs, join(partial, MANIFEST_FILE), MANIFEST_FILE, manifestText(files));
+    const manifest = await HashedFile.writeWhole(fs, join(partial, MANIFEST_FILE), MANIFEST_FILE, manifestText(files));
     await fs.syncFolder(partial);
 
     throwIfAborted(signal);
@@ -169,7 +169,8 @@ export async function exportHuggingFace(source: ExportSource, plan: ExportPlan, 
     progress('finishing');
     await moveIntoPlace(fs, partial, targetFolder, options.overwrite === true);
     created = false;
-    return { folder: targetFolder, files, weightFiles: shards.map((shard) => shard.file), tensorBytes, skippedFiles: skipped, staleRemoved };
+    // The manifest is written too: a summary counting `files` counts every file in the folder.
+    return { folder: targetFolder, files: [...files, manifest], weightFiles: shards.map((shard) => shard.file), tensorBytes, skippedFiles: skipped, staleRemoved };
   } catch (error) {
     if (created) await fs.remove(partial).catch(() => undefined);
     throw explain(error, signal, parent);

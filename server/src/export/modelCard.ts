@@ -1,10 +1,14 @@
 /** The exported folder's README.md: what was pruned or merged, on what data, and quality before and after. */
 
-import { basename } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
+import { formatBytes, isLargeQualityDrop, metricLabel } from '../../../common/format';
 import type { ExportPlan, ResolvedExportPlan } from './exportPlan';
 
 interface Metric {
   name: string;
+  /** The metric's id (`kl`, `top1Agreement`, …) when the plan recorded one; `name` may add the dataset. */
+  metric?: string;
+  dataset?: string;
   before?: number;
   after?: number;
 }
@@ -18,6 +22,19 @@ function metricsOf(evaluation: unknown): { dataset?: string; metrics: Metric[] }
 
 const number = (value: unknown) => (typeof value === 'number' ? String(Number(value.toPrecision(6))) : '–');
 
+/** Folder names that say nothing about the model: the card names the folder above as well. */
+const GENERIC_FOLDER_NAMES = new Set(['model', 'models', 'checkpoint', 'checkpoints', 'weights', 'hf', 'huggingface', 'original', '.']);
+
+/** config.json's `_name_or_path` (the hub id transformers records), else the folder's name, with its parent's when it is a generic one. */
+export function modelName(sourceFolder: string, sourceConfig: Record<string, unknown>): string {
+  const recorded = sourceConfig._name_or_path;
+  if (typeof recorded === 'string' && recorded.trim() && !GENERIC_FOLDER_NAMES.has(basename(recorded))) return recorded.trim();
+  const folder = resolve(sourceFolder);
+  const name = basename(folder);
+  const parent = basename(dirname(folder));
+  return GENERIC_FOLDER_NAMES.has(name) && parent ? `${parent}/${name}` : name;
+}
+
 export function modelCard(options: {
   sourceFolder: string;
   sourceConfig: Record<string, unknown>;
@@ -27,10 +44,9 @@ export function modelCard(options: {
   bytesAfter: number;
 }): string {
   const { plan, resolved, sourceConfig } = options;
-  const sourceName = typeof sourceConfig._name_or_path === 'string' && sourceConfig._name_or_path ? sourceConfig._name_or_path : basename(options.sourceFolder);
+  const sourceName = modelName(options.sourceFolder, sourceConfig);
   const architecture = Array.isArray(sourceConfig.architectures) ? String(sourceConfig.architectures[0]) : String(sourceConfig.model_type);
   const changed = resolved.layers.filter((layer) => layer.planned);
-  const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(2)} GiB`;
   const lines = [
     '---',
     'library_name: transformers',
@@ -43,7 +59,7 @@ export function modelCard(options: {
     `# ${sourceName}, compressed with MoE Studio`,
     '',
     `This is \`${sourceName}\` (${architecture}) with experts ${changed.some((l) => l.merged) ? 'pruned and merged' : 'pruned'} by MoE Studio` +
-      `${plan.method ? ` (${plan.method})` : ''}. Weights: ${gib(options.bytesAfter)}, down from ${gib(options.bytesBefore)}.`,
+      `${plan.method ? ` (${plan.method})` : ''}. Weights: ${formatBytes(options.bytesAfter)}, down from ${formatBytes(options.bytesBefore)}.`,
     '',
     '## What changed',
     '',
@@ -65,7 +81,20 @@ export function modelCard(options: {
   const evaluation = metricsOf(plan.evaluation);
   if (evaluation) {
     if (evaluation.dataset) lines.push(`Evaluated on ${evaluation.dataset}.`, '');
-    lines.push('| metric | original | exported |', '|---|---|---|', ...evaluation.metrics.map((m) => `| ${m.name} | ${number(m.before)} | ${number(m.after)} |`), '');
+    const label = (m: Metric) => (m.metric ? `${metricLabel(m.metric)}${m.name !== m.metric && m.dataset ? ` (${m.dataset})` : ''}` : m.name);
+    const drops = evaluation.metrics.filter((m) => m.metric && typeof m.after === 'number' && isLargeQualityDrop(m.metric, m.after, m.before));
+    if (drops.length > 0) {
+      lines.push(`> **Warning: quality dropped sharply.** ${drops.map((m) => `${label(m)}: ${number(m.before)} → ${number(m.after)}`).join('; ')}. Check that this model still does its task before using it.`, '');
+    }
+    lines.push(
+      '| metric | original | exported |',
+      '|---|---|---|',
+      ...evaluation.metrics.map((m) => {
+        const cells = [label(m), number(m.before), number(m.after)];
+        return `| ${(drops.includes(m) ? cells.map((cell) => `**${cell}**`) : cells).join(' | ')} |`;
+      }),
+      '',
+    );
   } else if (plan.evaluation !== undefined && plan.evaluation !== null) {
     lines.push('```json', JSON.stringify(plan.evaluation, null, 2), '```', '');
   } else {

@@ -91,7 +91,10 @@ export function registerPlanRequests(connection: Connection, health: Health, opt
   }));
 
   // Preview reads the checkpoint's headers and config only: no model runs, so it is allowed untrusted.
-  connection.onRequest(PreviewPlanRequest.type, safeHandler(connection, PreviewPlanRequest.method, async ({ plan }) => previewPlanFile(localPath(plan))));
+  connection.onRequest(PreviewPlanRequest.type, safeHandler(connection, PreviewPlanRequest.method, async ({ plan, text }) => {
+    const file = localPath(plan);
+    return previewPlanFile(file, text, options.workspaceFolders?.() ?? []);
+  }));
 
   connection.onRequest(SweepRequest.type, running(SweepRequest.method, 'Sweeping expert counts', async (params, { signal, report }) => {
     const model = localPath(params.model);

@@ -3,6 +3,7 @@ export * from './planFile';
 export { analyseHfExactness } from './hfExactness';
 export { oneHotRows, toLayerPlan, toRuntimePlan } from './runtimeConversion';
 export { predictSavings } from './savings';
+export { withCurrentFigures } from './currentFigures';
 export type { ExpertTarget, GatingCurve, LayerStatistics, MoeLayerShape } from './statistics';
 export { randomPruning, frequencyPruning, softCountPruning, reapPruning } from './methods/ranking';
 export { naeePruning, type LayerErrorFunction, type NaeeOptions } from './methods/naee';

@@ -37,7 +37,9 @@ export interface ProfileInputs {
  */
 export function profileCacheKey(inputs: ProfileInputs, gatingThresholds: readonly number[] = DEFAULT_GATING_THRESHOLDS): string {
   const { sequenceLength, maxRows, tokenRecords } = inputs.settings;
-  const identity = [PROFILE_VERSION, inputs.model.fingerprint, inputs.dataset.contentSha256, inputs.dataset.field, sequenceLength, maxRows, tokenRecords, gatingThresholds];
+  // The chat rendering only when there is one, so profiles of other data keep their keys.
+  const chat = inputs.dataset.chatTemplate ? [inputs.dataset.chatTemplate] : [];
+  const identity = [PROFILE_VERSION, inputs.model.fingerprint, inputs.dataset.contentSha256, inputs.dataset.field, sequenceLength, maxRows, tokenRecords, gatingThresholds, ...chat];
   return createHash('sha256').update(JSON.stringify(identity)).digest('hex');
 }
 

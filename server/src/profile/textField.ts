@@ -2,7 +2,8 @@
  * Which part of a dataset row is the text to profile. Detection looks at the first rows and
  * returns ranked candidates with a confidence, so the client can ask (a quick pick) when unsure.
  */
-import { UserError } from '../errors';
+import { UserError, errorMessage, isUserError } from '../errors';
+import type { ChatMessage, ChatTemplate } from './chatTemplate';
 import type { FieldSpec } from './types';
 
 export interface FieldCandidate {
@@ -79,8 +80,14 @@ export function detectTextField(sample: readonly unknown[]): FieldDetection {
  * The text to tokenise from one row (possibly empty: the caller skips rows with no tokens). Throws a UserError naming the row and the fields it does
  * have when the spec does not fit. `line` is the row's line (or index + 1) for messages.
  */
-export function rowText(row: unknown, spec: FieldSpec, line: number): string {
-  const text = textOf(row, spec);
+export function rowText(row: unknown, spec: FieldSpec, line: number, chat?: ChatTemplate): string {
+  let text: string | undefined;
+  try {
+    text = textOf(row, spec, chat);
+  } catch (error) {
+    if (isUserError(error)) fail(`line ${line}: ${errorMessage(error)}`);
+    throw error;
+  }
   if (text !== undefined) return text;
   const where = `line ${line}`;
   if (spec.kind === 'string') return fail(`${where}: expected a string row, found ${describe(row)}`);
@@ -96,7 +103,7 @@ export function rowText(row: unknown, spec: FieldSpec, line: number): string {
 }
 
 /** The text of `row` under `spec`, or undefined when the spec does not fit the row. */
-function textOf(row: unknown, spec: FieldSpec): string | undefined {
+function textOf(row: unknown, spec: FieldSpec, chat?: ChatTemplate): string | undefined {
   switch (spec.kind) {
     case 'string':
       return typeof row === 'string' ? row : undefined;
@@ -110,22 +117,30 @@ function textOf(row: unknown, spec: FieldSpec): string | undefined {
       return typeof first === 'string' && typeof second === 'string' ? first + spec.separator + second : undefined;
     }
     case 'chat':
-      return isRecord(row) ? chatText(row[spec.field]) : undefined;
+      return isRecord(row) ? chatText(row[spec.field], chat) : undefined;
   }
 }
 
-/** `<|role|>\ncontent\n` per message; accepts {role, content} and ShareGPT's {from, value}. */
-function chatText(messages: unknown): string | undefined {
+/** ShareGPT's speaker names, as chat templates expect roles. */
+const SHAREGPT_ROLES: Record<string, string> = { human: 'user', gpt: 'assistant', system: 'system' };
+
+/**
+ * The conversation through the model's chat template when it has one, else `<|role|>\ncontent\n`
+ * per message; accepts {role, content} and ShareGPT's {from, value}.
+ */
+function chatText(messages: unknown, chat?: ChatTemplate): string | undefined {
   if (!Array.isArray(messages)) return undefined;
-  let text = '';
+  const conversation: (ChatMessage & { speaker: string })[] = [];
   for (const message of messages) {
     if (!isRecord(message)) return undefined;
-    const role = message.role ?? message.from;
+    const speaker = message.role ?? message.from;
     const content = message.content ?? message.value;
-    if (typeof role !== 'string' || typeof content !== 'string') return undefined;
-    text += `<|${role}|>\n${content}\n`;
+    if (typeof speaker !== 'string' || typeof content !== 'string') return undefined;
+    const role = message.role === undefined && Object.hasOwn(SHAREGPT_ROLES, speaker) ? SHAREGPT_ROLES[speaker] : speaker;
+    conversation.push({ role, content, speaker });
   }
-  return text;
+  if (chat) return chat.render(conversation.map(({ role, content }) => ({ role, content })));
+  return conversation.map(({ speaker, content }) => `<|${speaker}|>\n${content}\n`).join('');
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

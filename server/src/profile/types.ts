@@ -95,6 +95,8 @@ export interface ProfileDataset {
   tokens: number;
   /** SHA-256 (hex) of the file's bytes. */
   contentSha256: string;
+  /** Chat rows only: rendered with the model's chat_template ("model") or, when it has none, as `<|role|>\ncontent` ("plain"). */
+  chatTemplate?: 'model' | 'plain';
   malformedRows: number;
   /** 1-based line numbers of the first malformed rows. */
   firstMalformedLines: number[];

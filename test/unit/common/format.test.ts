@@ -9,7 +9,7 @@ test('expert counts read as one number, or as a range when layers differ', () =>
 
 test('byte sizes pick their unit', () => {
   assert.equal(formatBytes(512), '512 B');
-  assert.equal(formatBytes(1536), '1.5 KB');
-  assert.equal(formatBytes(18_648_296), '17.8 MB');
-  assert.equal(formatBytes(7.47 * 1024 ** 3), '7.47 GB');
+  assert.equal(formatBytes(1536), '1.5 KiB');
+  assert.equal(formatBytes(18_648_296), '17.8 MiB');
+  assert.equal(formatBytes(7.47 * 1024 ** 3), '7.47 GiB');
 });

@@ -8,7 +8,7 @@ import { parsePlan } from '../../../server/src/plan';
 import type { EepSearchRecord } from '../../../server/src/plan';
 import { eepSearch } from '../../../server/src/plan/methods/eep';
 import { Calibration, generatePlanFile, layerPreview, makePlan, planRelativePath, toPlanStatistics } from '../../../server/src/plan/run';
-import { modelIdentity, RuntimePool } from '../../../server/src/profile/run';
+import { modelIdentity, profileDataset, RuntimePool } from '../../../server/src/profile/run';
 import { writeRandomCheckpoint, type RandomCheckpoint } from '../../support/randomCheckpoint';
 
 const METHODS: PlanMethodName[] = ['random', 'frequency', 'softCount', 'reap', 'naee', 'uncurl', 'eep'];
@@ -60,6 +60,26 @@ describe('plan generation from a model and calibration data', () => {
       /already exists/,
     );
     assert.equal(fs.readFileSync(output, 'utf8'), '{}');
+  });
+
+  it('records (and plans from) the workspace\'s current profile of its calibration file', async () => {
+    const workspace = fs.mkdtempSync(path.join(dir, 'workspace-'));
+    const data = path.join(workspace, 'calibration.jsonl');
+    fs.copyFileSync(calibrationFile, data);
+    const generate = (name: string) => generatePlanFile({ model: checkpoint.folder, method: 'frequency', targetExperts: 4, seed: 0, calibration: [{ file: data }], output: path.join(workspace, name), workspaceFolder: workspace, runtimes, threads: 1 });
+    assert.equal((await generate('before.moeplan.json')).plan.calibration.profile, undefined);
+    const { profile, profilePath } = await profileDataset({ datasetFile: data, modelFolder: checkpoint.folder, field: { kind: 'field', field: 'text' }, workspaceFolder: workspace, settings: { maxRows: 3, threads: 1 }, runtimes });
+    const { plan } = await generate('after.moeplan.json');
+    assert.equal(plan.calibration.profile, path.relative(workspace, profilePath).split(path.sep).join('/'));
+    // Frequency keeps each layer's most used experts of that profile (3 rows, not the 12 calibration rows).
+    for (const layer of plan.layers) {
+      const counts = profile.layers.find((l) => l.layer === layer.layer)!.tokenCounts;
+      const ranked = [...counts.keys()].sort((a, b) => counts[b] - counts[a] || a - b).slice(0, 4).sort((a, b) => a - b);
+      assert.deepEqual([...layer.keptExperts].sort((a, b) => a - b), ranked);
+    }
+    // A changed file makes the profile stale: not recorded, not used.
+    fs.appendFileSync(data, JSON.stringify({ text: 'one more row' }) + '\n');
+    assert.equal((await generate('stale.moeplan.json')).plan.calibration.profile, undefined);
   });
 
   it('NAEE\'s layer error is 0 keeping every expert and grows as fewer are kept', async () => {

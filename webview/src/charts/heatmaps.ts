@@ -82,7 +82,8 @@ export function coActivationHeatmap(canvas: HTMLCanvasElement, layer: LayerStati
     yTitle: 'expert',
     rowLabel: (row) => String(row),
     color: (cell) => (Number.isNaN(cell.v) ? theme.grid : sequentialColor(cell.v / max)),
-    legend: { stops: SEQUENTIAL_STOPS, labels: ['0', String(Math.round(max / 2)), String(max)] },
+    // The bar's middle names the unit: its text room is too narrow for "12,345 tokens".
+    legend: { stops: SEQUENTIAL_STOPS, labels: ['0', 'tokens', String(max)] },
     label: `co-activation, layer ${layer.layer}`,
   });
 }

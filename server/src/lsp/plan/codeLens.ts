@@ -6,6 +6,7 @@ import { findNodeAtLocation } from 'jsonc-parser';
 import type { CodeLens, Range } from 'vscode-languageserver/node';
 import type { TextDocument } from 'vscode-languageserver-textdocument';
 import { PlanCommands } from '../../../../common/protocol';
+import { withCurrentFigures } from '../../plan';
 import { type PlanAnalysis, expertsInLayer, toRange } from './analysis';
 
 export function planCodeLenses(document: TextDocument, analysis: PlanAnalysis): CodeLens[] {
@@ -22,10 +23,15 @@ export function planCodeLenses(document: TextDocument, analysis: PlanAnalysis): 
   return lenses;
 }
 
-/** "4/8 experts kept · 46% fewer parameters · adaptive gating in 2 layers (T 0.10–0.20) · exact in HF", from what the plan says about itself. */
+/**
+ * "4/8 experts kept · 46% fewer parameters · adaptive gating in 2 layers (T 0.10–0.20) · exact in HF":
+ * from the layers as they are now when the model is loaded (the same figures the diagnostics check),
+ * else from what the plan records about itself.
+ */
 export function planSummary(analysis: PlanAnalysis): string | undefined {
-  const plan = analysis.parsed.plan;
-  if (!plan) return undefined;
+  const written = analysis.parsed.plan;
+  if (!written) return undefined;
+  const plan = analysis.spec ? withCurrentFigures(written, analysis.spec) : written;
   const parts: string[] = [];
   const counts = plan.layers.map((l) => l.keptExperts.length);
   if (counts.length > 0) {
@@ -48,7 +54,8 @@ export function planSummary(analysis: PlanAnalysis): string | undefined {
     const range = low === high ? low.toFixed(2) : `${low.toFixed(2)}–${high.toFixed(2)}`;
     parts.push(`adaptive gating in ${gated.length} layer${gated.length === 1 ? '' : 's'} (T ${range})`);
   }
-  const exact = analysis.tree && findNodeAtLocation(analysis.tree, ['exactInHuggingFace', 'exact']);
-  if (exact?.type === 'boolean') parts.push(exact.value ? 'exact in HF' : 'not exact in HF');
+  const recorded = analysis.tree && findNodeAtLocation(analysis.tree, ['exactInHuggingFace', 'exact']);
+  const exact = analysis.spec ? plan.exactInHuggingFace.exact : recorded?.type === 'boolean' ? (recorded.value as boolean) : undefined;
+  if (exact !== undefined) parts.push(exact ? 'exact in HF' : 'not exact in HF');
   return parts.length > 0 ? parts.join(' · ') : undefined;
 }

@@ -7,12 +7,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { GenerateMethodName } from '../../../../common/protocol';
 import { UserError } from '../../errors';
-import { modelIdentity } from '../../profile/run/modelIdentity';
+import { defaultProfilePath, fileSha256, loadProfile } from '../../profile/profileFile';
+import { modelIdentity, type ModelIdentity } from '../../profile/run/modelIdentity';
 import { RuntimePool } from '../../profile/run/runtimePool';
 import { sharedRuntimes } from '../../profile/run/profileDataset';
+import type { ModelSpec } from '../../checkpoint/modelSpec';
 import { generatePlan, type PlanMethod } from '../generatePlan';
 import { DEFAULT_EEP_PARAMETERS, type EepProgress } from '../methods/eep';
 import type { WorkEstimate } from '../../runtime';
+import type { ExpertTarget } from '../statistics';
 import { UNCURL_SIMILARITIES, type UncurlSimilarity } from '../methods/uncurl';
 import { describeHeavyMerges, heavyMerges, sharesFromCounts } from '../mergeWarnings';
 import { formatPlan, type MoePlan } from '../planFile';
@@ -131,15 +134,17 @@ export async function generatePlanFile(options: GeneratePlanFileOptions): Promis
   if (!planPath.endsWith('.moeplan.json')) throw new UserError(`A plan file's name ends in .moeplan.json; ${path.basename(planPath)} does not.`);
   if (fs.existsSync(planPath)) throw new UserError(`${planPath} already exists; choose another name (plans are never overwritten).`);
   const identity = await modelIdentity(options.model);
+  checkTargetExperts(options.targetExperts, identity.spec);
   const model = await (options.runtimes ?? sharedRuntimes).get(identity, options.threads ?? 0);
   options.onProgress?.('Reading the calibration data');
-  const calibration = await Calibration.load(model, identity, options.calibration, { profilePath: options.profilePath, maxRows: options.maxRows });
+  const profilePath = options.profilePath ?? (await savedProfileOf(options.calibration, identity, options.workspaceFolder));
+  const calibration = await Calibration.load(model, identity, options.calibration, { profilePath, maxRows: options.maxRows });
   try {
     const written = (file: string) => planRelativePath(file, planPath, options.workspaceFolder);
     const plan = await makePlan(calibration, options, {
       modelFolder: written(identity.folder),
       datasets: calibration.files.map(written),
-      ...(options.profilePath ? { profile: written(path.resolve(options.profilePath)) } : {}),
+      ...(profilePath ? { profile: written(path.resolve(profilePath)) } : {}),
     });
     const warnings = await mergeWarnings(plan, calibration, options.signal);
     await fs.promises.mkdir(path.dirname(planPath), { recursive: true });
@@ -168,6 +173,41 @@ export function planRelativePath(file: string, planPath: string, workspaceFolder
   const workspace = workspaceFolder && path.resolve(workspaceFolder);
   const relative = (workspace && inside(workspace, planPath) && inside(workspace, file)) || path.relative(path.dirname(planPath), file);
   return relative.split(path.sep).join('/') || '.';
+}
+
+/**
+ * The workspace's saved profile of the one calibration file, when it is current (same weights, same
+ * bytes, same field): the plan is made from its statistics and records it, so the editor's expert
+ * hovers and merge warnings have the figures the plan came from.
+ */
+async function savedProfileOf(calibration: CalibrationFile[], identity: ModelIdentity, workspaceFolder?: string): Promise<string | undefined> {
+  if (calibration.length !== 1 || !workspaceFolder) return undefined;
+  const [{ file, field }] = calibration;
+  const candidate = defaultProfilePath(workspaceFolder, file, identity.folder);
+  if (!fs.existsSync(candidate)) return undefined;
+  try {
+    const profile = await loadProfile(candidate);
+    const sameField = field === undefined || JSON.stringify(field) === JSON.stringify(profile.dataset.field);
+    if (profile.model.fingerprint !== identity.fingerprint || !sameField) return undefined;
+    return profile.dataset.contentSha256 === (await fileSha256(file)) ? candidate : undefined;
+  } catch (error) {
+    if (error instanceof UserError) return undefined;
+    throw error;
+  }
+}
+
+/** Before any calibration work: a count the model cannot keep is the user's mistake, said at once. */
+function checkTargetExperts(target: ExpertTarget | undefined, spec: ModelSpec): void {
+  if (target === undefined) return;
+  for (const layer of spec.layers) {
+    if (layer.kind !== 'moe') continue;
+    const count = typeof target === 'number' ? target : target[layer.index];
+    if (count === undefined) continue;
+    const { numExperts } = layer.moe;
+    if (!Number.isInteger(count) || count < 1 || count > numExperts) {
+      throw new UserError(`Layer ${layer.index} has ${numExperts} experts, so a plan keeps 1 to ${numExperts} of them, not ${count}.`);
+    }
+  }
 }
 
 function defined<T extends Record<string, unknown>>(object: T): Partial<T> {

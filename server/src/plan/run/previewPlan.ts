@@ -3,6 +3,8 @@ import type { PlanLayerPreview, PreviewPlanResult } from '../../../../common/pro
 import { loadCheckedPlan } from '../../evaluate/evaluatePlan';
 import { previewExport } from '../../export';
 import { errorMessage } from '../../errors';
+import { resolvePlanPath } from '../../lsp/plan/resources';
+import { withCurrentFigures } from '../currentFigures';
 import type { PlanLayer } from '../planFile';
 
 /** Kept, merged and dropped experts of one plan layer; an expert folded into a kept one by its merge row is merged, not dropped. */
@@ -25,20 +27,25 @@ export function layerPreview(layer: PlanLayer, numExperts: number): PlanLayerPre
   };
 }
 
-export async function previewPlanFile(planFile: string): Promise<PreviewPlanResult> {
-  const { plan, source, exportPlan } = await loadCheckedPlan(planFile);
+/** `unsavedText`: the editor's text of the plan, so the preview follows edits before they are saved. */
+export async function previewPlanFile(planFile: string, unsavedText?: string, workspaceFolders: readonly string[] = []): Promise<PreviewPlanResult> {
+  const { plan: written, source, exportPlan } = await loadCheckedPlan(planFile, unsavedText);
+  // Savings and exactness as the layers are now, not as recorded when the plan was written.
+  const plan = withCurrentFigures(written, source.spec);
   try {
+    // The model and calibration data as the server found them, so a sweep runs on the same files.
+    const files = { modelFolder: source.folder, calibrationFiles: await Promise.all(plan.calibration.datasets.map((file) => resolvePlanPath(file, planFile, workspaceFolders))) };
     const layers = plan.layers.map((layer) => {
       const spec = source.spec.layers[layer.layer];
       return layerPreview(layer, spec?.kind === 'moe' ? spec.moe.numExperts : plan.model.numExperts);
     });
     try {
       const preview = previewExport(source, exportPlan);
-      return { plan, layers, configBefore: preview.configBefore, configAfter: preview.configAfter, notExactReasons: preview.notExactReasons };
+      return { plan, layers, configBefore: preview.configBefore, configAfter: preview.configAfter, notExactReasons: preview.notExactReasons, ...files };
     } catch (error) {
       // A plan export refuses still previews: its config stays as it is, and the reason shows.
       const before = JSON.stringify(source.config, null, 2) + '\n';
-      return { plan, layers, configBefore: before, configAfter: before, notExactReasons: [...plan.exactInHuggingFace.reasons, `export refuses this plan: ${errorMessage(error)}`] };
+      return { plan, layers, configBefore: before, configAfter: before, notExactReasons: [...plan.exactInHuggingFace.reasons, `export refuses this plan: ${errorMessage(error)}`], ...files };
     }
   } finally {
     await source.weights.close();

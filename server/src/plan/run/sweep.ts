@@ -61,7 +61,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepResult> {
       const plans = new Map<number, RuntimePlan>();
       for (const count of counts) {
         if (count === numExperts) continue;
-        options.onProgress?.(`${method}, ${count} experts`, done / total);
+        options.onProgress?.(`Sweep ${plans.size + 1}/${counts.length} of ${method} (${options.methods.indexOf(method) + 1}/${options.methods.length} methods): planning ${count} experts`, done / total);
         const plan = await makePlan(calibration, { method, targetExperts: count, seed: options.seed, parameters: options.parameters?.[method], signal: options.signal }, { modelFolder: identity.folder, datasets: calibration.files });
         plans.set(count, runtimePlanFor(plan.layers, identity.spec));
         done += 0.5;

@@ -15,6 +15,7 @@ import type { TextTokenizer } from '../../checkpoint/modelSpec';
 import { buildProfile, defaultProfilePath, fileSha256, loadCurrentProfile, profileCacheKey, saveProfile, type ProfileInputs } from '../profileFile';
 import { Profiler } from '../profiler';
 import { fieldLabel, rowText } from '../textField';
+import { loadChatTemplate, type ChatTemplate } from '../chatTemplate';
 import type { SequenceTokens } from '../tokenRecords';
 import type { FieldSpec, ProfileFile, ProfileSettings } from '../types';
 import { modelIdentity, profileModel, relativeToWorkspace } from './modelIdentity';
@@ -86,6 +87,7 @@ export async function profileDataset(options: ProfileDatasetOptions): Promise<Pr
   throwIfAborted(options.signal);
 
   const identity = await modelIdentity(options.modelFolder);
+  const chat = options.field.kind === 'chat' ? await loadChatTemplate(identity.folder) : undefined;
   const profileSettings: ProfileSettings = { sequenceLength: settings.sequenceLength, maxRows, tokenRecords: settings.tokenRecords };
   const inputs: ProfileInputs = {
     model: profileModel(identity, options.workspaceFolder),
@@ -95,6 +97,7 @@ export async function profileDataset(options: ProfileDatasetOptions): Promise<Pr
       field: options.field,
       rows: 0,
       contentSha256: await fileSha256(datasetFile),
+      ...(options.field.kind === 'chat' ? { chatTemplate: chat ? ('model' as const) : ('plain' as const) } : {}),
       malformedRows: 0,
       firstMalformedLines: [],
     },
@@ -109,7 +112,7 @@ export async function profileDataset(options: ProfileDatasetOptions): Promise<Pr
 
   const runtimes = options.runtimes ?? sharedRuntimes;
   const { runtime, tokenizer } = await runtimes.get(identity, settings.threads);
-  const run = new ProfileRun(datasetFile, format, options.field, settings, maxRows, before.size, tokenizer, options.onProgress, options.onEstimate);
+  const run = new ProfileRun(datasetFile, format, options.field, settings, maxRows, before.size, tokenizer, options.onProgress, options.onEstimate, chat);
   try {
     await run.execute(runtime, options.signal);
   } catch (error) {
@@ -167,6 +170,7 @@ class ProfileRun {
     private readonly tokenizer: TextTokenizer,
     private readonly onProgress?: (progress: ProfileProgress) => void,
     private readonly onEstimate?: (estimate: WorkEstimate) => void,
+    private readonly chat?: ChatTemplate,
   ) {
     this.profiler = new Profiler({ tokenRecords: settings.tokenRecords });
     this.recordsLeft = settings.tokenRecords;
@@ -292,7 +296,7 @@ class ProfileRun {
       let text: string;
       try {
         if (record.error) throw new UserError(`line ${record.line}: ${record.error}`);
-        text = rowText(record.value, this.field, record.line);
+        text = rowText(record.value, this.field, record.line, this.chat);
       } catch (error) {
         if (!isUserError(error)) throw error;
         if (!record.error) this.firstFieldError ??= errorMessage(error);

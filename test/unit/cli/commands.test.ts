@@ -1,0 +1,132 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { main } from '../../../server/src/cli';
+import { ProgressLine, progressText } from '../../../server/src/cli/progressLine';
+import { parsePlan } from '../../../server/src/plan';
+import { writeRandomCheckpoint, type RandomCheckpoint } from '../../support/randomCheckpoint';
+
+/** Runs the CLI in-process and returns its exit code and what it printed on stdout and stderr. */
+async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const saved = { log: console.log, error: console.error, write: process.stderr.write };
+  console.log = (...parts: unknown[]) => void out.push(parts.join(' '));
+  console.error = (...parts: unknown[]) => void err.push(parts.join(' '));
+  process.stderr.write = ((chunk: string) => err.push(String(chunk)) > 0) as typeof process.stderr.write;
+  try {
+    const code = await main(argv);
+    return { code, out: out.join('\n'), err: err.join('\n') };
+  } finally {
+    Object.assign(console, { log: saved.log, error: saved.error });
+    process.stderr.write = saved.write;
+  }
+}
+
+describe('CLI commands: arguments are checked before any work', () => {
+  let dir: string;
+  let checkpoint: RandomCheckpoint;
+  let data: string;
+
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'moe-cli-'));
+    checkpoint = await writeRandomCheckpoint(path.join(dir, 'model'), { architecture: 'MixtralForCausalLM', numLayers: 2, numExperts: 8, topK: 2, seed: 3 });
+    data = path.join(dir, 'data.jsonl');
+    fs.writeFileSync(data, Array.from({ length: 6 }, (_, i) => JSON.stringify({ text: `sample ${i} ${'abc '.repeat(5 + i)}` })).join('\n') + '\n');
+  });
+
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('refuses an unknown option and lists the options the command takes', async () => {
+    const { code, err } = await cli('export', '--plan', 'p.moeplan.json', '--out', path.join(dir, 'x'), '--force');
+    assert.equal(code, 2);
+    assert.match(err, /unknown option --force; this command takes --plan, --out, --format, --overwrite, --shard-size/);
+    assert.ok(!fs.existsSync(path.join(dir, 'x')));
+  });
+
+  it('answers `<command> --help` with that command\'s usage, not a missing option', async () => {
+    const { code, out } = await cli('profile', '--help');
+    assert.equal(code, 0);
+    assert.match(out, /^Usage: moe-studio profile --model DIR --data FILE/);
+    assert.doesNotMatch(out, /missing/);
+    assert.match((await cli('help', 'export')).out, /^Usage: moe-studio export/);
+  });
+
+  it('does not take an inherited property for a command', async () => {
+    const { code, err } = await cli('constructor');
+    assert.equal(code, 2);
+    assert.match(err, /unknown command "constructor"/);
+  });
+
+  it('refuses --out x.onnx with --format huggingface as a contradiction', async () => {
+    const { code, err } = await cli('export', '--plan', path.join(dir, 'none.moeplan.json'), '--out', path.join(dir, 'x.onnx'), '--format', 'huggingface');
+    assert.equal(code, 2);
+    assert.match(err, /ends in \.onnx but --format is huggingface/);
+  });
+
+  it('refuses plan --keep 9 on an 8-expert model before reading the calibration data', async () => {
+    // The calibration file does not exist: reaching it would be a different error.
+    const { code, err } = await cli('plan', '--model', checkpoint.folder, '--method', 'frequency', '--keep', '9', '--calibration', path.join(dir, 'missing.jsonl'), '--out', path.join(dir, 'nine.moeplan.json'));
+    assert.equal(code, 1);
+    assert.match(err, /has 8 experts, so a plan keeps 1 to 8 of them, not 9/);
+    assert.doesNotMatch(err, /\n\s+at /);
+  });
+
+  it('plan → evaluate records the results in the plan; export picks ONNX by the .onnx ending and names --overwrite', async () => {
+    const planFile = path.join(dir, 'keep4.moeplan.json');
+    const planned = await cli('plan', '--model', checkpoint.folder, '--method', 'frequency', '--keep', '4', '--calibration', data, '--threads', '1', '--out', planFile);
+    assert.equal(planned.code, 0, planned.err);
+
+    const evaluated = await cli('evaluate', '--plan', planFile, '--data', data, '--threads', '1');
+    assert.equal(evaluated.code, 0, evaluated.err);
+    assert.match(evaluated.err, /Plan on data\.jsonl: \d+\/6 sequences/);
+    const plan = JSON.parse(fs.readFileSync(planFile, 'utf8'));
+    const metrics = plan.evaluations.map((e: { metric: string }) => e.metric).sort();
+    assert.deepEqual(metrics, ['kl', 'loss', 'perplexity', 'top1Agreement']);
+    const loss = plan.evaluations.find((e: { metric: string }) => e.metric === 'loss');
+    assert.match(evaluated.out, new RegExp(`loss\\s+${loss.baseline.toFixed(4)}\\s+${loss.value.toFixed(4)}`));
+    assert.ok(parsePlan(fs.readFileSync(planFile, 'utf8'), checkpoint.spec).valid);
+
+    const onnx = path.join(dir, 'pruned.onnx');
+    const exported = await cli('export', '--plan', planFile, '--out', onnx);
+    assert.equal(exported.code, 0, exported.err);
+    assert.ok(fs.statSync(onnx).isFile());
+    const again = await cli('export', '--plan', planFile, '--out', onnx);
+    assert.equal(again.code, 1);
+    assert.match(again.err, /already exists\. Choose another --out, or pass --overwrite to replace it\./);
+  });
+});
+
+describe('CLI progress line', () => {
+  it('shows counts, the rate and the time left', () => {
+    assert.equal(progressText({ label: 'Plan on a.jsonl', done: 10, total: 70, unit: 'sequences' }, 5000), 'Plan on a.jsonl: 10/70 sequences · 2.0/s · 30 s left');
+    assert.equal(progressText({ label: 'Reading a.jsonl' }, 5000), 'Reading a.jsonl');
+    assert.equal(progressText({ label: 'x', done: 1200, total: 1200 }, 2000), 'x: 1,200/1,200 · 600/s');
+  });
+
+  it('rewrites one line on a terminal and writes at most one line a second in a log', () => {
+    let now = 0;
+    const terminal: string[] = [];
+    const line = new ProgressLine({ isTTY: true, write: (text) => terminal.push(text) }, () => now);
+    for (let done = 1; done <= 3; done++) {
+      now += 100;
+      line.update({ label: 'step', done, total: 3 });
+    }
+    line.finish();
+    assert.equal(terminal.filter((text) => text.includes('\n')).length, 1);
+    assert.ok(terminal.slice(0, 3).every((text) => text.startsWith('\r')));
+
+    now = 0;
+    const log: string[] = [];
+    const logged = new ProgressLine({ isTTY: false, write: (text) => log.push(text) }, () => now);
+    for (let done = 1; done <= 30; done++) {
+      now += 100;
+      logged.update({ label: 'step', done, total: 30 });
+    }
+    logged.update({ label: 'next step' });
+    assert.equal(log.length, 1 + 2 + 1 + 1); // the first, one a second after it, the last count, and the new step
+    assert.match(log[3], /^step: 30\/30/);
+  });
+});
