@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { parseModelConfig } from '../../../server/src/checkpoint/config';
+import { describeRouting } from '../../../server/src/checkpoint/describe';
 import { CheckpointError } from '../../../server/src/checkpoint/errors';
 import { listExpectedTensors } from '../../../server/src/checkpoint/expectedTensors';
 import { loadCheckpoint } from '../../../server/src/checkpoint/loadCheckpoint';
@@ -89,4 +90,11 @@ test('Granite MoE routing as GraniteMoeMoE computes it: top-k of the router logi
     await engine.close();
     await model.weights.close();
   }
+});
+
+test('info names the routing rule in one line', () => {
+  const granite = parseModelConfig(randomCheckpointConfig({ architecture: 'GraniteMoeForCausalLM', numExperts: 8, topK: 2 }));
+  assert.equal(describeRouting(granite), 'top-2 of 8 router logits, softmax over those 2');
+  const qwen = parseModelConfig(randomCheckpointConfig({ architecture: 'Qwen2MoeForCausalLM', numExperts: 8, topK: 2 }));
+  assert.equal(describeRouting(qwen), 'softmax over 8 experts, top-2, plus a sigmoid-gated shared expert');
 });
