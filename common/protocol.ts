@@ -162,6 +162,8 @@ export interface DescribeModelParams {
 export interface ModelSummary {
   folder: string;
   architecture: string;
+  /** How the router picks experts, in one line (e.g. "softmax over 8 experts, top-2, renormalised"). */
+  routing: string;
   layers: number;
   moeLayers: number[];
   /** Experts per MoE layer and experts per token (of the first MoE layer; uniform in stock models). */

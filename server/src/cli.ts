@@ -53,6 +53,7 @@ const commands: Record<string, Command> = {
         }
         const millions = (n: number) => `${(n / 1e6).toFixed(2)} M`;
         console.log(`${summary.architecture} at ${summary.folder}`);
+        console.log(`  routing: ${summary.routing}`);
         console.log(`  ${summary.layers} layers (${summary.moeLayers.length} MoE), ${summary.numExperts} experts, top-${summary.topK}, hidden ${summary.hiddenSize}, vocab ${summary.vocabSize}`);
         console.log(`  ${millions(summary.parameters)} parameters (${millions(summary.expertParameters)} in experts, ${millions(summary.activeParametersPerToken)} active per token), ${(summary.bytes / 2 ** 20).toFixed(1)} MiB`);
         console.log(`  dtypes: ${Object.entries(summary.dtypes).map(([dtype, count]) => `${dtype} × ${count}`).join(', ')}`);

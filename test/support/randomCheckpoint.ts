@@ -160,6 +160,25 @@ export function randomCheckpointConfig(options: RandomCheckpointOptions): Record
         pad_token_id: 0,
         router_aux_loss_coef: 0.01,
       };
+    case 'GraniteMoeForCausalLM':
+      // As ibm-granite/granite-3.0-1b-a400m-base writes it (multipliers of that order, not 1, so each is exercised).
+      return {
+        ...common,
+        model_type: 'granitemoe',
+        num_local_experts: numExperts,
+        intermediate_size: expertIntermediate,
+        attention_bias: false,
+        rms_norm_eps: 1e-6,
+        rope_theta: options.ropeTheta ?? 10000,
+        rope_scaling: null,
+        position_embedding_type: 'rope',
+        embedding_multiplier: 12.0,
+        attention_multiplier: 0.015625,
+        residual_multiplier: 0.22,
+        logits_scaling: 6.0,
+        router_aux_loss_coef: 0.0,
+        pad_token_id: 0,
+      };
   }
 }
 
@@ -169,7 +188,7 @@ function isNormWeight(name: string): boolean {
 }
 
 function isRouter(name: string): boolean {
-  return /\.(block_sparse_moe|mlp)\.gate\.weight$/.test(name);
+  return /\.(block_sparse_moe|mlp)\.gate\.weight$|\.router\.layer\.weight$/.test(name);
 }
 
 export async function writeRandomCheckpoint(folder: string, options: RandomCheckpointOptions): Promise<RandomCheckpoint> {

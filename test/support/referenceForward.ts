@@ -1,5 +1,5 @@
 /**
- * A slow, obvious forward pass of the four supported architectures, written straight from the HF
+ * A slow, obvious forward pass of the supported architectures, written straight from the HF
  * modeling files in float64, one sequence at a time (so no padding). Tests compare the ONNX runtime
  * against it; it applies runtime plans the direct way (mapped router rows, merged expert weights).
  */
@@ -35,17 +35,20 @@ export async function referenceForward(spec: ModelSpec, weights: ReferenceWeight
   const embed = await read(spec.tensors.embedTokens);
   let x: Matrix = { data: new Float64Array(T * H), rows: T, cols: H };
   for (let t = 0; t < T; t++) x.data.set(embed.subarray(tokens[t] * H, (tokens[t] + 1) * H), t * H);
+  // GraniteMoeModel: inputs_embeds * embedding_multiplier; each decoder layer: residual + sublayer(x) * residual_multiplier.
+  const scaling = spec.scaling ?? { embedding: 1, residual: 1, logitsScaling: 1 };
+  x = scale(x, scaling.embedding);
   const moe: ReferenceMoeLayer[] = [];
   for (const layer of spec.layers) {
     const names = spec.tensors.layer(layer.index);
-    const attended = add(x, await attention(spec, layer.index, rmsNorm(x, await read(names.inputNorm), spec.rmsNormEps), read));
+    const attended = add(x, scale(await attention(spec, layer.index, rmsNorm(x, await read(names.inputNorm), spec.rmsNormEps), read), scaling.residual));
     const normed = rmsNorm(attended, await read(names.postAttentionNorm), spec.rmsNormEps);
     const feedForward = layer.kind === 'dense' ? await mlp(normed, names.mlp!, read) : await sparseMoe(spec, layer, normed, read, plan?.layers[layer.index] ?? {}, moe);
-    x = add(attended, feedForward);
+    x = add(attended, scale(feedForward, scaling.residual));
   }
   const final = rmsNorm(x, await read(spec.tensors.finalNorm), spec.rmsNormEps);
   const lmHead = await read(spec.tensors.lmHead ?? spec.tensors.embedTokens);
-  return { logits: linear(final, lmHead, spec.vocabSize).data, moe };
+  return { logits: scale(linear(final, lmHead, spec.vocabSize), 1 / scaling.logitsScaling).data, moe };
 }
 
 /** Next-token cross-entropy from reference logits: loss[t] = -log softmax(logits[t])[tokens[t + 1]]. */
@@ -95,7 +98,7 @@ async function attention(spec: ModelSpec, layerIndex: number, x: Matrix, read: (
       for (let j = 0; j <= i; j++) {
         let dot = 0;
         for (let d = 0; d < headDim; d++) dot += q.data[i * q.cols + h * headDim + d] * k.data[j * k.cols + kvHead * headDim + d];
-        scores.push(dot / Math.sqrt(headDim));
+        scores.push(dot * (spec.attention.scale ?? 1 / Math.sqrt(headDim)));
       }
       const probs = softmax(scores);
       for (let j = 0; j <= i; j++) {
@@ -129,7 +132,16 @@ async function sparseMoe(spec: ModelSpec, layer: Extract<LayerSpec, { kind: 'moe
   const T = x.rows;
   const originalRouter = await read(names.router!);
   const experts: MlpWeights[] = [];
-  for (let j = 0; j < E; j++) experts.push(await readMlp(names.expert!(j), read));
+  if (names.fusedExperts) {
+    // GraniteMoeParallelExperts: weight [E, out, in]; input_linear's output is chunked into (gate, up).
+    const I = layer.moe.expert.intermediateSize;
+    const [gateUp, down] = [await read(names.fusedExperts.gateUp), await read(names.fusedExperts.down)];
+    for (let j = 0; j < E; j++) {
+      const gateAndUp = gateUp.subarray(j * 2 * I * H, (j + 1) * 2 * I * H);
+      experts.push({ gate: gateAndUp.subarray(0, I * H), up: gateAndUp.subarray(I * H), down: down.subarray(j * H * I, (j + 1) * H * I) });
+    }
+  }
+  for (let j = 0; j < E && names.expert; j++) experts.push(await readMlp(names.expert(j), read));
   // The plan, applied to the weights directly: W_r' = W_RM W_r, expert_i' = Σ_j W_EM[i][j] expert_j.
   const router = plan.routerMap ? combineRows(plan.routerMap, (j) => originalRouter.subarray(j * H, (j + 1) * H)) : originalRouter;
   const routed = plan.mergeMatrix
@@ -226,6 +238,10 @@ function combineRows(coefficients: number[][], row: (j: number) => ArrayLike<num
     for (let d = 0; d < width; d++) out[i * width + d] += coefficient * source[d];
   }));
   return out;
+}
+
+function scale(m: Matrix, factor: number): Matrix {
+  return factor === 1 ? m : { ...m, data: m.data.map((v) => v * factor) };
 }
 
 function add(a: Matrix, b: Matrix): Matrix {

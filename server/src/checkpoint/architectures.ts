@@ -7,7 +7,7 @@
  * configuration_qwen3_moe.py, configuration_olmoe.py), used only when config.json omits a key.
  */
 
-import type { ArchitectureName, LayerTensorNames, MlpTensorNames, QkNorm, TensorNames } from './modelSpec';
+import type { ArchitectureName, FusedExpertNames, LayerTensorNames, MlpTensorNames, QkNorm, TensorNames } from './modelSpec';
 
 interface MlpNameTemplates {
   gate: string;
@@ -32,7 +32,9 @@ export interface ArchitectureTable {
     qNorm?: string;
     kNorm?: string;
     router: string;
-    expert: MlpNameTemplates;
+    /** Exactly one of `expert` (a tensor set per expert) and `fusedExperts` (all experts in two tensors). */
+    expert?: MlpNameTemplates;
+    fusedExperts?: FusedExpertNames;
     sharedExpert?: MlpNameTemplates;
     sharedExpertGate?: string;
     /** Layers without experts (Qwen `mlp_only_layers` / `decoder_sparse_step`). */
@@ -40,6 +42,8 @@ export interface ArchitectureTable {
   };
   config: {
     numExperts: 'num_local_experts' | 'num_experts';
+    /** Granite MoE's four multipliers (see config.ts `graniteScaling`). */
+    graniteScaling?: boolean;
     expertIntermediateSize: 'intermediate_size' | 'moe_intermediate_size';
     /** Present when the model has an always-on shared expert. */
     sharedExpertIntermediateSize?: 'shared_expert_intermediate_size';
@@ -154,6 +158,21 @@ export const ARCHITECTURES: Record<ArchitectureName, ArchitectureTable> = {
     normTopKProb: { configDefault: false },
     defaults: { ropeTheta: 10000, rmsNormEps: 1e-5 },
   },
+  GraniteMoeForCausalLM: {
+    architecture: 'GraniteMoeForCausalLM',
+    modelType: 'granitemoe',
+    names: {
+      ...COMMON_NAMES,
+      router: `${LAYER}.block_sparse_moe.router.layer.weight`,
+      fusedExperts: { gateUp: `${LAYER}.block_sparse_moe.input_linear.weight`, down: `${LAYER}.block_sparse_moe.output_linear.weight` },
+    },
+    config: { numExperts: 'num_local_experts', expertIntermediateSize: 'intermediate_size', hasDenseLayers: false, graniteScaling: true },
+    qkvBias: 'attentionBias',
+    qkNorm: 'none',
+    // GraniteMoeMoE: top-k of the logits, then a softmax over those k, which is the full softmax renormalised over the k.
+    normTopKProb: 'always',
+    defaults: { ropeTheta: 10000, rmsNormEps: 1e-6 },
+  },
 };
 
 function fill(template: string, layer: number, expert?: number): string {
@@ -204,7 +223,8 @@ export function resolveTensorNames(
       return {
         ...attention,
         router: fill(names.router, i),
-        expert: (j: number) => fillMlp(names.expert, i, j),
+        ...(names.expert && { expert: (j: number) => fillMlp(names.expert!, i, j) }),
+        ...(names.fusedExperts && { fusedExperts: { gateUp: fill(names.fusedExperts.gateUp, i), down: fill(names.fusedExperts.down, i) } }),
         ...(names.sharedExpert && { sharedExpert: fillMlp(names.sharedExpert, i) }),
         ...(names.sharedExpertGate && { sharedExpertGate: fill(names.sharedExpertGate, i) }),
       };

@@ -6,7 +6,7 @@
 import { ARCHITECTURES, resolveTensorNames, type ArchitectureTable } from './architectures';
 import { quoteValue } from '../errors';
 import { CheckpointError } from './errors';
-import { SUPPORTED_ARCHITECTURES, type LayerSpec, type ModelSpec, type MoeSpec } from './modelSpec';
+import { SUPPORTED_ARCHITECTURES, type LayerSpec, type ModelSpec, type MoeSpec, type ScalingSpec } from './modelSpec';
 
 type Config = Record<string, unknown>;
 
@@ -168,13 +168,15 @@ export function parseModelConfig(config: unknown, file = 'config.json'): ModelSp
 
   const tieWordEmbeddings = read.boolean('tie_word_embeddings', false);
   const qkvBias = table.qkvBias === 'always';
+  const granite = table.config.graniteScaling ? graniteScaling(read) : undefined;
   return {
     architecture: table.architecture,
     vocabSize: read.positiveInt('vocab_size'),
     hiddenSize,
     rmsNormEps: read.positiveNumber('rms_norm_eps', table.defaults.rmsNormEps),
     tieWordEmbeddings,
-    attention: { numHeads, numKvHeads, headDim, qkvBias, qkNorm: table.qkNorm, ropeTheta: ropeTheta(table, read) },
+    attention: { numHeads, numKvHeads, headDim, qkvBias, qkNorm: table.qkNorm, ropeTheta: ropeTheta(table, read), ...(granite && { scale: granite.attentionScale }) },
+    ...(granite && { scaling: granite.scaling }),
     layers,
     tensors: resolveTensorNames(table, { tieWordEmbeddings, qkvBias, isMoeLayer }),
   };
@@ -199,6 +201,27 @@ function perLayerExpertCounts(read: ConfigReader, numLayers: number, isMoeLayer:
     }
   });
   return counts as (number | null)[];
+}
+
+/**
+ * Granite MoE (configuration_granitemoe.py, defaults 1.0 each): `embedding_multiplier` scales the embeddings,
+ * `attention_multiplier` is the attention's softmax scale (in place of 1/sqrt(head_dim)), `residual_multiplier`
+ * scales each sublayer's output before its residual add, and the logits are divided by `logits_scaling`.
+ * Only RoPE positions exist in published checkpoints; another `position_embedding_type` is refused.
+ */
+function graniteScaling(read: ConfigReader): { attentionScale: number; scaling: ScalingSpec } {
+  const positions = read.raw('position_embedding_type');
+  if (positions !== undefined && positions !== null && positions !== 'rope') {
+    read.fail(`"position_embedding_type" is ${JSON.stringify(positions)}; only "rope" is supported.`);
+  }
+  return {
+    attentionScale: read.positiveNumber('attention_multiplier', 1),
+    scaling: {
+      embedding: read.positiveNumber('embedding_multiplier', 1),
+      residual: read.positiveNumber('residual_multiplier', 1),
+      logitsScaling: read.positiveNumber('logits_scaling', 1),
+    },
+  };
 }
 
 /**

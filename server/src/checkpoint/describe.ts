@@ -1,5 +1,17 @@
 import type { ModelSummary } from '../../../common/protocol';
-import type { LoadedCheckpoint } from './modelSpec';
+import type { LoadedCheckpoint, ModelSpec } from './modelSpec';
+
+/** The router's rule as the architecture's modeling file applies it, for `moe-studio info`. */
+export function describeRouting(spec: ModelSpec): string {
+  const first = spec.layers.find((layer) => layer.kind === 'moe');
+  if (!first || first.kind !== 'moe') return 'no MoE layers';
+  const { numExperts, topK, normTopKProb, sharedExpert } = first.moe;
+  const rule =
+    spec.architecture === 'GraniteMoeForCausalLM'
+      ? `top-${topK} of ${numExperts} router logits, softmax over those ${topK}`
+      : `softmax over ${numExperts} experts, top-${topK}${normTopKProb ? ', renormalised' : ''}`;
+  return `${rule}${sharedExpert ? ', plus a sigmoid-gated shared expert' : ''}`;
+}
 
 /** What a user wants to know about a model folder before running it: shape, experts, size. */
 export function describeCheckpoint({ folder, spec, weights }: LoadedCheckpoint): ModelSummary {
@@ -25,6 +37,7 @@ export function describeCheckpoint({ folder, spec, weights }: LoadedCheckpoint):
   return {
     folder,
     architecture: spec.architecture,
+    routing: describeRouting(spec),
     layers: spec.layers.length,
     moeLayers: moeLayers.map((layer) => layer.index),
     numExperts: first?.numExperts ?? 0,

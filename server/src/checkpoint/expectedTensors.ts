@@ -54,6 +54,10 @@ export function listExpectedTensors(spec: ModelSpec): ExpectedTensor[] {
     }
     const { moe } = layer;
     if (names.router) expected.push({ name: names.router, shape: [moe.numExperts, hidden] });
+    if (names.fusedExperts) {
+      const I = moe.expert.intermediateSize;
+      expected.push({ name: names.fusedExperts.gateUp, shape: [moe.numExperts, 2 * I, hidden] }, { name: names.fusedExperts.down, shape: [moe.numExperts, hidden, I] });
+    }
     for (let j = 0; j < moe.numExperts && names.expert; j++) {
       expected.push(...mlpTensors(names.expert(j), hidden, moe.expert.intermediateSize));
     }

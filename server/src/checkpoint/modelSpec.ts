@@ -11,6 +11,7 @@ export const SUPPORTED_ARCHITECTURES = [
   'Qwen2MoeForCausalLM',
   'Qwen3MoeForCausalLM',
   'OlmoeForCausalLM',
+  'GraniteMoeForCausalLM',
 ] as const;
 export type ArchitectureName = (typeof SUPPORTED_ARCHITECTURES)[number];
 
@@ -25,6 +26,18 @@ export interface AttentionSpec {
   qkvBias: boolean;
   qkNorm: QkNorm;
   ropeTheta: number;
+  /** Softmax scale of q·k; absent means 1/sqrt(headDim). Granite MoE sets it (`attention_multiplier`). */
+  scale?: number;
+}
+
+/**
+ * Granite MoE's multipliers (modeling_granitemoe.py): embeddings times `embedding`, each sublayer's output
+ * times `residual` before its residual add, logits divided by `logitsScaling`. Absent: all 1.
+ */
+export interface ScalingSpec {
+  embedding: number;
+  residual: number;
+  logitsScaling: number;
 }
 
 /** A SwiGLU MLP: down(silu(gate(x)) * up(x)). */
@@ -53,6 +66,7 @@ export interface ModelSpec {
   rmsNormEps: number;
   tieWordEmbeddings: boolean;
   attention: AttentionSpec;
+  scaling?: ScalingSpec;
   layers: LayerSpec[];
   /** The tensor names this checkpoint must contain, resolved from the architecture table. */
   tensors: TensorNames;
@@ -81,7 +95,10 @@ export interface LayerTensorNames {
   kNorm?: string;
   /** MoE layers only. */
   router?: string;
+  /** One tensor set per expert (Mixtral, Qwen, OLMoE); absent when the experts are fused. */
   expert?(j: number): MlpTensorNames;
+  /** All experts in two tensors, expert-major (Granite MoE); see FusedExpertNames. */
+  fusedExperts?: FusedExpertNames;
   sharedExpert?: MlpTensorNames;
   sharedExpertGate?: string;
   /** Dense layers only (Qwen2-MoE `mlp_only_layers`, `decoder_sparse_step`). */
@@ -92,6 +109,15 @@ export interface LayerTensorNames {
 export interface MlpTensorNames {
   gate: string;
   up: string;
+  down: string;
+}
+
+/**
+ * Granite MoE's `input_linear.weight` [E, 2I, H] (rows 0..I-1 of each expert the gate, I..2I-1 the up
+ * projection: transformers chunks the output in two) and `output_linear.weight` [E, H, I] (the down projection).
+ */
+export interface FusedExpertNames {
+  gateUp: string;
   down: string;
 }
 
@@ -115,6 +141,8 @@ export interface WeightSource {
   names(): string[];
   /** Decoded to fp32 (bf16 and fp16 are widened). */
   readFloat32(name: string): Promise<Float32Array>;
+  /** `elements` values from element `offset` of the tensor, decoded to fp32 (one expert of a fused tensor). */
+  readFloat32Range(name: string, offset: number, elements: number): Promise<Float32Array>;
   /** The tensor's bytes exactly as stored, for bit-exact copies. */
   readRaw(name: string): Promise<Uint8Array>;
   close(): Promise<void>;

@@ -93,6 +93,19 @@ export class SafetensorsFile {
     return decodeToFloat32(await this.readRaw(name), dtype);
   }
 
+  /** Elements [offset, offset + elements) of a compute-dtype tensor, decoded to fp32; the rest is never read. */
+  async readFloat32Range(name: string, offset: number, elements: number): Promise<Float32Array> {
+    const { dtype, shape, begin } = this.entry(name);
+    if (!isComputeDType(dtype)) {
+      throw new CheckpointError('unsupportedDtype', `${basename(this.path)}: tensor ${name} is ${dtype}; only F32, F16 and BF16 can be read as numbers.`, this.path);
+    }
+    if (offset < 0 || elements < 0 || offset + elements > elementCount(shape)) throw new Error(`Elements [${offset}, ${offset + elements}) are outside ${name} [${shape}].`);
+    const size = bytesPerElement(dtype);
+    const bytes = new Uint8Array(elements * size);
+    await readExactly(this.openHandle(), bytes, begin + offset * size, this.path);
+    return decodeToFloat32(bytes, dtype);
+  }
+
   async close(): Promise<void> {
     const handle = this.handle;
     this.handle = undefined;

@@ -92,6 +92,10 @@ export class CheckpointWeights implements WeightSource {
     return this.locate(name).file.readFloat32(name);
   }
 
+  readFloat32Range(name: string, offset: number, elements: number): Promise<Float32Array> {
+    return this.locate(name).file.readFloat32Range(name, offset, elements);
+  }
+
   readRaw(name: string): Promise<Uint8Array> {
     return this.locate(name).file.readRaw(name);
   }

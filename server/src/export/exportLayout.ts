@@ -78,10 +78,12 @@ export function buildExportLayout(source: ExportSource, resolved: ResolvedExport
   const planned = new Map(resolved.layers.filter((layer) => layer.planned).map((layer) => [layer.index, layer]));
   const expertTensor = new Map<string, ResolvedMoeLayer>();
   const routerTensor = new Map<string, ResolvedMoeLayer>();
+  const fusedTensor = new Map<string, ResolvedMoeLayer>();
   for (const layer of planned.values()) {
     const names = spec.tensors.layer(layer.index);
     routerTensor.set(names.router!, layer);
-    for (let j = 0; j < layer.moe.numExperts; j++) for (const role of ROLES) expertTensor.set(names.expert!(j)[role], layer);
+    if (names.fusedExperts) for (const name of [names.fusedExperts.gateUp, names.fusedExperts.down]) fusedTensor.set(name, layer);
+    for (let j = 0; j < layer.moe.numExperts && names.expert; j++) for (const role of ROLES) expertTensor.set(names.expert(j)[role], layer);
   }
   const require = (name: string): SourceTensor => {
     const found = byName.get(name);
@@ -99,6 +101,8 @@ export function buildExportLayout(source: ExportSource, resolved: ResolvedExport
       if (emitted.has(expertLayer.index)) continue;
       emitted.add(expertLayer.index);
       tensors.push(...expertOutputs(spec, expertLayer, require));
+    } else if (fusedTensor.has(tensor.name)) {
+      tensors.push(fusedExpertOutput(fusedTensor.get(tensor.name)!, tensor));
     } else if (routerLayer) {
       tensors.push(routerOutput(routerLayer, tensor, require));
     } else {
@@ -141,6 +145,39 @@ function expertOutputs(spec: ModelSpec, layer: ResolvedMoeLayer, require: (name:
     }
   });
   return outputs;
+}
+
+/**
+ * A fused expert tensor [E, ...] (Granite MoE) keeps its name and loses experts along its first axis: each new
+ * expert's slab is a byte range of its source expert's slab, or Σ M·W over source slabs when merged.
+ */
+function fusedExpertOutput(layer: ResolvedMoeLayer, tensor: SourceTensor): OutputTensor {
+  if (tensor.shape[0] !== layer.moe.numExperts) {
+    throw new ExportError('invalidSource', `Fused experts ${tensor.name} have shape [${tensor.shape}], expected [${layer.moe.numExperts}, …].`);
+  }
+  const slabElements = elementCount(tensor.shape.slice(1));
+  const slabBytes = slabElements * bytesPerElement(tensor.dtype);
+  const merged = layer.expertRows.some((row) => oneHotIndex(row) === undefined);
+  if (merged && !isComputeDType(tensor.dtype)) throw new ExportError('invalidSource', `${tensor.name} is ${tensor.dtype}; only F32, F16 and BF16 experts can be merged.`);
+  const segments: Segment[] = layer.expertRows.map((row) => {
+    const copyOf = oneHotIndex(row);
+    if (copyOf !== undefined) return { kind: 'raw', source: tensor.name, byteOffset: copyOf * slabBytes, byteLength: slabBytes };
+    return {
+      kind: 'combine',
+      elements: slabElements,
+      terms: row.flatMap((coefficient, j) => (coefficient === 0 ? [] : [{ source: tensor.name, elementOffset: j * slabElements, coefficient }])),
+    };
+  });
+  const identity = layer.expertRows.length === layer.moe.numExperts && layer.expertRows.every((row, i) => oneHotIndex(row) === i);
+  return {
+    name: tensor.name,
+    dtype: tensor.dtype,
+    shape: [layer.expertRows.length, ...tensor.shape.slice(1)],
+    byteLength: layer.expertRows.length * slabBytes,
+    action: identity ? 'kept' : merged ? 'merged' : 'sliced',
+    sources: [tensor.name],
+    segments,
+  };
 }
 
 function mergedExpert(name: string, role: Role, row: number[], sourceOf: (j: number) => SourceTensor): OutputTensor {

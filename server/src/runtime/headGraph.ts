@@ -17,7 +17,9 @@ export function buildHeadGraph(spec: ModelSpec, finalNorm: WeightData, lmHead: W
   const targets = g.input(HeadIO.targets, 'int32', ['rows']);
   const normed = rmsNormOp(g, hidden, g.weight('final_norm', finalNorm, [H]), spec.rmsNormEps);
   // Gemm with transB reads lm_head in its stored [vocab, hidden] layout, so a tied embedding needs no transpose.
-  const logits = g.op('Gemm', [normed, g.weight('lm_head', lmHead, [spec.vocabSize, H])], { transB: 1 });
+  // Granite MoE divides the logits by `logits_scaling`: Gemm's alpha, in the same pass.
+  const logitsScaling = spec.scaling?.logitsScaling ?? 1;
+  const logits = g.op('Gemm', [normed, g.weight('lm_head', lmHead, [spec.vocabSize, H])], { transB: 1, ...(logitsScaling !== 1 && { alpha: { float: 1 / logitsScaling } }) });
   const logProbs = g.op('LogSoftmax', [logits], { axis: -1 });
   const picked = g.op('GatherElements', [logProbs, g.op('Unsqueeze', [targets, g.constInt64([1])])], { axis: 1 });
   g.output(logits, HeadIO.logits, 'float', ['rows', spec.vocabSize]);

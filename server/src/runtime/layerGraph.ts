@@ -41,7 +41,11 @@ export function buildLayerGraph(spec: ModelSpec, layer: LayerSpec, weights: Laye
   const g = new GraphBuilder(`layer${layer.index}`);
   const { numHeads, numKvHeads, headDim } = spec.attention;
   const H = spec.hiddenSize;
-  const rows = g.input(LayerIO.hidden, 'float', ['tokens', H]);
+  const layerInput = g.input(LayerIO.hidden, 'float', ['tokens', H]);
+  // Granite MoE scales the embeddings; the first layer does it, so the engine's embedding lookup stays a copy.
+  const embeddingMultiplier = spec.scaling?.embedding ?? 1;
+  const rows = layer.index === 0 && embeddingMultiplier !== 1 ? g.op('Mul', [layerInput, g.constFloat([embeddingMultiplier])]) : layerInput;
+  const residualMultiplier = spec.scaling?.residual ?? 1;
   const tokenSlots = g.input(LayerIO.tokenSlots, 'int64', ['tokens']);
   const gridRows = g.input(LayerIO.gridRows, 'int64', ['grid']);
   const cos = g.input(LayerIO.ropeCos, 'float', ['seq', headDim]);
@@ -89,7 +93,7 @@ export function buildLayerGraph(spec: ModelSpec, layer: LayerSpec, weights: Laye
   const qStacked = g.op('Reshape', [rope(headsFirst(q4)), g.constInt64([0, numKvHeads, -1, headDim])]);
   const kHeads = rope(headsFirst(k4));
   const vHeads = headsFirst(toHeads(v, numKvHeads));
-  const scores = g.op('Mul', [g.op('MatMul', [qStacked, g.op('Transpose', [kHeads], { perm: [0, 1, 3, 2] })]), g.constFloat([1 / Math.sqrt(headDim)])]);
+  const scores = g.op('Mul', [g.op('MatMul', [qStacked, g.op('Transpose', [kHeads], { perm: [0, 1, 3, 2] })]), g.constFloat([spec.attention.scale ?? 1 / Math.sqrt(headDim)])]);
   // The [batch, 1, 1, seq, seq] bias broadcasts over kv heads and groups once the rows are split again.
   const groupedShape = g.op('Concat', [g.constInt64([0, numKvHeads, group]), g.op('Slice', [biasShape, g.constInt64([3]), g.constInt64([5])])], { axis: 0 });
   const probs = g.op('Softmax', [g.op('Add', [g.op('Reshape', [scores, groupedShape]), attentionBias])], { axis: -1 });
@@ -97,14 +101,17 @@ export function buildLayerGraph(spec: ModelSpec, layer: LayerSpec, weights: Laye
   const grid = g.op('Reshape', [g.op('Transpose', [g.op('Reshape', [context, g.constInt64([0, numHeads, -1, headDim])])], { perm: [0, 2, 1, 3] }), g.constInt64([-1, numHeads * headDim])]);
   const merged = g.op('Gather', [grid, tokenSlots], { axis: 0 });
   // Residual connections ride on the products: Gemm's C here, the experts' scatter-add target below.
-  const attended = linearOp(g, merged, 'o_proj', weights.o, H, numHeads * headDim, rows, precision);
+  const attended = linearOp(g, merged, 'o_proj', weights.o, H, numHeads * headDim, rows, precision, residualMultiplier);
 
   // Feed-forward.
   const normed = rmsNorm(attended, 'post_attention_norm', weights.postAttentionNorm, H);
-  const out =
+  // A residual multiplier other than 1 (Granite MoE) scales the block's output, so it cannot ride on the products.
+  const ownResidual = residualMultiplier === 1 ? attended : undefined;
+  const block =
     layer.kind === 'dense'
-      ? swigluOp(g, normed, 'mlp', weights.mlp!, layer.mlp.intermediateSize, H, attended, precision)
-      : buildSparseMoe(g, spec, layer.moe, normed, weights, experts ?? weights.experts!, attended, precision);
+      ? swigluOp(g, normed, 'mlp', weights.mlp!, layer.mlp.intermediateSize, H, ownResidual, precision)
+      : buildSparseMoe(g, spec, layer.moe, normed, weights, experts ?? weights.experts!, ownResidual, precision);
+  const out = ownResidual ? block : g.op('Add', [attended, g.op('Mul', [block, g.constFloat([residualMultiplier])])]);
   g.output(out, LayerIO.hiddenOut, 'float', ['tokens', H]);
   return g;
 }
@@ -124,9 +131,14 @@ export function rmsNormOp(g: GraphBuilder, x: string, weight: string, eps: numbe
  * `addend` (Gemm's C) is a bias row or a residual [rows, out], added in the same pass. Every projection goes
  * through here; with precision int8 it is quantizedLinearOp's instead.
  */
-function linearOp(g: GraphBuilder, x: string, name: string, weight: WeightData, outDim: number, inDim: number, addend?: string, precision: Precision = 'fp32'): string {
-  if (precision === 'int8') return quantizedLinearOp(g, x, name, weight, outDim, inDim, addend);
-  return g.op('Gemm', [x, g.weight(name, weight, [outDim, inDim]), ...(addend ? [addend] : [])], { transB: 1 });
+function linearOp(g: GraphBuilder, x: string, name: string, weight: WeightData, outDim: number, inDim: number, addend?: string, precision: Precision = 'fp32', scale = 1): string {
+  // `scale` (Gemm's alpha) multiplies the product only, as Granite MoE's residual multiplier does: C + scale · x W^T.
+  if (precision === 'int8') {
+    if (scale === 1) return quantizedLinearOp(g, x, name, weight, outDim, inDim, addend);
+    const product = g.op('Mul', [quantizedLinearOp(g, x, name, weight, outDim, inDim), g.constFloat([scale])]);
+    return addend ? g.op('Add', [addend, product]) : product;
+  }
+  return g.op('Gemm', [x, g.weight(name, weight, [outDim, inDim]), ...(addend ? [addend] : [])], { transB: 1, ...(scale !== 1 && { alpha: { float: scale } }) });
 }
 
 /** down(silu(gate x) * up x), plus `residual` when given. */

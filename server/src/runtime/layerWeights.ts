@@ -1,4 +1,4 @@
-import type { LayerSpec, MlpTensorNames, ModelSpec, WeightSource } from '../checkpoint/modelSpec';
+import type { FusedExpertNames, LayerSpec, MlpTensorNames, ModelSpec, WeightSource } from '../checkpoint/modelSpec';
 import type { WeightData } from './graphBuilder';
 
 /** A SwiGLU MLP's weights in HF layout: gate/up [intermediate, hidden], down [hidden, intermediate]. */
@@ -49,11 +49,18 @@ export function layerWeights(spec: ModelSpec, source: WeightSource, layer: Layer
     qNorm: optional(names.qNorm),
     kNorm: optional(names.kNorm),
     router: optional(names.router),
-    experts: layer.kind === 'moe' ? Array.from({ length: layer.moe.numExperts }, (_, j) => mlp(names.expert!(j))) : undefined,
+    experts: layer.kind === 'moe' ? Array.from({ length: layer.moe.numExperts }, (_, j) => (names.fusedExperts ? fusedExpert(spec, source, names.fusedExperts, layer.moe.expert.intermediateSize, j) : mlp(names.expert!(j)))) : undefined,
     sharedExpert: names.sharedExpert && mlp(names.sharedExpert),
     sharedExpertGate: optional(names.sharedExpertGate),
     mlp: names.mlp && mlp(names.mlp),
   };
+}
+
+/** Expert j of a fused layer, read as three ranges of the two tensors so no reader ever holds all experts. */
+function fusedExpert(spec: ModelSpec, source: WeightSource, names: FusedExpertNames, intermediate: number, j: number): MlpWeights {
+  const slab = intermediate * spec.hiddenSize;
+  const range = (name: string, offset: number): WeightData => () => source.readFloat32Range(name, offset, slab);
+  return { gate: range(names.gateUp, 2 * j * slab), up: range(names.gateUp, (2 * j + 1) * slab), down: range(names.down, j * slab) };
 }
 
 /** Experts of a merged layer: new expert i = Σ_j mergeMatrix[i][j] · expert j, for gate, up and down alike. */

@@ -155,7 +155,8 @@ export class Calibration {
   async dtype(): Promise<DType> {
     const checkpoint = await this.openCheckpoint();
     const moe = this.identity.spec.layers.find((l) => l.kind === 'moe');
-    const name = moe ? this.identity.spec.tensors.layer(moe.index).expert?.(0).gate : undefined;
+    const names = moe ? this.identity.spec.tensors.layer(moe.index) : undefined;
+    const name = names?.expert?.(0).gate ?? names?.fusedExperts?.gateUp;
     return name ? checkpoint.weights.info(name).dtype : 'F32';
   }
 
