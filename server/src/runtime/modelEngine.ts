@@ -147,13 +147,13 @@ export class ModelEngine {
   /** Merged experts need their own weights, so that layer gets its own session, built once per merge matrix. */
   private async sessionFor(layer: LayerSpec, plan: ResolvedLayerPlan | undefined): Promise<ort.InferenceSession> {
     if (!plan?.mergeMatrix || layer.kind !== 'moe') return this.layerSessions[layer.index];
-    const key = JSON.stringify(plan.mergeMatrix);
+    const key = JSON.stringify([plan.mergeMatrix, plan.outputScale]);
     const current = this.mergedSessions.get(layer.index);
     if (current?.key === key) return current.session;
     await current?.session.release();
     this.mergedSessions.delete(layer.index);
     const original = layerWeights(this.spec, this.weights, layer);
-    const experts = mergeExperts(original.experts!, plan.mergeMatrix);
+    const experts = mergeExperts(original.experts!, plan.mergeMatrix, plan.outputScale);
     const session = await loadGraph(buildLayerGraph(this.spec, layer, original, experts), this.options);
     this.mergedSessions.set(layer.index, { key, session });
     return session;
