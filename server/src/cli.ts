@@ -94,7 +94,7 @@ const commands: Record<string, Command> = {
     },
   },
   plan: {
-    usage: 'moe-studio plan --model DIR --method NAME --keep N --calibration FILE[,FILE] [--field F] [--seed S] [--budget N] [--similarity cosine|correlation] [--profile FILE] [--share X] [--max-loss-increase NATS] [--threads N] --out FILE.moeplan.json',
+    usage: 'moe-studio plan --model DIR --method NAME --keep N --calibration FILE[,FILE] [--field F] [--seed S] [--budget N] [--similarity cosine|correlation] [--repair routerRefit,outputCompensation] [--profile FILE] [--share X] [--max-loss-increase NATS] [--threads N] --out FILE.moeplan.json',
     description: 'Make a plan (random, frequency, softCount, reap, naee, uncurl, eep; or adaptiveGating with --share or --max-loss-increase and no --keep) from calibration data; never overwrites --out.',
     async run({ options }) {
       const requested = requiredOption(options, 'method', 'NAME');
@@ -112,6 +112,8 @@ const commands: Record<string, Command> = {
             ...(options.has('budget') && { budget: integerOption(options, 'budget', 1) }),
             // UNCURL's similarity (checked, with its message, where plan parameters are read).
             ...(options.has('similarity') && { similarity: options.get('similarity') }),
+            // Closed-form repairs after the method (checked where plan parameters are read).
+            ...(options.has('repair') && { repairs: listOption(options, 'repair') }),
             // Adaptive gating within a loss bound (checked where plan parameters are read).
             ...(options.has('max-loss-increase') && { maxLossIncrease: Number(options.get('max-loss-increase')) }),
           },
@@ -121,7 +123,7 @@ const commands: Record<string, Command> = {
           threads: options.has('threads') ? integerOption(options, 'threads', 0) : 0,
           onProgress: (message) => process.stderr.write(`${message}\n`),
         });
-        for (const layer of plan.layers) console.log(`layer ${layer.layer}: keeps ${layer.keptExperts.join(', ')}${layer.mergeMatrix ? ' (merged)' : ''}${layer.adaptiveThreshold !== undefined ? `, adaptive gating T = ${layer.adaptiveThreshold.toFixed(3)}` : ''}`);
+        for (const layer of plan.layers) console.log(`layer ${layer.layer}: keeps ${layer.keptExperts.join(', ')}${layer.mergeMatrix ? ' (merged)' : ''}${layer.outputScale ? ` (output scales ${layer.outputScale.map((s) => s.toFixed(3)).join(', ')})` : ''}${layer.adaptiveThreshold !== undefined ? `, adaptive gating T = ${layer.adaptiveThreshold.toFixed(3)}` : ''}`);
         console.log(planPath);
         for (const warning of warnings) process.stderr.write(`warning: ${warning}\n`);
       } finally {

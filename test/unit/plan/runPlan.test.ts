@@ -51,6 +51,34 @@ describe('plan generation from a model and calibration data', () => {
     });
   }
 
+  it('repairs a plan: router refit and output compensation, exact (scale 1, rows unchanged) when every expert stays', async () => {
+    for (const keep of [8, 4]) {
+      const output = path.join(dir, `repaired-${keep}.moeplan.json`);
+      const { plan } = await generatePlanFile({
+        model: checkpoint.folder, method: 'frequency', targetExperts: keep, seed: 0, calibration: [{ file: calibrationFile }], output, runtimes, threads: 1,
+        parameters: { repairs: ['routerRefit', 'outputCompensation'] },
+      });
+      const parsed = parsePlan(fs.readFileSync(output, 'utf8'), checkpoint.spec);
+      assert.ok(parsed.valid, JSON.stringify(parsed.problems));
+      assert.deepEqual(plan.method.parameters.repairs, ['routerRefit', 'outputCompensation']);
+      assert.ok(plan.exactInHuggingFace.exact);
+      for (const layer of plan.layers) {
+        assert.equal(layer.outputScale!.length, keep);
+        assert.equal(layer.routerMap!.length, keep);
+        if (keep === 8) {
+          layer.outputScale!.forEach((s) => assert.ok(Math.abs(s - 1) < 1e-3, `scale ${s}`));
+          layer.routerMap!.forEach((row, i) => row.forEach((w, j) => assert.ok(Math.abs(w - (i === j ? 1 : 0)) < 1e-3, `router ${i},${j}: ${w}`)));
+        } else {
+          assert.ok(layer.outputScale!.every((s) => Number.isFinite(s) && s > 0), String(layer.outputScale));
+        }
+      }
+    }
+    await assert.rejects(
+      generatePlanFile({ model: checkpoint.folder, method: 'frequency', targetExperts: 4, seed: 0, calibration: [{ file: calibrationFile }], output: path.join(dir, 'bad-repair.moeplan.json'), runtimes, threads: 1, parameters: { repairs: ['polish'] } }),
+      /"repairs" must list/,
+    );
+  });
+
   it('refuses to overwrite an existing plan file', async () => {
     const output = path.join(dir, 'exists.moeplan.json');
     fs.writeFileSync(output, '{}');

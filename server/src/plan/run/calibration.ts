@@ -46,6 +46,8 @@ export interface CalibrationParameters {
   samples?: number;
   /** Adaptive gating within a loss bound: score thresholds layer by layer. */
   gatingQuality?: boolean;
+  /** Repairs follow the method: they read the layer reconstruction. */
+  repairs?: boolean;
 }
 
 export const DEFAULT_EEP_SAMPLES = 32;
@@ -128,6 +130,7 @@ export class Calibration {
   async inputsFor(method: MethodName, parameters: CalibrationParameters, options: { needsStatistics: boolean; target?: ExpertTarget; signal?: AbortSignal }): Promise<PlanInputs> {
     const inputs: PlanInputs = {};
     if (options.needsStatistics || ['frequency', 'softCount', 'reap', 'uncurl'].includes(method)) inputs.statistics = await this.statistics(options.signal);
+    if (parameters.repairs) inputs.repair = await this.layerError(options.signal);
     if (method === 'naee') {
       const reconstruction = await this.layerError(options.signal);
       inputs.layerError = async (layer, kept) => reconstruction.error(layer, kept);

@@ -12,6 +12,7 @@ import { RuntimePool } from '../../profile/run/runtimePool';
 import { sharedRuntimes } from '../../profile/run/profileDataset';
 import { generatePlan, type PlanMethod } from '../generatePlan';
 import type { EepProgress } from '../methods/eep';
+import { REPAIRS, type Repair } from '../methods/repairs';
 import { UNCURL_SIMILARITIES, type UncurlSimilarity } from '../methods/uncurl';
 import { describeHeavyMerges, heavyMerges, sharesFromCounts } from '../mergeWarnings';
 import { formatPlan, type MoePlan } from '../planFile';
@@ -80,12 +81,23 @@ export function planMethod(name: GenerateMethodName, parameters: Record<string, 
   }
 }
 
+/** The request's `repairs` parameter: a list of repair names (none when absent). */
+export function planRepairs(value: unknown): Repair[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value) || !value.every((r) => REPAIRS.includes(r as Repair))) {
+    throw new UserError(`The parameter "repairs" must list ${REPAIRS.map((r) => `"${r}"`).join(' and/or ')}.`);
+  }
+  return value as Repair[];
+}
+
 /** A plan object for the calibration (not written anywhere). */
 export async function makePlan(calibration: Calibration, options: PlanRequestOptions, record: PlanRecord): Promise<MoePlan> {
   const method = planMethod(options.method, options.parameters);
+  const repairs = planRepairs(options.parameters?.repairs);
   const calibrationParameters: CalibrationParameters = {
     samples: typeof options.parameters?.samples === 'number' ? options.parameters.samples : undefined,
     gatingQuality: method.name === 'adaptiveGating' && method.maxLossIncrease !== undefined,
+    repairs: repairs.length > 0,
   };
   const needsStatistics = options.singleExpertShare !== undefined;
   if (['frequency', 'softCount', 'reap', 'uncurl', 'naee'].includes(options.method) || needsStatistics) options.onProgress?.('Profiling the calibration data');
@@ -101,6 +113,7 @@ export async function makePlan(calibration: Calibration, options: PlanRequestOpt
     targetExperts: options.targetExperts,
     seed: options.seed,
     singleExpertShare: options.singleExpertShare,
+    repairs,
     signal: options.signal,
     onGeneration: (progress) => options.onProgress?.(eepProgressMessage(progress), progress),
   });
