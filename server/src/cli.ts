@@ -94,7 +94,7 @@ const commands: Record<string, Command> = {
     },
   },
   plan: {
-    usage: 'moe-studio plan --model DIR --method NAME --keep N --calibration FILE[,FILE] [--field F] [--seed S] [--budget N] [--similarity cosine|correlation] [--repair routerRefit,outputCompensation] [--profile FILE] [--share X] [--max-loss-increase NATS] [--threads N] --out FILE.moeplan.json',
+    usage: 'moe-studio plan --model DIR --method NAME --keep N|--keep-share X --calibration FILE[,FILE] [--field F] [--seed S] [--budget N] [--similarity cosine|correlation] [--repair routerRefit,outputCompensation] [--profile FILE] [--share X] [--max-loss-increase NATS] [--threads N] --out FILE.moeplan.json',
     description: 'Make a plan (random, frequency, softCount, reap, naee, uncurl, eep; or adaptiveGating with --share or --max-loss-increase and no --keep) from calibration data; never overwrites --out.',
     async run({ options }) {
       const requested = requiredOption(options, 'method', 'NAME');
@@ -104,7 +104,7 @@ const commands: Record<string, Command> = {
         const { planPath, plan, warnings } = await generatePlanFile({
           model: path.resolve(requiredOption(options, 'model', 'DIR')),
           method,
-          targetExperts: method === 'adaptiveGating' ? undefined : integerOption(options, 'keep', 1),
+          targetExperts: method === 'adaptiveGating' || options.has('keep-share') ? undefined : integerOption(options, 'keep', 1),
           calibration: listOption(options, 'calibration').map((file) => ({ file: path.resolve(file), field })),
           profilePath: typeof options.get('profile') === 'string' ? path.resolve(options.get('profile') as string) : undefined,
           seed: options.has('seed') ? integerOption(options, 'seed', 0) : 0,
@@ -112,6 +112,8 @@ const commands: Record<string, Command> = {
             ...(options.has('budget') && { budget: integerOption(options, 'budget', 1) }),
             // UNCURL's similarity (checked, with its message, where plan parameters are read).
             ...(options.has('similarity') && { similarity: options.get('similarity') }),
+            // A global expert budget shared out across layers by marginal loss (checked where plan parameters are read).
+            ...(options.has('keep-share') && { keepShare: Number(options.get('keep-share')) }),
             // Closed-form repairs after the method (checked where plan parameters are read).
             ...(options.has('repair') && { repairs: listOption(options, 'repair') }),
             // Adaptive gating within a loss bound (checked where plan parameters are read).

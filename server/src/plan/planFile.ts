@@ -77,6 +77,8 @@ export interface HfExactness {
   exact: boolean;
   /** Why a stock Hugging Face config cannot express the plan; empty when it can. */
   reasons: string[];
+  /** Present when layers keep different expert counts: the export is exact, but only MoE Studio's loader opens it. */
+  stockLoaders?: string;
 }
 
 export interface MoePlan {
@@ -212,6 +214,7 @@ class PlanReader {
     const exactness = this.required(root, 'exactInHuggingFace', (n) => this.object(n, (o) => ({
       exact: this.required(o, 'exact', (v) => this.boolean(v)) ?? false,
       reasons: this.optional(o, 'reasons', (v) => this.array(v, (r) => this.string(r))) ?? [],
+      stockLoaders: this.optional(o, 'stockLoaders', (v) => this.string(v)),
     })));
     return {
       schema: PLAN_SCHEMA,

@@ -79,6 +79,25 @@ describe('plan generation from a model and calibration data', () => {
     );
   });
 
+  it('shares a global expert budget out across layers by measured loss, and records it', async () => {
+    const output = path.join(dir, 'budget.moeplan.json');
+    const { plan } = await generatePlanFile({
+      model: checkpoint.folder, method: 'frequency', seed: 0, calibration: [{ file: calibrationFile }], output, runtimes, threads: 1, parameters: { keepShare: 0.5 },
+    });
+    const parsed = parsePlan(fs.readFileSync(output, 'utf8'), checkpoint.spec);
+    assert.ok(parsed.valid, JSON.stringify(parsed.problems));
+    assert.equal(plan.layers.reduce((sum, l) => sum + l.keptExperts.length, 0), 8, 'half of 2 × 8 experts');
+    assert.ok(plan.layers.every((l) => l.keptExperts.length >= 2), 'never below top-k');
+    assert.equal(plan.method.parameters.keepShare, 0.5);
+    assert.deepEqual(plan.method.parameters.targetExperts, Object.fromEntries(plan.layers.map((l) => [l.layer, l.keptExperts.length])));
+    assert.equal(plan.exactInHuggingFace.exact, true);
+    assert.equal(plan.uniformExpertCount, plan.exactInHuggingFace.stockLoaders === undefined);
+    await assert.rejects(
+      generatePlanFile({ model: checkpoint.folder, method: 'frequency', seed: 0, calibration: [{ file: calibrationFile }], output: path.join(dir, 'budget-bad.moeplan.json'), runtimes, threads: 1, parameters: { keepShare: 1.5 } }),
+      /keepShare/,
+    );
+  });
+
   it('refuses to overwrite an existing plan file', async () => {
     const output = path.join(dir, 'exists.moeplan.json');
     fs.writeFileSync(output, '{}');

@@ -12,7 +12,9 @@ import { RuntimePool } from '../../profile/run/runtimePool';
 import { sharedRuntimes } from '../../profile/run/profileDataset';
 import { generatePlan, type PlanMethod } from '../generatePlan';
 import type { EepProgress } from '../methods/eep';
+import { allocateExperts } from '../methods/layerBudget';
 import { REPAIRS, type Repair } from '../methods/repairs';
+import type { ExpertTarget } from '../statistics';
 import { UNCURL_SIMILARITIES, type UncurlSimilarity } from '../methods/uncurl';
 import { describeHeavyMerges, heavyMerges, sharesFromCounts } from '../mergeWarnings';
 import { formatPlan, type MoePlan } from '../planFile';
@@ -81,6 +83,22 @@ export function planMethod(name: GenerateMethodName, parameters: Record<string, 
   }
 }
 
+/**
+ * `keepShare` (0 < x ≤ 1): a global expert budget, round(x × all routed experts), shared out across
+ * layers by their measured marginal loss (methods/layerBudget.ts) instead of the same count per layer.
+ */
+async function expertBudget(calibration: Calibration, options: PlanRequestOptions): Promise<{ share: number; total: number; perLayer: Record<number, number> } | undefined> {
+  const share = options.parameters?.keepShare;
+  if (share === undefined) return undefined;
+  if (typeof share !== 'number' || !(share > 0 && share <= 1)) throw new UserError('The parameter "keepShare" is the share of all experts to keep, above 0 and at most 1.');
+  options.onProgress?.('Measuring each layer\'s loss at every expert count (global expert budget)');
+  const curves = await calibration.layerCostCurves(typeof options.parameters?.samples === 'number' ? options.parameters.samples : undefined, options.signal);
+  const all = curves.reduce((sum, c) => sum + c.numExperts, 0);
+  const floor = curves.reduce((sum, c) => sum + c.minimum, 0);
+  const total = Math.max(floor, Math.round(share * all));
+  return { share, total, perLayer: allocateExperts(curves, total) };
+}
+
 /** The request's `repairs` parameter: a list of repair names (none when absent). */
 export function planRepairs(value: unknown): Repair[] {
   if (value === undefined) return [];
@@ -100,23 +118,27 @@ export async function makePlan(calibration: Calibration, options: PlanRequestOpt
     repairs: repairs.length > 0,
   };
   const needsStatistics = options.singleExpertShare !== undefined;
+  const budget = await expertBudget(calibration, options);
+  const target: ExpertTarget | undefined = budget?.perLayer ?? options.targetExperts;
   if (['frequency', 'softCount', 'reap', 'uncurl', 'naee'].includes(options.method) || needsStatistics) options.onProgress?.('Profiling the calibration data');
   if (options.method === 'naee') options.onProgress?.('Computing every expert\'s output on the calibration tokens');
   if (options.method === 'eep') options.onProgress?.('Starting from the pruning heuristics (frequency, soft count, REAP, NAEE)');
-  const inputs = await calibration.inputsFor(method.name, calibrationParameters, { needsStatistics, target: options.targetExperts, signal: options.signal });
+  const inputs = await calibration.inputsFor(method.name, calibrationParameters, { needsStatistics, target, signal: options.signal });
   options.onProgress?.(options.method === 'eep' ? 'Searching (EEP)' : options.method === 'naee' ? 'Searching expert subsets (NAEE)' : calibrationParameters.gatingQuality ? 'Measuring each layer\'s loss at candidate thresholds' : 'Choosing experts');
-  return generatePlan(method, inputs, {
+  const plan = await generatePlan(method, inputs, {
     spec: calibration.identity.spec,
     model: { folder: record.modelFolder, fingerprint: calibration.identity.fingerprint },
     calibration: { datasets: record.datasets, ...(record.profile ? { profile: record.profile } : {}) },
     dtype: await calibration.dtype(),
-    targetExperts: options.targetExperts,
+    targetExperts: target,
     seed: options.seed,
     singleExpertShare: options.singleExpertShare,
     repairs,
     signal: options.signal,
     onGeneration: (progress) => options.onProgress?.(eepProgressMessage(progress), progress),
   });
+  if (budget) plan.method.parameters = { ...plan.method.parameters, keepShare: budget.share, expertBudget: { total: budget.total, allocation: 'marginalLoss' } };
+  return plan;
 }
 
 export interface GeneratePlanFileOptions extends PlanRequestOptions {
