@@ -11,7 +11,7 @@ import type { FieldSpec } from './profile';
 import { profileDataset, sharedRuntimes } from './profile/run';
 import type { EvaluationMetric, PlanMethodName } from '../../common/protocol';
 import { evaluatePlanFile } from './evaluate';
-import { generatePlanFile, runSweep } from './plan/run';
+import { generatePlanFile, readPlanToResume, runSweep } from './plan/run';
 import { exportPlanFile, parseByteSize, progressMessage } from './export';
 
 interface Command {
@@ -94,7 +94,7 @@ const commands: Record<string, Command> = {
     },
   },
   plan: {
-    usage: 'moe-studio plan --model DIR --method NAME --keep N|--keep-share X --calibration FILE[,FILE] [--field F] [--seed S] [--budget N] [--similarity cosine|correlation] [--repair routerRefit,outputCompensation] [--profile FILE] [--share X] [--max-loss-increase NATS] [--threads N] --out FILE.moeplan.json',
+    usage: 'moe-studio plan --model DIR --method NAME --keep N|--keep-share X --calibration FILE[,FILE] [--field F] [--seed S] [--budget N] [--similarity cosine|correlation] [--repair routerRefit,outputCompensation] [--resume FILE.moeplan.json] [--profile FILE] [--share X] [--max-loss-increase NATS] [--threads N] --out FILE.moeplan.json',
     description: 'Make a plan (random, frequency, softCount, reap, naee, uncurl, eep; or adaptiveGating with --share or --max-loss-increase and no --keep) from calibration data; never overwrites --out.',
     async run({ options }) {
       const requested = requiredOption(options, 'method', 'NAME');
@@ -120,6 +120,8 @@ const commands: Record<string, Command> = {
             ...(options.has('max-loss-increase') && { maxLossIncrease: Number(options.get('max-loss-increase')) }),
           },
           singleExpertShare: options.has('share') ? Number(options.get('share')) : undefined,
+          // EEP: continue an earlier plan's search.
+          ...(options.has('resume') && { resume: readPlanToResume(path.resolve(requiredOption(options, 'resume', 'FILE.moeplan.json'))) }),
           output: path.resolve(requiredOption(options, 'out', 'FILE.moeplan.json')),
           workspaceFolder: process.cwd(),
           threads: options.has('threads') ? integerOption(options, 'threads', 0) : 0,

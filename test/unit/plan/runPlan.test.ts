@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import type { PlanMethodName } from '../../../common/protocol';
 import { parsePlan } from '../../../server/src/plan';
 import type { EepSearchRecord } from '../../../server/src/plan';
-import { Calibration, generatePlanFile, layerPreview, makePlan, planRelativePath, toPlanStatistics } from '../../../server/src/plan/run';
+import { Calibration, generatePlanFile, layerPreview, makePlan, planRelativePath, readPlanToResume, toPlanStatistics } from '../../../server/src/plan/run';
 import { modelIdentity, RuntimePool } from '../../../server/src/profile/run';
 import { writeRandomCheckpoint, type RandomCheckpoint } from '../../support/randomCheckpoint';
 
@@ -96,6 +96,17 @@ describe('plan generation from a model and calibration data', () => {
       generatePlanFile({ model: checkpoint.folder, method: 'frequency', seed: 0, calibration: [{ file: calibrationFile }], output: path.join(dir, 'budget-bad.moeplan.json'), runtimes, threads: 1, parameters: { keepShare: 1.5 } }),
       /keepShare/,
     );
+  });
+
+  it('resumes an EEP search from its plan file: never worse than the plan it continues, and says so', async () => {
+    const first = path.join(dir, 'eep-first.moeplan.json');
+    const { plan: before } = await generatePlanFile({ model: checkpoint.folder, method: 'eep', targetExperts: 4, seed: 2, calibration: [{ file: calibrationFile }], output: first, runtimes, threads: 1, parameters: { ...SMALL_EEP, significance: 0 } });
+    const resume = readPlanToResume(first);
+    const { plan: after } = await generatePlanFile({ model: checkpoint.folder, method: 'eep', targetExperts: 4, seed: 3, calibration: [{ file: calibrationFile }], output: path.join(dir, 'eep-resumed.moeplan.json'), runtimes, threads: 1, parameters: { ...SMALL_EEP, significance: 0 }, resume });
+    assert.ok((after.method.parameters.bestFitness as number) >= (before.method.parameters.bestFitness as number) - 1e-9);
+    assert.deepEqual(after.method.parameters.resumedFrom, { plan: 'eep-first.moeplan.json', evaluations: before.method.parameters.evaluations, bestFitness: before.method.parameters.bestFitness });
+    fs.writeFileSync(path.join(dir, 'broken.moeplan.json'), '{"schema": 1}');
+    assert.throws(() => readPlanToResume(path.join(dir, 'broken.moeplan.json')), /not a valid plan/);
   });
 
   it('refuses to overwrite an existing plan file', async () => {

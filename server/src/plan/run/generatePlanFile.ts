@@ -17,7 +17,7 @@ import { REPAIRS, type Repair } from '../methods/repairs';
 import type { ExpertTarget } from '../statistics';
 import { UNCURL_SIMILARITIES, type UncurlSimilarity } from '../methods/uncurl';
 import { describeHeavyMerges, heavyMerges, sharesFromCounts } from '../mergeWarnings';
-import { formatPlan, type MoePlan } from '../planFile';
+import { formatPlan, type MoePlan, parsePlan } from '../planFile';
 import { Calibration, type CalibrationFile, type CalibrationParameters } from './calibration';
 
 export interface PlanRequestOptions {
@@ -28,6 +28,11 @@ export interface PlanRequestOptions {
   /** Method parameters (EEP budget, population, …; `samples` for EEP's calibration sequences). */
   parameters?: Record<string, unknown>;
   singleExpertShare?: number;
+  /**
+   * EEP: continue the search of an earlier plan (its layers open the population, ahead of the
+   * heuristics'); a merged plan continues in the merge phase unless `phases` says otherwise.
+   */
+  resume?: { file: string; plan: MoePlan };
   signal?: AbortSignal;
   onProgress?: (message: string, eep?: EepProgress) => void;
 }
@@ -99,6 +104,19 @@ async function expertBudget(calibration: Calibration, options: PlanRequestOption
   return { share, total, perLayer: allocateExperts(curves, total) };
 }
 
+/** An earlier plan to resume an EEP search from, read and checked (a user's file: errors are theirs). */
+export function readPlanToResume(file: string): { file: string; plan: MoePlan } {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new UserError(`Cannot read ${file}: ${(error as Error).message}`);
+  }
+  const parsed = parsePlan(text);
+  if (!parsed.plan || !parsed.valid) throw new UserError(`${path.basename(file)} is not a valid plan: ${parsed.problems.filter((p) => p.severity === 'error').map((p) => p.message).join('; ')}`);
+  return { file, plan: parsed.plan };
+}
+
 /** The request's `repairs` parameter: a list of repair names (none when absent). */
 export function planRepairs(value: unknown): Repair[] {
   if (value === undefined) return [];
@@ -111,6 +129,10 @@ export function planRepairs(value: unknown): Repair[] {
 /** A plan object for the calibration (not written anywhere). */
 export async function makePlan(calibration: Calibration, options: PlanRequestOptions, record: PlanRecord): Promise<MoePlan> {
   const method = planMethod(options.method, options.parameters);
+  if (options.resume) {
+    if (method.name !== 'eep' || options.resume.plan.method.name !== 'eep') throw new UserError('Only an EEP search resumes, from an EEP plan.');
+    if (options.parameters?.phases === undefined && options.resume.plan.layers.some((l) => l.mergeMatrix || l.routerMap)) (method as { phases?: string[] }).phases = ['merge'];
+  }
   const repairs = planRepairs(options.parameters?.repairs);
   const calibrationParameters: CalibrationParameters = {
     samples: typeof options.parameters?.samples === 'number' ? options.parameters.samples : undefined,
@@ -124,6 +146,7 @@ export async function makePlan(calibration: Calibration, options: PlanRequestOpt
   if (options.method === 'naee') options.onProgress?.('Computing every expert\'s output on the calibration tokens');
   if (options.method === 'eep') options.onProgress?.('Starting from the pruning heuristics (frequency, soft count, REAP, NAEE)');
   const inputs = await calibration.inputsFor(method.name, calibrationParameters, { needsStatistics, target, signal: options.signal });
+  if (options.resume) inputs.initial = [options.resume.plan.layers, ...(inputs.initial ?? [])];
   options.onProgress?.(options.method === 'eep' ? 'Searching (EEP)' : options.method === 'naee' ? 'Searching expert subsets (NAEE)' : calibrationParameters.gatingQuality ? 'Measuring each layer\'s loss at candidate thresholds' : 'Choosing experts');
   const plan = await generatePlan(method, inputs, {
     spec: calibration.identity.spec,
@@ -137,6 +160,10 @@ export async function makePlan(calibration: Calibration, options: PlanRequestOpt
     signal: options.signal,
     onGeneration: (progress) => options.onProgress?.(eepProgressMessage(progress), progress),
   });
+  if (options.resume) {
+    const previous = options.resume.plan.method.parameters;
+    plan.method.parameters = { ...plan.method.parameters, resumedFrom: { plan: path.basename(options.resume.file), evaluations: previous.evaluations, bestFitness: previous.bestFitness } };
+  }
   if (budget) plan.method.parameters = { ...plan.method.parameters, keepShare: budget.share, expertBudget: { total: budget.total, allocation: 'marginalLoss' } };
   return plan;
 }
@@ -168,6 +195,9 @@ export async function generatePlanFile(options: GeneratePlanFileOptions): Promis
   options.onProgress?.('Reading the calibration data');
   const calibration = await Calibration.load(model, identity, options.calibration, { profilePath: options.profilePath, maxRows: options.maxRows });
   try {
+    if (options.resume && options.resume.plan.model.fingerprint && options.resume.plan.model.fingerprint !== identity.fingerprint) {
+      throw new UserError(`${path.basename(options.resume.file)} was made for other weights than ${identity.folder}; it cannot be resumed on this model.`);
+    }
     const written = (file: string) => planRelativePath(file, planPath, options.workspaceFolder);
     const plan = await makePlan(calibration, options, {
       modelFolder: written(identity.folder),
