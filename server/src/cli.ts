@@ -12,7 +12,7 @@ import type { FieldSpec } from './profile';
 import { profileDataset, profileProgressMessage, sharedRuntimes } from './profile/run';
 import type { EvaluationMetric, PlanMethodName } from '../../common/protocol';
 import { evaluatePlanFile } from './evaluate';
-import { generatePlanFile, runSweep } from './plan/run';
+import { generatePlanFile, readPlanToResume, runSweep } from './plan/run';
 import { ExportError, exportPlanFile, parseByteSize, progressMessage } from './export';
 import { defaultMemoryBudget, formatBytes, MemoryBudgetError, planMemory, PRECISIONS, type MemoryPlan, type Precision } from './runtime';
 import { ProgressLine } from './cli/progressLine';
@@ -113,7 +113,7 @@ const commands: Record<string, Command> = {
     },
   },
   plan: {
-    usage: 'moe-studio plan --model DIR --method NAME --keep N --calibration FILE[,FILE] [--field F] [--seed S] [--budget N] [--similarity cosine|correlation] [--profile FILE] [--share X] [--max-loss-increase NATS] [--threads N] --out FILE.moeplan.json [--memory-budget SIZE] [--precision fp32|int8]',
+    usage: 'moe-studio plan --model DIR --method NAME --keep N|--keep-share X --calibration FILE[,FILE] [--field F] [--seed S] [--budget N] [--similarity cosine|correlation] [--repair routerRefit,outputCompensation] [--resume FILE.moeplan.json] [--profile FILE] [--share X] [--max-loss-increase NATS] [--threads N] --out FILE.moeplan.json [--memory-budget SIZE] [--precision fp32|int8]',
     description: 'Make a plan (random, frequency, softCount, reap, naee, uncurl, eep; or adaptiveGating with --share or --max-loss-increase and no --keep) from calibration data; never overwrites --out.',
     async run({ options }) {
       configureRuntimes(options);
@@ -125,7 +125,7 @@ const commands: Record<string, Command> = {
         const { planPath, plan, warnings } = await generatePlanFile({
           model: path.resolve(requiredOption(options, 'model', 'DIR')),
           method,
-          targetExperts: method === 'adaptiveGating' ? undefined : integerOption(options, 'keep', 1),
+          targetExperts: method === 'adaptiveGating' || options.has('keep-share') ? undefined : integerOption(options, 'keep', 1),
           calibration: listOption(options, 'calibration').map((file) => ({ file: path.resolve(file), field })),
           profilePath: typeof options.get('profile') === 'string' ? path.resolve(options.get('profile') as string) : undefined,
           seed: options.has('seed') ? integerOption(options, 'seed', 0) : 0,
@@ -133,17 +133,23 @@ const commands: Record<string, Command> = {
             ...(options.has('budget') && { budget: integerOption(options, 'budget', 1) }),
             // UNCURL's similarity (checked, with its message, where plan parameters are read).
             ...(options.has('similarity') && { similarity: options.get('similarity') }),
+            // A global expert budget shared out across layers by marginal loss (checked where plan parameters are read).
+            ...(options.has('keep-share') && { keepShare: Number(options.get('keep-share')) }),
+            // Closed-form repairs after the method (checked where plan parameters are read).
+            ...(options.has('repair') && { repairs: listOption(options, 'repair') }),
             // Adaptive gating within a loss bound (checked where plan parameters are read).
             ...(options.has('max-loss-increase') && { maxLossIncrease: Number(options.get('max-loss-increase')) }),
           },
           singleExpertShare: options.has('share') ? Number(options.get('share')) : undefined,
+          // EEP: continue an earlier plan's search.
+          ...(options.has('resume') && { resume: readPlanToResume(path.resolve(requiredOption(options, 'resume', 'FILE.moeplan.json'))) }),
           output: path.resolve(requiredOption(options, 'out', 'FILE.moeplan.json')),
           workspaceFolder: process.cwd(),
           threads: options.has('threads') ? integerOption(options, 'threads', 0) : 0,
           onProgress: (message, eep) => progress.update(eep ? { label: 'EEP search', done: eep.evaluations, total: options.has('budget') ? Number(options.get('budget')) : undefined, unit: `evaluations (${message})` } : { label: message }),
         });
         progress.finish();
-        for (const layer of plan.layers) console.log(`layer ${layer.layer}: keeps ${layer.keptExperts.join(', ')}${layer.mergeMatrix ? ' (merged)' : ''}${layer.adaptiveThreshold !== undefined ? `, adaptive gating T = ${layer.adaptiveThreshold.toFixed(3)}` : ''}`);
+        for (const layer of plan.layers) console.log(`layer ${layer.layer}: keeps ${layer.keptExperts.join(', ')}${layer.mergeMatrix ? ' (merged)' : ''}${layer.outputScale ? ` (output scales ${layer.outputScale.map((s) => s.toFixed(3)).join(', ')})` : ''}${layer.adaptiveThreshold !== undefined ? `, adaptive gating T = ${layer.adaptiveThreshold.toFixed(3)}` : ''}`);
         console.log(planPath);
         for (const warning of warnings) process.stderr.write(`warning: ${warning}\n`);
       } finally {

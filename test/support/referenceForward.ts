@@ -145,7 +145,7 @@ async function sparseMoe(spec: ModelSpec, layer: Extract<LayerSpec, { kind: 'moe
   // The plan, applied to the weights directly: W_r' = W_RM W_r, expert_i' = Σ_j W_EM[i][j] expert_j.
   const router = plan.routerMap ? combineRows(plan.routerMap, (j) => originalRouter.subarray(j * H, (j + 1) * H)) : originalRouter;
   const routed = plan.mergeMatrix
-    ? plan.mergeMatrix.map((row) => ({ gate: combineRows([row], (j) => experts[j].gate), up: combineRows([row], (j) => experts[j].up), down: combineRows([row], (j) => experts[j].down) }))
+    ? plan.mergeMatrix.map((row, i) => ({ gate: combineRows([row], (j) => experts[j].gate), up: combineRows([row], (j) => experts[j].up), down: combineRows([row.map((c) => c * (plan.outputScale?.[i] ?? 1))], (j) => experts[j].down) }))
     : experts;
   const routedCount = routed.length;
   const k = plan.topK ?? layer.moe.topK;

@@ -1,4 +1,6 @@
-"""Train the MoE Studio demo model: a small Mixtral (MixtralForCausalLM) with 8 experts, top-2.
+"""Train the MoE Studio demo models: a small Mixtral (MixtralForCausalLM) with 8 experts, top-2, and
+with `--arch olmoe` a small OLMoE (OlmoeForCausalLM) with 16 experts, top-4, whose top-k weights are
+not renormalised (`norm_topk_prob` false), so pruning changes every kept expert's gate weight.
 
 What it does
   1. Reads the corpus that build_corpus.py wrote to tools/demo-model/build/ and the tokenizer
@@ -13,7 +15,9 @@ What it does
      Face layout, demo/data/{domain}.{train,valid}.jsonl, demo/data/arithmetic-mc.jsonl and
      demo/data/validation_report.json (validation loss per domain, multiple-choice accuracy,
      expert usage per domain and layer and its Jensen-Shannon divergence), all computed from
-     the saved weights.
+     the saved weights. `--arch olmoe` saves demo/models-extra/olmoe/ (the same files plus copies
+     of the tokenizer files) and only its report, demo/data/validation_report.olmoe.json: the
+     datasets are the Mixtral run's, shared by both models.
 
 How to run (a one-off, by hand; never by CI or users), from the repository root:
   apt-get install -y python3-torch python3-regex libopenblas0-pthread
@@ -38,6 +42,7 @@ import json
 import math
 import os
 import random
+import shutil
 import struct
 import sys
 import time
@@ -56,7 +61,7 @@ BUILD = os.path.join(HERE, "build")
 DOMAINS = ["code", "prose", "arithmetic", "records"]
 SEQ_LEN = 256
 
-CONFIG = {
+MIXTRAL_CONFIG = {
     "architectures": ["MixtralForCausalLM"],
     "attention_dropout": 0.0,
     "bos_token_id": bpe.BOS_ID,
@@ -85,6 +90,56 @@ CONFIG = {
     "use_cache": True,
     "vocab_size": bpe.VOCAB_SIZE,
 }
+# The same width, depth, attention and active expert width as the Mixtral (top-4 x 160 = top-2 x 320
+# intermediate units per token), the experts split twice as finely, so the two models cost the same.
+OLMOE_CONFIG = {
+    "architectures": ["OlmoeForCausalLM"],
+    "attention_bias": False,
+    "attention_dropout": 0.0,
+    "bos_token_id": bpe.BOS_ID,
+    "clip_qkv": None,
+    "eos_token_id": bpe.EOS_ID,
+    "hidden_act": "silu",
+    "hidden_size": 128,
+    "initializer_range": 0.02,
+    "intermediate_size": 160,
+    "max_position_embeddings": SEQ_LEN,
+    "model_type": "olmoe",
+    "norm_topk_prob": False,
+    "num_attention_heads": 4,
+    "num_experts": 16,
+    "num_experts_per_tok": 4,
+    "num_hidden_layers": 4,
+    "num_key_value_heads": 2,
+    "output_router_logits": False,
+    "pad_token_id": None,
+    "rms_norm_eps": 1e-05,
+    "rope_theta": 10000.0,
+    "router_aux_loss_coef": 0.01,
+    "tie_word_embeddings": False,
+    "torch_dtype": "float32",
+    "transformers_version": "4.46.3",
+    "use_cache": True,
+    "vocab_size": bpe.VOCAB_SIZE,
+}
+# What differs between the two layouts besides config.json: where the MoE block sits, the expert
+# projections' names (gate, up, down), OLMoE's RMSNorm over the whole q and k projections, and where
+# the files go.
+ARCHITECTURES = {
+    "mixtral": {"config": MIXTRAL_CONFIG, "moe": "block_sparse_moe", "expert": ("w1", "w3", "w2"),
+                "qk_norm": False, "model_dir": MODEL_DIR, "report": "validation_report.json"},
+    "olmoe": {"config": OLMOE_CONFIG, "moe": "mlp", "expert": ("gate_proj", "up_proj", "down_proj"),
+              "qk_norm": True, "model_dir": os.path.join(ROOT, "demo", "models-extra", "olmoe"),
+              "report": "validation_report.olmoe.json"},
+}
+
+
+def n_experts(c):
+    return c.get("num_local_experts", c.get("num_experts"))
+
+
+def head_dim(c):
+    return c.get("head_dim", c["hidden_size"] // c["num_attention_heads"])
 # 0.05 left code and prose routed alike (Jensen-Shannon divergence <= 0.013 bits in every layer),
 # which made code-calibrated and prose-calibrated plans the same plan; 0.2 separates them.
 SPECIALISATION_COEF = 0.2
@@ -110,19 +165,26 @@ def rotate_half(x):
 
 
 class Attention(torch.nn.Module):
-    def __init__(self, c):
+    def __init__(self, c, qk_norm):
         super().__init__()
-        h, d = c["hidden_size"], c["head_dim"]
+        h, d = c["hidden_size"], head_dim(c)
         self.n_heads, self.n_kv, self.head_dim = c["num_attention_heads"], c["num_key_value_heads"], d
         self.q_proj = torch.nn.Linear(h, self.n_heads * d, bias=False)
         self.k_proj = torch.nn.Linear(h, self.n_kv * d, bias=False)
         self.v_proj = torch.nn.Linear(h, self.n_kv * d, bias=False)
         self.o_proj = torch.nn.Linear(self.n_heads * d, h, bias=False)
+        if qk_norm:  # OLMoE: one RMSNorm over all heads of q, one over all heads of k, before RoPE
+            self.q_norm = RMSNorm(self.n_heads * d, c["rms_norm_eps"])
+            self.k_norm = RMSNorm(self.n_kv * d, c["rms_norm_eps"])
+        self.qk_norm = qk_norm
 
     def forward(self, x, cos, sin, mask):
         b, t, _ = x.shape
-        q = self.q_proj(x).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
+        q, k = self.q_proj(x), self.k_proj(x)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q = q.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
+        k = k.view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
@@ -137,23 +199,28 @@ class Attention(torch.nn.Module):
 
 
 class Expert(torch.nn.Module):
-    def __init__(self, h, inter):
+    def __init__(self, h, inter, names):
         super().__init__()
-        self.w1 = torch.nn.Linear(h, inter, bias=False)
-        self.w2 = torch.nn.Linear(inter, h, bias=False)
-        self.w3 = torch.nn.Linear(h, inter, bias=False)
+        self.names = names  # (gate, up, down)
+        gate, up, down = names
+        # Created gate, down, up: that order decides the seeded initialisation of the shipped Mixtral.
+        setattr(self, gate, torch.nn.Linear(h, inter, bias=False))
+        setattr(self, down, torch.nn.Linear(inter, h, bias=False))
+        setattr(self, up, torch.nn.Linear(h, inter, bias=False))
 
     def forward(self, x):
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        gate, up, down = (getattr(self, name) for name in self.names)
+        return down(F.silu(gate(x)) * up(x))
 
 
 class SparseMoeBlock(torch.nn.Module):
-    def __init__(self, c):
+    def __init__(self, c, expert_names):
         super().__init__()
         self.top_k = c["num_experts_per_tok"]
-        self.gate = torch.nn.Linear(c["hidden_size"], c["num_local_experts"], bias=False)
+        self.norm_topk_prob = c.get("norm_topk_prob", True)  # Mixtral always renormalises
+        self.gate = torch.nn.Linear(c["hidden_size"], n_experts(c), bias=False)
         self.experts = torch.nn.ModuleList(
-            Expert(c["hidden_size"], c["intermediate_size"]) for _ in range(c["num_local_experts"]))
+            Expert(c["hidden_size"], c["intermediate_size"], expert_names) for _ in range(n_experts(c)))
 
     def forward(self, x):
         shape = x.shape
@@ -161,7 +228,9 @@ class SparseMoeBlock(torch.nn.Module):
         router_logits = self.gate(x)
         routing = torch.softmax(router_logits, dim=-1, dtype=torch.float)
         weights, selected = torch.topk(routing, self.top_k, dim=-1)
-        weights = (weights / weights.sum(dim=-1, keepdim=True)).to(x.dtype)
+        if self.norm_topk_prob:
+            weights = weights / weights.sum(dim=-1, keepdim=True)
+        weights = weights.to(x.dtype)
         out = torch.zeros_like(x)
         for e, expert in enumerate(self.experts):
             token, slot = torch.where(selected == e)
@@ -171,36 +240,38 @@ class SparseMoeBlock(torch.nn.Module):
 
 
 class DecoderLayer(torch.nn.Module):
-    def __init__(self, c):
+    def __init__(self, c, arch):
         super().__init__()
         self.input_layernorm = RMSNorm(c["hidden_size"], c["rms_norm_eps"])
-        self.self_attn = Attention(c)
+        self.self_attn = Attention(c, arch["qk_norm"])
         self.post_attention_layernorm = RMSNorm(c["hidden_size"], c["rms_norm_eps"])
-        self.block_sparse_moe = SparseMoeBlock(c)
+        self.moe_name = arch["moe"]
+        setattr(self, self.moe_name, SparseMoeBlock(c, arch["expert"]))
 
     def forward(self, x, cos, sin, mask):
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)
-        moe_out, router_logits, selected = self.block_sparse_moe(self.post_attention_layernorm(x))
+        moe_out, router_logits, selected = getattr(self, self.moe_name)(self.post_attention_layernorm(x))
         return x + moe_out, router_logits, selected
 
 
 class Inner(torch.nn.Module):
-    def __init__(self, c):
+    def __init__(self, c, arch):
         super().__init__()
         self.embed_tokens = torch.nn.Embedding(c["vocab_size"], c["hidden_size"])
-        self.layers = torch.nn.ModuleList(DecoderLayer(c) for _ in range(c["num_hidden_layers"]))
+        self.layers = torch.nn.ModuleList(DecoderLayer(c, arch) for _ in range(c["num_hidden_layers"]))
         self.norm = RMSNorm(c["hidden_size"], c["rms_norm_eps"])
 
 
-class Mixtral(torch.nn.Module):
-    """MixtralForCausalLM; parameter names are the checkpoint's tensor names."""
+class MoeForCausalLM(torch.nn.Module):
+    """MixtralForCausalLM or OlmoeForCausalLM (`arch`); parameter names are the checkpoint's tensor names."""
 
-    def __init__(self, c):
+    def __init__(self, arch):
         super().__init__()
+        c = arch["config"]
         self.config = c
-        self.model = Inner(c)
+        self.model = Inner(c, arch)
         self.lm_head = torch.nn.Linear(c["hidden_size"], c["vocab_size"], bias=False)
-        d = c["head_dim"]
+        d = head_dim(c)
         self.register_buffer("inv_freq", 1.0 / (c["rope_theta"] ** (torch.arange(0, d, 2).float() / d)), persistent=False)
         for name, p in self.named_parameters():
             if p.dim() == 2:
@@ -347,8 +418,8 @@ def load_safetensors(path):
 @torch.no_grad()
 def evaluate_domain(model, records, batch=16):
     """Sum of next-token cross-entropy and count over every record; expert top-k counts per layer."""
-    n_layers, n_experts = model.config["num_hidden_layers"], model.config["num_local_experts"]
-    usage = torch.zeros(n_layers, n_experts, dtype=torch.long)
+    n_layers, experts = model.config["num_hidden_layers"], n_experts(model.config)
+    usage = torch.zeros(n_layers, experts, dtype=torch.long)
     loss_sum, n_tokens = 0.0, 0
     for i in range(0, len(records), batch):
         chunk = records[i:i + batch]
@@ -368,7 +439,7 @@ def evaluate_domain(model, records, batch=16):
         n_tokens += int(target_ok.sum())
         flat_valid = valid.reshape(-1)
         for layer, selected in enumerate(selections):
-            usage[layer] += torch.bincount(selected[flat_valid].reshape(-1), minlength=n_experts)
+            usage[layer] += torch.bincount(selected[flat_valid].reshape(-1), minlength=experts)
     return loss_sum, n_tokens, usage
 
 
@@ -444,8 +515,12 @@ def main():
     ap.add_argument("--out", default=None,
                     help="write model/ and data/ under this folder instead of demo/ (for trying settings)")
     ap.add_argument("--eval-only", action="store_true", help="skip training; evaluate the saved model")
+    ap.add_argument("--arch", choices=sorted(ARCHITECTURES), default="mixtral",
+                    help="mixtral: demo/model (the default demo model); olmoe: demo/models-extra/olmoe")
     args = ap.parse_args()
-    model_dir = os.path.join(args.out, "model") if args.out else MODEL_DIR
+    arch = ARCHITECTURES[args.arch]
+    shares_data = args.arch != "mixtral"  # datasets are written by the Mixtral run only
+    model_dir = os.path.join(args.out, "model") if args.out else arch["model_dir"]
     data_dir = os.path.join(args.out, "data") if args.out else DATA_DIR
     device = torch.device(args.device)
 
@@ -453,17 +528,28 @@ def main():
     torch.set_num_threads(2)
     rng = random.Random(0)
     tok = bpe.Tokenizer.load(os.path.join(MODEL_DIR, "tokenizer.json"))
-    c = CONFIG
+    c = arch["config"]
 
     texts = {}
     for d in DOMAINS:
         for split in ("train", "valid"):
             texts[d, split] = fit_records(bpe.read_jsonl(os.path.join(BUILD, "%s.%s.jsonl" % (d, split))), tok)
-    mc_items = make_multiple_choice(tok)
+        if shares_data:
+            # Scored on the shipped validation split, whatever this machine's corpus holds; the
+            # corpus depends on the installed Debian packages, so a rebuild elsewhere can differ,
+            # and the odd boilerplate record the two splits have in common is left out of training.
+            texts[d, "valid"] = bpe.read_jsonl(os.path.join(DATA_DIR, d + ".valid.jsonl"))
+            held_out = set(texts[d, "valid"])
+            texts[d, "train"] = [t for t in texts[d, "train"] if t not in held_out]
+    if shares_data:
+        with open(os.path.join(DATA_DIR, "arithmetic-mc.jsonl")) as f:
+            mc_items = [json.loads(line) for line in f]
+    else:
+        mc_items = make_multiple_choice(tok)
 
-    model = Mixtral(c).to(device)
+    model = MoeForCausalLM(arch).to(device)
     n_params = sum(p.numel() for p in model.parameters())
-    active = n_params - c["num_hidden_layers"] * (c["num_local_experts"] - c["num_experts_per_tok"]) * 3 * c["hidden_size"] * c["intermediate_size"]
+    active = n_params - c["num_hidden_layers"] * (n_experts(c) - c["num_experts_per_tok"]) * 3 * c["hidden_size"] * c["intermediate_size"]
     print("parameters %d (active per token %d)" % (n_params, active), flush=True)
 
     if not args.eval_only:
@@ -492,7 +578,7 @@ def main():
             in_record = b_real.reshape(-1)
             record_keys = (torch.arange(args.batch, device=device)[:, None] * SEQ_LEN + b_seg).reshape(-1)[in_record]
             record_routers = [r[in_record] for r in routers]
-            lb = load_balancing_loss(record_routers, [s[in_record] for s in selections], c["num_local_experts"])
+            lb = load_balancing_loss(record_routers, [s[in_record] for s in selections], n_experts(c))
             spec = specialisation_loss(record_routers, record_keys)
             loss = lm + c["router_aux_loss_coef"] * lb + args.specialisation * spec
             opt.zero_grad(set_to_none=True)
@@ -512,21 +598,24 @@ def main():
             json.dump({"_from_model_config": True, "bos_token_id": c["bos_token_id"],
                        "eos_token_id": c["eos_token_id"], "transformers_version": c["transformers_version"]}, f, indent=2)
             f.write("\n")
+        if model_dir != MODEL_DIR:
+            for name in ("tokenizer.json", "tokenizer_config.json"):
+                shutil.copyfile(os.path.join(MODEL_DIR, name), os.path.join(model_dir, name))
         print("training took %.0fs" % (time.time() - start), flush=True)
 
     # Everything reported is computed from the saved file, as a loader would see it.
-    model = Mixtral(c)
+    model = MoeForCausalLM(arch)
     model.load_state_dict(load_safetensors(os.path.join(model_dir, "model.safetensors")))
     model.eval()
     os.makedirs(data_dir, exist_ok=True)
     report = {
-        "model": "demo/model",
+        "model": os.path.relpath(model_dir, ROOT),
         "protocol": {
             "records": "demo/data/{domain}.valid.jsonl, every line, in file order; the text is the 'text' field",
             "tokenisation": "ids = tokenizer.encode(text) with add_special_tokens=true, i.e. [<s>=1] + BPE ids of text; no EOS; never longer than 256 ids, never truncated",
             "forward": "each record alone (batch of one, positions 0..n-1, causal mask), fp32 weights and fp32 compute",
             "loss": "next-token cross-entropy in nats: for k = 1..n-1, -log softmax(logits[k-1])[ids[k]]; mean over all such predictions of all records of the domain (token-weighted, not averaged per record)",
-            "expert_usage": "per layer, over every input token of every validation record (BOS included), count each of its top-2 experts once; normalise counts to sum 1",
+            "expert_usage": "per layer, over every input token of every validation record (BOS included), count each of its top-%d experts once" % c["num_experts_per_tok"] + "; normalise counts to sum 1",
             "jensen_shannon_bits": "per layer, H(mean of the domains' usage distributions) - mean of their entropies, log base 2, domains weighted equally (maximum log2(4) = 2 bits for 4 domains)",
             "multiple_choice": "demo/data/arithmetic-mc.jsonl: score(choice) = sum of log-probs of the tokens of encode(prompt + choice) after the first len(encode(prompt)) ids, given everything before them; prediction = argmax score; accuracy = fraction with prediction == label",
         },
@@ -555,13 +644,14 @@ def main():
     report["multiple_choice"] = {"arithmetic-mc": {"items": len(mc_items), "accuracy": accuracy, "chance": 0.25}}
     print("arithmetic-mc accuracy %.3f" % accuracy, flush=True)
 
-    for d in DOMAINS:
+    for d in [] if shares_data else DOMAINS:
         sample = list(texts[d, "train"])
         random.Random(1).shuffle(sample)
         write_jsonl(os.path.join(data_dir, d + ".train.jsonl"), [{"text": t} for t in sample[:300]])
         write_jsonl(os.path.join(data_dir, d + ".valid.jsonl"), [{"text": t} for t in texts[d, "valid"]])
-    write_jsonl(os.path.join(data_dir, "arithmetic-mc.jsonl"), mc_items)
-    with open(os.path.join(data_dir, "validation_report.json"), "w") as f:
+    if not shares_data:
+        write_jsonl(os.path.join(data_dir, "arithmetic-mc.jsonl"), mc_items)
+    with open(os.path.join(data_dir, arch["report"]), "w") as f:
         json.dump(report, f, indent=2)
         f.write("\n")
 

@@ -1,9 +1,11 @@
 /**
- * Pruning quality on the demo (run by hand: `node --import tsx tools/quality/quality.ts`): for each
- * domain, keeping 4 of 8 experts per layer, the held-out loss of every method calibrated on each of the
- * four domains (mean of 3 seeds where the method has a seed); adaptive gating's share of
- * single-expert tokens and loss change at T = 0.1 and 0.2; and a sweep over 8..1 kept experts drawn as
- * demo/sweep.svg. Prints the markdown for demo/README.md's "Pruning quality" section.
+ * Pruning quality on a demo model (run by hand: `node --import tsx tools/quality/quality.ts [--model
+ * demo/models-extra/olmoe] [--variants a,b] [--no-sweep] [--no-gating]`): for each domain, keeping half
+ * of the experts per layer, the held-out loss of every method calibrated on each of the four domains
+ * (mean of 3 seeds where the method has a seed); adaptive gating's share of single-expert tokens and
+ * loss change at T = 0.1 and 0.2; and a sweep over E..1 kept experts drawn as demo/sweep.svg
+ * (demo/sweep-<model>.svg for another model). Prints the markdown for demo/README.md's "Pruning
+ * quality" section.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -15,9 +17,16 @@ import { Calibration, captureCalibration, makePlan } from '../../server/src/plan
 import { modelIdentity, RuntimePool } from '../../server/src/profile/run';
 
 const root = path.resolve(__dirname, '../..');
-const MODEL = path.join(root, 'demo/model');
+const argv = process.argv.slice(2);
+const flag = (name: string) => argv.includes(`--${name}`);
+const option = (name: string) => {
+  const at = argv.indexOf(`--${name}`);
+  return at >= 0 ? argv[at + 1] : undefined;
+};
+const MODEL_FOLDER = option('model') ?? 'demo/model';
+const MODEL = path.join(root, MODEL_FOLDER);
+const MODEL_NAME = path.basename(MODEL) === 'model' ? '' : path.basename(MODEL);
 const DOMAINS = ['code', 'prose', 'arithmetic', 'records'];
-const KEEP = 4;
 const SEEDS = [0, 1, 2];
 const CALIBRATION_ROWS = 48;
 /** Every row of each validation split: the method differences on code and prose are small, so all the data counts. */
@@ -36,7 +45,10 @@ interface Variant {
   parameters?: Record<string, unknown>;
 }
 
-const VARIANTS: Variant[] = [
+const COMPENSATION = { repairs: ['outputCompensation'] };
+const REFIT_AND_COMPENSATION = { repairs: ['routerRefit', 'outputCompensation'] };
+
+const ALL_VARIANTS: Variant[] = [
   { label: 'random', method: 'random', seeded: true },
   { label: 'frequency', method: 'frequency', seeded: false },
   { label: 'softCount', method: 'softCount', seeded: false },
@@ -46,15 +58,32 @@ const VARIANTS: Variant[] = [
   { label: 'uncurl (centred)', method: 'uncurl', seeded: true, parameters: { similarity: 'correlation' } },
   { label: 'eep (prune)', method: 'eep', seeded: true },
   { label: 'eep (merge)', method: 'eep', seeded: true },
+  { label: 'frequency + compensation', method: 'frequency', seeded: false, parameters: COMPENSATION },
+  { label: 'frequency + refit + compensation', method: 'frequency', seeded: false, parameters: REFIT_AND_COMPENSATION },
+  { label: 'naee + compensation', method: 'naee', seeded: false, parameters: COMPENSATION },
+  { label: 'uncurl + compensation', method: 'uncurl', seeded: true, parameters: COMPENSATION },
 ];
+const chosenVariants = option('variants')?.split(',');
+const VARIANTS = chosenVariants ? ALL_VARIANTS.filter((v) => chosenVariants.includes(v.label)) : ALL_VARIANTS;
 
-const SWEEP_METHODS: PlanMethodName[] = ['random', 'frequency', 'reap', 'naee', 'uncurl'];
+const SWEEP_VARIANTS: { label: string; method: PlanMethodName; parameters?: Record<string, unknown> }[] = [
+  { label: 'random', method: 'random' },
+  { label: 'frequency', method: 'frequency' },
+  { label: 'reap', method: 'reap' },
+  { label: 'naee', method: 'naee' },
+  { label: 'uncurl', method: 'uncurl' },
+  { label: 'frequency + compensation', method: 'frequency', parameters: COMPENSATION },
+  { label: 'naee + compensation', method: 'naee', parameters: COMPENSATION },
+];
 
 async function main(): Promise<void> {
   const started = performance.now();
   const identity = await modelIdentity(MODEL);
   const pool = new RuntimePool();
   const model = await pool.get(identity, 2);
+  const moe = identity.spec.layers.find((l) => l.kind === 'moe')!;
+  const numExperts = moe.kind === 'moe' ? moe.moe.numExperts : 0;
+  const KEEP = numExperts / 2;
   const calibrations = new Map<string, Calibration>();
   const calibrationFor = async (domain: string) => {
     let calibration = calibrations.get(domain);
@@ -105,7 +134,7 @@ async function main(): Promise<void> {
         for (const seed of seeds) {
           const layers = variant.method === 'eep'
             ? (await eepRuns(calibration, seed))[variant.label === 'eep (merge)' ? 'merge' : 'prune']
-            : (await makePlan(calibration, { method: variant.method, targetExperts: KEEP, seed, parameters: variant.parameters }, { modelFolder: 'demo/model', datasets: calibration.files })).layers;
+            : (await makePlan(calibration, { method: variant.method, targetExperts: KEEP, seed, parameters: variant.parameters }, { modelFolder: MODEL_FOLDER, datasets: calibration.files })).layers;
           // The evaluator's fitness on text is minus the loss, shared out over the rows.
           const score = await evaluator.score(runtimePlanFor(layers, identity.spec));
           score.samples.forEach((x, i) => (shares[i] -= x / seeds.length));
@@ -116,7 +145,7 @@ async function main(): Promise<void> {
       table[domain][variant.label] = scores;
       process.stderr.write(`${domain} ${variant.label}: ${DOMAINS.map((c) => `${c} ${scores[c].toFixed(4)}`).join(', ')} (${((performance.now() - started) / 1000).toFixed(0)} s)\n`);
     }
-    if (heldOut.samples.kind === 'text') {
+    if (heldOut.samples.kind === 'text' && !flag('no-gating')) {
       const capture = await captureCalibration(model.runtime, heldOut.samples.sequences);
       for (const t of [0.1, 0.2]) {
         const shares = capture.statistics.map((s) => s.gatingCurve!.singleExpertShare[s.gatingCurve!.threshold.findIndex((x) => Math.abs(x - t) < 1e-9)]);
@@ -129,24 +158,35 @@ async function main(): Promise<void> {
   // Sweep on records, calibrated on records: on code and prose even random pruning to 4 experts costs
   // only hundredths of a nat, so their curves hide where quality falls off; records shows it.
   const sweepDomain = 'records';
-  const counts = [8, 7, 6, 5, 4, 3, 2, 1];
+  const counts = Array.from({ length: numExperts }, (_, i) => numExperts - i).filter((c) => numExperts <= 8 || c % 2 === 0 || c === 1);
   const heldOut = await loadSamples(path.join(root, `demo/data/${sweepDomain}.valid.jsonl`), model.tokenizer, { maxRows: HELD_OUT_ROWS });
   const sweepEvaluator = new Evaluator(model.runtime, heldOut.samples);
   const series: { method: string; values: number[] }[] = [];
-  for (const method of SWEEP_METHODS) {
+  for (const { label: method, method: name, parameters } of flag('no-sweep') ? [] : SWEEP_VARIANTS) {
     const values: number[] = [];
     for (const count of counts) {
-      if (count === 8) {
+      if (count === numExperts) {
         values.push(baselines[sweepDomain]);
         continue;
       }
-      const plan = await makePlan(await calibrationFor(sweepDomain), { method, targetExperts: count, seed: 0 }, { modelFolder: 'demo/model', datasets: [] });
+      const plan = await makePlan(await calibrationFor(sweepDomain), { method: name, targetExperts: count, seed: 0, parameters }, { modelFolder: MODEL_FOLDER, datasets: [] });
       values.push((await sweepEvaluator.evaluate(runtimePlanFor(plan.layers, identity.spec), ['loss'])).values.loss!);
     }
     series.push({ method, values });
     process.stderr.write(`sweep ${method}: ${values.map((v) => v.toFixed(3)).join(' ')}\n`);
   }
-  fs.writeFileSync(path.join(root, 'demo/sweep.svg'), sweepSvg(counts, series, baselines[sweepDomain], `Held-out loss on ${sweepDomain} against experts kept per layer (calibrated on ${sweepDomain})`));
+  const sweepFile = MODEL_NAME ? `sweep-${MODEL_NAME}.svg` : 'sweep.svg';
+  if (series.length) fs.writeFileSync(path.join(root, 'demo', sweepFile), sweepSvg(counts, series, baselines[sweepDomain], `${identity.spec.architecture}: held-out loss on ${sweepDomain} against experts kept per layer (calibrated on ${sweepDomain})`, numExperts));
+  /** routingDivergence[d][c]: Jensen-Shannon divergence of d's and c's calibration expert usage, mean over layers. */
+  const routingDivergence: Record<string, Record<string, number>> = {};
+  for (const d of DOMAINS) {
+    routingDivergence[d] = {};
+    const own = await (await calibrationFor(d)).statistics();
+    for (const c of DOMAINS) {
+      const other = await (await calibrationFor(c)).statistics();
+      routingDivergence[d][c] = own.reduce((sum, s, i) => sum + jensenShannonBits(s.tokenCount, other[i].tokenCount), 0) / own.length;
+    }
+  }
   for (const calibration of calibrations.values()) await calibration.close();
   await pool.close();
 
@@ -155,7 +195,7 @@ async function main(): Promise<void> {
   const others = (d: string) => DOMAINS.filter((c) => c !== d);
   /** The other calibration that did best on d: the hardest one to beat. */
   const bestOther = (d: string, label: string) => others(d).reduce((a, b) => (table[d][label][b] < table[d][label][a] ? b : a));
-  lines.push(`Held-out next-token loss (nats; demo protocol: BOS, ≤ 256 tokens, every prediction counted; every row of each \`{domain}.valid.jsonl\`) keeping ${KEEP} of 8 experts in every layer. Each cell: calibrated on the domain itself / calibrated on the best of the three other domains (which one in brackets: c code, p prose, a arithmetic, r records); ${CALIBRATION_ROWS} calibration rows from \`{domain}.train.jsonl\`; mean of seeds ${SEEDS.join(', ')} for random, UNCURL and EEP. EEP: population ${EEP.populationSize} (elite ${EEP.eliteSize}) seeded with the frequency, soft-count, REAP and NAEE plans and mutations of them, ${EEP.generations} prune generations, then ${EEP.generations} merge generations from the prune result as an identity merge; a candidate replaces the plan only when it beats it by 2 standard errors of the paired per-row differences (EEP's default \`significance\`); "eep (prune)" is the phase-1 result of the same run; fitness = negative loss on ${EEP.samples} calibration rows.`, '');
+  lines.push(`Held-out next-token loss (nats; demo protocol: BOS, ≤ 256 tokens, every prediction counted; every row of each \`{domain}.valid.jsonl\`) keeping ${KEEP} of ${numExperts} experts in every layer (${identity.spec.architecture}, \`${MODEL_FOLDER}\`). Each cell: calibrated on the domain itself / calibrated on the best of the three other domains (which one in brackets: c code, p prose, a arithmetic, r records); ${CALIBRATION_ROWS} calibration rows from \`{domain}.train.jsonl\`; mean of seeds ${SEEDS.join(', ')} for random, UNCURL and EEP. EEP: population ${EEP.populationSize} (elite ${EEP.eliteSize}) seeded with the frequency, soft-count, REAP and NAEE plans and mutations of them, ${EEP.generations} prune generations, then ${EEP.generations} merge generations from the prune result as an identity merge; a candidate replaces the plan only when it beats it by 2 standard errors of the paired per-row differences (EEP's default \`significance\`); "eep (prune)" is the phase-1 result of the same run; fitness = negative loss on ${EEP.samples} calibration rows.`, '');
   lines.push(`| method | ${DOMAINS.map((d) => `${d} (full ${fmt(baselines[d])})`).join(' | ')} |`);
   lines.push(`| --- | ${DOMAINS.map(() => '---').join(' | ')} |`);
   for (const variant of VARIANTS) lines.push(`| ${variant.label} | ${DOMAINS.map((d) => { const o = bestOther(d, variant.label); return `${fmt(table[d][variant.label][d])} / ${fmt(table[d][variant.label][o])} (${o[0]})`; }).join(' | ')} |`);
@@ -167,6 +207,15 @@ async function main(): Promise<void> {
     const beatsRandom = taskSpecific.filter((l) => row[l][d] < row.random[d]);
     const beatsOthers = taskSpecific.filter((l) => others(d).every((c) => row[l][d] < row[l][c]));
     const best = Math.min(...VARIANTS.map((v) => row[v.label][d]));
+    const bestOverall = VARIANTS.reduce((a, v) => (row[v.label][d] < row[a.label][d] ? v : a)).label;
+    const divergence = others(d).map((c) => `${c[0]} ${routingDivergence[d][c].toFixed(3)}`).join(', ');
+    const increase = (label: string) => row[label][d] - baselines[d];
+    const halfOfFrequency = row.frequency ? `; best (${bestOverall}) loss increase ${signed(increase(bestOverall))} against frequency's ${signed(increase('frequency'))}: ${increase(bestOverall) <= increase('frequency') / 2 ? 'at most half' : 'more than half'}` : '';
+    const routing = `routing divergence to the other calibrations (JSD of expert usage, bits, mean over layers): ${divergence}`;
+    if (!row['eep (merge)']) {
+      lines.push(`- ${d}: beat random ${beatsRandom.length}/${taskSpecific.length}${listMissing(taskSpecific, beatsRandom)}; beat other calibrations ${beatsOthers.length}/${taskSpecific.length}${listMissing(taskSpecific, beatsOthers)}${halfOfFrequency}; ${routing}`);
+      continue;
+    }
     const merge = row['eep (merge)'][d];
     const bestLabel = VARIANTS.filter((v) => v.label !== 'eep (merge)').reduce((a, v) => (row[v.label][d] < row[a.label][d] ? v : a)).label;
     const versus = (label: string) => {
@@ -175,15 +224,24 @@ async function main(): Promise<void> {
       const halfWidth = 1.96 * standardError; // 95%
       return `${signed(difference)} ± ${halfWidth.toFixed(4)}${difference - halfWidth > 0 ? ', significantly worse' : ''}`;
     };
-    lines.push(`- ${d}: beat random ${beatsRandom.length}/${taskSpecific.length}${listMissing(taskSpecific, beatsRandom)}; beat other calibrations ${beatsOthers.length}/${taskSpecific.length}${listMissing(taskSpecific, beatsOthers)}; EEP merge ≤ EEP prune: ${merge <= row['eep (prune)'][d] ? 'yes' : 'no'} (${versus('eep (prune)')}); EEP merge best of all: ${merge <= best + 1e-12 ? 'yes' : 'no'} (against ${bestLabel}: ${versus(bestLabel)})`);
+    lines.push(`- ${d}: beat random ${beatsRandom.length}/${taskSpecific.length}${listMissing(taskSpecific, beatsRandom)}; beat other calibrations ${beatsOthers.length}/${taskSpecific.length}${listMissing(taskSpecific, beatsOthers)}; EEP merge ≤ EEP prune: ${merge <= row['eep (prune)'][d] ? 'yes' : 'no'} (${versus('eep (prune)')}); EEP merge best of all: ${merge <= best + 1e-12 ? 'yes' : 'no'} (against ${bestLabel}: ${versus(bestLabel)})${halfOfFrequency}; ${routing}`);
   }
   lines.push('', 'The ± figures are 95% intervals of the paired held-out difference (EEP merge minus the other, in nats; each row\'s loss share compared row by row, so the rows\' own difficulty cancels); "significantly worse" where the whole interval is above 0.');
   lines.push('', 'Adaptive gating on the full model (every layer, all experts kept), held-out data:', '', '| domain | T | single-expert tokens | loss change |', '| --- | --- | --- | --- |');
   for (const g of gating) lines.push(`| ${g.domain} | ${g.t} | ${(100 * g.share).toFixed(1)}% | ${g.change >= 0 ? '+' : ''}${g.change.toFixed(4)} |`);
-  lines.push('', `![Held-out loss against experts kept](sweep.svg)`, '', `| method | ${counts.join(' | ')} |`, `| --- | ${counts.map(() => '---').join(' | ')} |`);
+  lines.push('', `![Held-out loss against experts kept](${sweepFile})`, '', `| method | ${counts.join(' | ')} |`, `| --- | ${counts.map(() => '---').join(' | ')} |`);
   for (const s of series) lines.push(`| ${s.method} | ${s.values.map(fmt).join(' | ')} |`);
-  lines.push('', `Generated by \`node --import tsx tools/quality/quality.ts\` in ${((performance.now() - started) / 60000).toFixed(1)} minutes.`);
+  lines.push('', `Generated by \`node --import tsx tools/quality/quality.ts${argv.length ? ' ' + argv.join(' ') : ''}\` in ${((performance.now() - started) / 60000).toFixed(1)} minutes.`);
   console.log(lines.join('\n'));
+}
+
+/** JSD (bits) between two count vectors, each normalised to a distribution. */
+function jensenShannonBits(a: number[], b: number[]): number {
+  const total = (v: number[]) => v.reduce((x, y) => x + y, 0);
+  const p = a.map((x) => x / total(a));
+  const q = b.map((x) => x / total(b));
+  const entropy = (v: number[]) => -v.reduce((s, x) => s + (x > 0 ? x * Math.log2(x) : 0), 0);
+  return entropy(p.map((x, i) => (x + q[i]) / 2)) - (entropy(p) + entropy(q)) / 2;
 }
 
 /** Four decimals with a sign, and no "−0.0000" for a difference that rounds to nothing. */
@@ -193,7 +251,7 @@ function signed(x: number): string {
 }
 
 /** A line chart as plain SVG: one polyline per method, the full model as a dashed reference. */
-function sweepSvg(counts: number[], series: { method: string; values: number[] }[], baseline: number, title: string): string {
+function sweepSvg(counts: number[], series: { method: string; values: number[] }[], baseline: number, title: string, numExperts: number): string {
   const width = 720;
   const height = 420;
   const margin = { left: 60, right: 140, top: 40, bottom: 50 };
@@ -206,7 +264,7 @@ function sweepSvg(counts: number[], series: { method: string; values: number[] }
   const parts = [`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`, `<rect width="100%" height="100%" fill="white"/>`, `<text x="${width / 2}" y="20" text-anchor="middle" font-size="14">${title}</text>`];
   for (let v = low; v <= high + 1e-9; v += 0.5) parts.push(`<line x1="${margin.left}" x2="${width - margin.right}" y1="${y(v)}" y2="${y(v)}" stroke="#eee"/><text x="${margin.left - 6}" y="${y(v) + 4}" text-anchor="end">${v.toFixed(1)}</text>`);
   for (const c of counts) parts.push(`<text x="${x(c)}" y="${height - margin.bottom + 18}" text-anchor="middle">${c}</text>`);
-  parts.push(`<text x="${(margin.left + width - margin.right) / 2}" y="${height - 10}" text-anchor="middle">experts kept per layer (of 8)</text>`);
+  parts.push(`<text x="${(margin.left + width - margin.right) / 2}" y="${height - 10}" text-anchor="middle">experts kept per layer (of ${numExperts})</text>`);
   parts.push(`<text x="16" y="${height / 2}" transform="rotate(-90 16 ${height / 2})" text-anchor="middle">held-out loss (nats)</text>`);
   parts.push(`<line x1="${margin.left}" x2="${width - margin.right}" y1="${y(baseline)}" y2="${y(baseline)}" stroke="black" stroke-dasharray="4 4"/>`);
   series.forEach((s, i) => {

@@ -124,9 +124,12 @@ export function buildExportLayout(source: ExportSource, resolved: ResolvedExport
 function expertOutputs(spec: ModelSpec, layer: ResolvedMoeLayer, require: (name: string) => SourceTensor): OutputTensor[] {
   const names = spec.tensors.layer(layer.index);
   const outputs: OutputTensor[] = [];
-  layer.expertRows.forEach((row, i) => {
+  layer.expertRows.forEach((mergeRow, i) => {
     for (const role of ROLES) {
       const name = names.expert!(i)[role];
+      // Output compensation scales the down projection only: a scaled copy is a one-term combination.
+      const scale = role === 'down' ? (layer.outputScale?.[i] ?? 1) : 1;
+      const row = scale === 1 ? mergeRow : mergeRow.map((coefficient) => coefficient * scale);
       const copyOf = oneHotIndex(row);
       if (copyOf !== undefined) {
         const from = require(names.expert!(copyOf)[role]);

@@ -48,6 +48,8 @@ export interface ResolvedMoeLayer {
   routerRows: number[][];
   merged: boolean;
   topK: number;
+  /** Row i: new expert i's down projection times this (output compensation); absent: all 1. */
+  outputScale?: number[];
 }
 
 export interface ResolvedExportPlan {
@@ -117,6 +119,10 @@ export function resolveExportPlan(spec: ModelSpec, plan: ExportPlan): ResolvedEx
     };
     checkMatrix('mergeMatrix', layerPlan.mergeMatrix);
     checkMatrix('routerMap', layerPlan.routerMap);
+    const scale = layerPlan.outputScale;
+    if (scale !== undefined && (!Array.isArray(scale) || scale.length !== kept.length || !scale.every(Number.isFinite))) {
+      fail(`outputScale must have ${kept.length} finite numbers (one per kept expert)`);
+    }
     const topK = layerPlan.topK ?? layer.moe.topK;
     if (!Number.isInteger(topK) || topK < 1 || topK > kept.length) fail(`topK ${topK} is not in 1..${kept.length}`);
     if (problems.length) continue;
@@ -132,6 +138,7 @@ export function resolveExportPlan(spec: ModelSpec, plan: ExportPlan): ResolvedEx
       routerRows: layerPlan.routerMap ?? defaultRows,
       merged: expertRows.some((row) => oneHotIndex(row) === undefined),
       topK,
+      ...(scale && scale.some((s) => s !== 1) ? { outputScale: [...scale] } : {}),
     });
   }
   if (problems.length) throw new ExportError('invalidPlan', `The export plan is invalid:\n${problems.map((p) => `  - ${p}`).join('\n')}`);

@@ -130,9 +130,9 @@ export function planComposedGraph(spec: ModelSpec, weights: WeightSource, resolv
     if (layer.kind === 'moe') {
       const layerPlan = planned.get(layer.index);
       const runtimePlan = layerPlan?.planned
-        ? resolveLayerPlan(layer.index, layer.moe, { routerMap: layerPlan.routerRows, mergeMatrix: layerPlan.expertRows, topK: layerPlan.topK, adaptiveThreshold: adaptiveThresholds[layer.index] })
+        ? resolveLayerPlan(layer.index, layer.moe, { routerMap: layerPlan.routerRows, mergeMatrix: layerPlan.expertRows, outputScale: layerPlan.outputScale, topK: layerPlan.topK, adaptiveThreshold: adaptiveThresholds[layer.index] })
         : resolveLayerPlan(layer.index, layer.moe, { adaptiveThreshold: adaptiveThresholds[layer.index] });
-      if (runtimePlan.mergeMatrix) experts = mergeExperts(layerWeightSet.experts!, runtimePlan.mergeMatrix);
+      if (runtimePlan.mergeMatrix) experts = mergeExperts(layerWeightSet.experts!, runtimePlan.mergeMatrix, runtimePlan.outputScale);
       baked = bakedPlanInputs(prefix, layer.moe.numExperts, runtimePlan);
       for (const tensor of baked) bindings[tensor.name.slice(prefix.length)] = tensor.name;
       if (routerLogits) frame.output(`${prefix}${LayerIO.routerLogits}`, OnnxModelIO.routerLogits(layer.index), 'float', ['tokens', runtimePlan.routedExperts]);

@@ -8,6 +8,7 @@ import { analyseHfExactness } from './hfExactness';
 import { adaptiveGatingForShare, adaptiveGatingWithinQuality } from './methods/adaptiveGating';
 import { type EepParameters, type EepProgress, type FitnessFunction, type FitnessManyFunction, eepSearch, searchRecord } from './methods/eep';
 import { type LayerErrorFunction, naeePruning } from './methods/naee';
+import { type Repair, type RepairSource, applyRepairs } from './methods/repairs';
 import { frequencyPruning, randomPruning, reapPruning, softCountPruning } from './methods/ranking';
 import { type UncurlSimilarity, uncurlMerging } from './methods/uncurl';
 import { type MoePlan, PLAN_SCHEMA, PLAN_VERSION, type PlanLayer, isUniformExpertCount, moeLayerCount } from './planFile';
@@ -43,6 +44,8 @@ export interface PlanInputs {
    * model and of the model with one layer gated at T, and the thresholds to choose from.
    */
   gatingQuality?: { baseline: number; candidates: readonly number[]; at: (layer: number, threshold: number) => Promise<number> };
+  /** The repairs' calibration data (router logits, expert outputs, the full layer's output). */
+  repair?: RepairSource;
 }
 
 export interface PlanOptions {
@@ -56,6 +59,8 @@ export interface PlanOptions {
   seed?: number;
   /** Adaptive gating on top of the method: thresholds that reach this share of single-expert tokens. */
   singleExpertShare?: number;
+  /** Closed-form repairs of the method's plan (router refit, output compensation), recorded in the plan. */
+  repairs?: Repair[];
   signal?: AbortSignal;
   onGeneration?: (progress: EepProgress) => void;
 }
@@ -113,6 +118,12 @@ export async function generatePlan(method: PlanMethod, inputs: PlanInputs, optio
     case 'adaptiveGating':
       layers = shapes.map((s) => ({ layer: s.layer, keptExperts: Array.from({ length: s.numExperts }, (_, j) => j) }));
       break;
+  }
+  if (options.repairs?.length) {
+    if (!inputs.repair) throw new Error('repairs need the calibration\'s layer reconstruction');
+    const repaired = await applyRepairs(layers, options.repairs, inputs.repair, { signal: options.signal });
+    layers = repaired.layers;
+    parameters = { ...parameters, ...repaired.record };
   }
   const singleExpertShare = options.singleExpertShare;
   let chosen: { layer: number; adaptiveThreshold?: number }[] = [];

@@ -12,9 +12,12 @@
  * - Merging is exact: the plan maps router *logits* (W_RM · W_r is a new router weight, a linear map of
  *   logits) and expert *weights* (W_EM combines gate, up and down tensors), both plain new tensors. Mixing
  *   softmax *outputs* would not be expressible; the format never does that.
- * - Not expressible: adaptive gating (no config key), different expert counts per layer
- *   (`num_local_experts` / `num_experts` is one number), different top-k per layer
- *   (`num_experts_per_tok` is one number; a uniform change of top-k is fine).
+ * - Not expressible: adaptive gating (no config key), different top-k per layer (`num_experts_per_tok`
+ *   is one number; a uniform change of top-k is fine).
+ * - Different expert counts per layer (a global expert budget) export exactly, with the per-layer counts
+ *   in the documented config extension `moe_studio.num_experts_per_layer`, which MoE Studio's loader
+ *   reads; stock loaders refuse such a model (one `num_local_experts` / `num_experts` for every layer),
+ *   loudly rather than computing something else, so it is said in `stockLoaders`, not as a reason.
  */
 import type { ModelSpec } from '../checkpoint/modelSpec';
 import type { HfExactness, PlanLayer } from './planFile';
@@ -34,7 +37,11 @@ export function analyseHfExactness(layers: PlanLayer[], spec: ModelSpec): HfExac
   }
   const reasons: string[] = [];
   if (adaptive.length) reasons.push(`adaptive gating (layers ${adaptive.join(', ')}) has no Hugging Face config key`);
-  if (expertCounts.size > 1) reasons.push(`layers keep different expert counts (${[...expertCounts].sort((a, b) => a - b).join(', ')}); the config has one expert count for every layer`);
   if (topKs.size > 1) reasons.push(`layers use different top-k (${[...topKs].sort((a, b) => a - b).join(', ')}); num_experts_per_tok is one number for every layer`);
-  return { exact: reasons.length === 0, reasons };
+  const counts = [...expertCounts].sort((a, b) => a - b).join(', ');
+  return {
+    exact: reasons.length === 0,
+    reasons,
+    ...(expertCounts.size > 1 && { stockLoaders: `layers keep different expert counts (${counts}): the export records them in config.json under moe_studio.num_experts_per_layer, which MoE Studio loads; stock loaders need the same count in every layer and refuse it` }),
+  };
 }

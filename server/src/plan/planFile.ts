@@ -38,6 +38,11 @@ export interface PlanLayer {
   mergeMatrix?: number[][];
   /** W_RM (E' × E): kept expert i's router logit = Σ_j routerMap[i][j] · original logit j. */
   routerMap?: number[][];
+  /**
+   * Per kept expert (row i for keptExperts[i]): its output, i.e. its down projection, times this factor
+   * (output compensation). Exact in a Hugging Face export: the exported down_proj is scaled.
+   */
+  outputScale?: number[];
   /** Experts per token in this layer; the model's top-k when absent. */
   topK?: number;
   /** Adaptive gating: a token keeps the experts after its first only when p1 - p2 <= adaptiveThreshold. */
@@ -73,6 +78,8 @@ export interface HfExactness {
   exact: boolean;
   /** Why a stock Hugging Face config cannot express the plan; empty when it can. */
   reasons: string[];
+  /** Present when layers keep different expert counts: the export is exact, but only MoE Studio's loader opens it. */
+  stockLoaders?: string;
 }
 
 export interface MoePlan {
@@ -213,6 +220,7 @@ class PlanReader {
     const exactness = this.required(root, 'exactInHuggingFace', (n) => this.object(n, (o) => ({
       exact: this.required(o, 'exact', (v) => this.boolean(v)) ?? false,
       reasons: this.optional(o, 'reasons', (v) => this.array(v, (r) => this.string(r))) ?? [],
+      stockLoaders: this.optional(o, 'stockLoaders', (v) => this.string(v)),
     })));
     return {
       schema: PLAN_SCHEMA,
@@ -254,6 +262,7 @@ class PlanReader {
         keptExperts: this.required(o, 'keptExperts', (v) => this.array(v, (x) => this.integer(x, 0))) ?? [],
         mergeMatrix: this.optional(o, 'mergeMatrix', matrix),
         routerMap: this.optional(o, 'routerMap', matrix),
+        outputScale: this.optional(o, 'outputScale', (v) => this.array(v, (x) => this.number(x))),
         topK: this.optional(o, 'topK', (v) => this.integer(v, 1)),
         adaptiveThreshold: this.optional(o, 'adaptiveThreshold', (v) => this.number(v)),
       };
@@ -413,6 +422,10 @@ function checkLayer(layer: PlanLayer, node: Node, numExperts: number, modelTopK:
       }
     }
   }
+  const scaleNode = property(node, 'outputScale');
+  if (scaleNode?.type === 'array' && (scaleNode.children?.length ?? 0) !== keptCount) {
+    report('error', 'matrixShape', scaleNode, `outputScale has ${scaleNode.children?.length ?? 0} entries; it needs one per kept expert (${keptCount})`);
+  }
   const topK = layer.topK ?? modelTopK;
   if (topK !== undefined && keptCount > 0 && topK > keptCount) {
     const topKNode = property(node, 'topK') ?? keptNode!;
@@ -478,7 +491,10 @@ function matrixRowRemovals(layerNode: Node, i: number, keptCount: number): TextE
   return (['mergeMatrix', 'routerMap'] as const).flatMap((key) => {
     const rows = property(layerNode, key)?.children;
     return rows && rows.length === keptCount ? [removeArrayElement(rows, i)] : [];
-  });
+  }).concat((() => {
+    const scales = property(layerNode, 'outputScale')?.children;
+    return scales && scales.length === keptCount ? [removeArrayElement(scales, i)] : [];
+  })());
 }
 
 /** The plan as text: two-space JSON with each number array on one line, so a diff shows rows that changed. */

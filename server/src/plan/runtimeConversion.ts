@@ -8,9 +8,9 @@
  * - one-hot `routerMap` = `mergeMatrix` rows (row i selects keptExperts[i]): the layer runs E' experts.
  *
  * The mask is the cheaper one (no merged weight copies, no re-upload of expert tensors, the same graph
- * as the unchanged model), so prune-only layers become masks. Layers with any matrix become matrices;
- * a missing one of the pair is the one-hot selection of `keptExperts` (each kept expert keeps its own
- * router row, or its own weights).
+ * as the unchanged model), so prune-only layers become masks. Layers with any matrix, or with output
+ * scales (which need the layer's own scaled weights), become matrices; a missing one of the pair is the
+ * one-hot selection of `keptExperts` (each kept expert keeps its own router row, or its own weights).
  */
 import type { LayerPlan, RuntimePlan } from '../runtime/runtimePlan';
 import type { PlanLayer } from './planFile';
@@ -24,10 +24,11 @@ export function toLayerPlan(layer: PlanLayer, numExperts: number): LayerPlan | u
     ...(layer.topK !== undefined ? { topK: layer.topK } : {}),
     ...(layer.adaptiveThreshold !== undefined ? { adaptiveThreshold: layer.adaptiveThreshold } : {}),
   };
-  if (layer.routerMap || layer.mergeMatrix) {
+  if (layer.routerMap || layer.mergeMatrix || layer.outputScale) {
     return {
       routerMap: layer.routerMap ?? oneHotRows(layer.keptExperts, numExperts),
       mergeMatrix: layer.mergeMatrix ?? oneHotRows(layer.keptExperts, numExperts),
+      ...(layer.outputScale ? { outputScale: layer.outputScale } : {}),
       ...gating,
     };
   }

@@ -63,20 +63,25 @@ function fusedExpert(spec: ModelSpec, source: WeightSource, names: FusedExpertNa
   return { gate: range(names.gateUp, 2 * j * slab), up: range(names.gateUp, (2 * j + 1) * slab), down: range(names.down, j * slab) };
 }
 
-/** Experts of a merged layer: new expert i = Σ_j mergeMatrix[i][j] · expert j, for gate, up and down alike. */
-export function mergeExperts(experts: MlpWeights[], mergeMatrix: number[][]): MlpWeights[] {
-  return mergeMatrix.map((row) => {
-    const combine = (pick: (e: MlpWeights) => WeightData): WeightData => async () => {
+/**
+ * Experts of a merged layer: new expert i = Σ_j mergeMatrix[i][j] · expert j, for gate, up and down alike;
+ * with `outputScale`, new expert i's down projection is also multiplied by outputScale[i] (which scales its
+ * output exactly, since the down projection is linear).
+ */
+export function mergeExperts(experts: MlpWeights[], mergeMatrix: number[][], outputScale?: number[]): MlpWeights[] {
+  return mergeMatrix.map((row, i) => {
+    const combine = (pick: (e: MlpWeights) => WeightData, scale: number): WeightData => async () => {
       let out: Float32Array | undefined;
       for (const [j, coefficient] of row.entries()) {
         if (coefficient === 0) continue;
         const source = await resolveWeight(pick(experts[j]));
         out ??= new Float32Array(source.length);
-        for (let x = 0; x < out.length; x++) out[x] += coefficient * source[x];
+        const c = coefficient * scale;
+        for (let x = 0; x < out.length; x++) out[x] += c * source[x];
       }
       return out ?? new Float32Array((await resolveWeight(pick(experts[0]))).length);
     };
-    return { gate: combine((e) => e.gate), up: combine((e) => e.up), down: combine((e) => e.down) };
+    return { gate: combine((e) => e.gate, 1), up: combine((e) => e.up, 1), down: combine((e) => e.down, outputScale?.[i] ?? 1) };
   });
 }
 

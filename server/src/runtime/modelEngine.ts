@@ -265,11 +265,11 @@ export class ModelEngine {
 
   /**
    * Merged experts need their own weights, so that layer gets its own session, built once per merge
-   * matrix and kept while all layers are resident; when layers stream it is built per pass like theirs.
-   * `release` says whether the caller releases the session after the layer.
+   * matrix (and output scales) and kept while all layers are resident; when layers stream it is built per
+   * pass like theirs. `release` says whether the caller releases the session after the layer.
    */
-  async mergedSession(layer: LayerSpec, mergeMatrix: number[][], mayCache: boolean): Promise<{ session: ort.InferenceSession; release: boolean }> {
-    const key = JSON.stringify(mergeMatrix);
+  async mergedSession(layer: LayerSpec, mergeMatrix: number[][], outputScale: number[] | undefined, mayCache: boolean): Promise<{ session: ort.InferenceSession; release: boolean }> {
+    const key = JSON.stringify([mergeMatrix, outputScale]);
     const keep = mayCache && this.memory.policy === 'resident';
     const current = this.mergedSessions.get(layer.index);
     if (current?.key === key) return { session: current.session, release: false };
@@ -278,7 +278,7 @@ export class ModelEngine {
       this.mergedSessions.delete(layer.index);
     }
     const original = layerWeights(this.spec, this.weights, layer);
-    const session = await loadGraph(buildLayerGraph(this.spec, layer, original, mergeExperts(original.experts!, mergeMatrix), { precision: this.options.precision }), this.options);
+    const session = await loadGraph(buildLayerGraph(this.spec, layer, original, mergeExperts(original.experts!, mergeMatrix, outputScale), { precision: this.options.precision }), this.options);
     if (keep) this.mergedSessions.set(layer.index, { key, session });
     return { session, release: !keep };
   }
@@ -462,7 +462,7 @@ class Pass {
         const merge = this.resolved[variant][l]?.mergeMatrix;
         if (merge) {
           // Only the pass's first merge of a layer may take the layer's cache slot; others are built for this pass.
-          const merged = await this.engine.mergedSession(spec.layers[l], merge, merges++ === 0);
+          const merged = await this.engine.mergedSession(spec.layers[l], merge, this.resolved[variant][l]?.outputScale, merges++ === 0);
           byPlan.set(planId, merged.session);
           if (merged.release) releases.push(() => merged.session.release());
           continue;

@@ -9,6 +9,11 @@ export interface LayerPlan {
   routerMap?: number[][];
   /** W_EM (E' x E): new expert i's gate, up and down = Σ_j mergeMatrix[i][j] · expert j's. Needs `routerMap`. */
   mergeMatrix?: number[][];
+  /**
+   * Per routed expert (E' entries): its output (down projection) times this factor, e.g. output
+   * compensation's least-squares scales. Needs `mergeMatrix` (the scaled weights are a merged layer's own).
+   */
+  outputScale?: number[];
   /** Over the E' routed experts: false takes an expert out of routing (its logit becomes -inf). */
   keptExperts?: boolean[];
   /** Overrides the number of experts each token uses. */
@@ -31,6 +36,7 @@ export interface ResolvedLayerPlan {
   topK: number;
   adaptiveThreshold: number;
   mergeMatrix?: number[][];
+  outputScale?: number[];
 }
 
 export function resolveLayerPlan(layerIndex: number, moe: MoeSpec, plan: LayerPlan = {}): ResolvedLayerPlan {
@@ -46,6 +52,11 @@ export function resolveLayerPlan(layerIndex: number, moe: MoeSpec, plan: LayerPl
   const routedExperts = plan.mergeMatrix?.length ?? E;
   if (plan.mergeMatrix) checkMatrix('mergeMatrix', plan.mergeMatrix, routedExperts);
   if (plan.routerMap) checkMatrix('routerMap', plan.routerMap, routedExperts);
+  if (plan.outputScale) {
+    if (!plan.mergeMatrix) fail('outputScale needs a mergeMatrix (one-hot rows for kept experts)');
+    if (plan.outputScale.length !== routedExperts) fail(`outputScale has ${plan.outputScale.length} entries, expected ${routedExperts}`);
+    if (!plan.outputScale.every(Number.isFinite)) fail('outputScale has a value that is not a finite number');
+  }
   const routerMapTransposed = new Float32Array(E * routedExperts);
   for (let i = 0; i < routedExperts; i++) {
     for (let j = 0; j < E; j++) routerMapTransposed[j * routedExperts + i] = plan.routerMap ? plan.routerMap[i][j] : i === j ? 1 : 0;
@@ -65,6 +76,7 @@ export function resolveLayerPlan(layerIndex: number, moe: MoeSpec, plan: LayerPl
     topK,
     adaptiveThreshold,
     mergeMatrix: plan.mergeMatrix,
+    ...(plan.outputScale ? { outputScale: plan.outputScale } : {}),
   };
 }
 

@@ -225,6 +225,26 @@ describe('Hugging Face export', () => {
     }
   }
 
+  it('output compensation scales each kept expert\'s down projection, and only that', async () => {
+    const scales = [2, 1, 0.5, 1.5];
+    await withExport(
+      { architecture: 'OlmoeForCausalLM', dtype: 'BF16', seed: 6 },
+      (source) => planFor(source.spec, () => ({ keptExperts: [0, 3, 5, 7], outputScale: scales })),
+      async (source, exported) => {
+        for (const layer of moeLayers(source.spec)) {
+          const before = source.spec.tensors.layer(layer);
+          const after = exported.spec.tensors.layer(layer);
+          for (const [i, id] of [0, 3, 5, 7].entries()) {
+            for (const role of ['gate', 'up'] as const) assertBytesEqual(await exported.weights.readRaw(after.expert!(i)[role]), await source.weights.readRaw(before.expert!(id)[role]), `layer ${layer} expert ${i} ${role}`);
+            const down = after.expert!(i).down;
+            if (scales[i] === 1) assertBytesEqual(await exported.weights.readRaw(down), await source.weights.readRaw(before.expert!(id).down), `${down} (unscaled)`);
+            else assertCombination(await exported.weights.readFloat32(down), [{ coefficient: scales[i], values: await source.weights.readFloat32(before.expert!(id).down) }], 'BF16', down);
+          }
+        }
+      },
+    );
+  });
+
   it('shards past shardBytes, with an index whose total_size is the tensor bytes', async () => {
     await withExport(
       { architecture: 'Qwen2MoeForCausalLM', dtype: 'BF16', shards: 3, seed: 5 },

@@ -38,7 +38,10 @@ test('HF exactness: pruning and merging are exact; adaptive gating and per-layer
   assert.equal(adaptive.exact, false);
   assert.match(adaptive.reasons[0], /adaptive gating \(layers 0\)/);
   // Only layer 0 is listed: layer 1 keeps all 8, so counts differ.
-  assert.match(analyseHfExactness([{ layer: 0, keptExperts: [0, 1, 2, 3] }], spec).reasons[0], /different expert counts \(4, 8\)/);
+  const budgeted = analyseHfExactness([{ layer: 0, keptExperts: [0, 1, 2, 3] }], spec);
+  assert.equal(budgeted.exact, true, 'per-layer counts export exactly (the config extension)');
+  assert.match(budgeted.stockLoaders!, /different expert counts \(4, 8\).*stock loaders need the same count/);
+  assert.equal(analyseHfExactness([0, 1].map((layer) => ({ layer, keptExperts: [0, 1, 2, 3] })), spec).stockLoaders, undefined);
   assert.match(analyseHfExactness([{ layer: 0, keptExperts: [0, 1], topK: 1 }, { layer: 1, keptExperts: [0, 1] }], spec).reasons[0], /different top-k \(1, 2\)/);
   assert.equal(analyseHfExactness([0, 1].map((layer) => ({ layer, keptExperts: [0, 1, 2], topK: 1 })), spec).exact, true);
 });

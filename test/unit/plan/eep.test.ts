@@ -159,3 +159,20 @@ test('EEP keeps its first seed against a gain carried by one calibration sample,
   const steady = shares(Array.from({ length: 10 }, (_, i) => 0.01 + 0.001 * (i % 2)));
   assert.deepEqual((await search(steady)).layers, [{ layer: 0, keptExperts: [3] }]);
 });
+
+test('EEP\'s budget is its length: the phases share it and spend all of it; generations only cap them', async () => {
+  // A wide search space (two layers, 8 of 16) and a fitness that rarely ties, so few candidates repeat.
+  const wide = [{ layer: 0, numExperts: 16 }, { layer: 1, numExperts: 16 }];
+  const fitness = async (_: RuntimePlan, candidate: PlanLayer[]) => candidate.reduce((s, l) => s + l.keptExperts.reduce((a, id) => a + Math.sin(id * 1.7 + l.layer), 0), 0) + (candidate[0].mergeMatrix ? candidate[0].mergeMatrix[0][candidate[0].keptExperts[0]] : 0);
+  const options = { layers: wide, target: 8, fitness, populationSize: 8, eliteSize: 2, budget: 200, seed: 1, significance: 0 };
+  const byBudget = await eepSearch(options);
+  assert.equal(byBudget.evaluations, 200);
+  const prune = byBudget.history.filter((h) => h.phase === 'prune');
+  const merge = byBudget.history.filter((h) => h.phase === 'merge');
+  assert.ok(prune.at(-1)!.evaluations >= 100 && prune.at(-1)!.evaluations < 100 + 6, `phase 1 ends at its half: ${prune.at(-1)!.evaluations}`);
+  assert.ok(merge.length > 5, 'the merge phase runs generations until the budget is spent');
+  const capped = await eepSearch({ ...options, generations: 3 });
+  assert.equal(capped.history.filter((h) => h.phase === 'prune').length, 4, 'generation 0 and 3 more');
+  assert.equal(capped.history.filter((h) => h.phase === 'merge').length, 4);
+  assert.ok(capped.evaluations <= 2 * (8 + 3 * 6) && capped.evaluations < 200, `a capped search stops early: ${capped.evaluations}`);
+});

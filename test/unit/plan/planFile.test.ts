@@ -34,7 +34,7 @@ test('a well-formed plan parses without problems and survives format → parse',
   const parsed = parsePlan(text, tinySpec());
   assert.deepEqual(parsed.problems, []);
   assert.equal(parsed.valid, true);
-  assert.deepEqual(parsed.plan!.layers[1], { layer: 1, keptExperts: [0, 2, 5, 7], mergeMatrix: undefined, routerMap: undefined, topK: undefined, adaptiveThreshold: undefined });
+  assert.deepEqual(parsed.plan!.layers[1], { layer: 1, keptExperts: [0, 2, 5, 7], mergeMatrix: undefined, routerMap: undefined, outputScale: undefined, topK: undefined, adaptiveThreshold: undefined });
   assert.equal(parsed.layerRanges.length, 2);
   assert.match(text, /"keptExperts": \[0, 2, 5, 7\]/);
 });
@@ -114,7 +114,7 @@ test('pruning past UNCURL\'s threshold warns: 4× for 8 experts, 2× for 64', ()
 });
 
 test('top-k above the kept count, and claims that no longer hold after an edit', () => {
-  const text = JSON.stringify(basePlan([{ layer: 0, keptExperts: [0, 1], topK: 3 }, { layer: 1, keptExperts: [0, 1, 2] }]));
+  const text = JSON.stringify(basePlan([{ layer: 0, keptExperts: [0, 1], topK: 3 }, { layer: 1, keptExperts: [0, 1, 2], adaptiveThreshold: 0.2 }]));
   const problems = parsePlan(text, tinySpec()).problems;
   const topK = problems.find((p) => p.code === 'topK')!;
   assert.equal(at(text, topK), '3');
@@ -125,4 +125,16 @@ test('top-k above the kept count, and claims that no longer hold after an edit',
   const reparsed = parsePlan(fixed, tinySpec()).plan!;
   assert.equal(reparsed.uniformExpertCount, false);
   assert.equal(reparsed.exactInHuggingFace.exact, false);
+  assert.match(reparsed.exactInHuggingFace.stockLoaders!, /different expert counts \(2, 3\)/);
+});
+
+test('output scales: one per kept expert, and a removed duplicate takes its scale with it', () => {
+  const wrong = JSON.stringify(basePlan([{ layer: 0, keptExperts: [0, 1, 2], outputScale: [1, 2] }, { layer: 1, keptExperts: [0, 1, 2] }]));
+  const shape = parsePlan(wrong, tinySpec()).problems.find((p) => p.code === 'matrixShape')!;
+  assert.match(shape.message, /outputScale has 2 entries; it needs one per kept expert \(3\)/);
+  const duplicate = JSON.stringify(basePlan([{ layer: 0, keptExperts: [0, 1, 1], outputScale: [1, 2, 3] }, { layer: 1, keptExperts: [0, 1, 2] }]));
+  const fix = parsePlan(duplicate, tinySpec()).problems.find((p) => p.code === 'duplicateExpert')!;
+  const fixed = parsePlan(applyFix(duplicate, fix), tinySpec()).plan!;
+  assert.deepEqual(fixed.layers[0].keptExperts, [0, 1]);
+  assert.deepEqual(fixed.layers[0].outputScale, [1, 2]);
 });

@@ -7,7 +7,7 @@ import type { PlanMethodName } from '../../../common/protocol';
 import { parsePlan } from '../../../server/src/plan';
 import type { EepSearchRecord } from '../../../server/src/plan';
 import { eepSearch } from '../../../server/src/plan/methods/eep';
-import { Calibration, generatePlanFile, layerPreview, makePlan, planRelativePath, toPlanStatistics } from '../../../server/src/plan/run';
+import { Calibration, generatePlanFile, layerPreview, makePlan, planRelativePath, readPlanToResume, toPlanStatistics } from '../../../server/src/plan/run';
 import { modelIdentity, profileDataset, RuntimePool } from '../../../server/src/profile/run';
 import { writeRandomCheckpoint, type RandomCheckpoint } from '../../support/randomCheckpoint';
 
@@ -51,6 +51,64 @@ describe('plan generation from a model and calibration data', () => {
       for (const layer of plan.layers) assert.equal(layer.keptExperts.length, 4);
     });
   }
+
+  it('repairs a plan: router refit and output compensation, exact (scale 1, rows unchanged) when every expert stays', async () => {
+    for (const keep of [8, 4]) {
+      const output = path.join(dir, `repaired-${keep}.moeplan.json`);
+      const { plan } = await generatePlanFile({
+        model: checkpoint.folder, method: 'frequency', targetExperts: keep, seed: 0, calibration: [{ file: calibrationFile }], output, runtimes, threads: 1,
+        parameters: { repairs: ['routerRefit', 'outputCompensation'] },
+      });
+      const parsed = parsePlan(fs.readFileSync(output, 'utf8'), checkpoint.spec);
+      assert.ok(parsed.valid, JSON.stringify(parsed.problems));
+      assert.deepEqual(plan.method.parameters.repairs, ['routerRefit', 'outputCompensation']);
+      assert.ok(plan.exactInHuggingFace.exact);
+      for (const layer of plan.layers) {
+        assert.equal(layer.outputScale!.length, keep);
+        assert.equal(layer.routerMap!.length, keep);
+        if (keep === 8) {
+          layer.outputScale!.forEach((s) => assert.ok(Math.abs(s - 1) < 1e-3, `scale ${s}`));
+          layer.routerMap!.forEach((row, i) => row.forEach((w, j) => assert.ok(Math.abs(w - (i === j ? 1 : 0)) < 1e-3, `router ${i},${j}: ${w}`)));
+        } else {
+          assert.ok(layer.outputScale!.every((s) => Number.isFinite(s) && s > 0), String(layer.outputScale));
+        }
+      }
+    }
+    await assert.rejects(
+      generatePlanFile({ model: checkpoint.folder, method: 'frequency', targetExperts: 4, seed: 0, calibration: [{ file: calibrationFile }], output: path.join(dir, 'bad-repair.moeplan.json'), runtimes, threads: 1, parameters: { repairs: ['polish'] } }),
+      /"repairs" must list/,
+    );
+  });
+
+  it('shares a global expert budget out across layers by measured loss, and records it', async () => {
+    const output = path.join(dir, 'budget.moeplan.json');
+    const { plan } = await generatePlanFile({
+      model: checkpoint.folder, method: 'frequency', seed: 0, calibration: [{ file: calibrationFile }], output, runtimes, threads: 1, parameters: { keepShare: 0.5 },
+    });
+    const parsed = parsePlan(fs.readFileSync(output, 'utf8'), checkpoint.spec);
+    assert.ok(parsed.valid, JSON.stringify(parsed.problems));
+    assert.equal(plan.layers.reduce((sum, l) => sum + l.keptExperts.length, 0), 8, 'half of 2 × 8 experts');
+    assert.ok(plan.layers.every((l) => l.keptExperts.length >= 2), 'never below top-k');
+    assert.equal(plan.method.parameters.keepShare, 0.5);
+    assert.deepEqual(plan.method.parameters.targetExperts, Object.fromEntries(plan.layers.map((l) => [l.layer, l.keptExperts.length])));
+    assert.equal(plan.exactInHuggingFace.exact, true);
+    assert.equal(plan.uniformExpertCount, plan.exactInHuggingFace.stockLoaders === undefined);
+    await assert.rejects(
+      generatePlanFile({ model: checkpoint.folder, method: 'frequency', seed: 0, calibration: [{ file: calibrationFile }], output: path.join(dir, 'budget-bad.moeplan.json'), runtimes, threads: 1, parameters: { keepShare: 1.5 } }),
+      /keepShare/,
+    );
+  });
+
+  it('resumes an EEP search from its plan file: never worse than the plan it continues, and says so', async () => {
+    const first = path.join(dir, 'eep-first.moeplan.json');
+    const { plan: before } = await generatePlanFile({ model: checkpoint.folder, method: 'eep', targetExperts: 4, seed: 2, calibration: [{ file: calibrationFile }], output: first, runtimes, threads: 1, parameters: { ...SMALL_EEP, significance: 0 } });
+    const resume = readPlanToResume(first);
+    const { plan: after } = await generatePlanFile({ model: checkpoint.folder, method: 'eep', targetExperts: 4, seed: 3, calibration: [{ file: calibrationFile }], output: path.join(dir, 'eep-resumed.moeplan.json'), runtimes, threads: 1, parameters: { ...SMALL_EEP, significance: 0 }, resume });
+    assert.ok((after.method.parameters.bestFitness as number) >= (before.method.parameters.bestFitness as number) - 1e-9);
+    assert.deepEqual(after.method.parameters.resumedFrom, { plan: 'eep-first.moeplan.json', evaluations: before.method.parameters.evaluations, bestFitness: before.method.parameters.bestFitness });
+    fs.writeFileSync(path.join(dir, 'broken.moeplan.json'), '{"schema": 1}');
+    assert.throws(() => readPlanToResume(path.join(dir, 'broken.moeplan.json')), /not a valid plan/);
+  });
 
   it('refuses to overwrite an existing plan file', async () => {
     const output = path.join(dir, 'exists.moeplan.json');

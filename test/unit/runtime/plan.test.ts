@@ -25,6 +25,7 @@ const PLANS: Record<string, RuntimePlan> = {
   'router mapping': { layers: { 1: { routerMap: randomMatrix(E) } } },
   'merged experts': { layers: { 0: { routerMap: pairMerge, mergeMatrix: pairMerge } } },
   'merged experts, random weights': { layers: { 0: { routerMap: randomMatrix(3), mergeMatrix: randomMatrix(3) } } },
+  'output scales': { layers: { 0: { routerMap: pairMerge, mergeMatrix: pairMerge, outputScale: [1.5, 0.5, 2, 1, 0.25] }, 1: { routerMap: identity(6), mergeMatrix: identity(6), outputScale: [0, 1, 3, 1, 1, 0.5] } } },
   'top-1': { layers: { 0: { topK: 1 }, 1: { topK: 1 } } },
   'top-3': { layers: { 1: { topK: 3 } } },
   'adaptive gating': { layers: { 0: { adaptiveThreshold: 0.2 }, 1: { adaptiveThreshold: 0.05 } } },

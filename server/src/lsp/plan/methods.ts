@@ -68,7 +68,7 @@ export const METHODS: Record<MethodName, MethodInfo> = {
     parameters: [
       targetExperts,
       { name: 'populationSize', description: 'Candidates per generation.', defaultValue: constant(eep.populationSize) },
-      { name: 'generations', description: 'Generations per phase.', defaultValue: constant(eep.generations) },
+      { name: 'generations', description: 'Most generations per phase; 0 (the default): as many as the phase\'s equal share of the budget pays for.', defaultValue: constant(eep.generations) },
       { name: 'eliteSize', description: 'Best candidates carried into the next generation unchanged.', defaultValue: constant(eep.eliteSize) },
       { name: 'budget', description: 'Most fitness evaluations over both phases.', defaultValue: constant(eep.budget) },
       { name: 'phases', description: '"prune" (one-hot subsets), then "merge" (continuous matrices from the best subset).', defaultValue: constant(eep.phases) },

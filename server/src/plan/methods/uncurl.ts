@@ -23,6 +23,18 @@
  * plan. A plan can be merged and then evaluated, so what the missing alignment costs on a task shows up
  * in its evaluation, not silently.
  *
+ * Where merging unaligned experts fails, measured on the OLMoE demo (demo/models-extra/olmoe, 8 of 16
+ * kept, calibrated on code): averaging two independently trained SwiGLU experts averages unrelated
+ * intermediate neurons, and silu(g)·u is not linear, so the merged expert does not compute the average
+ * of its members' outputs: its output is smaller and points elsewhere. Output compensation's least-squares
+ * factors show it: close to 1 for kept experts that merged nothing (0.995 to 1.01 in layer 2), but 4.8, 8.3
+ * and −1.9 for merged ones in layer 0 and −14.7 in layer 1, i.e. the merged expert's output is nearly
+ * orthogonal to what its cluster computed, and only a large or negative factor lines it up on average.
+ * Pruning (frequency) on the same data needs factors of 0.75 to 1.18. So the loss is in the merge itself,
+ * before any routing question: UNCURL's clusters are right to be alike in *routing*, but alike routing
+ * does not make experts' weights averageable without alignment. `repairs: ["outputCompensation"]` after
+ * UNCURL ("UNCURL + compensation") recovers part of it (held-out code loss 5.435 → 5.092, full 4.821).
+ *
  * `similarity: 'correlation'` (our option, not the paper's) clusters on the Pearson correlation of the
  * logit columns instead, i.e. the cosine after centring each expert's logits on their mean. The raw
  * cosine is dominated by that mean: on a task that routes almost every token to the same two or three

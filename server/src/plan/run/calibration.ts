@@ -15,6 +15,7 @@ import type { ModelIdentity } from '../../profile/run/modelIdentity';
 import type { OpenModel } from '../../profile/run/runtimePool';
 import type { FieldSpec } from '../../profile/types';
 import { moeLayerShapes, type PlanInputs, type PlanMethod } from '../generatePlan';
+import type { LayerCostCurve } from '../methods/layerBudget';
 import { type LayerErrorFunction, naeePruning } from '../methods/naee';
 import { frequencyPruning, reapPruning, softCountPruning } from '../methods/ranking';
 import type { PlanLayer } from '../planFile';
@@ -46,6 +47,8 @@ export interface CalibrationParameters {
   samples?: number;
   /** Adaptive gating within a loss bound: score thresholds layer by layer. */
   gatingQuality?: boolean;
+  /** Repairs follow the method: they read the layer reconstruction. */
+  repairs?: boolean;
 }
 
 export const DEFAULT_EEP_SAMPLES = 32;
@@ -128,6 +131,7 @@ export class Calibration {
   async inputsFor(method: MethodName, parameters: CalibrationParameters, options: { needsStatistics: boolean; target?: ExpertTarget; signal?: AbortSignal }): Promise<PlanInputs> {
     const inputs: PlanInputs = {};
     if (options.needsStatistics || ['frequency', 'softCount', 'reap', 'uncurl'].includes(method)) inputs.statistics = await this.statistics(options.signal);
+    if (parameters.repairs) inputs.repair = await this.layerError(options.signal);
     if (method === 'naee') {
       const reconstruction = await this.layerError(options.signal);
       inputs.layerError = async (layer, kept) => reconstruction.error(layer, kept);
@@ -149,6 +153,32 @@ export class Calibration {
       inputs.initial = await this.heuristicPlans(options.target, options.signal);
     }
     return inputs;
+  }
+
+  /**
+   * A global expert budget's cost curves: per MoE layer, the calibration loss (minus EEP's fitness on
+   * `samples` sequences) with that layer alone keeping its k most-used experts, k from the model's
+   * top-k to all. Layers × (E − top-k) forwards, each resuming at its layer from the prefix cache.
+   */
+  async layerCostCurves(samples = DEFAULT_EEP_SAMPLES, signal?: AbortSignal): Promise<LayerCostCurve[]> {
+    const statistics = await this.statistics(signal);
+    const evaluator = this.evaluator(samples);
+    const full = -(await evaluator.fitness({ layers: {} }, signal));
+    const curves: LayerCostCurve[] = [];
+    for (const s of statistics) {
+      const E = s.tokenCount.length;
+      const layer = this.identity.spec.layers[s.layer];
+      const minimum = layer.kind === 'moe' ? Math.min(layer.moe.topK, E) : 1;
+      const ranked = s.tokenCount.map((count, id) => ({ count, id })).sort((a, b) => b.count - a.count || a.id - b.id).map((r) => r.id);
+      const cost = new Array<number>(E + 1).fill(NaN);
+      cost[E] = full;
+      for (let k = E - 1; k >= minimum; k--) {
+        const kept = new Set(ranked.slice(0, k));
+        cost[k] = -(await evaluator.fitness({ layers: { [s.layer]: { keptExperts: Array.from({ length: E }, (_, j) => kept.has(j)) } } }, signal));
+      }
+      curves.push({ layer: s.layer, numExperts: E, minimum, cost });
+    }
+    return curves;
   }
 
   /** The checkpoint's storage dtype (of its expert weights), for the plan's byte savings. */

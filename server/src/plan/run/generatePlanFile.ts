@@ -15,10 +15,12 @@ import type { ModelSpec } from '../../checkpoint/modelSpec';
 import { generatePlan, type PlanMethod } from '../generatePlan';
 import { DEFAULT_EEP_PARAMETERS, type EepProgress } from '../methods/eep';
 import type { WorkEstimate } from '../../runtime';
+import { allocateExperts } from '../methods/layerBudget';
+import { REPAIRS, type Repair } from '../methods/repairs';
 import type { ExpertTarget } from '../statistics';
 import { UNCURL_SIMILARITIES, type UncurlSimilarity } from '../methods/uncurl';
 import { describeHeavyMerges, heavyMerges, sharesFromCounts } from '../mergeWarnings';
-import { formatPlan, type MoePlan } from '../planFile';
+import { formatPlan, type MoePlan, parsePlan } from '../planFile';
 import { Calibration, DEFAULT_EEP_SAMPLES, type CalibrationFile, type CalibrationParameters } from './calibration';
 
 export interface PlanRequestOptions {
@@ -29,6 +31,11 @@ export interface PlanRequestOptions {
   /** Method parameters (EEP budget, population, …; `samples` for EEP's calibration sequences). */
   parameters?: Record<string, unknown>;
   singleExpertShare?: number;
+  /**
+   * EEP: continue the search of an earlier plan (its layers open the population, ahead of the
+   * heuristics'); a merged plan continues in the merge phase unless `phases` says otherwise.
+   */
+  resume?: { file: string; plan: MoePlan };
   signal?: AbortSignal;
   onProgress?: (message: string, eep?: EepProgress) => void;
 }
@@ -84,31 +91,85 @@ export function planMethod(name: GenerateMethodName, parameters: Record<string, 
   }
 }
 
+/**
+ * `keepShare` (0 < x ≤ 1): a global expert budget, round(x × all routed experts), shared out across
+ * layers by their measured marginal loss (methods/layerBudget.ts) instead of the same count per layer.
+ */
+async function expertBudget(calibration: Calibration, options: PlanRequestOptions): Promise<{ share: number; total: number; perLayer: Record<number, number> } | undefined> {
+  const share = options.parameters?.keepShare;
+  if (share === undefined) return undefined;
+  if (typeof share !== 'number' || !(share > 0 && share <= 1)) throw new UserError('The parameter "keepShare" is the share of all experts to keep, above 0 and at most 1.');
+  options.onProgress?.('Measuring each layer\'s loss at every expert count (global expert budget)');
+  const curves = await calibration.layerCostCurves(typeof options.parameters?.samples === 'number' ? options.parameters.samples : undefined, options.signal);
+  const all = curves.reduce((sum, c) => sum + c.numExperts, 0);
+  const floor = curves.reduce((sum, c) => sum + c.minimum, 0);
+  const total = Math.max(floor, Math.round(share * all));
+  return { share, total, perLayer: allocateExperts(curves, total) };
+}
+
+/** An earlier plan to resume an EEP search from, read and checked (a user's file: errors are theirs). */
+export function readPlanToResume(file: string): { file: string; plan: MoePlan } {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new UserError(`Cannot read ${file}: ${(error as Error).message}`);
+  }
+  const parsed = parsePlan(text);
+  if (!parsed.plan || !parsed.valid) throw new UserError(`${path.basename(file)} is not a valid plan: ${parsed.problems.filter((p) => p.severity === 'error').map((p) => p.message).join('; ')}`);
+  return { file, plan: parsed.plan };
+}
+
+/** The request's `repairs` parameter: a list of repair names (none when absent). */
+export function planRepairs(value: unknown): Repair[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value) || !value.every((r) => REPAIRS.includes(r as Repair))) {
+    throw new UserError(`The parameter "repairs" must list ${REPAIRS.map((r) => `"${r}"`).join(' and/or ')}.`);
+  }
+  return value as Repair[];
+}
+
 /** A plan object for the calibration (not written anywhere). */
 export async function makePlan(calibration: Calibration, options: PlanRequestOptions, record: PlanRecord): Promise<MoePlan> {
   const method = planMethod(options.method, options.parameters);
+  if (options.resume) {
+    if (method.name !== 'eep' || options.resume.plan.method.name !== 'eep') throw new UserError('Only an EEP search resumes, from an EEP plan.');
+    if (options.parameters?.phases === undefined && options.resume.plan.layers.some((l) => l.mergeMatrix || l.routerMap)) (method as { phases?: string[] }).phases = ['merge'];
+  }
+  const repairs = planRepairs(options.parameters?.repairs);
   const calibrationParameters: CalibrationParameters = {
     samples: typeof options.parameters?.samples === 'number' ? options.parameters.samples : undefined,
     gatingQuality: method.name === 'adaptiveGating' && method.maxLossIncrease !== undefined,
+    repairs: repairs.length > 0,
   };
   const needsStatistics = options.singleExpertShare !== undefined;
+  const budget = await expertBudget(calibration, options);
+  const target: ExpertTarget | undefined = budget?.perLayer ?? options.targetExperts;
   if (['frequency', 'softCount', 'reap', 'uncurl', 'naee'].includes(options.method) || needsStatistics) options.onProgress?.('Profiling the calibration data');
   if (options.method === 'naee') options.onProgress?.('Computing every expert\'s output on the calibration tokens');
   if (options.method === 'eep') options.onProgress?.('Starting from the pruning heuristics (frequency, soft count, REAP, NAEE)');
-  const inputs = await calibration.inputsFor(method.name, calibrationParameters, { needsStatistics, target: options.targetExperts, signal: options.signal });
+  const inputs = await calibration.inputsFor(method.name, calibrationParameters, { needsStatistics, target, signal: options.signal });
+  if (options.resume) inputs.initial = [options.resume.plan.layers, ...(inputs.initial ?? [])];
   if (method.name === 'eep') options.onProgress?.(`Searching (EEP): ${(await eepEstimate(calibration, method, calibrationParameters)).summary}`);
   else options.onProgress?.(options.method === 'naee' ? 'Searching expert subsets (NAEE)' : calibrationParameters.gatingQuality ? 'Measuring each layer\'s loss at candidate thresholds' : 'Choosing experts');
-  return generatePlan(method, inputs, {
+  const plan = await generatePlan(method, inputs, {
     spec: calibration.identity.spec,
     model: { folder: record.modelFolder, fingerprint: calibration.identity.fingerprint },
     calibration: { datasets: record.datasets, ...(record.profile ? { profile: record.profile } : {}) },
     dtype: await calibration.dtype(),
-    targetExperts: options.targetExperts,
+    targetExperts: target,
     seed: options.seed,
     singleExpertShare: options.singleExpertShare,
+    repairs,
     signal: options.signal,
     onGeneration: (progress) => options.onProgress?.(eepProgressMessage(progress), progress),
   });
+  if (options.resume) {
+    const previous = options.resume.plan.method.parameters;
+    plan.method.parameters = { ...plan.method.parameters, resumedFrom: { plan: path.basename(options.resume.file), evaluations: previous.evaluations, bestFitness: previous.bestFitness } };
+  }
+  if (budget) plan.method.parameters = { ...plan.method.parameters, keepShare: budget.share, expertBudget: { total: budget.total, allocation: 'marginalLoss' } };
+  return plan;
 }
 
 export interface GeneratePlanFileOptions extends PlanRequestOptions {
@@ -140,6 +201,9 @@ export async function generatePlanFile(options: GeneratePlanFileOptions): Promis
   const profilePath = options.profilePath ?? (await savedProfileOf(options.calibration, identity, options.workspaceFolder));
   const calibration = await Calibration.load(model, identity, options.calibration, { profilePath, maxRows: options.maxRows });
   try {
+    if (options.resume && options.resume.plan.model.fingerprint && options.resume.plan.model.fingerprint !== identity.fingerprint) {
+      throw new UserError(`${path.basename(options.resume.file)} was made for other weights than ${identity.folder}; it cannot be resumed on this model.`);
+    }
     const written = (file: string) => planRelativePath(file, planPath, options.workspaceFolder);
     const plan = await makePlan(calibration, options, {
       modelFolder: written(identity.folder),

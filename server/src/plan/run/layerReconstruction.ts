@@ -10,9 +10,17 @@
  * the model does). Scoring a subset is then tokens × k × hidden multiply-adds, so NAEE's 70 subsets per
  * layer cost less than one forward. A shared expert (Qwen2-MoE) adds the same term to every subset and
  * cancels from the difference.
+ *
+ * The same pieces serve the closed-form repairs (output compensation, router refit): a planned layer's
+ * routing is computed from the captured logits (through its router map), its experts' outputs are the
+ * cached ones (a merged row's are computed once from its merged weights), and what the least squares
+ * needs is summed over the tokens.
  */
 import type { ModelSpec, MoeSpec, WeightSource } from '../../checkpoint/modelSpec';
-import { layerWeights, resolveWeight } from '../../runtime/layerWeights';
+import { layerWeights, mergeExperts, type MlpWeights, resolveWeight } from '../../runtime/layerWeights';
+import type { CompensationSums } from '../methods/outputCompensation';
+import type { PlanLayer } from '../planFile';
+import { oneHotRows } from '../runtimeConversion';
 import { throwIfAborted } from '../statistics';
 
 interface LayerCache {
@@ -23,6 +31,10 @@ interface LayerCache {
   outputs: Float32Array[];
   /** The unchanged block's routed output [tokens, hidden]. */
   full: Float32Array;
+  /** The block's input [tokens, hidden], for merged experts' outputs. */
+  inputs: Float32Array;
+  experts: MlpWeights[];
+  intermediate: number;
 }
 
 export class LayerReconstruction {
@@ -45,7 +57,7 @@ export class LayerReconstruction {
         // Long layers must not starve the language server's other requests.
         await new Promise((resolve) => setImmediate(resolve));
       }
-      const cache: LayerCache = { moe: layer.moe, tokens: capture.tokens, logits: capture.routerLogits, outputs, full: new Float32Array(0) };
+      const cache: LayerCache = { moe: layer.moe, tokens: capture.tokens, logits: capture.routerLogits, outputs, full: new Float32Array(0), inputs: capture.inputs, experts, intermediate: layer.moe.expert.intermediateSize };
       cache.full = mix(cache, H, allExperts(layer.moe.numExperts));
       layers.set(index, cache);
     }
@@ -59,8 +71,7 @@ export class LayerReconstruction {
 
   /** Mean over calibration tokens of ‖y_kept − y_all‖² for the block of `layer`. */
   error(layer: number, keptExperts: number[]): number {
-    const cache = this.layers.get(layer);
-    if (!cache) throw new Error(`layer ${layer} has no captured calibration inputs`);
+    const cache = this.cacheOf(layer);
     const mask = new Array<boolean>(cache.moe.numExperts).fill(false);
     for (const e of keptExperts) mask[e] = true;
     const y = mix(cache, this.hidden, mask);
@@ -70,6 +81,120 @@ export class LayerReconstruction {
       sum += d * d;
     }
     return sum / cache.tokens;
+  }
+
+  /** The captured router logits of `layer`, [tokens × E]. */
+  routerLogits(layer: number): { logits: Float32Array; tokens: number; numExperts: number } {
+    const cache = this.cacheOf(layer);
+    return { logits: cache.logits, tokens: cache.tokens, numExperts: cache.moe.numExperts };
+  }
+
+  /**
+   * Mean over the tokens routed to `removed` (its top-k tokens in the full model; every token if none)
+   * of ‖f_removed − f_kept‖²: how well a kept expert stands in for a removed one.
+   */
+  outputDistance(layer: number, removed: number, kept: number): number {
+    const cache = this.cacheOf(layer);
+    const { numExperts: E, topK } = cache.moe;
+    const H = this.hidden;
+    let sum = 0;
+    let count = 0;
+    const add = (t: number) => {
+      const a = cache.outputs[removed];
+      const b = cache.outputs[kept];
+      for (let h = t * H; h < (t + 1) * H; h++) sum += (a[h] - b[h]) ** 2;
+      count++;
+    };
+    for (let t = 0; t < cache.tokens; t++) {
+      const own = cache.logits[t * E + removed];
+      let above = 0;
+      for (let e = 0; e < E; e++) if (cache.logits[t * E + e] > own) above++;
+      if (above < topK) add(t);
+    }
+    if (count === 0) for (let t = 0; t < cache.tokens; t++) add(t);
+    return sum / Math.max(1, count);
+  }
+
+  /**
+   * Output compensation's sums for the planned layer: its routing (router map applied to the captured
+   * logits, softmax over its E' rows, top-k, renormalised when the model does) and its experts' outputs
+   * against the full block's output, as in `error`, but for any plan layer (merged rows included).
+   */
+  async compensationSums(plan: PlanLayer): Promise<CompensationSums> {
+    const cache = this.cacheOf(plan.layer);
+    const H = this.hidden;
+    const { numExperts: E, normTopKProb } = cache.moe;
+    const rows = plan.keptExperts.length;
+    const routerMap = plan.routerMap ?? oneHotRows(plan.keptExperts, E);
+    const mergeRows = plan.mergeMatrix ?? oneHotRows(plan.keptExperts, E);
+    const outputs = await this.rowOutputs(cache, mergeRows);
+    const k = Math.min(plan.topK ?? cache.moe.topK, rows);
+    const gram = new Float64Array(rows * rows);
+    const cross = new Float64Array(rows);
+    const routedTokens = new Array<number>(rows).fill(0);
+    const logits = new Float64Array(rows);
+    const chosen = new Int32Array(k);
+    const gates = new Float64Array(k);
+    for (let t = 0; t < cache.tokens; t++) {
+      let max = -Infinity;
+      for (let i = 0; i < rows; i++) {
+        let l = 0;
+        for (let j = 0; j < E; j++) if (routerMap[i][j] !== 0) l += routerMap[i][j] * cache.logits[t * E + j];
+        logits[i] = l;
+        if (l > max) max = l;
+      }
+      let total = 0;
+      for (let i = 0; i < rows; i++) total += (logits[i] = Math.exp(logits[i] - max));
+      let chosenTotal = 0;
+      for (let s = 0; s < k; s++) {
+        let best = -1;
+        for (let i = 0; i < rows; i++) {
+          if (chosen.subarray(0, s).includes(i)) continue;
+          if (best < 0 || logits[i] > logits[best]) best = i;
+        }
+        chosen[s] = best;
+        chosenTotal += logits[best];
+      }
+      for (let s = 0; s < k; s++) gates[s] = logits[chosen[s]] / (normTopKProb ? chosenTotal : total);
+      const base = t * H;
+      for (let s = 0; s < k; s++) {
+        const i = chosen[s];
+        routedTokens[i]++;
+        const oi = outputs[i];
+        let c = 0;
+        for (let h = 0; h < H; h++) c += oi[base + h] * cache.full[base + h];
+        cross[i] += gates[s] * c;
+        for (let r = 0; r < k; r++) {
+          const j = chosen[r];
+          const oj = outputs[j];
+          let d = 0;
+          for (let h = 0; h < H; h++) d += oi[base + h] * oj[base + h];
+          gram[i * rows + j] += gates[s] * gates[r] * d;
+        }
+      }
+    }
+    return { gram, cross, routedTokens };
+  }
+
+  private cacheOf(layer: number): LayerCache {
+    const cache = this.layers.get(layer);
+    if (!cache) throw new Error(`layer ${layer} has no captured calibration inputs`);
+    return cache;
+  }
+
+  /** Each planned row's output on every calibration token: the cached one for a copy, computed for a merge. */
+  private async rowOutputs(cache: LayerCache, mergeRows: number[][]): Promise<Float32Array[]> {
+    const outputs: Float32Array[] = [];
+    for (const row of mergeRows) {
+      const copyOf = row.filter((c) => c !== 0).length === 1 ? row.indexOf(1) : -1;
+      if (copyOf >= 0) {
+        outputs.push(cache.outputs[copyOf]);
+        continue;
+      }
+      const [merged] = mergeExperts(cache.experts, [row]);
+      outputs.push(swiglu(cache.inputs, cache.tokens, this.hidden, cache.intermediate, await resolveWeight(merged.gate), await resolveWeight(merged.up), await resolveWeight(merged.down)));
+    }
+    return outputs;
   }
 }
 
