@@ -91,7 +91,9 @@ describe('plan requests in the language server', () => {
     assert.deepEqual(preview.layers.map((layer) => layer.kept.length), [3, 4]);
     assert.deepEqual(preview.plan.predictedSavings, predictSavings(checkpoint.spec, layers, plan.predictedSavings!.dtype as 'F32'));
     assert.notDeepEqual(preview.plan.predictedSavings, plan.predictedSavings);
-    assert.equal(preview.plan.exactInHuggingFace.exact, false);
+    // Exact through the per-layer-count extension, with the stock loaders' limit said as it is now.
+    assert.equal(preview.plan.exactInHuggingFace.exact, true);
+    assert.match(String(preview.plan.exactInHuggingFace.stockLoaders), /different expert counts/);
     assert.equal(preview.modelFolder, checkpoint.folder);
     assert.deepEqual(preview.calibrationFiles, [calibration]);
   });
