@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import {
   createProtocolConnection,
   InitializeRequest,
@@ -19,7 +20,7 @@ export interface ServerUnderTest {
   stop(): Promise<void>;
 }
 
-export async function startServer(initializationOptions: Record<string, unknown> = { trusted: true }): Promise<ServerUnderTest> {
+export async function startServer(initializationOptions: Record<string, unknown> = { trusted: true }, workspaceFolders?: string[]): Promise<ServerUnderTest> {
   const child = spawn(process.execPath, [path.join(repoRoot, 'dist/server.js'), '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (chunk) => (stderr += chunk));
@@ -30,6 +31,7 @@ export async function startServer(initializationOptions: Record<string, unknown>
     rootUri: null,
     capabilities: {},
     initializationOptions,
+    ...(workspaceFolders ? { workspaceFolders: workspaceFolders.map((folder) => ({ uri: pathToFileURL(folder).toString(), name: path.basename(folder) })) } : {}),
   });
   return {
     connection,

@@ -9,6 +9,7 @@ import type { EepSearchRecord } from '../../../server/src/plan';
 import { eepSearch } from '../../../server/src/plan/methods/eep';
 import { Calibration, generatePlanFile, layerPreview, makePlan, planRelativePath, readPlanToResume, toPlanStatistics } from '../../../server/src/plan/run';
 import { modelIdentity, profileDataset, RuntimePool } from '../../../server/src/profile/run';
+import { defaultProfilePath, loadProfile } from '../../../server/src/profile/profileFile';
 import { writeRandomCheckpoint, type RandomCheckpoint } from '../../support/randomCheckpoint';
 
 const METHODS: PlanMethodName[] = ['random', 'frequency', 'softCount', 'reap', 'naee', 'uncurl', 'eep'];
@@ -120,24 +121,58 @@ describe('plan generation from a model and calibration data', () => {
     assert.equal(fs.readFileSync(output, 'utf8'), '{}');
   });
 
-  it('records (and plans from) the workspace\'s current profile of its calibration file', async () => {
+  it('records (and plans from) the workspace\'s current profile of its calibration file, profiling it first when there is none', async () => {
     const workspace = fs.mkdtempSync(path.join(dir, 'workspace-'));
     const data = path.join(workspace, 'calibration.jsonl');
     fs.copyFileSync(calibrationFile, data);
-    const generate = (name: string) => generatePlanFile({ model: checkpoint.folder, method: 'frequency', targetExperts: 4, seed: 0, calibration: [{ file: data }], output: path.join(workspace, name), workspaceFolder: workspace, runtimes, threads: 1 });
-    assert.equal((await generate('before.moeplan.json')).plan.calibration.profile, undefined);
+    const generate = (name: string, calibration = [{ file: data }]) => generatePlanFile({ model: checkpoint.folder, method: 'frequency', targetExperts: 4, seed: 0, calibration, output: path.join(workspace, name), workspaceFolder: workspace, runtimes, threads: 1 });
+    const relative = (file: string) => path.relative(workspace, file).split(path.sep).join('/');
+    const keepsTopExpertsOf = (plan: { layers: { layer: number; keptExperts: number[] }[] }, profile: { layers: { layer: number; tokenCounts: number[] }[] }) => {
+      for (const layer of plan.layers) {
+        const counts = profile.layers.find((l) => l.layer === layer.layer)!.tokenCounts;
+        const ranked = [...counts.keys()].sort((a, b) => counts[b] - counts[a] || a - b).slice(0, 4).sort((a, b) => a - b);
+        assert.deepEqual([...layer.keptExperts].sort((a, b) => a - b), ranked, `layer ${layer.layer}`);
+      }
+    };
+
+    // No profile yet: generation profiles the calibration file (saved where Profile saves it) and names it.
+    const first = await generate('before.moeplan.json');
+    const defaultPath = defaultProfilePath(workspace, data, checkpoint.folder);
+    assert.equal(first.plan.calibration.profile, relative(defaultPath));
+    const written = await loadProfile(defaultPath);
+    assert.equal(written.dataset.rows, 12);
+    assert.deepEqual(written.dataset.field, { kind: 'field', field: 'text' });
+    // The saved profile's counts are the calibration's own, computed in memory without any profile.
+    const identity = await modelIdentity(checkpoint.folder);
+    const inMemory = await Calibration.load(await runtimes.get(identity, 1), identity, [{ file: data }]);
+    try {
+      const statistics = await inMemory.statistics();
+      for (const layer of statistics) assert.deepEqual(written.layers.find((l) => l.layer === layer.layer)!.tokenCounts, layer.tokenCount, `layer ${layer.layer}`);
+    } finally {
+      await inMemory.close();
+    }
+    keepsTopExpertsOf(first.plan, written);
+
+    // A profile the user made (other settings) is the one recorded and planned from.
     const { profile, profilePath } = await profileDataset({ datasetFile: data, modelFolder: checkpoint.folder, field: { kind: 'field', field: 'text' }, workspaceFolder: workspace, settings: { maxRows: 3, threads: 1 }, runtimes });
     const { plan } = await generate('after.moeplan.json');
-    assert.equal(plan.calibration.profile, path.relative(workspace, profilePath).split(path.sep).join('/'));
+    assert.equal(plan.calibration.profile, relative(profilePath));
     // Frequency keeps each layer's most used experts of that profile (3 rows, not the 12 calibration rows).
-    for (const layer of plan.layers) {
-      const counts = profile.layers.find((l) => l.layer === layer.layer)!.tokenCounts;
-      const ranked = [...counts.keys()].sort((a, b) => counts[b] - counts[a] || a - b).slice(0, 4).sort((a, b) => a - b);
-      assert.deepEqual([...layer.keptExperts].sort((a, b) => a - b), ranked);
-    }
-    // A changed file makes the profile stale: not recorded, not used.
+    keepsTopExpertsOf(plan, profile);
+
+    // A changed file makes the profile stale: profiled again, so the plan follows the file as it is.
     fs.appendFileSync(data, JSON.stringify({ text: 'one more row' }) + '\n');
-    assert.equal((await generate('stale.moeplan.json')).plan.calibration.profile, undefined);
+    const stale = await generate('stale.moeplan.json');
+    assert.equal(stale.plan.calibration.profile, relative(defaultPath));
+    const again = await loadProfile(defaultPath);
+    assert.equal(again.dataset.rows, 13);
+    keepsTopExpertsOf(stale.plan, again);
+
+    // Several calibration files have no one profile: profiled in memory, none named.
+    const second = path.join(workspace, 'second.jsonl');
+    fs.copyFileSync(calibrationFile, second);
+    assert.equal((await generate('two.moeplan.json', [{ file: data }, { file: second }])).plan.calibration.profile, undefined);
+    assert.ok(!fs.existsSync(defaultProfilePath(workspace, second, checkpoint.folder)), 'a profile was written for a file of a multi-file calibration');
   });
 
   it('NAEE\'s layer error is 0 keeping every expert and grows as fewer are kept', async () => {

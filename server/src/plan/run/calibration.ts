@@ -51,6 +51,8 @@ export interface CalibrationParameters {
   repairs?: boolean;
 }
 
+/** Calibration rows read per file unless the request says otherwise. */
+export const DEFAULT_CALIBRATION_ROWS = 256;
 export const DEFAULT_EEP_SAMPLES = 32;
 export const DEFAULT_NAEE_TOKENS = 1024;
 
@@ -76,7 +78,7 @@ export class Calibration {
   static async load(model: OpenModel, identity: ModelIdentity, files: CalibrationFile[], options: CalibrationOptions = {}): Promise<Calibration> {
     if (files.length === 0) throw new UserError('Name at least one calibration dataset.');
     const loaded = [];
-    for (const { file, field } of files) loaded.push(await loadSamples(file, model.tokenizer, { field, maxRows: options.maxRows ?? 256, sequenceLength: options.sequenceLength }));
+    for (const { file, field } of files) loaded.push(await loadSamples(file, model.tokenizer, { field, maxRows: options.maxRows ?? DEFAULT_CALIBRATION_ROWS, sequenceLength: options.sequenceLength }));
     const sequences = loaded.flatMap(({ samples }) => samples.kind === 'text' ? samples.sequences : samples.items.map((item) => item.choices[item.label].ids));
     const allChoice = loaded.every(({ samples }) => samples.kind === 'choice');
     const choiceItems = allChoice ? loaded.flatMap(({ samples }) => (samples.kind === 'choice' ? samples.items : [])) : undefined;

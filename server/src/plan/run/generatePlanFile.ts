@@ -21,7 +21,8 @@ import type { ExpertTarget } from '../statistics';
 import { UNCURL_SIMILARITIES, type UncurlSimilarity } from '../methods/uncurl';
 import { describeHeavyMerges, heavyMerges, sharesFromCounts } from '../mergeWarnings';
 import { formatPlan, type MoePlan, parsePlan } from '../planFile';
-import { Calibration, DEFAULT_EEP_SAMPLES, type CalibrationFile, type CalibrationParameters } from './calibration';
+import { profileCalibration } from './calibrationProfile';
+import { Calibration, DEFAULT_CALIBRATION_ROWS, DEFAULT_EEP_SAMPLES, type CalibrationFile, type CalibrationParameters } from './calibration';
 
 export interface PlanRequestOptions {
   method: GenerateMethodName;
@@ -198,8 +199,12 @@ export async function generatePlanFile(options: GeneratePlanFileOptions): Promis
   checkTargetExperts(options.targetExperts, identity.spec);
   const model = await (options.runtimes ?? sharedRuntimes).get(identity, options.threads ?? 0);
   options.onProgress?.('Reading the calibration data');
-  const profilePath = options.profilePath ?? (await savedProfileOf(options.calibration, identity, options.workspaceFolder));
-  const calibration = await Calibration.load(model, identity, options.calibration, { profilePath, maxRows: options.maxRows });
+  const maxRows = options.maxRows ?? DEFAULT_CALIBRATION_ROWS;
+  const profilePath =
+    options.profilePath ??
+    (await savedProfileOf(options.calibration, identity, options.workspaceFolder)) ??
+    (await profileCalibration(options.calibration, identity, { workspaceFolder: options.workspaceFolder, maxRows, threads: options.threads, runtimes: options.runtimes, signal: options.signal, onProgress: options.onProgress }));
+  const calibration = await Calibration.load(model, identity, options.calibration, { profilePath, maxRows });
   try {
     if (options.resume && options.resume.plan.model.fingerprint && options.resume.plan.model.fingerprint !== identity.fingerprint) {
       throw new UserError(`${path.basename(options.resume.file)} was made for other weights than ${identity.folder}; it cannot be resumed on this model.`);
