@@ -339,7 +339,12 @@ export interface GeneratePlanParams {
   /** A saved profile of the calibration data (statistics-based methods); profiled on demand when absent. */
   profilePath?: string;
   seed: number;
-  /** Method parameters (EEP budget, population, …); defaults when absent. */
+  /**
+   * Method parameters (EEP budget, population, …); defaults when absent. Any method but adaptive gating
+   * also takes `keepShare` (0 < x ≤ 1: a global expert budget shared out across layers by measured
+   * loss, instead of `targetExperts`) and `repairs` (`["routerRefit", "outputCompensation"]`, either or
+   * both: closed-form repairs after the method). docs/plan-format.md has the details.
+   */
   parameters?: Record<string, unknown>;
   /** Also choose an adaptive-gating threshold per layer reaching this share of single-expert tokens. */
   singleExpertShare?: number;

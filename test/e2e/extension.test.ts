@@ -1,15 +1,18 @@
 // The packaged extension in real VS Code (code-server in headless Chromium), driven the way a
 // person uses it: wait for the server to be ready, open a dataset from the explorer,
 // right-click it, "Profile experts on this dataset", see the dataset chart and the expert
-// heatmap, then hover a token in the dataset and see its experts. Screenshots of every step
-// land in test-results/e2e-*.png.
+// heatmap, then hover a token in the dataset and see its experts, colour the tokens by their top
+// expert (with a legend, and a note where the token records stop), and find the dataset just profiled
+// first among the plan wizard's calibration data. Screenshots of every step land in
+// test-results/e2e-*.png.
 
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import { basename, relative } from 'node:path';
 import { after, test } from 'node:test';
 import type { FrameLocator, Page } from 'playwright-core';
 import { screenshot, step } from '../support/browser';
-import { activeWebview, explorerRow, openWorkbench, startSession, waitForServerReady, withFailureContext } from './harness';
+import { activeWebview, explorerRow, openWorkbench, pickOne, quickInputTitled, runCommand, startSession, waitForServerReady, withFailureContext } from './harness';
 
 const cleanup: { close?: () => Promise<void> } = {};
 
@@ -96,6 +99,54 @@ async function run(page: Page, url: string, folder: string, datasetName: string,
     assert.match((await hover.textContent()) ?? '', /layer\s*experts/i);
     // One table row per MoE layer of the demo model, under the header.
     assert.equal(await hover.locator('table tbody tr').count(), 4);
+  });
+
+  // Token routing colours: a legend (expert → colour) on the first line; when the profile kept token
+  // records for the first rows only, a note where the colours stop, saying why.
+  await step(page, 'e2e-9-routing-colours', async () => {
+    await page.keyboard.press('Escape');
+    await runCommand(page, 'MoE Studio: Toggle token routing colours');
+    let texts: string[] = [];
+    const deadline = Date.now() + 20_000;
+    while (Date.now() < deadline && !texts.some((text) => text.includes('top expert'))) {
+      texts = await decorationTexts(page);
+      await page.waitForTimeout(250);
+    }
+    const legend = texts.filter((text) => /top expert|■/.test(text));
+    assert.ok(legend.some((text) => /layer \d+, top expert:/.test(text)), `no legend among the editor's decorations: ${JSON.stringify(texts.slice(0, 20))}`);
+    for (let expert = 0; expert < 8; expert++) assert.ok(legend.some((text) => text.includes(`■ ${expert}`)), `expert ${expert} missing from the legend: ${JSON.stringify(legend)}`);
+    const lines = (await readFile(dataset, 'utf8')).split('\n').length;
+    const note = texts.find((text) => text.includes('token colours and routing hovers cover'));
+    if (note) assert.match(note, new RegExp(`lines 1–\\d+ of ${lines}\\b.*moeStudio\\.profile\\.tokenRecords`));
+  });
+  await runCommand(page, 'MoE Studio: Toggle token routing colours');
+
+  // The plan wizard offers the dataset just profiled first among the calibration data.
+  await step(page, 'e2e-10-wizard-calibration-first', async () => {
+    await runCommand(page, 'MoE Studio: Generate pruning plan');
+    await pickOne(page, 'Pruning method', 'Frequency');
+    await pickOne(page, 'How many experts', 'Keep 4 of 8 experts per layer');
+    await pickOne(page, 'Repair after pruning', 'No repair');
+    await quickInputTitled(page, 'Calibration data').waitFor({ timeout: 60_000 });
+    const first = page.locator('.quick-input-widget .monaco-list-row').first();
+    await first.waitFor({ timeout: 10_000 });
+    const text = (await first.textContent()) ?? '';
+    assert.ok(text.includes(datasetName) && text.includes('just profiled'), `the first calibration choice is "${text}", not ${datasetName} (just profiled)`);
+  });
+  await page.keyboard.press('Escape');
+}
+
+/** Text the editor shows that is not in the document: decorations' before/after content (pseudo-elements). */
+async function decorationTexts(page: Page): Promise<string[]> {
+  return page.evaluate(() => {
+    const out: string[] = [];
+    for (const element of Array.from(document.querySelectorAll('.monaco-editor .view-lines span'))) {
+      for (const pseudo of ['::before', '::after']) {
+        const content = getComputedStyle(element, pseudo).content;
+        if (content && content !== 'none' && content !== 'normal') out.push(content.replace(/^"|"$/g, ''));
+      }
+    }
+    return out;
   });
 }
 

@@ -144,3 +144,17 @@ export async function runCommand(page: Page, title: string): Promise<void> {
   await page.locator('.quick-input-widget .monaco-list-row', { hasText: title }).first().waitFor({ timeout: 15_000 });
   await page.keyboard.press('Enter');
 }
+
+export function quickInputTitled(page: Page, title: string) {
+  return page.locator(`.quick-input-widget .quick-input-title`, { hasText: title }).first();
+}
+
+/** Answers a single-choice quick pick by typing the label and pressing Enter. */
+export async function pickOne(page: Page, title: string, label: string): Promise<void> {
+  await quickInputTitled(page, title).waitFor({ timeout: 60_000 });
+  const input = page.locator(`.quick-input-widget .quick-input-box input`);
+  await input.fill(label);
+  await page.locator(`.quick-input-widget .monaco-list-row.focused`, { hasText: label }).first().waitFor({ timeout: 10_000 });
+  await page.keyboard.press('Enter');
+  await quickInputTitled(page, title).waitFor({ state: 'hidden', timeout: 10_000 });
+}

@@ -1,12 +1,16 @@
 // Plans end to end, in the packaged extension in code-server (headless Chromium), on a fresh copy of
-// demo/: generate a Frequency plan from the command palette, see its lenses and no problems, break
-// it in the editor and see the error, undo, preview it (the per-layer grid and savings), export it
-// as a Hugging Face checkpoint, then kill the language server twice and see it come back, with the
-// "restarted" warning shown only the first time. Screenshots land in test-results/e2e-plan-*.png.
+// demo/: generate a Frequency plan from the command palette (the wizard starts on REAP, warns about
+// UNCURL's threshold only for UNCURL, asks about repairs, offers datasets only), see its lenses and no
+// problems, hover an expert and see its statistics from the profile the generated plan names (and none
+// on the same plan without it), break it in the editor and see the error, undo, preview it (the
+// per-layer grid and savings), evaluate from the preview and see the panel refresh, export it as a
+// Hugging Face checkpoint and read the model card, then kill the language server twice and see it come
+// back, with the "restarted" warning shown only the first time. Screenshots land in
+// test-results/e2e-plan-*.png (docs/screenshots/README.md says which are kept).
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import type { Page } from 'playwright-core';
@@ -16,6 +20,8 @@ import {
   activeWebview,
   editorTab,
   openWorkbench,
+  pickOne,
+  quickInputTitled,
   runCommand,
   startSession,
   visibleNotifications,
@@ -53,9 +59,23 @@ async function run(session: Session, log: (message: string) => void): Promise<vo
   // 1. Generate a plan from the command palette.
   await step(page, 'e2e-plan-1-generate', async () => {
     await runCommand(page, 'MoE Studio: Generate pruning plan');
-    // The demo workspace has one model folder: no model question. Then method, target, data.
+    // The demo workspace has one model folder: no model question. Then method, target, repair, data.
+    // Enter would pick REAP (fast, good quality), not EEP (the slowest).
+    await quickInputTitled(page, 'Pruning method').waitFor({ timeout: 60_000 });
+    const firstMethod = page.locator(`${QUICK_INPUT} .monaco-list-row.focused`).first();
+    await waitFor(async () => ((await firstMethod.textContent().catch(() => '')) ?? '').trim().startsWith('REAP'), 10_000, 'the method list does not start on REAP').catch(async () => {
+      throw new Error(`the method list starts on "${await firstMethod.textContent().catch(() => '?')}", not REAP`);
+    });
     await pickOne(page, 'Pruning method', 'Frequency');
+    await quickInputTitled(page, 'How many experts').waitFor({ timeout: 60_000 });
+    await page.locator(`${QUICK_INPUT} .monaco-list-row`, { hasText: 'Keep 1 of 8 experts per layer' }).first().waitFor({ timeout: 10_000 });
+    assert.equal(await page.locator(`${QUICK_INPUT} .monaco-list-row`, { hasText: "UNCURL's threshold" }).count(), 0, "the count step of a Frequency plan mentions UNCURL's threshold");
     await pickOne(page, 'How many experts', 'Keep 4 of 8 experts per layer');
+    await pickOne(page, 'Repair after pruning', 'No repair');
+    // Several datasets may be ticked, and the title says so; a report (an object, not rows) is no dataset.
+    await quickInputTitled(page, 'Calibration data').waitFor({ timeout: 60_000 });
+    assert.match((await quickInputTitled(page, 'Calibration data').textContent()) ?? '', /one or more/);
+    assert.equal(await page.locator(`${QUICK_INPUT} .monaco-list-row`, { hasText: 'validation_report' }).count(), 0, 'validation_report.json is offered as calibration data');
     await pickMany(page, 'Calibration data', 'code.train.jsonl');
     // A field question only when the server is unsure which field holds the text.
     const tab = editorTab(page, PLAN_NAME);
@@ -98,6 +118,41 @@ async function run(session: Session, log: (message: string) => void): Promise<vo
     assert.equal(await page.locator('.squiggly-error').count(), 0, 'a fresh plan has an error squiggle');
     assert.equal((await problemCounts(page)).errors, 0, `a fresh plan has problems: ${JSON.stringify(await problemCounts(page))}`);
   });
+
+  // 2b. Expert hovers: the generated plan names the profile it was made from, so hovering a kept expert
+  // shows its statistics. Before: the same hover on the plan without `calibration.profile` (as generated
+  // plans were written before, when nothing had been profiled): no statistics.
+  const generated = JSON.parse(planText) as { calibration: { profile?: string } };
+  assert.ok(generated.calibration.profile, `the generated plan names no profile: ${JSON.stringify(generated.calibration)}`);
+  const profileFile = join(folder, generated.calibration.profile);
+  assert.ok(existsSync(profileFile), `${profileFile} (the plan's profile) was not written`);
+  const profileLine = /,\n\s*"profile": "[^"]*"/.exec(planText);
+  assert.ok(profileLine, 'the profile is not on a line of its own in the plan');
+  const withoutProfile = planText.replace(profileLine[0], '');
+  const hovered = firstKeptExpert(planText);
+  await step(page, 'e2e-plan-2b-hover-without-profile', async () => {
+    writeFileSync(planPath, withoutProfile);
+    await waitFor(async () => !(await editorText(page)).includes(generated.calibration.profile!), 30_000, 'the editor never showed the plan without its profile');
+    const hover = await hoverAt(page, withoutProfile, firstKeptExpert(withoutProfile).offset);
+    assert.match(hover, new RegExp(`Expert ${hovered.id} of layer ${hovered.layer}`));
+    assert.doesNotMatch(hover, /token share/, 'a plan that names no profile hovers statistics');
+  });
+  await step(page, 'e2e-plan-2c-hover-statistics', async () => {
+    writeFileSync(planPath, planText);
+    await waitFor(async () => (await editorText(page)).includes(generated.calibration.profile!), 30_000, 'the editor never showed the restored plan');
+    const profile = JSON.parse(readFileSync(profileFile, 'utf8')) as { layers: { layer: number; tokenCounts: number[] }[] };
+    const counts = profile.layers.find((l) => l.layer === hovered.layer)!.tokenCounts;
+    const share = `${((100 * counts[hovered.id]) / counts.reduce((a, b) => a + b, 0)).toFixed(1)}%`;
+    let hover = '';
+    await waitFor(async () => /token share/.test((hover = await hoverAt(page, planText, hovered.offset))), 30_000, 'the hover never showed statistics').catch(() => {
+      throw new Error(`the expert hover shows no statistics: ${hover}`);
+    });
+    assert.match(hover, new RegExp(`Expert ${hovered.id} of layer ${hovered.layer}`));
+    assert.ok(hover.includes(share) && hover.includes(String(counts[hovered.id])), `expected ${share} and ${counts[hovered.id]} tokens from ${generated.calibration.profile} in: ${hover}`);
+    log(`hover of expert ${hovered.id}, layer ${hovered.layer}: ${share}, ${counts[hovered.id]} tokens`);
+  });
+  await page.keyboard.press('Escape');
+  assert.equal(readFileSync(planPath, 'utf8'), planText, 'the plan on disk is not the generated one after the hover steps');
 
   await step(page, 'e2e-plan-3-duplicate-expert', () => typeDuplicateExpert(page, planText, log));
 
@@ -170,9 +225,14 @@ async function run(session: Session, log: (message: string) => void): Promise<vo
   assert.match(card, /^# demo\/model, compressed with MoE Studio$/m);
   assert.match(card, /Weights: [\d.]+ MiB, down from [\d.]+ MiB/);
   assert.match(card, /top-1 agreement with the full model/);
+  // The model card as the export shows it (rendered): the title names the model, sizes in a unit that
+  // fits, the metrics by name.
   await step(page, 'e2e-plan-7b-model-card', async () => {
     await page.locator('.tabs-container .tab[aria-label*="README.md"]').first().click();
-    await page.waitForTimeout(1_000);
+    const preview = activeWebview(page);
+    await preview.locator('h1', { hasText: 'demo/model, compressed with MoE Studio' }).waitFor({ timeout: 30_000 });
+    await preview.getByText(/top-1 agreement with the full model/).first().waitFor({ timeout: 10_000 });
+    await page.waitForTimeout(500);
   });
 
   // 5. The server crashes: restarted, and said so once.
@@ -258,18 +318,35 @@ async function undoAndSave(page: Page, planPath: string, planText: string): Prom
   assert.equal(readFileSync(planPath, 'utf8'), planText, 'the plan on disk changed');
 }
 
-function quickInputTitled(page: Page, title: string) {
-  return page.locator(`${QUICK_INPUT} .quick-input-title`, { hasText: title }).first();
+/** The first layer's first kept expert of a plan's text: its id, layer and offset in the text. */
+function firstKeptExpert(planText: string): { id: number; layer: number; offset: number } {
+  const plan = JSON.parse(planText) as { layers: { layer: number; keptExperts: number[] }[] };
+  const at = planText.indexOf('"keptExperts"');
+  const first = /\[\s*(\d+)/.exec(planText.slice(at))!;
+  return { id: plan.layers[0].keptExperts[0], layer: plan.layers[0].layer, offset: at + first.index + first[0].length - first[1].length };
 }
 
-/** Answers a single-choice quick pick by typing the label and pressing Enter. */
-async function pickOne(page: Page, title: string, label: string): Promise<void> {
-  await quickInputTitled(page, title).waitFor({ timeout: 60_000 });
+/** Puts the cursor on `offset` of the plan editor showing `text` and shows the hover there (Ctrl+K Ctrl+I); its text. */
+async function hoverAt(page: Page, text: string, offset: number): Promise<string> {
+  const before = text.slice(0, offset).split('\n');
+  await editorTab(page, PLAN_NAME).click();
+  await page.locator('.monaco-editor .view-lines').first().click();
+  await page.keyboard.press('Control+G');
   const input = page.locator(`${QUICK_INPUT} .quick-input-box input`);
-  await input.fill(label);
-  await page.locator(`${QUICK_INPUT} .monaco-list-row.focused`, { hasText: label }).first().waitFor({ timeout: 10_000 });
+  await input.waitFor({ timeout: 10_000 });
+  await input.fill(`:${before.length}:${before[before.length - 1].length + 1}`);
   await page.keyboard.press('Enter');
-  await quickInputTitled(page, title).waitFor({ state: 'hidden', timeout: 10_000 });
+  await input.waitFor({ state: 'hidden', timeout: 10_000 });
+  await page.keyboard.press('Control+K');
+  await page.keyboard.press('Control+I');
+  const hover = page.locator('.monaco-hover:not(.hidden) .hover-contents').filter({ hasText: /Expert \d+ of layer/ }).first();
+  await hover.waitFor({ timeout: 15_000 });
+  return ((await hover.textContent()) ?? '').replace(/\s+/g, ' ');
+}
+
+/** What the plan editor shows (its rendered lines; the plan is short enough to be on screen). */
+async function editorText(page: Page): Promise<string> {
+  return ((await page.locator('.monaco-editor .view-lines').first().textContent()) ?? '').replace(/\u00a0/g, ' ');
 }
 
 /** Answers a multi-select quick pick with one item: filter to it, check it, press Enter. */

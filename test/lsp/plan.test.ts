@@ -259,7 +259,11 @@ describe('plan files in the language server', () => {
   it('completes method names, method parameters and unused expert ids', async () => {
     const { uri, document } = await open(formatPlan(plan(goodLayers)));
     assert.deepEqual(await completionLabels(uri, positionOf(document, '"name": "frequency"', '"name": "fr'.length)), [...METHOD_NAMES]);
-    assert.deepEqual(await completionLabels(uri, positionOf(document, '"parameters": {', '"parameters": {'.length)), ['singleExpertShare']);
+    // targetExperts is there: the repairs and adaptive gating, not the global budget that would replace it.
+    assert.deepEqual(await completionLabels(uri, positionOf(document, '"parameters": {', '"parameters": {'.length)), ['repairs', 'singleExpertShare']);
+    const budgeted = await open(formatPlan(plan(goodLayers)).replace('"targetExperts": 4', '"keepShare": 0.5'));
+    assert.ok(budgeted.document.getText().includes('"keepShare": 0.5') && !budgeted.document.getText().includes('targetExperts'));
+    assert.deepEqual(await completionLabels(budgeted.uri, positionOf(budgeted.document, '"parameters": {', '"parameters": {'.length)), ['repairs', 'singleExpertShare']);
     // Unused ids of layer 0, most used first by the profile.
     assert.deepEqual(await completionLabels(uri, positionOf(document, '[0, 2, 5, 7]', 1)), ['3', '4', '1', '6']);
   });

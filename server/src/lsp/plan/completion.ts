@@ -52,8 +52,10 @@ function parameterItems(analysis: PlanAnalysis, replace: Range | undefined, edit
   if (!info) return [];
   const present = new Set(Object.keys(plan?.method.parameters ?? {}));
   const numExperts = expertsInLayer(analysis, firstMoeLayer(analysis));
+  // A global budget replaces the per-layer count: once one is there, the other is not offered.
+  const exclusive: Record<string, string> = { keepShare: 'targetExperts', targetExperts: 'keepShare' };
   return info.parameters
-    .filter((p) => !present.has(p.name))
+    .filter((p) => !present.has(p.name) && !present.has(exclusive[p.name] ?? ''))
     .map((p) => {
       const value = JSON.stringify(p.defaultValue(numExperts));
       // A key already being typed may have its value after it; only a fresh key brings a default.

@@ -32,21 +32,37 @@ const singleExpertShare: MethodParameter = {
   defaultValue: () => 0.5,
 };
 
+const keepShare: MethodParameter = {
+  name: 'keepShare',
+  description:
+    'Instead of `targetExperts`: a global expert budget, this share (0 < x ≤ 1) of all routed experts, shared out across layers by each layer\'s measured calibration loss at every count, so layers differ in how many they keep. The plan records `expertBudget`; the export is exact in MoE Studio\'s loader, while stock loaders need one count in every layer. CLI: `--keep-share`.',
+  defaultValue: () => 0.5,
+};
+
+const repairs: MethodParameter = {
+  name: 'repairs',
+  description:
+    'Closed-form repairs after the method, fitted on the calibration tokens: `"routerRefit"` (kept router rows refitted by least squares so each kept expert gets the probability of the experts it stands in for; writes `routerMap`) and `"outputCompensation"` (least-squares scales of the kept experts\' outputs; writes `outputScale`). CLI: `--repair routerRefit,outputCompensation`.',
+  defaultValue: () => ['outputCompensation'],
+};
+
 const constant = (value: unknown) => () => value;
 
 const eep = DEFAULT_EEP_PARAMETERS;
 
 export const METHODS: Record<MethodName, MethodInfo> = {
   manual: { summary: 'Written by hand: no method made the layers.', parameters: [] },
-  random: { summary: 'Baseline: keeps a random subset per layer, drawn from `method.seed`.', parameters: [targetExperts, singleExpertShare] },
-  frequency: { summary: 'Keeps the experts most often in a token\'s top-k (hard counts, SEER-MoE).', parameters: [targetExperts, singleExpertShare] },
-  softCount: { summary: 'Keeps the experts with the largest summed gate weights (soft counts, SEER-MoE).', parameters: [targetExperts, singleExpertShare] },
-  reap: { summary: 'Keeps the experts with the highest REAP saliency, mean gate × ‖expert output‖ (Lasby et al. 2025).', parameters: [targetExperts, singleExpertShare] },
+  random: { summary: 'Baseline: keeps a random subset per layer, drawn from `method.seed`.', parameters: [targetExperts, keepShare, repairs, singleExpertShare] },
+  frequency: { summary: 'Keeps the experts most often in a token\'s top-k (hard counts, SEER-MoE).', parameters: [targetExperts, keepShare, repairs, singleExpertShare] },
+  softCount: { summary: 'Keeps the experts with the largest summed gate weights (soft counts, SEER-MoE).', parameters: [targetExperts, keepShare, repairs, singleExpertShare] },
+  reap: { summary: 'Keeps the experts with the highest REAP saliency, mean gate × ‖expert output‖ (Lasby et al. 2025).', parameters: [targetExperts, keepShare, repairs, singleExpertShare] },
   naee: {
     summary: 'Keeps the subset with the least layer reconstruction error (Lu et al. 2024): exhaustive when small, else greedy.',
     parameters: [
       targetExperts,
+      keepShare,
       { name: 'exhaustiveLimit', description: 'Search every subset when C(E, E′) is at most this; otherwise greedy backward elimination.', defaultValue: constant(DEFAULT_EXHAUSTIVE_LIMIT) },
+      repairs,
       singleExpertShare,
     ],
   },
@@ -54,12 +70,14 @@ export const METHODS: Record<MethodName, MethodInfo> = {
     summary: 'Merges experts by spectral clustering of router logits, weighted by usage (Sarkar et al. 2024).',
     parameters: [
       targetExperts,
+      keepShare,
       { name: 'restarts', description: 'k-means restarts per layer; the best clustering wins.', defaultValue: constant(UNCURL_DEFAULTS.restarts) },
       {
         name: 'similarity',
         description: '"cosine" of the experts\' router-logit columns (the paper), or "correlation": the same columns centred first, which keeps apart experts that split a task\'s tokens between them instead of merging every expert the task uses.',
         defaultValue: constant(UNCURL_DEFAULTS.similarity),
       },
+      repairs,
       singleExpertShare,
     ],
   },
@@ -67,6 +85,7 @@ export const METHODS: Record<MethodName, MethodInfo> = {
     summary: 'Evolutionary search over router and merge matrices, scored by a task metric (Liu et al. 2024).',
     parameters: [
       targetExperts,
+      keepShare,
       { name: 'populationSize', description: 'Candidates per generation.', defaultValue: constant(eep.populationSize) },
       { name: 'generations', description: 'Most generations per phase; 0 (the default): as many as the phase\'s equal share of the budget pays for.', defaultValue: constant(eep.generations) },
       { name: 'eliteSize', description: 'Best candidates carried into the next generation unchanged.', defaultValue: constant(eep.eliteSize) },
@@ -76,6 +95,7 @@ export const METHODS: Record<MethodName, MethodInfo> = {
       { name: 'mutationRate', description: 'Share of matrix entries a merge-phase mutation perturbs.', defaultValue: constant(eep.mutationRate) },
       { name: 'samples', description: 'Calibration sequences (or multiple-choice items) the fitness scores.', defaultValue: constant(DEFAULT_EEP_SAMPLES) },
       { name: 'significance', description: 'Standard errors (paired, over calibration samples) by which a candidate must beat the plan so far to replace it; 0 takes any gain.', defaultValue: constant(eep.significance) },
+      repairs,
       singleExpertShare,
     ],
   },
