@@ -1,7 +1,9 @@
 // A plan generated in a workspace whose calibration file was never profiled: the server profiles it
 // first, the plan names that profile, and the plan's expert hovers show each expert's statistics
 // (issue 17: "Expert hovers show no statistics on generated plans"). The shares are checked against
-// the saved profile's own token counts.
+// the saved profile's own token counts. The plan, in plans/, writes workspace-relative paths: its preview
+// resolves them from the workspace (not the plan's folder), so "Run sweep" and Evaluate on it find the model
+// (the server's working directory is not the workspace here, as in a multi-root window).
 
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -11,7 +13,7 @@ import { pathToFileURL } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { DidOpenTextDocumentNotification, HoverRequest, type MarkupContent } from 'vscode-languageserver-protocol/node';
 import { TextDocument } from 'vscode-languageserver-textdocument';
-import { GeneratePlanRequest } from '../../common/protocol';
+import { EvaluatePlanRequest, GeneratePlanRequest, PreviewPlanRequest, SweepRequest } from '../../common/protocol';
 import type { ProfileFile } from '../../server/src/profile/types';
 import { sendInitialized, startServer, type ServerUnderTest } from '../support/lspClient';
 import { writeRandomCheckpoint, type RandomCheckpoint } from '../support/randomCheckpoint';
@@ -39,6 +41,28 @@ describe('hovers on a generated plan', () => {
   after(async () => {
     await server?.stop();
     fs.rmSync(workspace, { recursive: true, force: true });
+  });
+
+  it('resolves the workspace-relative model and data of a plan in plans/, and sweeps with them', async () => {
+    const plan = JSON.parse(fs.readFileSync(planPath, 'utf8')) as { model: { folder: string }; calibration: { datasets: string[] } };
+    assert.equal(plan.model.folder, 'model');
+    assert.deepEqual(plan.calibration.datasets, ['data/calibration.jsonl']);
+    const preview = await server.connection.sendRequest(PreviewPlanRequest.type, { plan: planPath });
+    assert.equal(preview.modelFolder, checkpoint.folder);
+    assert.deepEqual(preview.calibrationFiles, [path.join(workspace, 'data', 'calibration.jsonl')]);
+    // What the preview's "Run sweep" sends: the resolved files.
+    const field = { kind: 'field' as const, field: 'text' };
+    const sweep = await server.connection.sendRequest(SweepRequest.type, {
+      model: preview.modelFolder, methods: ['frequency'], counts: [8, 4], calibration: preview.calibrationFiles.map((file) => ({ file, field })), evaluation: { file: preview.calibrationFiles[0], field }, metric: 'loss', seed: 0,
+    });
+    assert.deepEqual(sweep.counts, [8, 4]);
+    assert.equal(sweep.series.length, 1);
+    // Keeping all 8 experts is the full model.
+    assert.ok(Math.abs(sweep.series[0].values[0] - sweep.baseline) < 1e-6, JSON.stringify(sweep));
+    assert.ok(Number.isFinite(sweep.series[0].values[1]));
+    // Evaluate (the preview's button) finds the model the same way.
+    const evaluated = await server.connection.sendRequest(EvaluatePlanRequest.type, { plan: planPath, datasets: [{ file: preview.calibrationFiles[0] }] });
+    assert.deepEqual(evaluated.evaluations.map((e) => e.metric), ['loss', 'perplexity', 'kl', 'top1Agreement']);
   });
 
   it('names the profile it was made from, and hovers each kept expert with that profile\'s statistics', async () => {

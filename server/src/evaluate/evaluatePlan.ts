@@ -53,10 +53,12 @@ export interface EvaluationRun {
 }
 
 /** A loaded plan, checked against its model (architecture, experts, layers and, when both have one, fingerprint). */
-export async function loadCheckedPlan(planFile: string, unsavedText?: string): Promise<PlanForExport & { identity: ModelIdentity }> {
+export async function loadCheckedPlan(planFile: string, unsavedText?: string, workspaceFolders: readonly string[] = []): Promise<PlanForExport & { identity: ModelIdentity }> {
   let loaded: PlanForExport;
   try {
-    loaded = await loadPlanForExport(planFile, undefined, unsavedText);
+    // The workspace folders the request knows (a plan in plans/ names its model relative to one), then
+    // the working directory, which is the workspace for a single-folder editor and for the CLI.
+    loaded = await loadPlanForExport(planFile, [...workspaceFolders, process.cwd()], unsavedText);
   } catch (error) {
     if (error instanceof ExportError) throw new UserError(error.message);
     throw error;
@@ -114,7 +116,7 @@ export interface EvaluatePlanFileResult {
 export async function evaluatePlanFile(options: EvaluatePlanFileOptions): Promise<EvaluatePlanFileResult> {
   if (options.datasets.length === 0) throw new UserError('Name at least one dataset to evaluate on.');
   const planFile = path.resolve(options.plan);
-  const loaded = await loadCheckedPlan(planFile);
+  const loaded = await loadCheckedPlan(planFile, undefined, options.workspaceFolder ? [options.workspaceFolder] : []);
   await loaded.source.weights.close();
   const { plan, identity } = loaded;
   const spec = identity.spec;

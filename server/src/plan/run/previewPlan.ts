@@ -29,7 +29,7 @@ export function layerPreview(layer: PlanLayer, numExperts: number): PlanLayerPre
 
 /** `unsavedText`: the editor's text of the plan, so the preview follows edits before they are saved. */
 export async function previewPlanFile(planFile: string, unsavedText?: string, workspaceFolders: readonly string[] = []): Promise<PreviewPlanResult> {
-  const { plan: written, source, exportPlan } = await loadCheckedPlan(planFile, unsavedText);
+  const { plan: written, source, exportPlan } = await loadCheckedPlan(planFile, unsavedText, workspaceFolders);
   // Savings and exactness as the layers are now, not as recorded when the plan was written.
   const plan = withCurrentFigures(written, source.spec);
   try {
