@@ -141,6 +141,24 @@ test('every profile chart renders in a dark and a light theme', async (t) => {
     assert.deepEqual(counts.gating, Array(LAYERS).fill(code.gatingThresholds.length));
     assert.deepEqual(counts.entropy, [LAYERS]);
 
+    // The entropy bars are entropy / ln E (the CLI's column), labelled so; co-activation's diagonal
+    // (each expert with itself) is left out of the colour scale, whose bar names its unit.
+    const read = await page.evaluate(() => {
+      const entropy = window.charts.entropy;
+      const co = window.charts.coActivation;
+      const cells = co.data.datasets[0].data as unknown as { x: number; y: number; v: number }[];
+      return {
+        entropyTitle: (entropy.options.scales?.y as { title?: { text?: string } } | undefined)?.title?.text,
+        entropy: entropy.data.datasets[0].data as number[],
+        diagonal: cells.filter((c) => c.x === c.y).map((c) => c.v),
+        offDiagonal: cells.filter((c) => c.x !== c.y).map((c) => c.v),
+      };
+    });
+    assert.equal(read.entropyTitle, 'entropy / ln E');
+    read.entropy.forEach((value, i) => assert.ok(Math.abs(value - code.layers[i].meanEntropy / Math.log(code.layers[i].numExperts)) < 1e-12, `layer ${i}: ${value}`));
+    assert.ok(read.diagonal.length === EXPERTS && read.diagonal.every(Number.isNaN), 'the co-activation diagonal is coloured like data');
+    assert.ok(read.offDiagonal.every(Number.isFinite));
+
     await screenshot(page, name === 'dark' ? 'charts' : 'charts-light');
   }
   assert.deepEqual(problems, []);
