@@ -126,9 +126,17 @@ describe('plan requests in the language server', () => {
 
   it('sweeps methods over expert counts', async () => {
     const result = await server.connection.sendRequest(SweepRequest.type, {
-      model: checkpoint.folder, methods: ['random', 'frequency'], counts: [8, 4, 2], calibration: [{ file: calibration, field: { kind: 'field', field: 'text' } }], evaluation: { file: heldOut }, metric: 'loss', seed: 0,
+      model: checkpoint.folder, methods: ['random', 'frequency'], counts: [8, 4, 2], calibration: [{ file: calibration, field: { kind: 'field', field: 'text' } }], evaluation: { file: heldOut }, metric: 'loss', seed: 0, workDoneToken: 'sweep-1',
     });
     assert.deepEqual(result.counts, [8, 4, 2]);
+    // Progress says where the whole sweep is: which plan of which method, and an overall percentage that only grows.
+    const reports = progress.filter((p) => p.token === 'sweep-1' && p.value.kind === 'report').map((p) => p.value as { message?: string; percentage?: number });
+    const messages = reports.map((r) => r.message ?? '');
+    for (const expected of ['Sweep 1/3 of random (1/2 methods): planning 4 experts', 'Sweep 2/3 of random (1/2 methods): planning 2 experts', 'Sweep 1/3 of frequency (2/2 methods): planning 4 experts']) {
+      assert.ok(messages.some((m) => m.startsWith(expected)), `no "${expected}" in ${JSON.stringify(messages)}`);
+    }
+    const percentages = reports.map((r) => r.percentage).filter((v): v is number => v !== undefined);
+    assert.ok(percentages.length >= 4 && percentages.every((v, i) => i === 0 || v >= percentages[i - 1]) && percentages.at(-1)! <= 100, JSON.stringify(percentages));
     assert.deepEqual(result.series.map((s) => s.method), ['random', 'frequency']);
     for (const series of result.series) {
       assert.equal(series.values[0], result.baseline);
