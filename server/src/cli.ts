@@ -15,7 +15,7 @@ import { evaluatePlanFile } from './evaluate';
 import { generatePlanFile, readPlanToResume, runSweep } from './plan/run';
 import { ExportError, exportPlanFile, parseByteSize, progressMessage } from './export';
 import { defaultMemoryBudget, formatBytes, MemoryBudgetError, planMemory, PRECISIONS, type MemoryPlan, type Precision } from './runtime';
-import { ProgressLine } from './cli/progressLine';
+import { overallLabel, ProgressLine } from './cli/progressLine';
 
 interface Command {
   /** Every option the command takes appears here as `--name`: the usage line is also its option table. */
@@ -199,6 +199,7 @@ const commands: Record<string, Command> = {
       const field = options.has('field') ? fieldOption(options.get('field')) : undefined;
       const budget = options.has('budget') ? integerOption(options, 'budget', 1) : 100;
       const progress = new ProgressLine();
+      const started = Date.now();
       try {
         const result = await runSweep({
           model: path.resolve(requiredOption(options, 'model', 'DIR')),
@@ -211,7 +212,7 @@ const commands: Record<string, Command> = {
           maxRows: options.has('max-rows') ? integerOption(options, 'max-rows', 1) : undefined,
           parameters: { eep: { budget } },
           workspaceFolder: process.cwd(),
-          onProgress: (message) => progress.update({ label: message }),
+          onProgress: (message, fraction) => progress.update({ label: overallLabel(message, fraction, Date.now() - started, 'sweep') }),
         });
         progress.finish();
         if (options.has('json')) {

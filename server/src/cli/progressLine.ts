@@ -29,6 +29,17 @@ export function progressText(update: ProgressUpdate, elapsedMs: number): string 
   return parts.join(' · ');
 }
 
+/**
+ * A label for work made of unlike steps (a sweep: plan, then evaluate, per method) whose share done
+ * is known: the step, then the whole job's share and the time left at its average pace so far.
+ */
+export function overallLabel(step: string, fraction: number, elapsedMs: number, what: string): string {
+  const share = Math.min(1, Math.max(0, fraction));
+  const parts = [step, `${Math.round(100 * share)}% of the ${what}`];
+  if (share > 0 && share < 1 && elapsedMs > 0) parts.push(`${formatDuration(((elapsedMs / 1000) * (1 - share)) / share)} left`);
+  return parts.join(' · ');
+}
+
 export function formatDuration(seconds: number): string {
   if (seconds < 90) return `${Math.max(1, Math.round(seconds))} s`;
   if (seconds < 5400) return `${Math.round(seconds / 60)} min`;

@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { main } from '../../../server/src/cli';
-import { ProgressLine, progressText } from '../../../server/src/cli/progressLine';
+import { overallLabel, ProgressLine, progressText } from '../../../server/src/cli/progressLine';
 import { parsePlan } from '../../../server/src/plan';
 import { writeRandomCheckpoint, type RandomCheckpoint } from '../../support/randomCheckpoint';
 
@@ -104,6 +104,12 @@ describe('CLI progress line', () => {
     assert.equal(progressText({ label: 'Plan on a.jsonl', done: 10, total: 70, unit: 'sequences' }, 5000), 'Plan on a.jsonl: 10/70 sequences · 2.0/s · 30 s left');
     assert.equal(progressText({ label: 'Reading a.jsonl' }, 5000), 'Reading a.jsonl');
     assert.equal(progressText({ label: 'x', done: 1200, total: 1200 }, 2000), 'x: 1,200/1,200 · 600/s');
+  });
+
+  it("gives a sweep's steps the whole sweep's share and time left at its pace so far", () => {
+    assert.equal(overallLabel('Sweep 2/8 of reap (1/3 methods): planning 6 experts', 0.25, 20_000, 'sweep'), 'Sweep 2/8 of reap (1/3 methods): planning 6 experts · 25% of the sweep · 60 s left');
+    assert.equal(overallLabel('Full model', 0, 1_000, 'sweep'), 'Full model · 0% of the sweep');
+    assert.equal(overallLabel('x', 0.5, 3_600_000, 'sweep'), 'x · 50% of the sweep · 60 min left');
   });
 
   it('rewrites one line on a terminal and writes at most one line a second in a log', () => {
