@@ -190,6 +190,23 @@ async function run(session: Session, log: (message: string) => void): Promise<vo
   // The plan as the evaluation saved it is what later steps edit and restore.
   planText = readFileSync(planPath, 'utf8');
 
+  // 3c. The open preview follows the plan as it is now: one expert fewer in layer 0 (changed on disk,
+  // so the editor reloads it), then the plan as it was.
+  await step(page, 'e2e-plan-5c-preview-follows-edit', async () => {
+    const frame = activeWebview(page);
+    const firstRow = frame.locator('#layers-grid .layer-row').first();
+    const savings = async () => ((await frame.locator('#savings').textContent()) ?? '').replace(/\s+/g, ' ');
+    const before = await savings();
+    const edited = planText.replace(/("keptExperts": \[\d+, \d+, \d+), \d+\]/, '$1]');
+    assert.notEqual(edited, planText, 'no four-expert layer to edit');
+    writeFileSync(planPath, edited);
+    await waitFor(async () => (await firstRow.locator('.cell.kept').count()) === 3, 30_000, 'the preview still shows 4 kept experts in layer 0 after the edit');
+    await waitFor(async () => (await savings()) !== before, 10_000, `the savings stayed "${before}" after the edit`);
+    writeFileSync(planPath, planText);
+    await waitFor(async () => (await firstRow.locator('.cell.kept').count()) === 4, 30_000, 'the preview did not follow the plan back to 4 kept experts');
+    await waitFor(async () => (await savings()) === before, 10_000, 'the savings did not come back with the plan');
+  });
+
   // 4. Export as a Hugging Face checkpoint.
   const target = join(folder, '.moe-studio', 'exports', 'code.frequency-keep4-model');
   await step(page, 'e2e-plan-6-export-target', async () => {
