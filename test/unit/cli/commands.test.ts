@@ -39,6 +39,19 @@ describe('CLI commands: arguments are checked before any work', () => {
 
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
+  it('profile prints routing entropy / ln E per layer, as the dashboard plots it', async () => {
+    const out = path.join(dir, 'data.profile.json');
+    const profiled = await cli('profile', '--model', checkpoint.folder, '--data', data, '--threads', '1', '--out', out);
+    assert.equal(profiled.code, 0, profiled.err);
+    assert.match(profiled.out, /entropy\/ln E/);
+    const saved = JSON.parse(fs.readFileSync(out, 'utf8')) as { layers: { layer: number; meanEntropy: number }[] };
+    for (const layer of saved.layers) {
+      const row = new RegExp(`^\\s*${layer.layer}\\s.*\\s(\\d\\.\\d{3})\\s+\\S+\\s+\\S+$`, 'm').exec(profiled.out);
+      assert.ok(row, `no row for layer ${layer.layer}:\n${profiled.out}`);
+      assert.equal(row[1], (layer.meanEntropy / Math.log(8)).toFixed(3));
+    }
+  });
+
   it('refuses an unknown option and lists the options the command takes', async () => {
     const { code, err } = await cli('export', '--plan', 'p.moeplan.json', '--out', path.join(dir, 'x'), '--force');
     assert.equal(code, 2);
