@@ -6,6 +6,7 @@
 
 import type { LayerSpec, MlpTensorNames, ModelSpec } from '../../server/src/checkpoint/modelSpec';
 import type { LayerPlan, RuntimePlan } from '../../server/src/runtime/runtimePlan';
+import { deepseekChoose, mlaAttention } from './referenceDeepseek';
 
 /** Anything that hands out fp32 tensors by name: a WeightSource, or a test's in-memory map. */
 export interface ReferenceWeights {
@@ -41,7 +42,8 @@ export async function referenceForward(spec: ModelSpec, weights: ReferenceWeight
   const moe: ReferenceMoeLayer[] = [];
   for (const layer of spec.layers) {
     const names = spec.tensors.layer(layer.index);
-    const attended = add(x, scale(await attention(spec, layer.index, rmsNorm(x, await read(names.inputNorm), spec.rmsNormEps), read), scaling.residual));
+    const attend = spec.attention.mla ? mlaAttention : attention;
+    const attended = add(x, scale(await attend(spec, layer.index, rmsNorm(x, await read(names.inputNorm), spec.rmsNormEps), read), scaling.residual));
     const normed = rmsNorm(attended, await read(names.postAttentionNorm), spec.rmsNormEps);
     const feedForward = layer.kind === 'dense' ? await mlp(normed, names.mlp!, read) : await sparseMoe(spec, layer, normed, read, plan?.layers[layer.index] ?? {}, moe);
     x = add(attended, scale(feedForward, scaling.residual));
@@ -149,6 +151,10 @@ async function sparseMoe(spec: ModelSpec, layer: Extract<LayerSpec, { kind: 'moe
     : experts;
   const routedCount = routed.length;
   const k = plan.topK ?? layer.moe.topK;
+  const routing = layer.moe.routing;
+  // The correction bias follows the router rows: mapped expert i's bias is Σ_j routerMap[i][j] · bias_j.
+  const originalBias = names.routerBias ? await read(names.routerBias) : undefined;
+  const routerBias = originalBias && plan.routerMap ? combineRows(plan.routerMap, (j) => [originalBias[j]]) : originalBias;
   const logits = linear(x, router, routedCount);
   const capture: ReferenceMoeLayer = {
     layer: layer.index,
@@ -160,17 +166,25 @@ async function sparseMoe(spec: ModelSpec, layer: Extract<LayerSpec, { kind: 'moe
   };
   const out: Matrix = { data: new Float64Array(T * H), rows: T, cols: H };
   for (let t = 0; t < T; t++) {
-    const row = Array.from(logits.data.subarray(t * routedCount, (t + 1) * routedCount), (v, e) => (plan.keptExperts && !plan.keptExperts[e] ? -Infinity : v));
-    const probs = softmax(row);
-    const order = probs.map((p, e) => ({ p, e })).sort((a, b) => b.p - a.p || a.e - b.e);
-    const dropAfterFirst = order[0].p - order[1].p > (plan.adaptiveThreshold ?? Infinity);
-    const chosen = order.slice(0, k).map((c, slot) => ({ ...c, kept: (slot === 0 || !dropAfterFirst) && c.p > 0 }));
+    let chosen: { e: number; p: number; kept: boolean }[];
+    if (routing) {
+      // DeepSeek: the router's own choice (referenceDeepseek.ts); adaptive gating reads the gap of the first two weights.
+      const picks = deepseekChoose(routing, Array.from(logits.data.subarray(t * routedCount, (t + 1) * routedCount)), routerBias, plan.keptExperts, k);
+      const dropAfterFirst = picks.length > 1 && picks[0].p - picks[1].p > (plan.adaptiveThreshold ?? Infinity);
+      chosen = picks.map((c, slot) => ({ e: c.e, p: c.p, kept: (slot === 0 || !dropAfterFirst) && c.valid }));
+    } else {
+      const row = Array.from(logits.data.subarray(t * routedCount, (t + 1) * routedCount), (v, e) => (plan.keptExperts && !plan.keptExperts[e] ? -Infinity : v));
+      const probs = softmax(row);
+      const order = probs.map((p, e) => ({ p, e })).sort((a, b) => b.p - a.p || a.e - b.e);
+      const dropAfterFirst = order[0].p - order[1].p > (plan.adaptiveThreshold ?? Infinity);
+      chosen = order.slice(0, k).map((c, slot) => ({ ...c, kept: (slot === 0 || !dropAfterFirst) && c.p > 0 }));
+    }
     const total = chosen.reduce((s, c) => s + (c.kept ? c.p : 0), 0);
     const token: Matrix = { data: x.data.slice(t * H, (t + 1) * H), rows: 1, cols: H };
     chosen.forEach((c, slot) => {
       capture.selectedExperts[t * k + slot] = c.kept ? c.e : -1;
       if (!c.kept) return;
-      const weight = layer.moe.normTopKProb ? c.p / total : c.p;
+      const weight = (layer.moe.normTopKProb ? c.p / total : c.p) * (routing?.scalingFactor ?? 1);
       const y = swiglu(token, routed[c.e], layer.moe.expert.intermediateSize, H);
       capture.gateWeights[t * k + slot] = weight;
       capture.expertOutputNorms[t * k + slot] = Math.hypot(...y.data);

@@ -53,7 +53,7 @@ export interface PlanOptions {
   model: { folder: string; fingerprint?: string };
   calibration: { datasets: string[]; profile?: string };
   /** The checkpoint's dtype, for the byte savings. */
-  dtype: DType;
+  dtype: DType | 'F8_E4M3';
   /** Experts kept per layer; every method but adaptiveGating needs it. */
   targetExperts?: ExpertTarget;
   seed?: number;

@@ -8,7 +8,8 @@
 import type { DType, MlpSpec, ModelSpec } from '../checkpoint/modelSpec';
 import type { PlanLayer, PredictedSavings } from './planFile';
 
-const BYTES_PER_ELEMENT: Record<DType, number> = { F32: 4, F16: 2, BF16: 2 };
+/** FP8 block-scaled weights (DeepSeek-V3) are one byte each; their scales add 4 bytes per 128 x 128 block, ignored here. */
+const BYTES_PER_ELEMENT: Record<DType | 'F8_E4M3', number> = { F32: 4, F16: 2, BF16: 2, F8_E4M3: 1 };
 
 function mlpParameters(hidden: number, mlp: MlpSpec): number {
   return 3 * hidden * mlp.intermediateSize;
@@ -50,7 +51,7 @@ function countParameters(spec: ModelSpec, planned: Map<number, PlanLayer>): Para
   return { total, active };
 }
 
-export function predictSavings(spec: ModelSpec, layers: PlanLayer[], dtype: DType): PredictedSavings {
+export function predictSavings(spec: ModelSpec, layers: PlanLayer[], dtype: DType | 'F8_E4M3'): PredictedSavings {
   const before = countParameters(spec, new Map());
   const after = countParameters(spec, new Map(layers.map((l) => [l.layer, l])));
   const bytes = BYTES_PER_ELEMENT[dtype];

@@ -133,7 +133,7 @@ export class ModelEngine {
     private readonly options: EngineOptions,
   ) {
     this.prefixCache = new PrefixCache(options.prefixCacheBytes ?? 256 * 1024 * 1024);
-    this.batchTables = new BatchTablesCache(spec.attention.headDim, spec.attention.ropeTheta);
+    this.batchTables = new BatchTablesCache(spec.attention.headDim, spec.attention.ropeTheta, undefined, spec.attention.ropeScaling);
   }
 
   /** Plans the memory first: a budget that cannot hold one layer and the work fails here, before anything loads. */

@@ -164,9 +164,9 @@ test('a required tensor in a non-float dtype is refused', async () => {
 test('an unknown architecture in config.json is refused', async () => {
   const written = await writeModel({ architecture: 'MixtralForCausalLM' });
   const config = JSON.parse(await readFile(join(written.folder, 'config.json'), 'utf8'));
-  config.architectures = ['DeepseekV3ForCausalLM'];
+  config.architectures = ['LlamaForCausalLM'];
   await writeFile(join(written.folder, 'config.json'), JSON.stringify(config));
-  await assertLoadFails(written.folder, 'unsupportedArchitecture', [/DeepseekV3ForCausalLM is not supported/, /OlmoeForCausalLM/]);
+  await assertLoadFails(written.folder, 'unsupportedArchitecture', [/LlamaForCausalLM is not supported/, /OlmoeForCausalLM/, /DeepseekV3ForCausalLM, DeepseekV2ForCausalLM/]);
 });
 
 test('a missing tokenizer.json is refused', async () => {
