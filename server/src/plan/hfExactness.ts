@@ -20,6 +20,7 @@
  *   loudly rather than computing something else, so it is said in `stockLoaders`, not as a reason.
  */
 import type { ModelSpec } from '../checkpoint/modelSpec';
+import { planLayerGroupReason } from './groupLimit';
 import type { HfExactness, PlanLayer } from './planFile';
 
 export function analyseHfExactness(layers: PlanLayer[], spec: ModelSpec): HfExactness {
@@ -27,15 +28,19 @@ export function analyseHfExactness(layers: PlanLayer[], spec: ModelSpec): HfExac
   const expertCounts = new Set<number>();
   const topKs = new Set<number>();
   const adaptive: number[] = [];
+  const groupReasons: string[] = [];
   for (const layerSpec of spec.layers) {
     if (layerSpec.kind !== 'moe') continue;
     const plan = planned.get(layerSpec.index);
+    // DeepSeek's group limit (groupLimit.ts).
+    const groupReason = plan && planLayerGroupReason(plan, layerSpec.moe);
+    if (groupReason) groupReasons.push(groupReason);
     const kept = plan?.keptExperts.length ?? layerSpec.moe.numExperts;
     expertCounts.add(kept);
     topKs.add(Math.min(plan?.topK ?? layerSpec.moe.topK, kept));
     if (plan?.adaptiveThreshold !== undefined && Number.isFinite(plan.adaptiveThreshold)) adaptive.push(layerSpec.index);
   }
-  const reasons: string[] = [];
+  const reasons: string[] = [...groupReasons];
   if (adaptive.length) reasons.push(`adaptive gating (layers ${adaptive.join(', ')}) has no Hugging Face config key`);
   if (topKs.size > 1) reasons.push(`layers use different top-k (${[...topKs].sort((a, b) => a - b).join(', ')}); num_experts_per_tok is one number for every layer`);
   const counts = [...expertCounts].sort((a, b) => a - b).join(', ');
