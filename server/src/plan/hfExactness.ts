@@ -47,6 +47,19 @@ export function analyseHfExactness(layers: PlanLayer[], spec: ModelSpec): HfExac
   return {
     exact: reasons.length === 0,
     reasons,
+    ...(sigmoidRouting(spec) && { routingNote: SIGMOID_ROUTING_NOTE }),
     ...(expertCounts.size > 1 && { stockLoaders: `layers keep different expert counts (${counts}): the export records them in config.json under moe_studio.num_experts_per_layer, which MoE Studio loads; stock loaders need the same count in every layer and refuse it` }),
   };
+}
+
+/**
+ * DeepSeek V3's router (and GLM-4.5's) scores experts by sigmoid, chooses with a correction bias and weighs
+ * the chosen by renormalised sigmoid scores: no softmax over the experts exists. The plan says which
+ * methods read one anyway, so a user can weigh their results.
+ */
+export const SIGMOID_ROUTING_NOTE =
+  'this router scores experts by sigmoid and chooses with e_score_correction_bias, not by a softmax: soft counts, router entropy and router refit read a softmax over the router logits that it never computes, so they only approximate; frequency, REAP, NAEE, merging and every evaluation use the experts it really selects (after the bias and the group limit). Adaptive gating reads the gap between its first two sigmoid weights.';
+
+function sigmoidRouting(spec: ModelSpec): boolean {
+  return spec.layers.some((layer) => layer.kind === 'moe' && layer.moe.routing?.scoring === 'sigmoid');
 }

@@ -4,7 +4,7 @@
  * plan keeps equal groups, and refused with the reason when it cannot be honoured or an FP8 expert would be merged.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -60,7 +60,11 @@ describe('DeepSeek Hugging Face export', () => {
       await withSource(options, async (source) => {
         const layerPlan: ExportLayerPlan = { keptExperts: KEPT };
         const planLayers = moeLayers(source.spec).map((layer) => ({ layer, keptExperts: KEPT }));
-        assert.deepEqual(analyseHfExactness(planLayers, source.spec), { exact: true, reasons: [] });
+        const analysis = analyseHfExactness(planLayers, source.spec);
+        assert.deepEqual([analysis.exact, analysis.reasons], [true, []]);
+        // The sigmoid router (V3) breaks the softmax some methods read, and the plan says so; V2's softmax does not.
+        if (source.spec.architecture === 'DeepseekV3ForCausalLM') assert.match(analysis.routingNote!, /scores experts by sigmoid .* soft counts, router entropy and router refit read a softmax/);
+        else assert.equal(analysis.routingNote, undefined);
         const runtimePlan = toRuntimePlan(planLayers, 16);
         const target = fresh('export');
         await exportHuggingFace(source, planFor(source.spec, () => layerPlan), target);
@@ -70,6 +74,10 @@ describe('DeepSeek Hugging Face export', () => {
           assert.equal(exported.config.n_group, 4);
           assert.equal(exported.config.topk_group, 2);
           assert.deepEqual(exported.config.quantization_config, source.config.quantization_config);
+          const card = await readFile(join(target, 'README.md'), 'utf8');
+          assert.match(card, new RegExp(`\\(${source.spec.architecture}\\)`));
+          assert.match(card, /Group-limited routing kept: 4 groups \(`n_group`\), the best 2 per token/);
+          if (options.deepseek?.fp8) assert.match(card, /Experts stay FP8 \(e4m3, \[16,16\] block scales\)/);
           for (const layer of moeLayers(source.spec)) {
             const before = source.spec.tensors.layer(layer);
             const after = exported.spec.tensors.layer(layer);
