@@ -23,6 +23,11 @@ export interface DeepseekOptions {
   ropeInterleave?: boolean;
   /** As DeepSeek-V3's config: YaRN with mscale and mscale_all_dim. */
   yarn?: { factor: number; originalMaxPositionEmbeddings: number; mscale?: number; mscaleAllDim?: number };
+  /** GLM-4.5: per-head q/k RMSNorm (`use_qk_norm`, default false) and `partial_rotary_factor` (default 0.5). */
+  useQkNorm?: boolean;
+  partialRotaryFactor?: number;
+  /** GLM-4.5: q/k/v biases (`attention_bias`, published true). */
+  attentionBias?: boolean;
   /** FP8 e4m3 weights with block scales (`weight_scale_inv`) as DeepSeek-V3 ships them; other tensors BF16. */
   fp8?: { blockSize: [number, number]; scaleDtype: 'F32' | 'BF16' };
 }
@@ -71,4 +76,34 @@ export function deepseekConfig(
   };
   if (o.fp8) config.torch_dtype = 'bfloat16';
   return config;
+}
+
+/** config.json of a small GLM-4.5 (zai-org/GLM-4.5's keys): head_dim apart from hidden / heads, partial rotary, V3 routing. */
+export function glmConfig(
+  common: Record<string, unknown>,
+  sizes: { numExperts: number; expertIntermediate: number; denseIntermediate: number; ropeTheta?: number; normTopKProb?: boolean },
+  o: DeepseekOptions,
+): Record<string, unknown> {
+  return {
+    ...common,
+    model_type: 'glm4_moe',
+    head_dim: common.head_dim ?? 24,
+    n_routed_experts: sizes.numExperts,
+    n_shared_experts: o.nSharedExperts ?? 1,
+    moe_intermediate_size: sizes.expertIntermediate,
+    intermediate_size: sizes.denseIntermediate,
+    first_k_dense_replace: o.firstKDenseReplace ?? 1,
+    n_group: o.nGroup ?? 1,
+    topk_group: o.topkGroup ?? 1,
+    routed_scaling_factor: o.routedScalingFactor ?? 2.5,
+    norm_topk_prob: sizes.normTopKProb ?? true,
+    use_qk_norm: o.useQkNorm ?? false,
+    partial_rotary_factor: o.partialRotaryFactor ?? 0.5,
+    attention_bias: o.attentionBias ?? true,
+    rms_norm_eps: 1e-5,
+    rope_theta: sizes.ropeTheta ?? 1000000,
+    rope_scaling: null,
+    num_nextn_predict_layers: 1,
+    pad_token_id: 0,
+  };
 }

@@ -14,7 +14,7 @@ import { decodeToFloat32, encodeFloat32 } from '../../server/src/checkpoint/dtyp
 import { listExpectedTensors } from '../../server/src/checkpoint/expectedTensors';
 import type { ArchitectureName, DType, ModelSpec } from '../../server/src/checkpoint/modelSpec';
 import { writeSafetensors, type TensorToWrite } from '../../server/src/checkpoint/safetensorsWriter';
-import { deepseekConfig, fp8Eligible, type DeepseekOptions } from './deepseekCheckpoint';
+import { deepseekConfig, fp8Eligible, glmConfig, type DeepseekOptions } from './deepseekCheckpoint';
 import { encodeFp8Blocks } from './fp8Blocks';
 import { Prng } from './prng';
 import { buildTinyTokenizer, MIN_VOCAB_SIZE } from './tinyTokenizer';
@@ -186,6 +186,8 @@ export function randomCheckpointConfig(options: RandomCheckpointOptions): Record
     case 'DeepseekV3ForCausalLM':
     case 'DeepseekV2ForCausalLM':
       return deepseekConfig(common, architecture, { numExperts, expertIntermediate, denseIntermediate, ropeTheta: options.ropeTheta, normTopKProb: options.normTopKProb }, options.deepseek ?? {});
+    case 'Glm4MoeForCausalLM':
+      return glmConfig(common, { numExperts, expertIntermediate, denseIntermediate, ropeTheta: options.ropeTheta, normTopKProb: options.normTopKProb }, options.deepseek ?? {});
   }
 }
 
@@ -198,7 +200,7 @@ function isRouter(name: string): boolean {
   return /\.(block_sparse_moe|mlp)\.gate\.weight$|\.router\.layer\.weight$/.test(name);
 }
 
-/** DeepSeek V3's correction bias is published in F32 whatever the weights' dtype. */
+/** DeepSeek V3's and GLM-4.5's correction bias is published in F32 whatever the weights' dtype. */
 function isCorrectionBias(name: string): boolean {
   return name.endsWith('.e_score_correction_bias');
 }
@@ -214,7 +216,7 @@ export async function writeRandomCheckpoint(folder: string, options: RandomCheck
   const prng = new Prng(options.seed ?? 1);
   const weightStd = options.weightStd ?? 0.05;
   // DeepSeek V3's sigmoid saturates on logits as sharp as a softmax router's; a softer router keeps its choices apart.
-  const routerStd = options.routerStd ?? (options.architecture === 'DeepseekV3ForCausalLM' ? 0.15 : 0.5);
+  const routerStd = options.routerStd ?? (options.architecture === 'DeepseekV3ForCausalLM' || options.architecture === 'Glm4MoeForCausalLM' ? 0.15 : 0.5);
 
   const expected = listExpectedTensors(spec);
   const weights = new Map<string, Float32Array>();
@@ -234,7 +236,7 @@ export async function writeRandomCheckpoint(folder: string, options: RandomCheck
       tensorsToWrite.push({ name, dtype: 'F8_E4M3', shape }, { name: name + '_scale_inv', dtype: fp8.scaleDtype, shape: encoded.scaleShape });
       continue;
     }
-    const tensorDtype: DType = isCorrectionBias(name) && fp8 ? 'F32' : dtype;
+    const tensorDtype: DType = isCorrectionBias(name) ? 'F32' : dtype;
     const bytes = encodeFloat32(values, tensorDtype).slice();
     stored.set(name, bytes);
     weights.set(name, decodeToFloat32(bytes, tensorDtype).slice());

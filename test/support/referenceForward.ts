@@ -89,8 +89,9 @@ async function attention(spec: ModelSpec, layerIndex: number, x: Matrix, read: (
     q = { ...q, data: await perHead(q, numHeads, names.qNorm!) };
     k = { ...k, data: await perHead(k, numKvHeads, names.kNorm!) };
   }
-  rope(q, numHeads, headDim, ropeTheta);
-  rope(k, numKvHeads, headDim, ropeTheta);
+  const rotaryDim = spec.attention.rotaryDim ?? headDim;
+  rope(q, numHeads, headDim, ropeTheta, rotaryDim);
+  rope(k, numKvHeads, headDim, ropeTheta, rotaryDim);
   const context: Matrix = { data: new Float64Array(T * numHeads * headDim), rows: T, cols: numHeads * headDim };
   const group = numHeads / numKvHeads;
   for (let h = 0; h < numHeads; h++) {
@@ -111,14 +112,14 @@ async function attention(spec: ModelSpec, layerIndex: number, x: Matrix, read: (
   return linear(context, await read(names.o), spec.hiddenSize);
 }
 
-/** rotate_half RoPE at positions 0..T-1, in place. */
-function rope(m: Matrix, heads: number, headDim: number, theta: number): void {
-  const half = headDim / 2;
+/** rotate_half RoPE at positions 0..T-1, in place, on the first `rotaryDim` of each head (GLM-4.5: half of it). */
+function rope(m: Matrix, heads: number, headDim: number, theta: number, rotaryDim = headDim): void {
+  const half = rotaryDim / 2;
   for (let t = 0; t < m.rows; t++) {
     for (let h = 0; h < heads; h++) {
       const base = t * m.cols + h * headDim;
       for (let i = 0; i < half; i++) {
-        const angle = t / Math.pow(theta, (2 * i) / headDim);
+        const angle = t / Math.pow(theta, (2 * i) / rotaryDim);
         const [x1, x2] = [m.data[base + i], m.data[base + half + i]];
         m.data[base + i] = x1 * Math.cos(angle) - x2 * Math.sin(angle);
         m.data[base + half + i] = x2 * Math.cos(angle) + x1 * Math.sin(angle);

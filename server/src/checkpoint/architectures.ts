@@ -45,7 +45,7 @@ export interface ArchitectureTable {
     routerBias?: string;
   };
   /** An architecture whose config needs more than this table: 'deepseek' (deepseekConfig.ts). */
-  family?: 'deepseek';
+  family?: 'deepseek' | 'glm';
   /** RoPE scaling types config.ts leaves to the family's reader instead of refusing them. */
   scaledRope?: string[];
   config: {
@@ -225,6 +225,28 @@ export const ARCHITECTURES: Record<ArchitectureName, ArchitectureTable> = {
     normTopKProb: { configDefault: false },
     defaults: { ropeTheta: 10000, rmsNormEps: 1e-6 },
   },
+  // GLM-4.5 / 4.6 (modeling_glm4_moe.py): grouped-query attention with DeepSeek V3's router and shared experts.
+  Glm4MoeForCausalLM: {
+    architecture: 'Glm4MoeForCausalLM',
+    modelType: 'glm4_moe',
+    names: {
+      ...COMMON_NAMES,
+      qNorm: `${ATTENTION}.q_norm.weight`,
+      kNorm: `${ATTENTION}.k_norm.weight`,
+      router: `${LAYER}.mlp.gate.weight`,
+      routerBias: `${LAYER}.mlp.gate.e_score_correction_bias`,
+      expert: swiglu(`${LAYER}.mlp.experts.{j}`),
+      sharedExpert: swiglu(`${LAYER}.mlp.shared_experts`),
+      denseMlp: swiglu(`${LAYER}.mlp`),
+    },
+    family: 'glm',
+    config: { numExperts: 'n_routed_experts', expertIntermediateSize: 'moe_intermediate_size', hasDenseLayers: false },
+    // q/k/v biases follow `attention_bias` (o_proj has none); glmConfig.ts reads it, and use_qk_norm.
+    qkvBias: 'never',
+    qkNorm: 'perHead',
+    normTopKProb: { configDefault: true },
+    defaults: { ropeTheta: 10000, rmsNormEps: 1e-5 },
+  },
 };
 
 function fill(template: string, layer: number, expert?: number): string {
@@ -252,7 +274,7 @@ function biasOf(weightName: string): string {
 /** Resolves the templates for a model whose layer kinds are known. */
 export function resolveTensorNames(
   table: ArchitectureTable,
-  options: { tieWordEmbeddings: boolean; qkvBias: boolean; isMoeLayer: (layer: number) => boolean; qLora?: boolean },
+  options: { tieWordEmbeddings: boolean; qkvBias: boolean; isMoeLayer: (layer: number) => boolean; qLora?: boolean; qkNorm?: boolean },
 ): TensorNames {
   const { names } = table;
   return {
@@ -272,7 +294,7 @@ export function resolveTensorNames(
           kBias: biasOf(fill(names.k, i)),
           vBias: biasOf(fill(names.v, i)),
         }),
-        ...(names.qNorm && names.kNorm && { qNorm: fill(names.qNorm, i), kNorm: fill(names.kNorm, i) }),
+        ...(names.qNorm && names.kNorm && options.qkNorm !== false && { qNorm: fill(names.qNorm, i), kNorm: fill(names.kNorm, i) }),
         ...(names.mla && { mla: fillMla(names.mla, i, options.qLora ?? true) }),
       };
       if (!options.isMoeLayer(i)) {

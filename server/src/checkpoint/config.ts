@@ -5,7 +5,7 @@
 
 import { ARCHITECTURES, resolveTensorNames, type ArchitectureTable } from './architectures';
 import { quoteValue } from '../errors';
-import { deepseekMoeLayers, deepseekSpec } from './deepseekConfig';
+import { deepseekMoeLayers, deepseekSpec, glmSpec } from './deepseekConfig';
 import { CheckpointError } from './errors';
 import { SUPPORTED_ARCHITECTURES, type LayerSpec, type ModelSpec, type MoeSpec, type ScalingSpec } from './modelSpec';
 
@@ -181,7 +181,8 @@ export function parseModelConfig(config: unknown, file = 'config.json'): ModelSp
     layers,
     tensors: resolveTensorNames(table, { tieWordEmbeddings, qkvBias, isMoeLayer }),
   };
-  return table.family === 'deepseek' ? deepseekSpec(spec, table, read) : spec;
+  if (table.family === 'deepseek') return deepseekSpec(spec, table, read);
+  return table.family === 'glm' ? glmSpec(spec, table, read) : spec;
 }
 
 /**
@@ -231,7 +232,7 @@ function graniteScaling(read: ConfigReader): { attentionScale: number; scaling: 
  * there are experts, and (i + 1) is a multiple of `decoder_sparse_step`.
  */
 function moeLayerSchedule(table: ArchitectureTable, read: ConfigReader, numLayers: number): (layer: number) => boolean {
-  if (table.family === 'deepseek') return deepseekMoeLayers(read, numLayers);
+  if (table.family === 'deepseek' || table.family === 'glm') return deepseekMoeLayers(read, numLayers);
   if (!table.config.hasDenseLayers) return () => true;
   const step = read.positiveInt('decoder_sparse_step', 1);
   const mlpOnly = new Set(read.intList('mlp_only_layers'));

@@ -20,8 +20,10 @@ function versionOf(table: ArchitectureTable): Version {
 
 /** HF: layer i has experts iff i >= first_k_dense_replace (V3 default 3, V2 default 0). */
 export function deepseekMoeLayers(read: ConfigReader, numLayers: number): (layer: number) => boolean {
-  const v3 = read.raw('model_type') === 'deepseek_v3' || (Array.isArray(read.raw('architectures')) && (read.raw('architectures') as unknown[]).includes('DeepseekV3ForCausalLM'));
-  const firstMoe = read.has('first_k_dense_replace') ? read.raw('first_k_dense_replace') : v3 ? 3 : 0;
+  const declares = (architecture: string, modelType: string) => read.raw('model_type') === modelType || (Array.isArray(read.raw('architectures')) && (read.raw('architectures') as unknown[]).includes(architecture));
+  // GLM-4.5's default is 1 (configuration_glm4_moe.py).
+  const fallback = declares('DeepseekV3ForCausalLM', 'deepseek_v3') ? 3 : declares('Glm4MoeForCausalLM', 'glm4_moe') ? 1 : 0;
+  const firstMoe = read.has('first_k_dense_replace') ? read.raw('first_k_dense_replace') : fallback;
   if (typeof firstMoe !== 'number' || !Number.isSafeInteger(firstMoe) || firstMoe < 0 || firstMoe > numLayers) {
     read.fail(`"first_k_dense_replace" should be a layer count from 0 to num_hidden_layers (${numLayers}), got ${quoteValue(firstMoe)}.`);
   }
@@ -99,6 +101,41 @@ function routingOf(version: Version, read: ConfigReader, base: ModelSpec): Routi
   if (method !== 'greedy' && method !== 'group_limited_greedy') read.fail(`"topk_method" is ${quoteValue(method)}; DeepseekV2ForCausalLM supports "greedy" and "group_limited_greedy".`);
   const groups = method === 'group_limited_greedy' ? groupLimit(read, numExperts, topK, undefined, undefined, 'max') : undefined;
   return { scoring: 'softmax', correctionBias: false, ...(groups && { groups }), scalingFactor: read.positiveNumber('routed_scaling_factor', 1) };
+}
+
+/**
+ * GLM-4.5 (modeling_glm4_moe.py): grouped-query attention (head_dim from the config, q/k/v biases when
+ * `attention_bias`, per-head q/k RMSNorm when `use_qk_norm`, the first `partial_rotary_factor` (default 0.5)
+ * of each head rotating), and DeepSeek V3's router: sigmoid, correction bias, group limit (n_group default 1),
+ * routed_scaling_factor (default 1.0); shared experts of n_shared_experts × moe_intermediate_size.
+ */
+export function glmSpec(base: ModelSpec, table: ArchitectureTable, read: ConfigReader): ModelSpec {
+  const qkvBias = read.boolean('attention_bias', false);
+  const qkNorm = read.boolean('use_qk_norm', false);
+  const nested = read.raw('rope_parameters');
+  const nestedFactor = nested && typeof nested === 'object' ? (nested as Record<string, unknown>).partial_rotary_factor : undefined;
+  const factor = nestedFactor ?? (read.has('partial_rotary_factor') ? read.raw('partial_rotary_factor') : 0.5);
+  if (typeof factor !== 'number' || !(factor > 0 && factor <= 1)) read.fail(`"partial_rotary_factor" should be a number in (0, 1], got ${quoteValue(factor)}.`);
+  const headDim = base.attention.headDim;
+  const rotaryDim = Math.floor(headDim * (factor as number));
+  if (rotaryDim % 2 !== 0 || rotaryDim === 0) read.fail(`head_dim ${headDim} × partial_rotary_factor ${factor} = ${rotaryDim} rotary dimensions; RoPE needs an even, positive number.`);
+  const first = base.layers.find((layer) => layer.kind === 'moe');
+  const numExperts = first?.kind === 'moe' ? first.moe.numExperts : 1;
+  const topK = first?.kind === 'moe' ? first.moe.topK : 1;
+  const routing: RoutingSpec = { scoring: 'sigmoid', correctionBias: true, groups: groupLimit(read, numExperts, topK, 1, 1, 'topTwoSum'), scalingFactor: read.positiveNumber('routed_scaling_factor', 1) };
+  const sharedCount = read.positiveInt('n_shared_experts', 1);
+  const layers: LayerSpec[] = base.layers.map((layer) => {
+    if (layer.kind === 'dense') return layer;
+    if (numExperts % routing.groups!.count !== 0) read.fail(`n_routed_experts (${numExperts}) is not a multiple of "n_group" (${routing.groups!.count}).`);
+    return { ...layer, moe: { ...layer.moe, sharedExpert: { intermediateSize: layer.moe.expert.intermediateSize * sharedCount, gated: false }, routing } };
+  });
+  const isMoeLayer = (i: number) => layers[i]?.kind === 'moe';
+  return {
+    ...base,
+    attention: { ...base.attention, qkvBias, qkNorm: qkNorm ? 'perHead' : 'none', ...(rotaryDim !== headDim && { rotaryDim }) },
+    layers,
+    tensors: resolveTensorNames(table, { tieWordEmbeddings: base.tieWordEmbeddings, qkvBias, isMoeLayer, qkNorm }),
+  };
 }
 
 function groupLimit(read: ConfigReader, numExperts: number, topK: number, countDefault: number | undefined, selectedDefault: number | undefined, score: 'topTwoSum' | 'max'): RoutingSpec['groups'] {

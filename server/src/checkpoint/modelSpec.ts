@@ -14,6 +14,7 @@ export const SUPPORTED_ARCHITECTURES = [
   'GraniteMoeForCausalLM',
   'DeepseekV3ForCausalLM',
   'DeepseekV2ForCausalLM',
+  'Glm4MoeForCausalLM',
 ] as const;
 export type ArchitectureName = (typeof SUPPORTED_ARCHITECTURES)[number];
 
@@ -34,6 +35,8 @@ export interface AttentionSpec {
   mla?: MlaSpec;
   /** Scaled RoPE (YaRN): its inverse frequencies and the factor cos and sin are multiplied by. Absent: plain RoPE. */
   ropeScaling?: RopeScalingSpec;
+  /** Partial rotary (GLM-4.5 `partial_rotary_factor`): only the first `rotaryDim` of each head rotate. Absent: headDim. */
+  rotaryDim?: number;
 }
 
 /**

@@ -15,6 +15,7 @@ import { buildLayerGraph, LayerIO } from '../runtime/layerGraph';
 import { layerWeights, mergeExperts } from '../runtime/layerWeights';
 import { ModelProto, OnnxDType } from '../runtime/onnxSchema';
 import { resolveLayerPlan, type ResolvedLayerPlan } from '../runtime/runtimePlan';
+import { rotaryDimOf } from '../runtime/positionTables';
 import type { ResolvedExportPlan } from './exportPlan';
 
 export const OnnxModelIO = {
@@ -91,7 +92,8 @@ export function planComposedGraph(spec: ModelSpec, weights: WeightSource, resolv
   const embedded = frame.op('Gather', [embedding, ids], { axis: 0 });
 
   // RoPE at position = number of real tokens before (0 for the first), so left padding works as in HF generate.
-  const { headDim, ropeTheta } = spec.attention;
+  const { ropeTheta } = spec.attention;
+  const headDim = rotaryDimOf(spec.attention);
   const maskFloat = frame.op('Cast', [mask], { to: OnnxDType.float });
   const positions = frame.op('Max', [frame.op('Sub', [frame.op('CumSum', [maskFloat, frame.scalarInt64(1)]), frame.constFloat([1])]), frame.constFloat([0])]);
   // Scaled RoPE (YaRN: DeepSeek) brings its own frequencies and multiplies cos and sin by its attention factor.

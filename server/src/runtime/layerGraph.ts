@@ -5,6 +5,7 @@ import type { LayerWeights, MlpWeights } from './layerWeights';
 import type { Precision } from './memoryBudget';
 import { deepseekTopK } from './deepseekRouting';
 import { mlaAttentionContext } from './mlaAttention';
+import { rotaryDimOf } from './positionTables';
 import { quantizedLinearOp } from './quantizedLinear';
 
 /** Names of a decoder-layer graph's inputs and outputs, shared by the builder and the engine. */
@@ -50,8 +51,9 @@ export function buildLayerGraph(spec: ModelSpec, layer: LayerSpec, weights: Laye
   const residualMultiplier = spec.scaling?.residual ?? 1;
   const tokenSlots = g.input(LayerIO.tokenSlots, 'int64', ['tokens']);
   const gridRows = g.input(LayerIO.gridRows, 'int64', ['grid']);
-  const cos = g.input(LayerIO.ropeCos, 'float', ['seq', headDim]);
-  const sin = g.input(LayerIO.ropeSin, 'float', ['seq', headDim]);
+  const rotaryDim = rotaryDimOf(spec.attention);
+  const cos = g.input(LayerIO.ropeCos, 'float', ['seq', rotaryDim]);
+  const sin = g.input(LayerIO.ropeSin, 'float', ['seq', rotaryDim]);
   const attentionBias = g.input(LayerIO.attentionBias, 'float', ['batch', 1, 1, 'seq', 'seq']);
   const w = (name: string, data: WeightData, dims: number[]) => g.weight(name, data, dims);
   const rmsNorm = (x: string, name: string, weight: WeightData, size: number) => rmsNormOp(g, x, w(name, weight, [size]), spec.rmsNormEps);
@@ -85,11 +87,17 @@ export function buildLayerGraph(spec: ModelSpec, layer: LayerSpec, weights: Laye
       k4 = rmsNorm(k4, 'k_norm', weights.kNorm!, headDim);
     }
     const headsFirst = (t: string) => g.op('Transpose', [t], { perm: [0, 2, 1, 3] });
-    const rope = (t: string) => {
+    const rotate = (t: string) => {
       // rotate_half: the two halves of each head, (x1, x2) -> (-x2, x1).
-      const [x1, x2] = g.node('Split', [t, g.constInt64([headDim / 2, headDim / 2])], { axis: -1 }, 2);
+      const [x1, x2] = g.node('Split', [t, g.constInt64([rotaryDim / 2, rotaryDim / 2])], { axis: -1 }, 2);
       const rotated = g.op('Concat', [g.op('Neg', [x2]), x1], { axis: -1 });
       return g.op('Add', [g.op('Mul', [t, cos]), g.op('Mul', [rotated, sin])]);
+    };
+    // Partial rotary (GLM-4.5): the first rotaryDim of each head rotate, the rest pass through.
+    const rope = (t: string) => {
+      if (rotaryDim === headDim) return rotate(t);
+      const [rotary, pass] = g.node('Split', [t, g.constInt64([rotaryDim, headDim - rotaryDim])], { axis: -1 }, 2);
+      return g.op('Concat', [rotate(rotary), pass], { axis: -1 });
     };
     const group = numHeads / numKvHeads;
     // GQA without copying k/v: each kv head's group of query heads is stacked along the rows,

@@ -1,4 +1,9 @@
-import type { RopeScalingSpec } from '../checkpoint/modelSpec';
+import type { AttentionSpec, RopeScalingSpec } from '../checkpoint/modelSpec';
+
+/** The width of the cos/sin tables: the rotated part of each head (all of it unless the rotary is partial). */
+export function rotaryDimOf(attention: AttentionSpec): number {
+  return attention.rotaryDim ?? attention.headDim;
+}
 import { ByteBudgetCache } from './byteBudgetCache';
 
 /**

@@ -77,9 +77,11 @@ const CASES: { name: string; options: RandomCheckpointOptions }[] = [
   { name: 'V3 BF16, one group (Kimi-K2 / Moonlight), not interleaved', options: { architecture: 'DeepseekV3ForCausalLM', dtype: 'BF16', seed: 5, numLayers: 2, deepseek: { nGroup: 1, topkGroup: 1, ropeInterleave: false, firstKDenseReplace: 0 } } },
   { name: 'V2-Lite (q_proj, softmax greedy)', options: { architecture: 'DeepseekV2ForCausalLM', seed: 6, numLayers: 3, numExperts: 8, topK: 2 } },
   { name: 'V2 (q LoRA, group_limited_greedy)', options: { architecture: 'DeepseekV2ForCausalLM', seed: 7, numLayers: 2, numExperts: 8, topK: 2, deepseek: { qLoraRank: 40, topkMethod: 'group_limited_greedy', nGroup: 4, topkGroup: 2, routedScalingFactor: 16 } } },
+  { name: 'GLM-4.5 (q/k/v biases, partial rotary 0.5, head_dim 24)', options: { architecture: 'Glm4MoeForCausalLM', dtype: 'BF16', seed: 12, numLayers: 3, numExperts: 8, topK: 3 } },
+  { name: 'GLM-4.5 with use_qk_norm, 4 groups, rotary 0.25', options: { architecture: 'Glm4MoeForCausalLM', seed: 13, numLayers: 2, numExperts: 8, topK: 2, headDim: 32, deepseek: { useQkNorm: true, nGroup: 4, topkGroup: 2, partialRotaryFactor: 0.25, firstKDenseReplace: 0 } } },
 ];
 
-describe('DeepSeek forward matches the float64 reference', () => {
+describe('DeepSeek and GLM-4.5 forward match the float64 reference', () => {
   for (const { name, options } of CASES) {
     it(`${name}: logits, router logits, selected experts, gate weights, padded batch`, async () => {
       const written = await writeRandomCheckpoint(join(root, name.replace(/\W+/g, '-')), { vocabSize: 300, ...options });
@@ -206,4 +208,33 @@ test('DeepSeek configs that transformers would not compute as declared are refus
   }
   const v2 = { ...randomCheckpointConfig({ architecture: 'DeepseekV2ForCausalLM' }), topk_method: 'noaux_tc' };
   assert.throws(() => parseModelConfig(v2), /"topk_method" is "noaux_tc"; DeepseekV2ForCausalLM supports "greedy" and "group_limited_greedy"/);
+});
+
+test('GLM-4.5: GQA with q/k/v biases and head_dim of its own, partial rotary, V3 routing, shared experts, dense first layer', () => {
+  const spec = parseModelConfig(randomCheckpointConfig({ architecture: 'Glm4MoeForCausalLM', numLayers: 3, numExperts: 8, topK: 3 }));
+  assert.equal(spec.architecture, 'Glm4MoeForCausalLM');
+  assert.deepEqual(spec.layers.map((l) => l.kind), ['dense', 'moe', 'moe']);
+  assert.equal(spec.attention.headDim, 24);
+  assert.equal(spec.attention.rotaryDim, 12);
+  assert.equal(spec.attention.qkvBias, true);
+  assert.equal(spec.attention.qkNorm, 'none');
+  assert.equal(spec.attention.mla, undefined);
+  const moe = spec.layers[1].kind === 'moe' ? spec.layers[1].moe : undefined;
+  assert.deepEqual(moe?.routing, { scoring: 'sigmoid', correctionBias: true, groups: { count: 1, selected: 1, score: 'topTwoSum' }, scalingFactor: 2.5 });
+  assert.deepEqual(moe?.sharedExpert, { intermediateSize: 32, gated: false });
+  const names = spec.tensors.layer(1);
+  assert.equal(names.qBias, 'model.layers.1.self_attn.q_proj.bias');
+  assert.equal(names.qNorm, undefined);
+  assert.equal(names.routerBias, 'model.layers.1.mlp.gate.e_score_correction_bias');
+  const shapes = new Map(listExpectedTensors(spec).map((t) => [t.name, t.shape]));
+  assert.deepEqual(shapes.get('model.layers.1.self_attn.q_proj.weight'), [4 * 24, 64]);
+  assert.deepEqual(shapes.get('model.layers.1.self_attn.k_proj.bias'), [2 * 24]);
+  assert.deepEqual(shapes.get('model.layers.1.self_attn.o_proj.weight'), [64, 4 * 24]);
+  assert.equal(shapes.has('model.layers.1.self_attn.o_proj.bias'), false);
+  assert.deepEqual(shapes.get('model.layers.0.mlp.up_proj.weight'), [96, 64]);
+  const normed = parseModelConfig(randomCheckpointConfig({ architecture: 'Glm4MoeForCausalLM', deepseek: { useQkNorm: true } }));
+  assert.equal(normed.attention.qkNorm, 'perHead');
+  assert.equal(normed.tensors.layer(1).kNorm, 'model.layers.1.self_attn.k_norm.weight');
+  assert.equal(describeRouting(spec), 'sigmoid over 8 experts, correction bias for the choice, top-3, renormalised, times 2.5, plus an always-on shared expert');
+  assert.throws(() => parseModelConfig({ ...randomCheckpointConfig({ architecture: 'Glm4MoeForCausalLM' }), partial_rotary_factor: 0.3 }), /head_dim 24 × partial_rotary_factor 0.3 = 7 rotary dimensions; RoPE needs an even, positive number/);
 });
