@@ -5,6 +5,7 @@
  * "12.9B active". Adaptive gating lowers the expected active count further, by an amount only the
  * calibration data knows; the figure here is the top-k bound.
  */
+import { mlaShapes } from '../checkpoint/mlaShapes';
 import type { DType, MlpSpec, ModelSpec } from '../checkpoint/modelSpec';
 import type { PlanLayer, PredictedSavings } from './planFile';
 
@@ -23,8 +24,10 @@ interface ParameterCount {
 function countParameters(spec: ModelSpec, planned: Map<number, PlanLayer>): ParameterCount {
   const h = spec.hiddenSize;
   const { numHeads, numKvHeads, headDim, qkvBias, qkNorm } = spec.attention;
-  const attention =
-    h * numHeads * headDim * 2 + h * numKvHeads * headDim * 2 +
+  const mla = mlaShapes(spec.attention, h);
+  const attention = mla
+    ? mla.matrices.reduce((sum, [rows, cols]) => sum + rows * cols, 0) + mla.normParameters
+    : h * numHeads * headDim * 2 + h * numKvHeads * headDim * 2 +
     (qkvBias ? numHeads * headDim + 2 * numKvHeads * headDim : 0) +
     (qkNorm === 'perHead' ? 2 * headDim : qkNorm === 'full' ? (numHeads + numKvHeads) * headDim : 0);
   const embeddings = spec.vocabSize * h * (spec.tieWordEmbeddings ? 1 : 2);

@@ -8,6 +8,7 @@ import { describeRouting } from '../../../server/src/checkpoint/describe';
 import { CheckpointError } from '../../../server/src/checkpoint/errors';
 import { listExpectedTensors } from '../../../server/src/checkpoint/expectedTensors';
 import { loadCheckpoint } from '../../../server/src/checkpoint/loadCheckpoint';
+import { layerWeightBytes } from '../../../server/src/runtime/memoryBudget';
 import { ModelEngine } from '../../../server/src/runtime/modelEngine';
 import { randomCheckpointConfig, writeRandomCheckpoint, type RandomCheckpointOptions } from '../../support/randomCheckpoint';
 import { referenceForward } from '../../support/referenceForward';
@@ -237,4 +238,16 @@ test('GLM-4.5: GQA with q/k/v biases and head_dim of its own, partial rotary, V3
   assert.equal(normed.tensors.layer(1).kNorm, 'model.layers.1.self_attn.k_norm.weight');
   assert.equal(describeRouting(spec), 'sigmoid over 8 experts, correction bias for the choice, top-3, renormalised, times 2.5, plus an always-on shared expert');
   assert.throws(() => parseModelConfig({ ...randomCheckpointConfig({ architecture: 'Glm4MoeForCausalLM' }), partial_rotary_factor: 0.3 }), /head_dim 24 × partial_rotary_factor 0.3 = 7 rotary dimensions; RoPE needs an even, positive number/);
+});
+
+test('the memory estimate counts every tensor of a DeepSeek or GLM layer (MLA shapes, shared experts, correction bias)', () => {
+  for (const architecture of ['DeepseekV3ForCausalLM', 'DeepseekV2ForCausalLM', 'Glm4MoeForCausalLM'] as const) {
+    const spec = parseModelConfig(randomCheckpointConfig({ architecture, numLayers: 3, deepseek: { useQkNorm: true } }));
+    const expected = listExpectedTensors(spec);
+    for (const layer of spec.layers) {
+      const own = expected.filter((t) => t.name.startsWith(`model.layers.${layer.index}.`));
+      const elements = own.reduce((sum, t) => sum + t.shape.reduce((a, b) => a * b, 1), 0);
+      assert.equal(layerWeightBytes(spec, layer, 'fp32'), 4 * elements, `${architecture} layer ${layer.index}`);
+    }
+  }
 });
