@@ -189,8 +189,10 @@ export function buildSparseMoe(g: GraphBuilder, spec: ModelSpec, moe: MoeSpec, x
   if (moe.routing) {
     // DeepSeek's sigmoid / grouped router (deepseekRouting.ts); adaptive gating reads the gap of its first two weights.
     ({ topScores: topProbs, topIndices, valid } = deepseekTopK(g, moe.routing, { logits, expertBias, topK, routerMap, routerBias: weights.routerBias, numExperts: E, routedExperts }));
-    const bestTwo = g.op('Slice', [topProbs, g.constInt64([0]), g.constInt64([2]), g.constInt64([1])]);
-    gap = g.op('Sub', [g.op('ReduceMax', [bestTwo], { axes: [-1], keepdims: 1 }), g.op('ReduceMin', [bestTwo], { axes: [-1], keepdims: 1 })]);
+    // Signed: the first choice's weight minus the second's (the choice order is not the weight order); 0 when k = 1.
+    const first = g.op('Slice', [topProbs, g.constInt64([0]), g.constInt64([1]), g.constInt64([1])]);
+    const second = g.op('Slice', [g.op('Concat', [topProbs, first], { axis: 1 }), g.constInt64([1]), g.constInt64([2]), g.constInt64([1])]);
+    gap = g.op('Sub', [first, second]);
   } else {
     const probs = g.op('Softmax', [g.op('Add', [logits, expertBias])], { axis: -1 });
     [topProbs, topIndices] = g.node('TopK', [probs, topK], { axis: -1, largest: 1, sorted: 1 }, 2);
