@@ -65,6 +65,13 @@ export interface PlanOptions {
   onGeneration?: (progress: EepProgress) => void;
 }
 
+/** DeepSeek's group count for the layer's statistics, so ranking methods keep equal groups (ranking.ts). */
+function withExpertGroups(statistics: LayerStatistics, spec: ModelSpec): LayerStatistics {
+  const layer = spec.layers[statistics.layer];
+  const groups = layer?.kind === 'moe' ? layer.moe.routing?.groups?.count : undefined;
+  return groups && groups > 1 ? { ...statistics, expertGroups: groups } : statistics;
+}
+
 export function moeLayerShapes(spec: ModelSpec): MoeLayerShape[] {
   return spec.layers.flatMap((l) => (l.kind === 'moe' ? [{ layer: l.index, numExperts: l.moe.numExperts }] : []));
 }
@@ -82,7 +89,7 @@ export async function generatePlan(method: PlanMethod, inputs: PlanInputs, optio
   };
   const statistics = (): LayerStatistics[] => {
     if (!inputs.statistics) throw new Error(`${method.name} needs profiling statistics`);
-    return inputs.statistics;
+    return inputs.statistics.map((s) => withExpertGroups(s, spec));
   };
   const { name, ...methodParameters } = method;
   let parameters: Record<string, unknown> = methodParameters;

@@ -58,7 +58,7 @@ export function analyseHfExactness(layers: PlanLayer[], spec: ModelSpec): HfExac
  * methods read one anyway, so a user can weigh their results.
  */
 export const SIGMOID_ROUTING_NOTE =
-  'this router scores experts by sigmoid and chooses with e_score_correction_bias, not by a softmax: soft counts, router entropy and router refit read a softmax over the router logits that it never computes, so they only approximate; frequency, REAP, NAEE, merging and every evaluation use the experts it really selects (after the bias and the group limit). Adaptive gating reads the gap between its first two sigmoid weights.';
+  'this router scores experts by sigmoid and chooses with e_score_correction_bias, not by a softmax: the profile\'s full soft counts and router entropy, and router refit, read a softmax over the router logits that it never computes, so they only approximate; frequency, soft count (its gate weights), REAP, NAEE, merging and every evaluation use the experts it really selects (after the bias and the group limit), and ranking methods keep equal groups. Adaptive gating reads the gap between its first two sigmoid weights.';
 
 function sigmoidRouting(spec: ModelSpec): boolean {
   return spec.layers.some((layer) => layer.kind === 'moe' && layer.moe.routing?.scoring === 'sigmoid');

@@ -63,7 +63,7 @@ describe('DeepSeek Hugging Face export', () => {
         const analysis = analyseHfExactness(planLayers, source.spec);
         assert.deepEqual([analysis.exact, analysis.reasons], [true, []]);
         // The sigmoid router (V3) breaks the softmax some methods read, and the plan says so; V2's softmax does not.
-        if (source.spec.architecture === 'DeepseekV3ForCausalLM') assert.match(analysis.routingNote!, /scores experts by sigmoid .* soft counts, router entropy and router refit read a softmax/);
+        if (source.spec.architecture === 'DeepseekV3ForCausalLM') assert.match(analysis.routingNote!, /scores experts by sigmoid .* full soft counts and router entropy, and router refit, read a softmax/);
         else assert.equal(analysis.routingNote, undefined);
         const runtimePlan = toRuntimePlan(planLayers, 16);
         const target = fresh('export');
