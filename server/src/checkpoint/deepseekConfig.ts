@@ -3,7 +3,8 @@
  * latent attention, its YaRN rope and softmax scale, the router (sigmoid or softmax scores, correction bias,
  * group limit, scaling factor), shared experts and the dense first layers. Keys and defaults are
  * transformers' own (configuration_deepseek_v3.py, configuration_deepseek_v2.py); Kimi-K2 and Moonlight
- * declare DeepseekV3ForCausalLM and are read by the same rules.
+ * declare DeepseekV3ForCausalLM and are read by the same rules. GLM-4.5 (`glmSpec`) shares V3's router, shared
+ * experts and dense first layers with grouped-query attention of its own.
  */
 
 import { quoteValue } from '../errors';
