@@ -13,7 +13,9 @@ import { parseModelConfig } from '../../server/src/checkpoint/config';
 import { decodeToFloat32, encodeFloat32 } from '../../server/src/checkpoint/dtype';
 import { listExpectedTensors } from '../../server/src/checkpoint/expectedTensors';
 import type { ArchitectureName, DType, ModelSpec } from '../../server/src/checkpoint/modelSpec';
-import { writeSafetensors } from '../../server/src/checkpoint/safetensorsWriter';
+import { writeSafetensors, type TensorToWrite } from '../../server/src/checkpoint/safetensorsWriter';
+import { deepseekConfig, fp8Eligible, glmConfig, type DeepseekOptions } from './deepseekCheckpoint';
+import { encodeFp8Blocks } from './fp8Blocks';
 import { Prng } from './prng';
 import { buildTinyTokenizer, MIN_VOCAB_SIZE } from './tinyTokenizer';
 
@@ -52,6 +54,8 @@ export interface RandomCheckpointOptions {
   routerStd?: number;
   /** Write tokenizer.json and tokenizer_config.json; default true. */
   tokenizer?: boolean;
+  /** DeepSeek: the rest of its config (deepseekCheckpoint.ts), and FP8 weights as DeepSeek-V3 publishes them. */
+  deepseek?: DeepseekOptions;
 }
 
 export interface RandomCheckpoint {
@@ -179,6 +183,11 @@ export function randomCheckpointConfig(options: RandomCheckpointOptions): Record
         router_aux_loss_coef: 0.0,
         pad_token_id: 0,
       };
+    case 'DeepseekV3ForCausalLM':
+    case 'DeepseekV2ForCausalLM':
+      return deepseekConfig(common, architecture, { numExperts, expertIntermediate, denseIntermediate, ropeTheta: options.ropeTheta, normTopKProb: options.normTopKProb }, options.deepseek ?? {});
+    case 'Glm4MoeForCausalLM':
+      return glmConfig(common, { numExperts, expertIntermediate, denseIntermediate, ropeTheta: options.ropeTheta, normTopKProb: options.normTopKProb }, options.deepseek ?? {});
   }
 }
 
@@ -191,6 +200,11 @@ function isRouter(name: string): boolean {
   return /\.(block_sparse_moe|mlp)\.gate\.weight$|\.router\.layer\.weight$/.test(name);
 }
 
+/** DeepSeek V3's and GLM-4.5's correction bias is published in F32 whatever the weights' dtype. */
+function isCorrectionBias(name: string): boolean {
+  return name.endsWith('.e_score_correction_bias');
+}
+
 export async function writeRandomCheckpoint(folder: string, options: RandomCheckpointOptions): Promise<RandomCheckpoint> {
   const dtype = options.dtype ?? 'F32';
   const shards = options.shards ?? 1;
@@ -201,23 +215,35 @@ export async function writeRandomCheckpoint(folder: string, options: RandomCheck
   }
   const prng = new Prng(options.seed ?? 1);
   const weightStd = options.weightStd ?? 0.05;
-  const routerStd = options.routerStd ?? 0.5;
+  // DeepSeek V3's sigmoid saturates on logits as sharp as a softmax router's; a softer router keeps its choices apart.
+  const routerStd = options.routerStd ?? (options.architecture === 'DeepseekV3ForCausalLM' || options.architecture === 'Glm4MoeForCausalLM' ? 0.15 : 0.5);
 
   const expected = listExpectedTensors(spec);
   const weights = new Map<string, Float32Array>();
   const stored = new Map<string, Uint8Array>();
+  const tensorsToWrite: TensorToWrite[] = [];
+  const fp8 = options.deepseek?.fp8;
   for (const { name, shape } of expected) {
     const count = shape.reduce((a, b) => a * b, 1);
     const values = isNormWeight(name)
       ? prng.normalArray(count, 1, 0.05)
       : prng.normalArray(count, 0, isRouter(name) ? routerStd : name.endsWith('.bias') ? 0.02 : weightStd);
-    const bytes = encodeFloat32(values, dtype).slice();
+    if (fp8 && fp8Eligible(name)) {
+      const encoded = encodeFp8Blocks(values, shape[0], shape[1], fp8.blockSize, fp8.scaleDtype);
+      stored.set(name, encoded.codes);
+      stored.set(name + '_scale_inv', encoded.scaleBytes);
+      weights.set(name, encoded.decoded);
+      tensorsToWrite.push({ name, dtype: 'F8_E4M3', shape }, { name: name + '_scale_inv', dtype: fp8.scaleDtype, shape: encoded.scaleShape });
+      continue;
+    }
+    const tensorDtype: DType = isCorrectionBias(name) ? 'F32' : dtype;
+    const bytes = encodeFloat32(values, tensorDtype).slice();
     stored.set(name, bytes);
-    weights.set(name, decodeToFloat32(bytes, dtype).slice());
+    weights.set(name, decodeToFloat32(bytes, tensorDtype).slice());
+    tensorsToWrite.push({ name, dtype: tensorDtype, shape });
   }
 
   await mkdir(folder, { recursive: true });
-  const tensorsToWrite = expected.map(({ name, shape }) => ({ name, dtype, shape }));
   const bytesOf = (tensor: { name: string }) => stored.get(tensor.name) as Uint8Array;
   const files: string[] = [];
   if (shards <= 1) {

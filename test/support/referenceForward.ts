@@ -6,6 +6,7 @@
 
 import type { LayerSpec, MlpTensorNames, ModelSpec } from '../../server/src/checkpoint/modelSpec';
 import type { LayerPlan, RuntimePlan } from '../../server/src/runtime/runtimePlan';
+import { deepseekChoose, mlaAttention } from './referenceDeepseek';
 
 /** Anything that hands out fp32 tensors by name: a WeightSource, or a test's in-memory map. */
 export interface ReferenceWeights {
@@ -41,7 +42,8 @@ export async function referenceForward(spec: ModelSpec, weights: ReferenceWeight
   const moe: ReferenceMoeLayer[] = [];
   for (const layer of spec.layers) {
     const names = spec.tensors.layer(layer.index);
-    const attended = add(x, scale(await attention(spec, layer.index, rmsNorm(x, await read(names.inputNorm), spec.rmsNormEps), read), scaling.residual));
+    const attend = spec.attention.mla ? mlaAttention : attention;
+    const attended = add(x, scale(await attend(spec, layer.index, rmsNorm(x, await read(names.inputNorm), spec.rmsNormEps), read), scaling.residual));
     const normed = rmsNorm(attended, await read(names.postAttentionNorm), spec.rmsNormEps);
     const feedForward = layer.kind === 'dense' ? await mlp(normed, names.mlp!, read) : await sparseMoe(spec, layer, normed, read, plan?.layers[layer.index] ?? {}, moe);
     x = add(attended, scale(feedForward, scaling.residual));
@@ -87,8 +89,9 @@ async function attention(spec: ModelSpec, layerIndex: number, x: Matrix, read: (
     q = { ...q, data: await perHead(q, numHeads, names.qNorm!) };
     k = { ...k, data: await perHead(k, numKvHeads, names.kNorm!) };
   }
-  rope(q, numHeads, headDim, ropeTheta);
-  rope(k, numKvHeads, headDim, ropeTheta);
+  const rotaryDim = spec.attention.rotaryDim ?? headDim;
+  rope(q, numHeads, headDim, ropeTheta, rotaryDim);
+  rope(k, numKvHeads, headDim, ropeTheta, rotaryDim);
   const context: Matrix = { data: new Float64Array(T * numHeads * headDim), rows: T, cols: numHeads * headDim };
   const group = numHeads / numKvHeads;
   for (let h = 0; h < numHeads; h++) {
@@ -109,14 +112,14 @@ async function attention(spec: ModelSpec, layerIndex: number, x: Matrix, read: (
   return linear(context, await read(names.o), spec.hiddenSize);
 }
 
-/** rotate_half RoPE at positions 0..T-1, in place. */
-function rope(m: Matrix, heads: number, headDim: number, theta: number): void {
-  const half = headDim / 2;
+/** rotate_half RoPE at positions 0..T-1, in place, on the first `rotaryDim` of each head (GLM-4.5: half of it). */
+function rope(m: Matrix, heads: number, headDim: number, theta: number, rotaryDim = headDim): void {
+  const half = rotaryDim / 2;
   for (let t = 0; t < m.rows; t++) {
     for (let h = 0; h < heads; h++) {
       const base = t * m.cols + h * headDim;
       for (let i = 0; i < half; i++) {
-        const angle = t / Math.pow(theta, (2 * i) / headDim);
+        const angle = t / Math.pow(theta, (2 * i) / rotaryDim);
         const [x1, x2] = [m.data[base + i], m.data[base + half + i]];
         m.data[base + i] = x1 * Math.cos(angle) - x2 * Math.sin(angle);
         m.data[base + half + i] = x2 * Math.cos(angle) + x1 * Math.sin(angle);
@@ -149,6 +152,10 @@ async function sparseMoe(spec: ModelSpec, layer: Extract<LayerSpec, { kind: 'moe
     : experts;
   const routedCount = routed.length;
   const k = plan.topK ?? layer.moe.topK;
+  const routing = layer.moe.routing;
+  // The correction bias follows the router rows: mapped expert i's bias is Σ_j routerMap[i][j] · bias_j.
+  const originalBias = names.routerBias ? await read(names.routerBias) : undefined;
+  const routerBias = originalBias && plan.routerMap ? combineRows(plan.routerMap, (j) => [originalBias[j]]) : originalBias;
   const logits = linear(x, router, routedCount);
   const capture: ReferenceMoeLayer = {
     layer: layer.index,
@@ -160,17 +167,25 @@ async function sparseMoe(spec: ModelSpec, layer: Extract<LayerSpec, { kind: 'moe
   };
   const out: Matrix = { data: new Float64Array(T * H), rows: T, cols: H };
   for (let t = 0; t < T; t++) {
-    const row = Array.from(logits.data.subarray(t * routedCount, (t + 1) * routedCount), (v, e) => (plan.keptExperts && !plan.keptExperts[e] ? -Infinity : v));
-    const probs = softmax(row);
-    const order = probs.map((p, e) => ({ p, e })).sort((a, b) => b.p - a.p || a.e - b.e);
-    const dropAfterFirst = order[0].p - order[1].p > (plan.adaptiveThreshold ?? Infinity);
-    const chosen = order.slice(0, k).map((c, slot) => ({ ...c, kept: (slot === 0 || !dropAfterFirst) && c.p > 0 }));
+    let chosen: { e: number; p: number; kept: boolean }[];
+    if (routing) {
+      // DeepSeek: the router's own choice (referenceDeepseek.ts); adaptive gating reads the gap of the first two weights.
+      const picks = deepseekChoose(routing, Array.from(logits.data.subarray(t * routedCount, (t + 1) * routedCount)), routerBias, plan.keptExperts, k);
+      const dropAfterFirst = picks.length > 1 && picks[0].p - picks[1].p > (plan.adaptiveThreshold ?? Infinity);
+      chosen = picks.map((c, slot) => ({ e: c.e, p: c.p, kept: (slot === 0 || !dropAfterFirst) && c.valid }));
+    } else {
+      const row = Array.from(logits.data.subarray(t * routedCount, (t + 1) * routedCount), (v, e) => (plan.keptExperts && !plan.keptExperts[e] ? -Infinity : v));
+      const probs = softmax(row);
+      const order = probs.map((p, e) => ({ p, e })).sort((a, b) => b.p - a.p || a.e - b.e);
+      const dropAfterFirst = order[0].p - order[1].p > (plan.adaptiveThreshold ?? Infinity);
+      chosen = order.slice(0, k).map((c, slot) => ({ ...c, kept: (slot === 0 || !dropAfterFirst) && c.p > 0 }));
+    }
     const total = chosen.reduce((s, c) => s + (c.kept ? c.p : 0), 0);
     const token: Matrix = { data: x.data.slice(t * H, (t + 1) * H), rows: 1, cols: H };
     chosen.forEach((c, slot) => {
       capture.selectedExperts[t * k + slot] = c.kept ? c.e : -1;
       if (!c.kept) return;
-      const weight = layer.moe.normTopKProb ? c.p / total : c.p;
+      const weight = (layer.moe.normTopKProb ? c.p / total : c.p) * (routing?.scalingFactor ?? 1);
       const y = swiglu(token, routed[c.e], layer.moe.expert.intermediateSize, H);
       capture.gateWeights[t * k + slot] = weight;
       capture.expertOutputNorms[t * k + slot] = Math.hypot(...y.data);

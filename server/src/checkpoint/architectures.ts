@@ -7,7 +7,7 @@
  * configuration_qwen3_moe.py, configuration_olmoe.py), used only when config.json omits a key.
  */
 
-import type { ArchitectureName, FusedExpertNames, LayerTensorNames, MlpTensorNames, QkNorm, TensorNames } from './modelSpec';
+import type { ArchitectureName, FusedExpertNames, LayerTensorNames, MlaTensorNames, MlpTensorNames, QkNorm, TensorNames } from './modelSpec';
 
 interface MlpNameTemplates {
   gate: string;
@@ -39,9 +39,17 @@ export interface ArchitectureTable {
     sharedExpertGate?: string;
     /** Layers without experts (Qwen `mlp_only_layers` / `decoder_sparse_step`). */
     denseMlp?: MlpNameTemplates;
+    /** Multi-head latent attention (DeepSeek), in place of q/k/v. */
+    mla?: MlaTensorNames;
+    /** DeepSeek V3's `e_score_correction_bias`, next to the router weight. */
+    routerBias?: string;
   };
+  /** An architecture whose config needs more than this table: 'deepseek' (deepseekConfig.ts). */
+  family?: 'deepseek' | 'glm';
+  /** RoPE scaling types config.ts leaves to the family's reader instead of refusing them. */
+  scaledRope?: string[];
   config: {
-    numExperts: 'num_local_experts' | 'num_experts';
+    numExperts: 'num_local_experts' | 'num_experts' | 'n_routed_experts';
     /** Granite MoE's four multipliers (see config.ts `graniteScaling`). */
     graniteScaling?: boolean;
     expertIntermediateSize: 'intermediate_size' | 'moe_intermediate_size';
@@ -91,6 +99,24 @@ const QWEN_MOE_NAMES = {
   router: `${LAYER}.mlp.gate.weight`,
   expert: swiglu(`${LAYER}.mlp.experts.{j}`),
   denseMlp: swiglu(`${LAYER}.mlp`),
+};
+
+/** DeepSeek V2/V3 (modeling_deepseek_v3.py, modeling_deepseek_v2.py); dense layers before `first_k_dense_replace`. */
+const DEEPSEEK_NAMES = {
+  ...COMMON_NAMES,
+  router: `${LAYER}.mlp.gate.weight`,
+  expert: swiglu(`${LAYER}.mlp.experts.{j}`),
+  sharedExpert: swiglu(`${LAYER}.mlp.shared_experts`),
+  denseMlp: swiglu(`${LAYER}.mlp`),
+  mla: {
+    q: `${ATTENTION}.q_proj.weight`,
+    qA: `${ATTENTION}.q_a_proj.weight`,
+    qANorm: `${ATTENTION}.q_a_layernorm.weight`,
+    qB: `${ATTENTION}.q_b_proj.weight`,
+    kvA: `${ATTENTION}.kv_a_proj_with_mqa.weight`,
+    kvANorm: `${ATTENTION}.kv_a_layernorm.weight`,
+    kvB: `${ATTENTION}.kv_b_proj.weight`,
+  },
 };
 
 export const ARCHITECTURES: Record<ArchitectureName, ArchitectureTable> = {
@@ -173,6 +199,54 @@ export const ARCHITECTURES: Record<ArchitectureName, ArchitectureTable> = {
     normTopKProb: 'always',
     defaults: { ropeTheta: 10000, rmsNormEps: 1e-6 },
   },
+  // Kimi-K2 and Moonlight declare this architecture too (n_group 1).
+  DeepseekV3ForCausalLM: {
+    architecture: 'DeepseekV3ForCausalLM',
+    modelType: 'deepseek_v3',
+    names: { ...DEEPSEEK_NAMES, routerBias: `${LAYER}.mlp.gate.e_score_correction_bias` },
+    family: 'deepseek',
+    scaledRope: ['yarn'],
+    config: { numExperts: 'n_routed_experts', expertIntermediateSize: 'moe_intermediate_size', hasDenseLayers: false },
+    qkvBias: 'attentionBias',
+    qkNorm: 'none',
+    normTopKProb: { configDefault: true },
+    defaults: { ropeTheta: 10000, rmsNormEps: 1e-6 },
+  },
+  DeepseekV2ForCausalLM: {
+    architecture: 'DeepseekV2ForCausalLM',
+    modelType: 'deepseek_v2',
+    names: DEEPSEEK_NAMES,
+    family: 'deepseek',
+    scaledRope: ['yarn'],
+    config: { numExperts: 'n_routed_experts', expertIntermediateSize: 'moe_intermediate_size', hasDenseLayers: false },
+    qkvBias: 'attentionBias',
+    qkNorm: 'none',
+    // DeepseekV2Moe never renormalises (it reads no norm_topk_prob); deepseekConfig.ts says so.
+    normTopKProb: { configDefault: false },
+    defaults: { ropeTheta: 10000, rmsNormEps: 1e-6 },
+  },
+  // GLM-4.5 / 4.6 (modeling_glm4_moe.py): grouped-query attention with DeepSeek V3's router and shared experts.
+  Glm4MoeForCausalLM: {
+    architecture: 'Glm4MoeForCausalLM',
+    modelType: 'glm4_moe',
+    names: {
+      ...COMMON_NAMES,
+      qNorm: `${ATTENTION}.q_norm.weight`,
+      kNorm: `${ATTENTION}.k_norm.weight`,
+      router: `${LAYER}.mlp.gate.weight`,
+      routerBias: `${LAYER}.mlp.gate.e_score_correction_bias`,
+      expert: swiglu(`${LAYER}.mlp.experts.{j}`),
+      sharedExpert: swiglu(`${LAYER}.mlp.shared_experts`),
+      denseMlp: swiglu(`${LAYER}.mlp`),
+    },
+    family: 'glm',
+    config: { numExperts: 'n_routed_experts', expertIntermediateSize: 'moe_intermediate_size', hasDenseLayers: false },
+    // q/k/v biases follow `attention_bias` (o_proj has none); glmConfig.ts reads it, and use_qk_norm.
+    qkvBias: 'never',
+    qkNorm: 'perHead',
+    normTopKProb: { configDefault: true },
+    defaults: { ropeTheta: 10000, rmsNormEps: 1e-5 },
+  },
 };
 
 function fill(template: string, layer: number, expert?: number): string {
@@ -187,6 +261,12 @@ function fillMlp(templates: MlpNameTemplates, layer: number, expert?: number): M
   };
 }
 
+/** MLA's query is one projection (`q_proj`) without a q LoRA rank, or the q_a / norm / q_b chain with one. */
+function fillMla(names: MlaTensorNames, layer: number, qLora: boolean): MlaTensorNames {
+  const kv = { kvA: fill(names.kvA, layer), kvANorm: fill(names.kvANorm, layer), kvB: fill(names.kvB, layer) };
+  return qLora ? { qA: fill(names.qA!, layer), qANorm: fill(names.qANorm!, layer), qB: fill(names.qB!, layer), ...kv } : { q: fill(names.q!, layer), ...kv };
+}
+
 function biasOf(weightName: string): string {
   return weightName.replace(/\.weight$/, '.bias');
 }
@@ -194,7 +274,7 @@ function biasOf(weightName: string): string {
 /** Resolves the templates for a model whose layer kinds are known. */
 export function resolveTensorNames(
   table: ArchitectureTable,
-  options: { tieWordEmbeddings: boolean; qkvBias: boolean; isMoeLayer: (layer: number) => boolean },
+  options: { tieWordEmbeddings: boolean; qkvBias: boolean; isMoeLayer: (layer: number) => boolean; qLora?: boolean; qkNorm?: boolean },
 ): TensorNames {
   const { names } = table;
   return {
@@ -214,7 +294,8 @@ export function resolveTensorNames(
           kBias: biasOf(fill(names.k, i)),
           vBias: biasOf(fill(names.v, i)),
         }),
-        ...(names.qNorm && names.kNorm && { qNorm: fill(names.qNorm, i), kNorm: fill(names.kNorm, i) }),
+        ...(names.qNorm && names.kNorm && options.qkNorm !== false && { qNorm: fill(names.qNorm, i), kNorm: fill(names.kNorm, i) }),
+        ...(names.mla && { mla: fillMla(names.mla, i, options.qLora ?? true) }),
       };
       if (!options.isMoeLayer(i)) {
         if (!names.denseMlp) throw new Error(`${table.architecture} has no dense layers; layer ${i} must be MoE.`);
@@ -223,6 +304,7 @@ export function resolveTensorNames(
       return {
         ...attention,
         router: fill(names.router, i),
+        ...(names.routerBias && { routerBias: fill(names.routerBias, i) }),
         ...(names.expert && { expert: (j: number) => fillMlp(names.expert!, i, j) }),
         ...(names.fusedExperts && { fusedExperts: { gateUp: fill(names.fusedExperts.gateUp, i), down: fill(names.fusedExperts.down, i) } }),
         ...(names.sharedExpert && { sharedExpert: fillMlp(names.sharedExpert, i) }),

@@ -5,6 +5,7 @@
 
 import { ARCHITECTURES, resolveTensorNames, type ArchitectureTable } from './architectures';
 import { quoteValue } from '../errors';
+import { deepseekMoeLayers, deepseekSpec, glmSpec } from './deepseekConfig';
 import { CheckpointError } from './errors';
 import { SUPPORTED_ARCHITECTURES, type LayerSpec, type ModelSpec, type MoeSpec, type ScalingSpec } from './modelSpec';
 
@@ -58,7 +59,7 @@ const CONFIG_SIZE_LIMITS: Record<string, number> = {
 const DEFAULT_SIZE_LIMIT = 1_048_576;
 
 /** Typed, named access to config keys: every failure says which key and what was wrong. */
-class ConfigReader {
+export class ConfigReader {
   constructor(
     private readonly config: Config,
     private readonly file: string,
@@ -169,7 +170,7 @@ export function parseModelConfig(config: unknown, file = 'config.json'): ModelSp
   const tieWordEmbeddings = read.boolean('tie_word_embeddings', false);
   const qkvBias = table.qkvBias === 'always';
   const granite = table.config.graniteScaling ? graniteScaling(read) : undefined;
-  return {
+  const spec: ModelSpec = {
     architecture: table.architecture,
     vocabSize: read.positiveInt('vocab_size'),
     hiddenSize,
@@ -180,6 +181,8 @@ export function parseModelConfig(config: unknown, file = 'config.json'): ModelSp
     layers,
     tensors: resolveTensorNames(table, { tieWordEmbeddings, qkvBias, isMoeLayer }),
   };
+  if (table.family === 'deepseek') return deepseekSpec(spec, table, read);
+  return table.family === 'glm' ? glmSpec(spec, table, read) : spec;
 }
 
 /**
@@ -229,6 +232,7 @@ function graniteScaling(read: ConfigReader): { attentionScale: number; scaling: 
  * there are experts, and (i + 1) is a multiple of `decoder_sparse_step`.
  */
 function moeLayerSchedule(table: ArchitectureTable, read: ConfigReader, numLayers: number): (layer: number) => boolean {
+  if (table.family === 'deepseek' || table.family === 'glm') return deepseekMoeLayers(read, numLayers);
   if (!table.config.hasDenseLayers) return () => true;
   const step = read.positiveInt('decoder_sparse_step', 1);
   const mlpOnly = new Set(read.intList('mlp_only_layers'));
@@ -246,7 +250,7 @@ function ropeTheta(table: ArchitectureTable, read: ConfigReader): number {
     if (typeof value !== 'object' || Array.isArray(value)) read.fail(`"${key}" should be an object.`);
     const params = value as Record<string, unknown>;
     const ropeType = params.rope_type ?? params.type ?? 'default';
-    if (ropeType !== 'default') read.fail(`"${key}" asks for ${quoteValue(ropeType)} RoPE scaling, which is not supported.`);
+    if (ropeType !== 'default' && !table.scaledRope?.includes(String(ropeType))) read.fail(`"${key}" asks for ${quoteValue(ropeType)} RoPE scaling, which is not supported.`);
     if (key === 'rope_parameters' && params.rope_theta !== undefined && !read.has('rope_theta')) {
       return new ConfigReader(params, `${key} in config.json`).positiveNumber('rope_theta', table.defaults.ropeTheta);
     }

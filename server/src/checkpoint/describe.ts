@@ -5,7 +5,12 @@ import type { LoadedCheckpoint, ModelSpec } from './modelSpec';
 export function describeRouting(spec: ModelSpec): string {
   const first = spec.layers.find((layer) => layer.kind === 'moe');
   if (!first || first.kind !== 'moe') return 'no MoE layers';
-  const { numExperts, topK, normTopKProb, sharedExpert } = first.moe;
+  const { numExperts, topK, normTopKProb, sharedExpert, routing } = first.moe;
+  if (routing) {
+    const groups = routing.groups && routing.groups.count > 1 ? `, top-${routing.groups.selected} of ${routing.groups.count} groups (by ${routing.groups.score === 'topTwoSum' ? 'the sum of their best two' : 'their best expert'})` : '';
+    const choice = `${routing.scoring} over ${numExperts} experts${routing.correctionBias ? ', correction bias for the choice' : ''}${groups ?? ''}`;
+    return `${choice}, top-${topK}${normTopKProb ? ', renormalised' : ''}${routing.scalingFactor !== 1 ? `, times ${routing.scalingFactor}` : ''}${sharedExpert ? ', plus an always-on shared expert' : ''}`;
+  }
   const rule =
     spec.architecture === 'GraniteMoeForCausalLM'
       ? `top-${topK} of ${numExperts} router logits, softmax over those ${topK}`

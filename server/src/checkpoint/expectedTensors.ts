@@ -3,7 +3,7 @@
  * Load-time validation checks checkpoints against this list; test fixtures generate from it.
  */
 
-import type { MlpTensorNames, ModelSpec } from './modelSpec';
+import type { MlaSpec, MlaTensorNames, MlpTensorNames, ModelSpec } from './modelSpec';
 
 export interface ExpectedTensor {
   name: string;
@@ -18,6 +18,24 @@ function mlpTensors(names: MlpTensorNames, hidden: number, intermediate: number)
   ];
 }
 
+/** DeepseekV3Attention's projections (o_proj aside): q (direct or through the q LoRA) and the compressed kv. */
+function mlaTensors(names: MlaTensorNames, mla: MlaSpec, heads: number, hidden: number): ExpectedTensor[] {
+  const qkHeadDim = mla.nopeHeadDim + mla.ropeHeadDim;
+  const query: ExpectedTensor[] = names.q
+    ? [{ name: names.q, shape: [heads * qkHeadDim, hidden] }]
+    : [
+        { name: names.qA!, shape: [mla.qLoraRank!, hidden] },
+        { name: names.qANorm!, shape: [mla.qLoraRank!] },
+        { name: names.qB!, shape: [heads * qkHeadDim, mla.qLoraRank!] },
+      ];
+  return [
+    ...query,
+    { name: names.kvA, shape: [mla.kvLoraRank + mla.ropeHeadDim, hidden] },
+    { name: names.kvANorm, shape: [mla.kvLoraRank] },
+    { name: names.kvB, shape: [heads * (mla.nopeHeadDim + mla.vHeadDim), mla.kvLoraRank] },
+  ];
+}
+
 /** In checkpoint order: embeddings, then each layer, then the final norm and lm_head. */
 export function listExpectedTensors(spec: ModelSpec): ExpectedTensor[] {
   const hidden = spec.hiddenSize;
@@ -28,7 +46,9 @@ export function listExpectedTensors(spec: ModelSpec): ExpectedTensor[] {
 
   for (const layer of spec.layers) {
     const names = spec.tensors.layer(layer.index);
-    expected.push(
+    if (names.mla && spec.attention.mla) {
+      expected.push({ name: names.inputNorm, shape: [hidden] }, ...mlaTensors(names.mla, spec.attention.mla, numHeads, hidden), { name: names.o, shape: [hidden, numHeads * spec.attention.mla.vHeadDim] });
+    } else expected.push(
       { name: names.inputNorm, shape: [hidden] },
       { name: names.q, shape: [qSize, hidden] },
       { name: names.k, shape: [kvSize, hidden] },
@@ -54,6 +74,7 @@ export function listExpectedTensors(spec: ModelSpec): ExpectedTensor[] {
     }
     const { moe } = layer;
     if (names.router) expected.push({ name: names.router, shape: [moe.numExperts, hidden] });
+    if (names.routerBias) expected.push({ name: names.routerBias, shape: [moe.numExperts] });
     if (names.fusedExperts) {
       const I = moe.expert.intermediateSize;
       expected.push({ name: names.fusedExperts.gateUp, shape: [moe.numExperts, 2 * I, hidden] }, { name: names.fusedExperts.down, shape: [moe.numExperts, hidden, I] });

@@ -9,6 +9,7 @@ import { parseModelConfig } from './config';
 import { parseBoundedJson } from '../boundedJson';
 import { MAX_METADATA_BYTES, readRegularFile } from '../regularFile';
 import { CheckpointError } from './errors';
+import { Fp8BlockWeights, fp8Quantization } from './fp8Weights';
 import type { LoadedCheckpoint } from './modelSpec';
 import { loadTokenizer } from './tokenizer';
 import { validateWeights } from './validateWeights';
@@ -62,15 +63,17 @@ export async function loadCheckpoint(path: string): Promise<CheckpointLoad> {
   const folder = isFile ? dirname(target) : target;
 
   // Weights first: a pickle-only folder should be refused for that, whatever its config says.
-  const weights = await openWeights(folder);
+  const stored = await openWeights(folder);
   try {
     const config = await readConfig(folder);
     const spec = parseModelConfig(config, join(folder, CONFIG_FILE));
+    const fp8 = fp8Quantization(config, join(folder, CONFIG_FILE));
+    const weights = fp8 ? new Fp8BlockWeights(stored, fp8, folder) : stored;
     validateWeights(spec, weights, folder);
     const tokenizer = await loadTokenizer(folder, config);
     return { folder, config, spec, weights, tokenizer, uncomputableTensors: weights.uncomputableTensors() };
   } catch (error) {
-    await weights.close();
+    await stored.close();
     throw error;
   }
 }

@@ -12,6 +12,9 @@ export const SUPPORTED_ARCHITECTURES = [
   'Qwen3MoeForCausalLM',
   'OlmoeForCausalLM',
   'GraniteMoeForCausalLM',
+  'DeepseekV3ForCausalLM',
+  'DeepseekV2ForCausalLM',
+  'Glm4MoeForCausalLM',
 ] as const;
 export type ArchitectureName = (typeof SUPPORTED_ARCHITECTURES)[number];
 
@@ -28,6 +31,34 @@ export interface AttentionSpec {
   ropeTheta: number;
   /** Softmax scale of q·k; absent means 1/sqrt(headDim). Granite MoE sets it (`attention_multiplier`). */
   scale?: number;
+  /** DeepSeek's multi-head latent attention (then `headDim` is the rotary part, as HF's config sets it). */
+  mla?: MlaSpec;
+  /** Scaled RoPE (YaRN): its inverse frequencies and the factor cos and sin are multiplied by. Absent: plain RoPE. */
+  ropeScaling?: RopeScalingSpec;
+  /** Partial rotary (GLM-4.5 `partial_rotary_factor`): only the first `rotaryDim` of each head rotate. Absent: headDim. */
+  rotaryDim?: number;
+}
+
+/**
+ * Multi-head latent attention (modeling_deepseek_v3.py): q = q_b(norm(q_a(x))) (or q_proj(x) when
+ * `qLoraRank` is absent), [k_nope, v] = kv_b(norm(c)) per head from the compressed c of kv_a_proj_with_mqa,
+ * whose last `ropeHeadDim` columns are one rotary key shared by every head.
+ */
+export interface MlaSpec {
+  qLoraRank?: number;
+  kvLoraRank: number;
+  nopeHeadDim: number;
+  ropeHeadDim: number;
+  vHeadDim: number;
+  /** `rope_interleave`: the rotary columns are (re, im) pairs, de-interleaved before rotate_half. */
+  interleaved: boolean;
+  /** q_a_layernorm and kv_a_layernorm are built without the config's eps: RMSNorm's default, 1e-6. */
+  latentNormEps: number;
+}
+
+export interface RopeScalingSpec {
+  inverseFrequencies: number[];
+  attentionFactor: number;
 }
 
 /**
@@ -53,6 +84,22 @@ export interface MoeSpec {
   expert: MlpSpec;
   /** Qwen2-MoE: an always-on expert whose output is scaled by sigmoid(shared_expert_gate(x)). */
   sharedExpert?: MlpSpec & { gated: boolean };
+  /** DeepSeek-style routing; absent: softmax over the experts, top-k (the rule of the first four architectures). */
+  routing?: RoutingSpec;
+}
+
+/**
+ * DeepSeek V2/V3's router (modeling_deepseek_v3.py DeepseekV3TopkRouter, modeling_deepseek_v2.py):
+ * scores are the sigmoid (V3) or softmax (V2) of the logits; the choice adds `e_score_correction_bias`
+ * (V3, selection only); a group limit keeps the `selected` best of `count` equal groups of consecutive
+ * experts (a group's score: the sum of its best two (V3) or its best one (V2)), the others' choices set to 0;
+ * the top-k weights are the scores, renormalised (`normTopKProb`) and times `scalingFactor`.
+ */
+export interface RoutingSpec {
+  scoring: 'sigmoid' | 'softmax';
+  correctionBias: boolean;
+  groups?: { count: number; selected: number; score: 'topTwoSum' | 'max' };
+  scalingFactor: number;
 }
 
 export type LayerSpec =
@@ -93,8 +140,12 @@ export interface LayerTensorNames {
   vBias?: string;
   qNorm?: string;
   kNorm?: string;
+  /** Multi-head latent attention's tensors (q, k, v, qBias… are then unused). */
+  mla?: MlaTensorNames;
   /** MoE layers only. */
   router?: string;
+  /** DeepSeek V3: `mlp.gate.e_score_correction_bias` [E]. */
+  routerBias?: string;
   /** One tensor set per expert (Mixtral, Qwen, OLMoE); absent when the experts are fused. */
   expert?(j: number): MlpTensorNames;
   /** All experts in two tensors, expert-major (Granite MoE); see FusedExpertNames. */
@@ -103,6 +154,17 @@ export interface LayerTensorNames {
   sharedExpertGate?: string;
   /** Dense layers only (Qwen2-MoE `mlp_only_layers`, `decoder_sparse_step`). */
   mlp?: MlpTensorNames;
+}
+
+export interface MlaTensorNames {
+  /** `q_proj` when q_lora_rank is null (V2-Lite); otherwise q_a_proj, q_a_layernorm and q_b_proj. */
+  q?: string;
+  qA?: string;
+  qANorm?: string;
+  qB?: string;
+  kvA: string;
+  kvANorm: string;
+  kvB: string;
 }
 
 /** HF weight layout: gate/up are [intermediate, hidden], down is [hidden, intermediate] (y = x W^T). */
@@ -125,7 +187,8 @@ export type DType = 'F32' | 'F16' | 'BF16';
 
 export interface TensorInfo {
   name: string;
-  dtype: DType;
+  /** F8_E4M3 only for block-scaled FP8 weights (fp8Weights.ts), which read as fp32 like the rest. */
+  dtype: DType | 'F8_E4M3';
   shape: number[];
   file: string;
   byteLength: number;

@@ -18,7 +18,10 @@ interface Problem {
   text: string;
 }
 
-export function validateWeights(spec: ModelSpec, weights: CheckpointWeights, folder: string): void {
+/** What validation reads of a checkpoint's weights (CheckpointWeights, or its FP8 reader). */
+type ValidatedWeights = Pick<CheckpointWeights, 'fileOf' | 'has' | 'info' | 'uncomputableTensors' | 'tensorCount'>;
+
+export function validateWeights(spec: ModelSpec, weights: ValidatedWeights, folder: string): void {
   refuseImpossibleSize(spec, weights, folder);
   const problems: Problem[] = [];
   for (const { name, shape } of listExpectedTensors(spec)) {
@@ -30,7 +33,8 @@ export function validateWeights(spec: ModelSpec, weights: CheckpointWeights, fol
     }
     if (!weights.has(name)) {
       const dtype = weights.uncomputableTensors().find((tensor) => tensor.name === name)?.dtype;
-      problems.push({ code: 'unsupportedDtype', text: `${basename(file)}: ${name} is ${dtype}; expected F32, F16 or BF16` });
+      const fp8Hint = dtype === 'F8_E4M3' ? ' (an FP8 checkpoint needs "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]} in config.json and a weight_scale_inv per weight)' : '';
+      problems.push({ code: 'unsupportedDtype', text: `${basename(file)}: ${name} is ${dtype}; expected F32, F16 or BF16${fp8Hint}` });
       continue;
     }
     const info = weights.info(name);
@@ -58,7 +62,7 @@ export function validateWeights(spec: ModelSpec, weights: CheckpointWeights, fol
  * than the checkpoint holds is refused by counting alone (the margin keeps the detailed list of
  * missing tensors for checkpoints that are only incomplete).
  */
-function refuseImpossibleSize(spec: ModelSpec, weights: CheckpointWeights, folder: string): void {
+function refuseImpossibleSize(spec: ModelSpec, weights: ValidatedWeights, folder: string): void {
   let declared = spec.layers.length;
   for (const layer of spec.layers) {
     if (layer.kind === 'moe' && spec.tensors.layer(layer.index).expert) declared += 3 * layer.moe.numExperts;

@@ -9,6 +9,7 @@
 
 import { bytesPerElement, elementCount, isComputeDType, type StoredDType } from '../checkpoint/dtype';
 import type { ModelSpec, WeightSource } from '../checkpoint/modelSpec';
+import { SCALE_SUFFIX } from '../checkpoint/fp8Weights';
 import { ExportError } from './exportErrors';
 import { oneHotIndex, type ResolvedExportPlan, type ResolvedMoeLayer } from './exportPlan';
 
@@ -79,11 +80,19 @@ export function buildExportLayout(source: ExportSource, resolved: ResolvedExport
   const expertTensor = new Map<string, ResolvedMoeLayer>();
   const routerTensor = new Map<string, ResolvedMoeLayer>();
   const fusedTensor = new Map<string, ResolvedMoeLayer>();
+  const routerBiasTensor = new Map<string, ResolvedMoeLayer>();
   for (const layer of planned.values()) {
     const names = spec.tensors.layer(layer.index);
     routerTensor.set(names.router!, layer);
+    if (names.routerBias) routerBiasTensor.set(names.routerBias, layer);
     if (names.fusedExperts) for (const name of [names.fusedExperts.gateUp, names.fusedExperts.down]) fusedTensor.set(name, layer);
-    for (let j = 0; j < layer.moe.numExperts && names.expert; j++) for (const role of ROLES) expertTensor.set(names.expert(j)[role], layer);
+    for (let j = 0; j < layer.moe.numExperts && names.expert; j++) {
+      for (const role of ROLES) {
+        expertTensor.set(names.expert(j)[role], layer);
+        // An FP8 expert's block scales travel with it (fp8Weights.ts); they are not outputs of their own.
+        if (byName.has(names.expert(j)[role] + SCALE_SUFFIX)) expertTensor.set(names.expert(j)[role] + SCALE_SUFFIX, layer);
+      }
+    }
   }
   const require = (name: string): SourceTensor => {
     const found = byName.get(name);
@@ -105,6 +114,8 @@ export function buildExportLayout(source: ExportSource, resolved: ResolvedExport
       tensors.push(fusedExpertOutput(fusedTensor.get(tensor.name)!, tensor));
     } else if (routerLayer) {
       tensors.push(routerOutput(routerLayer, tensor, require));
+    } else if (routerBiasTensor.has(tensor.name)) {
+      tensors.push(routerOutput(routerBiasTensor.get(tensor.name)!, tensor, require));
     } else {
       tensors.push({
         name: tensor.name,
@@ -133,17 +144,22 @@ function expertOutputs(spec: ModelSpec, layer: ResolvedMoeLayer, require: (name:
       const copyOf = oneHotIndex(row);
       if (copyOf !== undefined) {
         const from = require(names.expert!(copyOf)[role]);
-        outputs.push({
-          name,
-          dtype: from.dtype,
-          shape: from.shape,
-          byteLength: from.byteLength,
-          action: from.name === name ? 'kept' : 'renamed',
-          sources: [from.name],
-          segments: [{ kind: 'raw', source: from.name, byteOffset: 0, byteLength: from.byteLength }],
-        });
+        // An FP8 weight and its weight_scale_inv are copied byte for byte together (a one-hot row of 1 only).
+        const copies = from.dtype === 'F8_E4M3' ? [[name, from] as const, [name + SCALE_SUFFIX, require(from.name + SCALE_SUFFIX)] as const] : [[name, from] as const];
+        for (const [outputName, source] of copies) {
+          outputs.push({
+            name: outputName,
+            dtype: source.dtype,
+            shape: source.shape,
+            byteLength: source.byteLength,
+            action: source.name === outputName ? 'kept' : 'renamed',
+            sources: [source.name],
+            segments: [{ kind: 'raw', source: source.name, byteOffset: 0, byteLength: source.byteLength }],
+          });
+        }
         continue;
       }
+      if (require(names.expert!(0)[role]).dtype === 'F8_E4M3') throw new ExportError('invalidSource', fp8MergeRefusal(layer.index, name));
       outputs.push(mergedExpert(name, role, row, (j) => require(names.expert!(j)[role])));
     }
   });
@@ -183,6 +199,15 @@ function fusedExpertOutput(layer: ResolvedMoeLayer, tensor: SourceTensor): Outpu
   };
 }
 
+/**
+ * A merged (or output-scaled) expert of an FP8 checkpoint would be new weights, which would need re-encoding
+ * in FP8 with new block scales; MoE Studio evaluates plans in fp32 on the dequantised weights and does not
+ * re-encode, so such an export is refused rather than written in another encoding than the source's.
+ */
+function fp8MergeRefusal(layer: number, name: string): string {
+  return `Layer ${layer}: ${name} would be a merged or scaled expert, but the checkpoint stores its experts in FP8 (F8_E4M3 with weight_scale_inv block scales). MoE Studio does not re-encode new weights in FP8, so it exports only plans that keep experts whole (pruning, top-k); merge or compensate on a BF16 copy of the model instead.`;
+}
+
 function mergedExpert(name: string, role: Role, row: number[], sourceOf: (j: number) => SourceTensor): OutputTensor {
   const terms = row.flatMap((coefficient, j) => (coefficient === 0 ? [] : [{ tensor: sourceOf(j), coefficient }]));
   // An all-zero row is a legal (if odd) plan: a zero expert, shaped like expert 0.
@@ -210,10 +235,15 @@ function mergedExpert(name: string, role: Role, row: number[], sourceOf: (j: num
   };
 }
 
+/**
+ * The router's rows follow the kept experts, mapped or sliced. DeepSeek V3's e_score_correction_bias [E] is
+ * one value per router row and follows it the same way (a 1-wide row), as the runtime maps it (deepseekRouting.ts).
+ */
 function routerOutput(layer: ResolvedMoeLayer, router: SourceTensor, require: (name: string) => SourceTensor): OutputTensor {
   require(router.name);
-  const [rows, hidden] = router.shape;
-  if (router.shape.length !== 2 || rows !== layer.moe.numExperts) {
+  const isBias = router.shape.length === 1;
+  const [rows, hidden] = isBias ? [router.shape[0], 1] : router.shape;
+  if ((!isBias && router.shape.length !== 2) || rows !== layer.moe.numExperts) {
     throw new ExportError('invalidSource', `Router ${router.name} has shape [${router.shape}], expected [${layer.moe.numExperts}, hidden].`);
   }
   const rowBytes = hidden * bytesPerElement(router.dtype);
@@ -234,7 +264,7 @@ function routerOutput(layer: ResolvedMoeLayer, router: SourceTensor, require: (n
   return {
     name: router.name,
     dtype: router.dtype,
-    shape: [layer.numExperts, hidden],
+    shape: isBias ? [layer.numExperts] : [layer.numExperts, hidden],
     byteLength: layer.numExperts * rowBytes,
     action: identity ? 'kept' : sliced ? 'sliced' : 'mapped',
     sources: [router.name],

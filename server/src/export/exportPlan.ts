@@ -6,6 +6,7 @@
 
 import type { ModelSpec, MoeSpec } from '../checkpoint/modelSpec';
 import type { PlanLayer } from '../plan/planFile';
+import { planLayerGroupReason } from '../plan/groupLimit';
 import { ExportError } from './exportErrors';
 
 /**
@@ -148,6 +149,10 @@ export function resolveExportPlan(spec: ModelSpec, plan: ExportPlan): ResolvedEx
   const topKs = [...new Set(layers.map((layer) => layer.topK))];
   if (topKs.length > 1) {
     notExactReasons.push(`layers use different top-k (${topKs.join(', ')}); config.json has a single num_experts_per_tok`);
+  }
+  for (const layer of layers) {
+    const reason = layer.planned && planLayerGroupReason({ layer: layer.index, ...plan.layers![layer.index] }, layer.moe);
+    if (reason && !notExactReasons.includes(reason)) notExactReasons.push(reason);
   }
   const counts = layers.map((layer) => layer.numExperts);
   return {

@@ -1,5 +1,6 @@
 /** The exported folder's README.md: what was pruned or merged, on what data, and quality before and after. */
 
+import { deepseekCardLines } from './deepseekCard';
 import { basename, dirname, resolve } from 'node:path';
 import { formatBytes, isLargeQualityDrop, metricLabel } from '../../../common/format';
 import type { ExportPlan, ResolvedExportPlan } from './exportPlan';
@@ -66,6 +67,7 @@ export function modelCard(options: {
     `- Calibration data: ${plan.calibrationData ?? metricsOf(plan.evaluation)?.dataset ?? 'not recorded'}.`,
     `- Experts per token: ${resolved.topK}${resolved.topK !== sourceConfig.num_experts_per_tok ? ` (was ${String(sourceConfig.num_experts_per_tok)})` : ''}.`,
     '- Every tensor not listed below is a bit-for-bit copy of the original.',
+    ...deepseekCardLines(sourceConfig, resolved),
     '',
     ...(changed.length === 0
       ? ['No layer was changed.']

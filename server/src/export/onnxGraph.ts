@@ -15,6 +15,7 @@ import { buildLayerGraph, LayerIO } from '../runtime/layerGraph';
 import { layerWeights, mergeExperts } from '../runtime/layerWeights';
 import { ModelProto, OnnxDType } from '../runtime/onnxSchema';
 import { resolveLayerPlan, type ResolvedLayerPlan } from '../runtime/runtimePlan';
+import { rotaryDimOf } from '../runtime/positionTables';
 import type { ResolvedExportPlan } from './exportPlan';
 
 export const OnnxModelIO = {
@@ -91,13 +92,17 @@ export function planComposedGraph(spec: ModelSpec, weights: WeightSource, resolv
   const embedded = frame.op('Gather', [embedding, ids], { axis: 0 });
 
   // RoPE at position = number of real tokens before (0 for the first), so left padding works as in HF generate.
-  const { headDim, ropeTheta } = spec.attention;
+  const { ropeTheta } = spec.attention;
+  const headDim = rotaryDimOf(spec.attention);
   const maskFloat = frame.op('Cast', [mask], { to: OnnxDType.float });
   const positions = frame.op('Max', [frame.op('Sub', [frame.op('CumSum', [maskFloat, frame.scalarInt64(1)]), frame.constFloat([1])]), frame.constFloat([0])]);
-  const angles = frame.op('Mul', [frame.op('Unsqueeze', [positions, frame.constInt64([2])]), frame.constFloat(inverseFrequencies(headDim, ropeTheta))]);
+  // Scaled RoPE (YaRN: DeepSeek) brings its own frequencies and multiplies cos and sin by its attention factor.
+  const scaling = spec.attention.ropeScaling;
+  const angles = frame.op('Mul', [frame.op('Unsqueeze', [positions, frame.constInt64([2])]), frame.constFloat(scaling?.inverseFrequencies ?? inverseFrequencies(headDim, ropeTheta))]);
   const doubled = frame.op('Concat', [angles, angles], { axis: -1 });
-  const cos = frame.op('Unsqueeze', [frame.op('Cos', [doubled]), frame.constInt64([1])]);
-  const sin = frame.op('Unsqueeze', [frame.op('Sin', [doubled]), frame.constInt64([1])]);
+  const scaled = (t: string) => (scaling && scaling.attentionFactor !== 1 ? frame.op('Mul', [t, frame.constFloat([scaling.attentionFactor])]) : t);
+  const cos = frame.op('Unsqueeze', [scaled(frame.op('Cos', [doubled])), frame.constInt64([1])]);
+  const sin = frame.op('Unsqueeze', [scaled(frame.op('Sin', [doubled])), frame.constInt64([1])]);
 
   // Causal, and padding never visible as a key: [batch, 1, 1, seq, seq] as the layer graphs add it.
   const seqLength = frame.op('Gather', [frame.op('Shape', [ids]), frame.scalarInt64(1)], { axis: 0 });

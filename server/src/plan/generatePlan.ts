@@ -53,7 +53,7 @@ export interface PlanOptions {
   model: { folder: string; fingerprint?: string };
   calibration: { datasets: string[]; profile?: string };
   /** The checkpoint's dtype, for the byte savings. */
-  dtype: DType;
+  dtype: DType | 'F8_E4M3';
   /** Experts kept per layer; every method but adaptiveGating needs it. */
   targetExperts?: ExpertTarget;
   seed?: number;
@@ -63,6 +63,13 @@ export interface PlanOptions {
   repairs?: Repair[];
   signal?: AbortSignal;
   onGeneration?: (progress: EepProgress) => void;
+}
+
+/** DeepSeek's group count for the layer's statistics, so ranking methods keep equal groups (ranking.ts). */
+function withExpertGroups(statistics: LayerStatistics, spec: ModelSpec): LayerStatistics {
+  const layer = spec.layers[statistics.layer];
+  const groups = layer?.kind === 'moe' ? layer.moe.routing?.groups?.count : undefined;
+  return groups && groups > 1 ? { ...statistics, expertGroups: groups } : statistics;
 }
 
 export function moeLayerShapes(spec: ModelSpec): MoeLayerShape[] {
@@ -82,7 +89,7 @@ export async function generatePlan(method: PlanMethod, inputs: PlanInputs, optio
   };
   const statistics = (): LayerStatistics[] => {
     if (!inputs.statistics) throw new Error(`${method.name} needs profiling statistics`);
-    return inputs.statistics;
+    return inputs.statistics.map((s) => withExpertGroups(s, spec));
   };
   const { name, ...methodParameters } = method;
   let parameters: Record<string, unknown> = methodParameters;

@@ -20,6 +20,7 @@
  *   loudly rather than computing something else, so it is said in `stockLoaders`, not as a reason.
  */
 import type { ModelSpec } from '../checkpoint/modelSpec';
+import { planLayerGroupReason } from './groupLimit';
 import type { HfExactness, PlanLayer } from './planFile';
 
 export function analyseHfExactness(layers: PlanLayer[], spec: ModelSpec): HfExactness {
@@ -27,21 +28,38 @@ export function analyseHfExactness(layers: PlanLayer[], spec: ModelSpec): HfExac
   const expertCounts = new Set<number>();
   const topKs = new Set<number>();
   const adaptive: number[] = [];
+  const groupReasons: string[] = [];
   for (const layerSpec of spec.layers) {
     if (layerSpec.kind !== 'moe') continue;
     const plan = planned.get(layerSpec.index);
+    // DeepSeek's group limit (groupLimit.ts).
+    const groupReason = plan && planLayerGroupReason(plan, layerSpec.moe);
+    if (groupReason) groupReasons.push(groupReason);
     const kept = plan?.keptExperts.length ?? layerSpec.moe.numExperts;
     expertCounts.add(kept);
     topKs.add(Math.min(plan?.topK ?? layerSpec.moe.topK, kept));
     if (plan?.adaptiveThreshold !== undefined && Number.isFinite(plan.adaptiveThreshold)) adaptive.push(layerSpec.index);
   }
-  const reasons: string[] = [];
+  const reasons: string[] = [...groupReasons];
   if (adaptive.length) reasons.push(`adaptive gating (layers ${adaptive.join(', ')}) has no Hugging Face config key`);
   if (topKs.size > 1) reasons.push(`layers use different top-k (${[...topKs].sort((a, b) => a - b).join(', ')}); num_experts_per_tok is one number for every layer`);
   const counts = [...expertCounts].sort((a, b) => a - b).join(', ');
   return {
     exact: reasons.length === 0,
     reasons,
+    ...(sigmoidRouting(spec) && { routingNote: SIGMOID_ROUTING_NOTE }),
     ...(expertCounts.size > 1 && { stockLoaders: `layers keep different expert counts (${counts}): the export records them in config.json under moe_studio.num_experts_per_layer, which MoE Studio loads; stock loaders need the same count in every layer and refuse it` }),
   };
+}
+
+/**
+ * DeepSeek V3's router (and GLM-4.5's) scores experts by sigmoid, chooses with a correction bias and weighs
+ * the chosen by renormalised sigmoid scores: no softmax over the experts exists. The plan says which
+ * methods read one anyway, so a user can weigh their results.
+ */
+export const SIGMOID_ROUTING_NOTE =
+  'this router scores experts by sigmoid and chooses with e_score_correction_bias, not by a softmax: the profile\'s full soft counts and router entropy, and router refit, read a softmax over the router logits that it never computes, so they only approximate; frequency, soft count (its gate weights), REAP, NAEE, merging and every evaluation use the experts it really selects (after the bias and the group limit), and ranking methods keep equal groups. Adaptive gating reads the gap between its first two sigmoid weights.';
+
+function sigmoidRouting(spec: ModelSpec): boolean {
+  return spec.layers.some((layer) => layer.kind === 'moe' && layer.moe.routing?.scoring === 'sigmoid');
 }

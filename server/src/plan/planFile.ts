@@ -80,6 +80,8 @@ export interface HfExactness {
   reasons: string[];
   /** Present when layers keep different expert counts: the export is exact, but only MoE Studio's loader opens it. */
   stockLoaders?: string;
+  /** Present when the model's router breaks an assumption some methods make (DeepSeek V3's sigmoid scores). */
+  routingNote?: string;
 }
 
 export interface MoePlan {
@@ -221,6 +223,7 @@ class PlanReader {
       exact: this.required(o, 'exact', (v) => this.boolean(v)) ?? false,
       reasons: this.optional(o, 'reasons', (v) => this.array(v, (r) => this.string(r))) ?? [],
       stockLoaders: this.optional(o, 'stockLoaders', (v) => this.string(v)),
+      routingNote: this.optional(o, 'routingNote', (v) => this.string(v)),
     })));
     return {
       schema: PLAN_SCHEMA,

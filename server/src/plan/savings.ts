@@ -5,10 +5,12 @@
  * "12.9B active". Adaptive gating lowers the expected active count further, by an amount only the
  * calibration data knows; the figure here is the top-k bound.
  */
+import { mlaShapes } from '../checkpoint/mlaShapes';
 import type { DType, MlpSpec, ModelSpec } from '../checkpoint/modelSpec';
 import type { PlanLayer, PredictedSavings } from './planFile';
 
-const BYTES_PER_ELEMENT: Record<DType, number> = { F32: 4, F16: 2, BF16: 2 };
+/** FP8 block-scaled weights (DeepSeek-V3) are one byte each; their scales add 4 bytes per 128 x 128 block, ignored here. */
+const BYTES_PER_ELEMENT: Record<DType | 'F8_E4M3', number> = { F32: 4, F16: 2, BF16: 2, F8_E4M3: 1 };
 
 function mlpParameters(hidden: number, mlp: MlpSpec): number {
   return 3 * hidden * mlp.intermediateSize;
@@ -22,8 +24,10 @@ interface ParameterCount {
 function countParameters(spec: ModelSpec, planned: Map<number, PlanLayer>): ParameterCount {
   const h = spec.hiddenSize;
   const { numHeads, numKvHeads, headDim, qkvBias, qkNorm } = spec.attention;
-  const attention =
-    h * numHeads * headDim * 2 + h * numKvHeads * headDim * 2 +
+  const mla = mlaShapes(spec.attention, h);
+  const attention = mla
+    ? mla.matrices.reduce((sum, [rows, cols]) => sum + rows * cols, 0) + mla.normParameters
+    : h * numHeads * headDim * 2 + h * numKvHeads * headDim * 2 +
     (qkvBias ? numHeads * headDim + 2 * numKvHeads * headDim : 0) +
     (qkNorm === 'perHead' ? 2 * headDim : qkNorm === 'full' ? (numHeads + numKvHeads) * headDim : 0);
   const embeddings = spec.vocabSize * h * (spec.tieWordEmbeddings ? 1 : 2);
@@ -50,7 +54,7 @@ function countParameters(spec: ModelSpec, planned: Map<number, PlanLayer>): Para
   return { total, active };
 }
 
-export function predictSavings(spec: ModelSpec, layers: PlanLayer[], dtype: DType): PredictedSavings {
+export function predictSavings(spec: ModelSpec, layers: PlanLayer[], dtype: DType | 'F8_E4M3'): PredictedSavings {
   const before = countParameters(spec, new Map());
   const after = countParameters(spec, new Map(layers.map((l) => [l.layer, l])));
   const bytes = BYTES_PER_ELEMENT[dtype];

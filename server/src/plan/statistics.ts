@@ -14,6 +14,11 @@ export interface GatingCurve {
 export interface LayerStatistics {
   /** Decoder layer index (an MoE layer). */
   layer: number;
+  /**
+   * DeepSeek's group limit: n_group equal groups of consecutive experts (absent or 1: none). Ranking methods
+   * then keep the same number from every group, so the limit survives the export (groupLimit.ts).
+   */
+  expertGroups?: number;
   /** Per expert: calibration tokens whose top-k contains the expert. */
   tokenCount: number[];
   /** Per expert: the sum over calibration tokens of the expert's gate weight. */

@@ -3,6 +3,9 @@ import { GraphBuilder, WeightData } from './graphBuilder';
 import { OnnxDType } from './onnxSchema';
 import type { LayerWeights, MlpWeights } from './layerWeights';
 import type { Precision } from './memoryBudget';
+import { deepseekTopK } from './deepseekRouting';
+import { mlaAttentionContext } from './mlaAttention';
+import { rotaryDimOf } from './positionTables';
 import { quantizedLinearOp } from './quantizedLinear';
 
 /** Names of a decoder-layer graph's inputs and outputs, shared by the builder and the engine. */
@@ -48,8 +51,9 @@ export function buildLayerGraph(spec: ModelSpec, layer: LayerSpec, weights: Laye
   const residualMultiplier = spec.scaling?.residual ?? 1;
   const tokenSlots = g.input(LayerIO.tokenSlots, 'int64', ['tokens']);
   const gridRows = g.input(LayerIO.gridRows, 'int64', ['grid']);
-  const cos = g.input(LayerIO.ropeCos, 'float', ['seq', headDim]);
-  const sin = g.input(LayerIO.ropeSin, 'float', ['seq', headDim]);
+  const rotaryDim = rotaryDimOf(spec.attention);
+  const cos = g.input(LayerIO.ropeCos, 'float', ['seq', rotaryDim]);
+  const sin = g.input(LayerIO.ropeSin, 'float', ['seq', rotaryDim]);
   const attentionBias = g.input(LayerIO.attentionBias, 'float', ['batch', 1, 1, 'seq', 'seq']);
   const w = (name: string, data: WeightData, dims: number[]) => g.weight(name, data, dims);
   const rmsNorm = (x: string, name: string, weight: WeightData, size: number) => rmsNormOp(g, x, w(name, weight, [size]), spec.rmsNormEps);
@@ -63,45 +67,58 @@ export function buildLayerGraph(spec: ModelSpec, layer: LayerSpec, weights: Laye
 
   // Attention.
   const x = rmsNorm(rows, 'input_norm', weights.inputNorm, H);
-  const project = (name: 'q' | 'k' | 'v', heads: number, bias?: WeightData) =>
-    linearOp(g, x, `${name}_proj`, weights[name], heads * headDim, H, bias && w(`${name}_bias`, bias, [heads * headDim]), precision);
-  let q = project('q', numHeads, weights.qBias);
-  let k = project('k', numKvHeads, weights.kBias);
-  const v = project('v', numKvHeads, weights.vBias);
-  if (spec.attention.qkNorm === 'full') {
-    q = rmsNorm(q, 'q_norm', weights.qNorm!, numHeads * headDim);
-    k = rmsNorm(k, 'k_norm', weights.kNorm!, numKvHeads * headDim);
-  }
-  const toHeads = (t: string, heads: number) => g.op('Reshape', [g.op('Gather', [t, gridRows], { axis: 0 }), g.op('Concat', [batchAndSeq, g.constInt64([heads, headDim])], { axis: 0 })]);
-  let q4 = toHeads(q, numHeads);
-  let k4 = toHeads(k, numKvHeads);
-  if (spec.attention.qkNorm === 'perHead') {
-    q4 = rmsNorm(q4, 'q_norm', weights.qNorm!, headDim);
-    k4 = rmsNorm(k4, 'k_norm', weights.kNorm!, headDim);
-  }
-  const headsFirst = (t: string) => g.op('Transpose', [t], { perm: [0, 2, 1, 3] });
-  const rope = (t: string) => {
-    // rotate_half: the two halves of each head, (x1, x2) -> (-x2, x1).
-    const [x1, x2] = g.node('Split', [t, g.constInt64([headDim / 2, headDim / 2])], { axis: -1 }, 2);
-    const rotated = g.op('Concat', [g.op('Neg', [x2]), x1], { axis: -1 });
-    return g.op('Add', [g.op('Mul', [t, cos]), g.op('Mul', [rotated, sin])]);
+  const mla = spec.attention.mla;
+  // Grouped-query attention; DeepSeek's latent attention is mlaAttention.ts.
+  const gqaContext = (): string => {
+    const project = (name: 'q' | 'k' | 'v', heads: number, bias?: WeightData) =>
+      linearOp(g, x, `${name}_proj`, weights[name], heads * headDim, H, bias && w(`${name}_bias`, bias, [heads * headDim]), precision);
+    let q = project('q', numHeads, weights.qBias);
+    let k = project('k', numKvHeads, weights.kBias);
+    const v = project('v', numKvHeads, weights.vBias);
+    if (spec.attention.qkNorm === 'full') {
+      q = rmsNorm(q, 'q_norm', weights.qNorm!, numHeads * headDim);
+      k = rmsNorm(k, 'k_norm', weights.kNorm!, numKvHeads * headDim);
+    }
+    const toHeads = (t: string, heads: number) => g.op('Reshape', [g.op('Gather', [t, gridRows], { axis: 0 }), g.op('Concat', [batchAndSeq, g.constInt64([heads, headDim])], { axis: 0 })]);
+    let q4 = toHeads(q, numHeads);
+    let k4 = toHeads(k, numKvHeads);
+    if (spec.attention.qkNorm === 'perHead') {
+      q4 = rmsNorm(q4, 'q_norm', weights.qNorm!, headDim);
+      k4 = rmsNorm(k4, 'k_norm', weights.kNorm!, headDim);
+    }
+    const headsFirst = (t: string) => g.op('Transpose', [t], { perm: [0, 2, 1, 3] });
+    const rotate = (t: string) => {
+      // rotate_half: the two halves of each head, (x1, x2) -> (-x2, x1).
+      const [x1, x2] = g.node('Split', [t, g.constInt64([rotaryDim / 2, rotaryDim / 2])], { axis: -1 }, 2);
+      const rotated = g.op('Concat', [g.op('Neg', [x2]), x1], { axis: -1 });
+      return g.op('Add', [g.op('Mul', [t, cos]), g.op('Mul', [rotated, sin])]);
+    };
+    // Partial rotary (GLM-4.5): the first rotaryDim of each head rotate, the rest pass through.
+    const rope = (t: string) => {
+      if (rotaryDim === headDim) return rotate(t);
+      const [rotary, pass] = g.node('Split', [t, g.constInt64([rotaryDim, headDim - rotaryDim])], { axis: -1 }, 2);
+      return g.op('Concat', [rotate(rotary), pass], { axis: -1 });
+    };
+    const group = numHeads / numKvHeads;
+    // GQA without copying k/v: each kv head's group of query heads is stacked along the rows,
+    // [batch, kv, group x seq, d], so both products are plain batched MatMuls with no broadcasting
+    // (onnxruntime then folds k's transpose and the scale into one FusedMatMul).
+    const qStacked = g.op('Reshape', [rope(headsFirst(q4)), g.constInt64([0, numKvHeads, -1, headDim])]);
+    const kHeads = rope(headsFirst(k4));
+    const vHeads = headsFirst(toHeads(v, numKvHeads));
+    const scores = g.op('Mul', [g.op('MatMul', [qStacked, g.op('Transpose', [kHeads], { perm: [0, 1, 3, 2] })]), g.constFloat([spec.attention.scale ?? 1 / Math.sqrt(headDim)])]);
+    // The [batch, 1, 1, seq, seq] bias broadcasts over kv heads and groups once the rows are split again.
+    const groupedShape = g.op('Concat', [g.constInt64([0, numKvHeads, group]), g.op('Slice', [biasShape, g.constInt64([3]), g.constInt64([5])])], { axis: 0 });
+    const probs = g.op('Softmax', [g.op('Add', [g.op('Reshape', [scores, groupedShape]), attentionBias])], { axis: -1 });
+    const context = g.op('MatMul', [g.op('Reshape', [probs, g.constInt64([0, numKvHeads, -1, 0])]), vHeads]);
+    const grid = g.op('Reshape', [g.op('Transpose', [g.op('Reshape', [context, g.constInt64([0, numHeads, -1, headDim])])], { perm: [0, 2, 1, 3] }), g.constInt64([-1, numHeads * headDim])]);
+    return g.op('Gather', [grid, tokenSlots], { axis: 0 });
   };
-  const group = numHeads / numKvHeads;
-  // GQA without copying k/v: each kv head's group of query heads is stacked along the rows,
-  // [batch, kv, group x seq, d], so both products are plain batched MatMuls with no broadcasting
-  // (onnxruntime then folds k's transpose and the scale into one FusedMatMul).
-  const qStacked = g.op('Reshape', [rope(headsFirst(q4)), g.constInt64([0, numKvHeads, -1, headDim])]);
-  const kHeads = rope(headsFirst(k4));
-  const vHeads = headsFirst(toHeads(v, numKvHeads));
-  const scores = g.op('Mul', [g.op('MatMul', [qStacked, g.op('Transpose', [kHeads], { perm: [0, 1, 3, 2] })]), g.constFloat([spec.attention.scale ?? 1 / Math.sqrt(headDim)])]);
-  // The [batch, 1, 1, seq, seq] bias broadcasts over kv heads and groups once the rows are split again.
-  const groupedShape = g.op('Concat', [g.constInt64([0, numKvHeads, group]), g.op('Slice', [biasShape, g.constInt64([3]), g.constInt64([5])])], { axis: 0 });
-  const probs = g.op('Softmax', [g.op('Add', [g.op('Reshape', [scores, groupedShape]), attentionBias])], { axis: -1 });
-  const context = g.op('MatMul', [g.op('Reshape', [probs, g.constInt64([0, numKvHeads, -1, 0])]), vHeads]);
-  const grid = g.op('Reshape', [g.op('Transpose', [g.op('Reshape', [context, g.constInt64([0, numHeads, -1, headDim])])], { perm: [0, 2, 1, 3] }), g.constInt64([-1, numHeads * headDim])]);
-  const merged = g.op('Gather', [grid, tokenSlots], { axis: 0 });
+  const merged = mla
+    ? mlaAttentionContext({ g, x, hidden: H, numHeads, gridRows, tokenSlots, batchAndSeq, cos, sin, attentionBias, scale: spec.attention.scale ?? 1 / Math.sqrt(headDim), linear: (input, name, weight, outDim, inDim) => linearOp(g, input, name, weight, outDim, inDim, undefined, precision), rmsNorm: (input, name, weight, size, eps) => rmsNormOp(g, input, w(name, weight, [size]), eps) }, mla, weights.mla!)
+    : gqaContext();
   // Residual connections ride on the products: Gemm's C here, the experts' scatter-add target below.
-  const attended = linearOp(g, merged, 'o_proj', weights.o, H, numHeads * headDim, rows, precision, residualMultiplier);
+  const attended = linearOp(g, merged, 'o_proj', weights.o, H, numHeads * (mla ? mla.vHeadDim : headDim), rows, precision, residualMultiplier);
 
   // Feed-forward.
   const normed = rmsNorm(attended, 'post_attention_norm', weights.postAttentionNorm, H);
@@ -168,16 +185,28 @@ export function buildSparseMoe(g: GraphBuilder, spec: ModelSpec, moe: MoeSpec, x
   const threshold = g.input(LayerIO.adaptiveThreshold, 'float', [1]);
 
   const logits = g.op('MatMul', [linear(x, 'router', weights.router!, E, H), routerMap]);
-  const probs = g.op('Softmax', [g.op('Add', [logits, expertBias])], { axis: -1 });
-  const [topProbs, topIndices] = g.node('TopK', [probs, topK], { axis: -1, largest: 1, sorted: 1 }, 2);
-  // Adaptive gating: the slots after the first survive only when p1 - p2 <= T; masked experts (p = 0) never run.
-  const [bestTwo] = g.node('TopK', [probs, g.constInt64([Math.min(2, routedExperts)])], { axis: -1, largest: 1, sorted: 1 }, 2);
-  const gap = g.op('Sub', [g.op('ReduceMax', [bestTwo], { axes: [-1], keepdims: 1 }), g.op('ReduceMin', [bestTwo], { axes: [-1], keepdims: 1 })]);
+  let topProbs: string, topIndices: string, gap: string, valid: string;
+  if (moe.routing) {
+    // DeepSeek's sigmoid / grouped router (deepseekRouting.ts); adaptive gating reads the gap of its first two weights.
+    ({ topScores: topProbs, topIndices, valid } = deepseekTopK(g, moe.routing, { logits, expertBias, topK, routerMap, routerBias: weights.routerBias, numExperts: E, routedExperts }));
+    // Signed: the first choice's weight minus the second's (the choice order is not the weight order); 0 when k = 1.
+    const first = g.op('Slice', [topProbs, g.constInt64([0]), g.constInt64([1]), g.constInt64([1])]);
+    const second = g.op('Slice', [g.op('Concat', [topProbs, first], { axis: 1 }), g.constInt64([1]), g.constInt64([2]), g.constInt64([1])]);
+    gap = g.op('Sub', [first, second]);
+  } else {
+    const probs = g.op('Softmax', [g.op('Add', [logits, expertBias])], { axis: -1 });
+    [topProbs, topIndices] = g.node('TopK', [probs, topK], { axis: -1, largest: 1, sorted: 1 }, 2);
+    // Adaptive gating: the slots after the first survive only when p1 - p2 <= T; masked experts (p = 0) never run.
+    const [bestTwo] = g.node('TopK', [probs, g.constInt64([Math.min(2, routedExperts)])], { axis: -1, largest: 1, sorted: 1 }, 2);
+    gap = g.op('Sub', [g.op('ReduceMax', [bestTwo], { axes: [-1], keepdims: 1 }), g.op('ReduceMin', [bestTwo], { axes: [-1], keepdims: 1 })]);
+    valid = g.op('Greater', [topProbs, g.constFloat([0])]);
+  }
   const slots = g.op('Range', [g.scalarInt64(0), g.op('Squeeze', [topK, g.constInt64([0])]), g.scalarInt64(1)]);
   const isFirstSlot = g.op('Equal', [slots, g.scalarInt64(0)]);
-  const keep = g.op('And', [g.op('Or', [isFirstSlot, g.op('LessOrEqual', [gap, threshold])]), g.op('Greater', [topProbs, g.constFloat([0])])]);
+  const keep = g.op('And', [g.op('Or', [isFirstSlot, g.op('LessOrEqual', [gap, threshold])]), valid]);
   let gateWeights = g.op('Mul', [topProbs, g.op('Cast', [keep], { to: OnnxDType.float })]);
   if (moe.normTopKProb) gateWeights = g.op('Div', [gateWeights, g.op('ReduceSum', [gateWeights, g.constInt64([-1])], { keepdims: 1 })]);
+  if (moe.routing && moe.routing.scalingFactor !== 1) gateWeights = g.op('Mul', [gateWeights, g.constFloat([moe.routing.scalingFactor])]);
   const selected = g.op('Where', [keep, topIndices, g.constInt64([-1])]);
 
   const flatSelected = g.op('Reshape', [selected, g.constInt64([-1])]);

@@ -24,7 +24,11 @@ export interface LayerWeights {
   vBias?: WeightData;
   qNorm?: WeightData;
   kNorm?: WeightData;
+  /** Multi-head latent attention (DeepSeek): q (or q_a, its norm, q_b), kv_a_proj_with_mqa, kv_a_layernorm, kv_b. */
+  mla?: { q?: WeightData; qA?: WeightData; qANorm?: WeightData; qB?: WeightData; kvA: WeightData; kvANorm: WeightData; kvB: WeightData };
   router?: WeightData;
+  /** DeepSeek V3's e_score_correction_bias [E]. */
+  routerBias?: WeightData;
   experts?: MlpWeights[];
   sharedExpert?: MlpWeights;
   sharedExpertGate?: WeightData;
@@ -48,7 +52,11 @@ export function layerWeights(spec: ModelSpec, source: WeightSource, layer: Layer
     vBias: optional(names.vBias),
     qNorm: optional(names.qNorm),
     kNorm: optional(names.kNorm),
+    ...(names.mla && {
+      mla: { q: optional(names.mla.q), qA: optional(names.mla.qA), qANorm: optional(names.mla.qANorm), qB: optional(names.mla.qB), kvA: reader(names.mla.kvA), kvANorm: reader(names.mla.kvANorm), kvB: reader(names.mla.kvB) },
+    }),
     router: optional(names.router),
+    routerBias: optional(names.routerBias),
     experts: layer.kind === 'moe' ? Array.from({ length: layer.moe.numExperts }, (_, j) => (names.fusedExperts ? fusedExpert(spec, source, names.fusedExperts, layer.moe.expert.intermediateSize, j) : mlp(names.expert!(j)))) : undefined,
     sharedExpert: names.sharedExpert && mlp(names.sharedExpert),
     sharedExpertGate: optional(names.sharedExpertGate),

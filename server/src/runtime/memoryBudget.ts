@@ -4,6 +4,7 @@
  * before anything is loaded.
  */
 import * as os from 'node:os';
+import { mlaShapes } from '../checkpoint/mlaShapes';
 import type { LayerSpec, ModelSpec } from '../checkpoint/modelSpec';
 
 export type Precision = 'fp32' | 'int8';
@@ -80,13 +81,14 @@ export function defaultMemoryBudget(totalBytes = os.totalmem()): number {
 export function layerWeightBytes(spec: ModelShape, layer: LayerSpec, precision: Precision): number {
   const H = spec.hiddenSize;
   const { numHeads, numKvHeads, headDim, qkvBias, qkNorm } = spec.attention;
-  const matrices: [rows: number, cols: number][] = [
+  const mla = mlaShapes(spec.attention, H);
+  const matrices: [rows: number, cols: number][] = mla?.matrices ?? [
     [numHeads * headDim, H],
     [numKvHeads * headDim, H],
     [numKvHeads * headDim, H],
     [H, numHeads * headDim],
   ];
-  let fp32Params = 2 * H; // the two layer norms
+  let fp32Params = 2 * H + (mla?.normParameters ?? 0); // the two layer norms (and MLA's latent norms)
   if (qkvBias) fp32Params += (numHeads + 2 * numKvHeads) * headDim;
   if (qkNorm === 'full') fp32Params += (numHeads + numKvHeads) * headDim;
   if (qkNorm === 'perHead') fp32Params += 2 * headDim;
@@ -95,7 +97,7 @@ export function layerWeightBytes(spec: ModelShape, layer: LayerSpec, precision: 
   };
   if (layer.kind === 'dense') swiglu(layer.mlp.intermediateSize);
   else {
-    fp32Params += layer.moe.numExperts * H;
+    fp32Params += layer.moe.numExperts * H + (layer.moe.routing?.correctionBias ? layer.moe.numExperts : 0);
     swiglu(layer.moe.expert.intermediateSize, layer.moe.numExperts);
     if (layer.moe.sharedExpert) {
       swiglu(layer.moe.sharedExpert.intermediateSize);

@@ -13,7 +13,7 @@ import { MemoryPlan, planMemory, Precision } from './memoryBudget';
 import { PrefixCache, batchKey } from './prefixCache';
 import { LayerResidency } from './residency';
 import { firstChangedLayer, resolveLayerPlan, ResolvedLayerPlan } from './runtimePlan';
-import { BatchTablesCache } from './positionTables';
+import { BatchTablesCache, rotaryDimOf } from './positionTables';
 
 export interface EngineOptions {
   /** onnxruntime intra-op threads (default 1). */
@@ -133,7 +133,7 @@ export class ModelEngine {
     private readonly options: EngineOptions,
   ) {
     this.prefixCache = new PrefixCache(options.prefixCacheBytes ?? 256 * 1024 * 1024);
-    this.batchTables = new BatchTablesCache(spec.attention.headDim, spec.attention.ropeTheta);
+    this.batchTables = new BatchTablesCache(rotaryDimOf(spec.attention), spec.attention.ropeTheta, undefined, spec.attention.ropeScaling);
   }
 
   /** Plans the memory first: a budget that cannot hold one layer and the work fails here, before anything loads. */
@@ -207,8 +207,8 @@ export class ModelEngine {
       [LayerIO.hidden]: new ort.Tensor('float32', hidden, [layout.tokenSlots.length, spec.hiddenSize]),
       [LayerIO.tokenSlots]: new ort.Tensor('int64', layout.tokenSlots, [layout.tokenSlots.length]),
       [LayerIO.gridRows]: new ort.Tensor('int64', layout.gridRows, [layout.gridRows.length]),
-      [LayerIO.ropeCos]: new ort.Tensor('float32', cos, [batch.padded, spec.attention.headDim]),
-      [LayerIO.ropeSin]: new ort.Tensor('float32', sin, [batch.padded, spec.attention.headDim]),
+      [LayerIO.ropeCos]: new ort.Tensor('float32', cos, [batch.padded, rotaryDimOf(spec.attention)]),
+      [LayerIO.ropeSin]: new ort.Tensor('float32', sin, [batch.padded, rotaryDimOf(spec.attention)]),
       [LayerIO.attentionBias]: new ort.Tensor('float32', bias, [ids.length, 1, 1, batch.padded, batch.padded]),
     };
     const layerSpec = spec.layers[layer];
@@ -489,8 +489,8 @@ class Pass {
     const shared = {
       [LayerIO.tokenSlots]: new ort.Tensor('int64', layout.tokenSlots, [layout.tokenSlots.length]),
       [LayerIO.gridRows]: new ort.Tensor('int64', layout.gridRows, [layout.gridRows.length]),
-      [LayerIO.ropeCos]: new ort.Tensor('float32', cos, [batch.padded, spec.attention.headDim]),
-      [LayerIO.ropeSin]: new ort.Tensor('float32', sin, [batch.padded, spec.attention.headDim]),
+      [LayerIO.ropeCos]: new ort.Tensor('float32', cos, [batch.padded, rotaryDimOf(spec.attention)]),
+      [LayerIO.ropeSin]: new ort.Tensor('float32', sin, [batch.padded, rotaryDimOf(spec.attention)]),
       [LayerIO.attentionBias]: new ort.Tensor('float32', bias, [ids.length, 1, 1, batch.padded, batch.padded]),
     };
     // Variants by the state they enter with, then by this layer's plan.

@@ -1,19 +1,29 @@
+import type { AttentionSpec, RopeScalingSpec } from '../checkpoint/modelSpec';
+
+/** The width of the cos/sin tables: the rotated part of each head (all of it unless the rotary is partial). */
+export function rotaryDimOf(attention: AttentionSpec): number {
+  return attention.rotaryDim ?? attention.headDim;
+}
 import { ByteBudgetCache } from './byteBudgetCache';
 
 /**
  * RoPE cos/sin tables exactly as HF builds them in fp32: inv_freq = 1 / theta^(arange(0, d, 2) / d),
  * angles = position * inv_freq, duplicated across both halves of the head (rotate_half convention).
+ * Scaled RoPE (YaRN) brings its own inverse frequencies and multiplies cos and sin by its attention factor.
  */
-export function ropeTables(headDim: number, theta: number, length: number): { cos: Float32Array; sin: Float32Array } {
+export function ropeTables(headDim: number, theta: number, length: number, scaling?: RopeScalingSpec): { cos: Float32Array; sin: Float32Array } {
   const half = headDim / 2;
-  const invFreq = Float32Array.from({ length: half }, (_, i) => Math.fround(1 / Math.fround(Math.pow(theta, Math.fround((2 * i) / headDim)))));
+  const invFreq = scaling
+    ? Float32Array.from(scaling.inverseFrequencies)
+    : Float32Array.from({ length: half }, (_, i) => Math.fround(1 / Math.fround(Math.pow(theta, Math.fround((2 * i) / headDim)))));
+  const factor = scaling?.attentionFactor ?? 1;
   const cos = new Float32Array(length * headDim);
   const sin = new Float32Array(length * headDim);
   for (let t = 0; t < length; t++) {
     for (let i = 0; i < half; i++) {
       const angle = Math.fround(t * invFreq[i]);
-      cos[t * headDim + i] = cos[t * headDim + half + i] = Math.cos(angle);
-      sin[t * headDim + i] = sin[t * headDim + half + i] = Math.sin(angle);
+      cos[t * headDim + i] = cos[t * headDim + half + i] = Math.cos(angle) * factor;
+      sin[t * headDim + i] = sin[t * headDim + half + i] = Math.sin(angle) * factor;
     }
   }
   return { cos, sin };
@@ -76,6 +86,7 @@ export class BatchTablesCache {
     private readonly headDim: number,
     private readonly ropeTheta: number,
     budgetBytes = 64 * 1024 * 1024,
+    private readonly ropeScaling?: RopeScalingSpec,
   ) {
     this.entries = new ByteBudgetCache(budgetBytes, tableBytes);
   }
@@ -84,7 +95,7 @@ export class BatchTablesCache {
     const key = `${padded}:${lengths.join(',')}`;
     const cached = this.entries.get(key);
     if (cached) return cached;
-    const { cos, sin } = ropeTables(this.headDim, this.ropeTheta, padded);
+    const { cos, sin } = ropeTables(this.headDim, this.ropeTheta, padded, this.ropeScaling);
     const tables: BatchTables = { layout: packedLayout(lengths, padded), cos, sin, bias: attentionBias(lengths, padded) };
     this.entries.set(key, tables);
     return tables;

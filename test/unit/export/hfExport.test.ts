@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadCheckpoint, type CheckpointLoad } from '../../../server/src/checkpoint';
 import { SUPPORTED_ARCHITECTURES, type DType } from '../../../server/src/checkpoint/modelSpec';
+import { ARCHITECTURES } from '../../../server/src/checkpoint/architectures';
 import { exportHuggingFace, previewExport, type ExportPlan } from '../../../server/src/export';
 import { ModelRuntime } from '../../../server/src/runtime/modelRuntime';
 import { assertClose } from '../runtime/runtimeFixtures';
@@ -21,6 +22,8 @@ after(async () => {
 const fresh = (label: string) => join(root, `${label}-${counter++}`);
 
 const KEPT = [5, 1, 6, 2];
+/** DeepSeek V3 as Kimi-K2 / Moonlight configure it (one group), so these plans keep no group limit to break (deepseekExport.test.ts has groups). */
+const ONE_GROUP = { deepseek: { nGroup: 1, topkGroup: 1 } };
 /** Rows over 8 experts: two real merges, one plain copy (kept bit-exact), one three-way merge. */
 const MERGE = [
   [0.5, 0.5, 0, 0, 0, 0, 0, 0],
@@ -97,6 +100,7 @@ async function assertUntouchedCopied(source: CheckpointLoad, exported: Checkpoin
   for (const layer of Object.keys(plan.layers).map(Number)) {
     const names = source.spec.tensors.layer(layer);
     touched.add(names.router!);
+    if (names.routerBias) touched.add(names.routerBias);
     if (names.fusedExperts) for (const name of Object.values(names.fusedExperts)) touched.add(name);
     for (let j = 0; j < 8 && names.expert; j++) for (const name of Object.values(names.expert(j))) touched.add(name);
   }
@@ -143,10 +147,10 @@ describe('Hugging Face export', () => {
     for (const dtype of ['F32', 'BF16', 'F16'] as const) {
       it(`${architecture} ${dtype}: prune-only keeps, renumbers and slices bit for bit`, async () => {
         await withExport(
-          { architecture, dtype, seed: 3 },
+          { architecture, dtype, seed: 3, ...ONE_GROUP },
           (source) => planFor(source.spec, () => ({ keptExperts: KEPT })),
           async (source, exported, plan, folder) => {
-            const numExpertsKey = architecture === 'MixtralForCausalLM' || architecture === 'GraniteMoeForCausalLM' ? 'num_local_experts' : 'num_experts';
+            const numExpertsKey = ARCHITECTURES[architecture].config.numExperts;
             assert.equal(exported.config[numExpertsKey], 4);
             assert.equal(exported.config.num_experts_per_tok, source.config.num_experts_per_tok);
             assert.equal(exported.config.torch_dtype, source.config.torch_dtype);
@@ -186,7 +190,7 @@ describe('Hugging Face export', () => {
 
       it(`${architecture} ${dtype}: merged experts are Σ M·W and mapped router rows Σ R·r, rounded to ${dtype}`, async () => {
         await withExport(
-          { architecture, dtype, seed: 4 },
+          { architecture, dtype, seed: 4, ...ONE_GROUP },
           (source) => planFor(source.spec, () => ({ keptExperts: [0, 3, 5, 7], mergeMatrix: MERGE, routerMap: ROUTER_MAP })),
           async (source, exported, plan, folder) => {
             const record = exported.config.moe_studio as Record<string, unknown>;

@@ -99,9 +99,11 @@ async function onnxLogits(file: string, vocab: number): Promise<{ logits: Float3
 }
 
 describe('ONNX export', () => {
-  for (const architecture of ['MixtralForCausalLM', 'Qwen2MoeForCausalLM', 'Qwen3MoeForCausalLM'] as const) {
+  for (const architecture of ['MixtralForCausalLM', 'Qwen2MoeForCausalLM', 'Qwen3MoeForCausalLM', 'DeepseekV3ForCausalLM'] as const) {
     it(`${architecture}: one ONNX graph gives the runtime's logits with prune, merge, adaptive gating and padding`, async () => {
-      const source = await writeAndLoad(fresh(`${architecture}-source`), { architecture, seed: 5, numLayers: 3, tieWordEmbeddings: architecture === 'Qwen3MoeForCausalLM' });
+      // DeepSeek V3 with YaRN (its frequencies and attention factor go into the graph), one group (nothing to break).
+      const deepseek = architecture === 'DeepseekV3ForCausalLM' && { deepseek: { nGroup: 1, topkGroup: 1, yarn: { factor: 4, originalMaxPositionEmbeddings: 8, mscale: 1, mscaleAllDim: 0.8 } } };
+      const source = await writeAndLoad(fresh(`${architecture}-source`), { architecture, seed: 5, numLayers: 3, tieWordEmbeddings: architecture === 'Qwen3MoeForCausalLM', ...deepseek });
       try {
         const plan = testPlan(source);
         const target = join(root, `${architecture}-${counter++}.onnx`);

@@ -4,6 +4,7 @@ import type { ArchitectureName } from '../../../server/src/checkpoint/modelSpec'
 import { ModelEngine } from '../../../server/src/runtime/modelEngine';
 import type { RuntimePlan } from '../../../server/src/runtime/runtimePlan';
 import { Prng } from '../../support/prng';
+import type { RandomCheckpointOptions } from '../../support/randomCheckpoint';
 import { referenceForward, referenceLoss } from '../../support/referenceForward';
 import { assertClose, randomSequences, withCheckpoint } from './runtimeFixtures';
 
@@ -32,8 +33,8 @@ const PLANS: Record<string, RuntimePlan> = {
   'everything at once': { layers: { 0: { routerMap: pairMerge, mergeMatrix: pairMerge, keptExperts: [true, true, false, true, true], topK: 3, adaptiveThreshold: 0.3 }, 1: { keptExperts: identity(E).map((_, i) => i !== 2) } } },
 };
 
-async function checkPlans(architecture: ArchitectureName): Promise<void> {
-  await withCheckpoint({ architecture, seed: 13, numLayers: 2, numExperts: E, mlpOnlyLayers: [] }, async ({ spec, weights }) => {
+async function checkPlans(architecture: ArchitectureName, extra: Partial<RandomCheckpointOptions> = {}): Promise<void> {
+  await withCheckpoint({ architecture, seed: 13, numLayers: 2, numExperts: E, mlpOnlyLayers: [], ...extra }, async ({ spec, weights }) => {
     const engine = await ModelEngine.create(spec, weights);
     try {
       const sequences = randomSequences([8, 5], spec.vocabSize, 9);
@@ -64,6 +65,10 @@ describe('runtime plans match the reference with the same plan applied', () => {
   for (const architecture of ['MixtralForCausalLM', 'Qwen2MoeForCausalLM', 'OlmoeForCausalLM', 'GraniteMoeForCausalLM'] as const) {
     it(architecture, () => checkPlans(architecture));
   }
+  // DeepSeek's routers: groups of 4 (the mask keeps them, 5 or 3 merged experts cannot), V3's correction bias mapped with the router rows.
+  it('DeepseekV3ForCausalLM (FP8, 2 groups)', () => checkPlans('DeepseekV3ForCausalLM', { dtype: 'BF16', deepseek: { firstKDenseReplace: 0, nGroup: 2, topkGroup: 1, fp8: { blockSize: [16, 16], scaleDtype: 'F32' } } }));
+  it('DeepseekV2ForCausalLM (group_limited_greedy)', () => checkPlans('DeepseekV2ForCausalLM', { deepseek: { firstKDenseReplace: 0, topkMethod: 'group_limited_greedy', nGroup: 2, topkGroup: 1 } }));
+  it('Glm4MoeForCausalLM', () => checkPlans('Glm4MoeForCausalLM', { deepseek: { firstKDenseReplace: 0, useQkNorm: true } }));
 
   it('adaptive gating drops second experts and renormalises to 1 (Mixtral)', async () => {
     await withCheckpoint({ architecture: 'MixtralForCausalLM', seed: 4 }, async ({ spec, weights }) => {

@@ -6,9 +6,18 @@ import type { PlanLayer } from '../planFile';
 import { SeededRandom } from '../prng';
 import { type ExpertTarget, type LayerStatistics, type MoeLayerShape, targetFor } from '../statistics';
 
-export function keepHighest(layer: number, scores: number[], target: ExpertTarget): PlanLayer {
+export function keepHighest(layer: number, scores: number[], target: ExpertTarget, groups = 1): PlanLayer {
   const count = targetFor(target, layer, scores.length);
   const ranked = scores.map((score, id) => ({ score, id })).sort((a, b) => b.score - a.score || a.id - b.id);
+  // With a group limit, the best count / groups of each group when that divides evenly (else the plain ranking,
+  // and the plan says the limit cannot be honoured). Ascending ids list the kept experts group by group.
+  const perGroup = count / groups;
+  const groupSize = scores.length / groups;
+  if (groups > 1 && Number.isInteger(perGroup) && Number.isInteger(groupSize)) {
+    const taken = new Array<number>(groups).fill(0);
+    const kept = ranked.filter(({ id }) => taken[Math.floor(id / groupSize)]++ < perGroup);
+    return { layer, keptExperts: kept.map((r) => r.id).sort((a, b) => a - b) };
+  }
   return { layer, keptExperts: ranked.slice(0, count).map((r) => r.id).sort((a, b) => a - b) };
 }
 
@@ -26,7 +35,7 @@ export function randomPruning(layers: MoeLayerShape[], target: ExpertTarget, see
  * Muzio et al., 2024, "SEER-MoE", and of Lu et al., 2024, NAEE's comparisons).
  */
 export function frequencyPruning(statistics: LayerStatistics[], target: ExpertTarget): PlanLayer[] {
-  return statistics.map((s) => keepHighest(s.layer, s.tokenCount, target));
+  return statistics.map((s) => keepHighest(s.layer, s.tokenCount, target, s.expertGroups));
 }
 
 /**
@@ -34,7 +43,7 @@ export function frequencyPruning(statistics: LayerStatistics[], target: ExpertTa
  * expert's share of each token (SEER-MoE's "soft counting", Muzio et al., 2024).
  */
 export function softCountPruning(statistics: LayerStatistics[], target: ExpertTarget): PlanLayer[] {
-  return statistics.map((s) => keepHighest(s.layer, s.softCount, target));
+  return statistics.map((s) => keepHighest(s.layer, s.softCount, target, s.expertGroups));
 }
 
 /**
@@ -45,6 +54,6 @@ export function softCountPruning(statistics: LayerStatistics[], target: ExpertTa
 export function reapPruning(statistics: LayerStatistics[], target: ExpertTarget): PlanLayer[] {
   return statistics.map((s) => {
     if (!s.reapScore) throw new Error(`layer ${s.layer}: REAP needs reapScore statistics`);
-    return keepHighest(s.layer, s.reapScore, target);
+    return keepHighest(s.layer, s.reapScore, target, s.expertGroups);
   });
 }

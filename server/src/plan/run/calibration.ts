@@ -184,7 +184,7 @@ export class Calibration {
   }
 
   /** The checkpoint's storage dtype (of its expert weights), for the plan's byte savings. */
-  async dtype(): Promise<DType> {
+  async dtype(): Promise<DType | 'F8_E4M3'> {
     const checkpoint = await this.openCheckpoint();
     const moe = this.identity.spec.layers.find((l) => l.kind === 'moe');
     const names = moe ? this.identity.spec.tensors.layer(moe.index) : undefined;
