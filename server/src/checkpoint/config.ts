@@ -4,11 +4,15 @@
  */
 
 import { ARCHITECTURES, resolveTensorNames, type ArchitectureTable } from './architectures';
+import { familyOptions } from './familyConfig';
 import { quoteValue } from '../errors';
 import { CheckpointError } from './errors';
 import { SUPPORTED_ARCHITECTURES, type LayerSpec, type ModelSpec, type MoeSpec, type ScalingSpec } from './modelSpec';
 
 type Config = Record<string, unknown>;
+
+/** Names published configs use for a class transformers spells otherwise (microsoft/Phi-3.5-MoE-instruct's remote code). */
+const ARCHITECTURE_ALIASES: Record<string, string> = { PhiMoEForCausalLM: 'PhimoeForCausalLM' };
 
 export function findArchitecture(config: Config, file: string): ArchitectureTable {
   const supported = SUPPORTED_ARCHITECTURES.join(', ');
@@ -18,7 +22,7 @@ export function findArchitecture(config: Config, file: string): ArchitectureTabl
       throw new CheckpointError('invalidConfig', `${file}: "architectures" should be a list of names, got ${quoteValue(declared)}.`, file);
     }
     // Own properties only: `"constructor"` or `"__proto__"` is in every object through its prototype.
-    const known = declared.find((name): name is keyof typeof ARCHITECTURES => Object.hasOwn(ARCHITECTURES, name));
+    const known = declared.map((name) => (Object.hasOwn(ARCHITECTURE_ALIASES, name) ? ARCHITECTURE_ALIASES[name] : name)).find((name): name is keyof typeof ARCHITECTURES => Object.hasOwn(ARCHITECTURES, name));
     if (!known) {
       throw new CheckpointError(
         'unsupportedArchitecture',
@@ -58,7 +62,7 @@ const CONFIG_SIZE_LIMITS: Record<string, number> = {
 const DEFAULT_SIZE_LIMIT = 1_048_576;
 
 /** Typed, named access to config keys: every failure says which key and what was wrong. */
-class ConfigReader {
+export class ConfigReader {
   constructor(
     private readonly config: Config,
     private readonly file: string,
@@ -139,6 +143,7 @@ export function parseModelConfig(config: unknown, file = 'config.json'): ModelSp
     read.fail(`"attention_bias": true is not supported (no published ${table.architecture} checkpoint uses it).`);
   }
   if (read.has('clip_qkv')) read.fail(`"clip_qkv" is not supported; set it to null.`);
+  const allBiases = table.qkvBias === 'attentionBiasAll' && read.boolean('attention_bias', table.defaults.attentionBias ?? false);
 
   const numLayers = read.positiveInt('num_hidden_layers');
   const numExperts = read.positiveInt(table.config.numExperts);
@@ -155,6 +160,8 @@ export function parseModelConfig(config: unknown, file = 'config.json'): ModelSp
       sharedExpert: { intermediateSize: read.positiveInt(table.config.sharedExpertIntermediateSize), gated: true },
     }),
   };
+  const family = familyOptions(table, read, { numLayers, headDim, hiddenSize, intermediateSize: moe.expert.intermediateSize, topK });
+  Object.assign(moe, family.moe);
   const isMoeLayer = moeLayerSchedule(table, read, numLayers);
   const expertsPerLayer = perLayerExpertCounts(read, numLayers, isMoeLayer, numExperts, topK, table.config.numExperts);
   const layers: LayerSpec[] = [];
@@ -167,7 +174,7 @@ export function parseModelConfig(config: unknown, file = 'config.json'): ModelSp
   }
 
   const tieWordEmbeddings = read.boolean('tie_word_embeddings', false);
-  const qkvBias = table.qkvBias === 'always';
+  const qkvBias = table.qkvBias === 'always' || allBiases;
   const granite = table.config.graniteScaling ? graniteScaling(read) : undefined;
   return {
     architecture: table.architecture,
@@ -175,10 +182,12 @@ export function parseModelConfig(config: unknown, file = 'config.json'): ModelSp
     hiddenSize,
     rmsNormEps: read.positiveNumber('rms_norm_eps', table.defaults.rmsNormEps),
     tieWordEmbeddings,
-    attention: { numHeads, numKvHeads, headDim, qkvBias, qkNorm: table.qkNorm, ropeTheta: ropeTheta(table, read), ...(granite && { scale: granite.attentionScale }) },
+    attention: { numHeads, numKvHeads, headDim, qkvBias, qkNorm: table.qkNorm, ropeTheta: ropeTheta(table, read), ...(granite && { scale: granite.attentionScale }), ...(allBiases && { oBias: true }), ...family.attention },
     ...(granite && { scaling: granite.scaling }),
+    ...(family.layerNorm && { layerNorm: true }),
+    ...(family.lmHeadBias && { lmHeadBias: true }),
     layers,
-    tensors: resolveTensorNames(table, { tieWordEmbeddings, qkvBias, isMoeLayer }),
+    tensors: resolveTensorNames(table, { tieWordEmbeddings, qkvBias, oBias: allBiases, lmHeadBias: family.lmHeadBias && !tieWordEmbeddings, mxfp4: family.mxfp4, isMoeLayer }),
   };
 }
 
@@ -246,6 +255,8 @@ function ropeTheta(table: ArchitectureTable, read: ConfigReader): number {
     if (typeof value !== 'object' || Array.isArray(value)) read.fail(`"${key}" should be an object.`);
     const params = value as Record<string, unknown>;
     const ropeType = params.rope_type ?? params.type ?? 'default';
+    // GPT-OSS and Phi-MoE read their scaled RoPE in familyConfig.ts.
+    if (ropeType !== 'default' && key === 'rope_scaling' && table.config.family) continue;
     if (ropeType !== 'default') read.fail(`"${key}" asks for ${quoteValue(ropeType)} RoPE scaling, which is not supported.`);
     if (key === 'rope_parameters' && params.rope_theta !== undefined && !read.has('rope_theta')) {
       return new ConfigReader(params, `${key} in config.json`).positiveNumber('rope_theta', table.defaults.ropeTheta);

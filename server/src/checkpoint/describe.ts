@@ -6,9 +6,11 @@ export function describeRouting(spec: ModelSpec): string {
   const first = spec.layers.find((layer) => layer.kind === 'moe');
   if (!first || first.kind !== 'moe') return 'no MoE layers';
   const { numExperts, topK, normTopKProb, sharedExpert } = first.moe;
-  const rule =
-    spec.architecture === 'GraniteMoeForCausalLM'
-      ? `top-${topK} of ${numExperts} router logits, softmax over those ${topK}`
+  const { sparsemixer, routerBias } = first.moe;
+  const rule = sparsemixer
+    ? `sparsemixer over ${numExperts} experts: top-${topK} one at a time, each weighted by a softmax over the logits within ${2 * sparsemixer.jitterEps} (relative) of it`
+    : spec.architecture === 'GraniteMoeForCausalLM' || spec.architecture === 'GptOssForCausalLM'
+      ? `top-${topK} of ${numExperts} router logits${routerBias ? ' (with bias)' : ''}, softmax over those ${topK}`
       : `softmax over ${numExperts} experts, top-${topK}${normTopKProb ? ', renormalised' : ''}`;
   return `${rule}${sharedExpert ? ', plus a sigmoid-gated shared expert' : ''}`;
 }

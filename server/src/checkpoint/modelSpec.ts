@@ -12,6 +12,8 @@ export const SUPPORTED_ARCHITECTURES = [
   'Qwen3MoeForCausalLM',
   'OlmoeForCausalLM',
   'GraniteMoeForCausalLM',
+  'GptOssForCausalLM',
+  'PhimoeForCausalLM',
 ] as const;
 export type ArchitectureName = (typeof SUPPORTED_ARCHITECTURES)[number];
 
@@ -28,6 +30,29 @@ export interface AttentionSpec {
   ropeTheta: number;
   /** Softmax scale of q·k; absent means 1/sqrt(headDim). Granite MoE sets it (`attention_multiplier`). */
   scale?: number;
+  /** o_proj has a bias too (GPT-OSS, Phi-MoE: `attention_bias` biases all four projections). */
+  oBias?: boolean;
+  /** GPT-OSS: one learned logit per head (`self_attn.sinks`) joins each softmax row, then is dropped. */
+  sinks?: boolean;
+  /** Layers whose queries see only the last `size` keys, themselves included (GPT-OSS `layer_types`, `sliding_window`). */
+  slidingWindow?: { size: number; layers: number[] };
+  /** Scaled RoPE (absent: plain RoPE at `ropeTheta`); see ropeScaling.ts. */
+  ropeScaling?: RopeScaling;
+}
+
+/**
+ * RoPE scaling as transformers' modeling_rope_utils.py computes it. YaRN (GPT-OSS): frequencies blended between
+ * interpolated and extrapolated by a ramp over [low, high] dimensions, cos/sin times `attentionFactor`. LongRoPE
+ * (Phi-MoE): frequencies divided by the short or long factors, picked by sequence length, cos/sin times that mscale.
+ */
+export type RopeScaling =
+  | { type: 'yarn'; factor: number; originalMaxPositions: number; betaFast: number; betaSlow: number; truncate: boolean; attentionFactor: number }
+  | { type: 'longrope'; shortFactor: number[]; longFactor: number[]; shortMscale: number; longMscale: number; originalMaxPositions: number };
+
+/** GPT-OSS's expert activation: (clamp(up, ±limit) + 1) · g · sigmoid(alpha · g) with g = min(gate, limit). */
+export interface ClampedSwiglu {
+  alpha: number;
+  limit: number;
 }
 
 /**
@@ -53,6 +78,13 @@ export interface MoeSpec {
   expert: MlpSpec;
   /** Qwen2-MoE: an always-on expert whose output is scaled by sigmoid(shared_expert_gate(x)). */
   sharedExpert?: MlpSpec & { gated: boolean };
+  /** GPT-OSS: the router has a bias, and each expert's three projections do. */
+  routerBias?: boolean;
+  expertBias?: boolean;
+  /** GPT-OSS's clamped SwiGLU in place of silu(gate) · up. */
+  clampedSwiglu?: ClampedSwiglu;
+  /** Phi-MoE's sparsemixer (eval mode): top-2 picked one at a time, each weighted by a softmax over the logits within 2·jitterEps of it (relative). */
+  sparsemixer?: { jitterEps: number };
 }
 
 export type LayerSpec =
@@ -67,6 +99,10 @@ export interface ModelSpec {
   tieWordEmbeddings: boolean;
   attention: AttentionSpec;
   scaling?: ScalingSpec;
+  /** Phi-MoE normalises with LayerNorm (weight and bias, eps = rmsNormEps) where the others use RMSNorm. */
+  layerNorm?: boolean;
+  /** Phi-MoE's lm_head has a bias (`lm_head_bias`). */
+  lmHeadBias?: boolean;
   layers: LayerSpec[];
   /** The tensor names this checkpoint must contain, resolved from the architecture table. */
   tensors: TensorNames;
@@ -78,6 +114,9 @@ export interface TensorNames {
   finalNorm: string;
   /** Absent when embeddings are tied. */
   lmHead?: string;
+  lmHeadBias?: string;
+  /** LayerNorm models only. */
+  finalNormBias?: string;
   layer(i: number): LayerTensorNames;
 }
 
@@ -93,8 +132,14 @@ export interface LayerTensorNames {
   vBias?: string;
   qNorm?: string;
   kNorm?: string;
+  oBias?: string;
+  sinks?: string;
+  /** LayerNorm models only (Phi-MoE). */
+  inputNormBias?: string;
+  postAttentionNormBias?: string;
   /** MoE layers only. */
   router?: string;
+  routerBias?: string;
   /** One tensor set per expert (Mixtral, Qwen, OLMoE); absent when the experts are fused. */
   expert?(j: number): MlpTensorNames;
   /** All experts in two tensors, expert-major (Granite MoE); see FusedExpertNames. */
@@ -119,6 +164,15 @@ export interface MlpTensorNames {
 export interface FusedExpertNames {
   gateUp: string;
   down: string;
+  /**
+   * GPT-OSS: `gate_up_proj` [E, H, 2I] with gate and up interleaved along the last axis (gate at even columns),
+   * `down_proj` [E, I, H] (both [in, out], x W), biases [E, 2I] (interleaved alike) and [E, H]. With `mxfp4`,
+   * the two weights are stored as `<name>_blocks` / `<name>_scales` in their transposed [out, in] layout (mxfp4.ts).
+   */
+  layout?: 'interleavedInOut';
+  gateUpBias?: string;
+  downBias?: string;
+  mxfp4?: boolean;
 }
 
 export type DType = 'F32' | 'F16' | 'BF16';
@@ -145,6 +199,8 @@ export interface WeightSource {
   readFloat32Range(name: string, offset: number, elements: number): Promise<Float32Array>;
   /** The tensor's bytes exactly as stored, for bit-exact copies. */
   readRaw(name: string): Promise<Uint8Array>;
+  /** `byteLength` stored bytes from `byteOffset` of the tensor, any dtype (one expert of MXFP4 blocks). */
+  readRawRange(name: string, byteOffset: number, byteLength: number): Promise<Uint8Array>;
   close(): Promise<void>;
 }
 

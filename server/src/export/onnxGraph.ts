@@ -10,7 +10,7 @@
 
 import type { ModelSpec, WeightSource } from '../checkpoint/modelSpec';
 import { GraphBuilder } from '../runtime/graphBuilder';
-import { buildHeadGraph, HeadIO } from '../runtime/headGraph';
+import { buildHeadGraph, headBiases, HeadIO } from '../runtime/headGraph';
 import { buildLayerGraph, LayerIO } from '../runtime/layerGraph';
 import { layerWeights, mergeExperts } from '../runtime/layerWeights';
 import { ModelProto, OnnxDType } from '../runtime/onnxSchema';
@@ -142,7 +142,7 @@ export function planComposedGraph(spec: ModelSpec, weights: WeightSource, resolv
   }
 
   const lmHead = spec.tensors.lmHead ?? spec.tensors.embedTokens;
-  const head = buildHeadGraph(spec, () => weights.readFloat32(spec.tensors.finalNorm), () => weights.readFloat32(lmHead));
+  const head = buildHeadGraph(spec, () => weights.readFloat32(spec.tensors.finalNorm), () => weights.readFloat32(lmHead), headBiases(spec, weights));
   // The head's loss branch needs targets; it is pruned with everything else no output uses.
   parts.push({ prefix: headPrefix, builder: head, bindings: { [HeadIO.hidden]: frame.op('Reshape', [hidden, frame.constInt64([-1, H])]), [HeadIO.targets]: 'unused/targets' }, baked: [] });
   const logitsShape = frame.op('Concat', [frame.op('Shape', [ids]), frame.constInt64([V])], { axis: 0 });

@@ -1,11 +1,15 @@
 import type { FusedExpertNames, LayerSpec, MlpTensorNames, ModelSpec, WeightSource } from '../checkpoint/modelSpec';
+import { gptOssExpert } from './gptOssExperts';
 import type { WeightData } from './graphBuilder';
 
-/** A SwiGLU MLP's weights in HF layout: gate/up [intermediate, hidden], down [hidden, intermediate]. */
+/** A SwiGLU MLP's weights in HF layout: gate/up [intermediate, hidden], down [hidden, intermediate]; GPT-OSS experts have biases too. */
 export interface MlpWeights {
   gate: WeightData;
   up: WeightData;
   down: WeightData;
+  gateBias?: WeightData;
+  upBias?: WeightData;
+  downBias?: WeightData;
 }
 
 /**
@@ -24,7 +28,12 @@ export interface LayerWeights {
   vBias?: WeightData;
   qNorm?: WeightData;
   kNorm?: WeightData;
+  oBias?: WeightData;
+  sinks?: WeightData;
+  inputNormBias?: WeightData;
+  postAttentionNormBias?: WeightData;
   router?: WeightData;
+  routerBias?: WeightData;
   experts?: MlpWeights[];
   sharedExpert?: MlpWeights;
   sharedExpertGate?: WeightData;
@@ -48,12 +57,24 @@ export function layerWeights(spec: ModelSpec, source: WeightSource, layer: Layer
     vBias: optional(names.vBias),
     qNorm: optional(names.qNorm),
     kNorm: optional(names.kNorm),
+    oBias: optional(names.oBias),
+    sinks: optional(names.sinks),
+    inputNormBias: optional(names.inputNormBias),
+    postAttentionNormBias: optional(names.postAttentionNormBias),
     router: optional(names.router),
-    experts: layer.kind === 'moe' ? Array.from({ length: layer.moe.numExperts }, (_, j) => (names.fusedExperts ? fusedExpert(spec, source, names.fusedExperts, layer.moe.expert.intermediateSize, j) : mlp(names.expert!(j)))) : undefined,
+    routerBias: optional(names.routerBias),
+    experts: layer.kind === 'moe' ? Array.from({ length: layer.moe.numExperts }, (_, j) => expertWeights(spec, source, names, layer.moe.expert.intermediateSize, j)) : undefined,
     sharedExpert: names.sharedExpert && mlp(names.sharedExpert),
     sharedExpertGate: optional(names.sharedExpertGate),
     mlp: names.mlp && mlp(names.mlp),
   };
+}
+
+function expertWeights(spec: ModelSpec, source: WeightSource, names: ReturnType<ModelSpec['tensors']['layer']>, intermediate: number, j: number): MlpWeights {
+  if (names.fusedExperts?.layout === 'interleavedInOut') return gptOssExpert(source, names.fusedExperts, spec.hiddenSize, intermediate, j);
+  if (names.fusedExperts) return fusedExpert(spec, source, names.fusedExperts, intermediate, j);
+  const m = names.expert!(j);
+  return { gate: () => source.readFloat32(m.gate), up: () => source.readFloat32(m.up), down: () => source.readFloat32(m.down) };
 }
 
 /** Expert j of a fused layer, read as three ranges of the two tensors so no reader ever holds all experts. */
@@ -81,7 +102,11 @@ export function mergeExperts(experts: MlpWeights[], mergeMatrix: number[][], out
       }
       return out ?? new Float32Array((await resolveWeight(pick(experts[0]))).length);
     };
-    return { gate: combine((e) => e.gate, 1), up: combine((e) => e.up, 1), down: combine((e) => e.down, outputScale?.[i] ?? 1) };
+    const scale = outputScale?.[i] ?? 1;
+    const merged: MlpWeights = { gate: combine((e) => e.gate, 1), up: combine((e) => e.up, 1), down: combine((e) => e.down, scale) };
+    // Biases combine like their weights (GPT-OSS); the down bias is part of the output the scale multiplies.
+    if (experts[0].gateBias) Object.assign(merged, { gateBias: combine((e) => e.gateBias!, 1), upBias: combine((e) => e.upBias!, 1), downBias: combine((e) => e.downBias!, scale) });
+    return merged;
   });
 }
 

@@ -5,7 +5,7 @@ import * as ort from 'onnxruntime-node';
 import type { LayerSpec, ModelSpec, WeightSource } from '../checkpoint/modelSpec';
 import { ForwardCancelledError, ForwardProgress, ForwardRequest, ForwardResult, ForwardVariantsRequest, MoeLayerCapture, SequenceResult } from './forwardTypes';
 import { GraphBuilder, SerializedModel } from './graphBuilder';
-import { buildHeadGraph, HeadIO } from './headGraph';
+import { buildHeadGraph, headBiases, HeadIO } from './headGraph';
 import { HiddenStore } from './hiddenStore';
 import { buildLayerGraph, LayerIO } from './layerGraph';
 import { layerWeights, mergeExperts } from './layerWeights';
@@ -133,7 +133,7 @@ export class ModelEngine {
     private readonly options: EngineOptions,
   ) {
     this.prefixCache = new PrefixCache(options.prefixCacheBytes ?? 256 * 1024 * 1024);
-    this.batchTables = new BatchTablesCache(spec.attention.headDim, spec.attention.ropeTheta);
+    this.batchTables = new BatchTablesCache(spec.attention.headDim, spec.attention.ropeTheta, undefined, spec.attention.ropeScaling);
   }
 
   /** Plans the memory first: a budget that cannot hold one layer and the work fails here, before anything loads. */
@@ -144,7 +144,7 @@ export class ModelEngine {
     try {
       const embedding = await weights.readFloat32(spec.tensors.embedTokens);
       const lmHead = spec.tensors.lmHead ? () => weights.readFloat32(spec.tensors.lmHead!) : embedding;
-      const head = await loadGraph(buildHeadGraph(spec, () => weights.readFloat32(spec.tensors.finalNorm), lmHead), options);
+      const head = await loadGraph(buildHeadGraph(spec, () => weights.readFloat32(spec.tensors.finalNorm), lmHead, headBiases(spec, weights)), options);
       try {
         await residency.open();
       } catch (error) {

@@ -1,19 +1,25 @@
+import type { RopeScaling } from '../checkpoint/modelSpec';
 import { ByteBudgetCache } from './byteBudgetCache';
+import { scaledRopeFrequencies } from './ropeScaling';
 
 /**
  * RoPE cos/sin tables exactly as HF builds them in fp32: inv_freq = 1 / theta^(arange(0, d, 2) / d),
  * angles = position * inv_freq, duplicated across both halves of the head (rotate_half convention).
+ * With `scaling` (YaRN, LongRoPE) the frequencies and a factor on cos and sin come from ropeScaling.ts;
+ * LongRoPE's depend on the (padded) length, as transformers picks them by the batch's sequence length.
  */
-export function ropeTables(headDim: number, theta: number, length: number): { cos: Float32Array; sin: Float32Array } {
+export function ropeTables(headDim: number, theta: number, length: number, scaling?: RopeScaling): { cos: Float32Array; sin: Float32Array } {
   const half = headDim / 2;
-  const invFreq = Float32Array.from({ length: half }, (_, i) => Math.fround(1 / Math.fround(Math.pow(theta, Math.fround((2 * i) / headDim)))));
+  const scaled = scaling && scaledRopeFrequencies(headDim, theta, length, scaling);
+  const invFreq = scaled?.invFreq ?? Float32Array.from({ length: half }, (_, i) => Math.fround(1 / Math.fround(Math.pow(theta, Math.fround((2 * i) / headDim)))));
+  const factor = scaled?.factor ?? 1;
   const cos = new Float32Array(length * headDim);
   const sin = new Float32Array(length * headDim);
   for (let t = 0; t < length; t++) {
     for (let i = 0; i < half; i++) {
       const angle = Math.fround(t * invFreq[i]);
-      cos[t * headDim + i] = cos[t * headDim + half + i] = Math.cos(angle);
-      sin[t * headDim + i] = sin[t * headDim + half + i] = Math.sin(angle);
+      cos[t * headDim + i] = cos[t * headDim + half + i] = Math.cos(angle) * factor;
+      sin[t * headDim + i] = sin[t * headDim + half + i] = Math.sin(angle) * factor;
     }
   }
   return { cos, sin };
@@ -76,6 +82,7 @@ export class BatchTablesCache {
     private readonly headDim: number,
     private readonly ropeTheta: number,
     budgetBytes = 64 * 1024 * 1024,
+    private readonly ropeScaling?: RopeScaling,
   ) {
     this.entries = new ByteBudgetCache(budgetBytes, tableBytes);
   }
@@ -84,7 +91,7 @@ export class BatchTablesCache {
     const key = `${padded}:${lengths.join(',')}`;
     const cached = this.entries.get(key);
     if (cached) return cached;
-    const { cos, sin } = ropeTables(this.headDim, this.ropeTheta, padded);
+    const { cos, sin } = ropeTables(this.headDim, this.ropeTheta, padded, this.ropeScaling);
     const tables: BatchTables = { layout: packedLayout(lengths, padded), cos, sin, bias: attentionBias(lengths, padded) };
     this.entries.set(key, tables);
     return tables;

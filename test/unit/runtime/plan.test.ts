@@ -61,7 +61,7 @@ async function checkPlans(architecture: ArchitectureName): Promise<void> {
 }
 
 describe('runtime plans match the reference with the same plan applied', () => {
-  for (const architecture of ['MixtralForCausalLM', 'Qwen2MoeForCausalLM', 'OlmoeForCausalLM', 'GraniteMoeForCausalLM'] as const) {
+  for (const architecture of ['MixtralForCausalLM', 'Qwen2MoeForCausalLM', 'OlmoeForCausalLM', 'GraniteMoeForCausalLM', 'GptOssForCausalLM'] as const) {
     it(architecture, () => checkPlans(architecture));
   }
 

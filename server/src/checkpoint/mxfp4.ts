@@ -1,0 +1,55 @@
+/**
+ * MXFP4, as GPT-OSS checkpoints store their experts (transformers integrations/mxfp4.py,
+ * `quantization_config.quant_method: "mxfp4"`): a weight W [E, out, in] is `<name>_blocks` U8
+ * [E, out, in/32, 16] and `<name>_scales` U8 [E, out, in/32]. Each block of 32 consecutive inputs is
+ * 16 bytes, two E2M1 codes per byte, the low nibble first (element 2b), the high nibble second (2b + 1),
+ * and one E8M0 scale byte s shared by the block: value = FP4[code] · 2^(s - 127).
+ *
+ * transformers dequantizes to [E, out, in] and transposes to its [E, in, out] parameter; the stored [out, in]
+ * rows are exactly HF's Linear layout, so an expert's rows here are what the runtime's Gemm reads as is.
+ */
+
+/** E2M1 codes 0..15: sign bit 3, then 0, 0.5, 1, 1.5, 2, 3, 4, 6. */
+export const FP4_VALUES: readonly number[] = [0, 0.5, 1, 1.5, 2, 3, 4, 6, -0, -0.5, -1, -1.5, -2, -3, -4, -6];
+export const MXFP4_BLOCK = 32;
+export const MXFP4_BLOCK_BYTES = 16;
+export const E8M0_BIAS = 127;
+
+export function mxfp4BlocksName(weight: string): string {
+  return `${weight}_blocks`;
+}
+
+export function mxfp4ScalesName(weight: string): string {
+  return `${weight}_scales`;
+}
+
+/** Stored shapes of an MXFP4 weight of logical [experts, out, in] (in a multiple of 32). */
+export function mxfp4Shapes(experts: number, out: number, inputs: number): { blocks: number[]; scales: number[] } {
+  const groups = inputs / MXFP4_BLOCK;
+  return { blocks: [experts, out, groups, MXFP4_BLOCK_BYTES], scales: [experts, out, groups] };
+}
+
+/**
+ * Rows of a weight, [rows, groups·32] fp32, from their blocks (rows·groups·16 bytes) and scales (rows·groups bytes).
+ * `rowStep` picks every n-th row from `firstRow` (GPT-OSS interleaves gate and up rows).
+ */
+export function dequantizeMxfp4Rows(blocks: Uint8Array, scales: Uint8Array, groups: number, firstRow = 0, rowStep = 1): Float32Array {
+  const totalRows = scales.length / groups;
+  const rows = Math.ceil((totalRows - firstRow) / rowStep);
+  const width = groups * MXFP4_BLOCK;
+  const out = new Float32Array(rows * width);
+  for (let r = 0; r < rows; r++) {
+    const source = firstRow + r * rowStep;
+    for (let g = 0; g < groups; g++) {
+      const scale = Math.pow(2, scales[source * groups + g] - E8M0_BIAS);
+      const blockStart = (source * groups + g) * MXFP4_BLOCK_BYTES;
+      const outStart = r * width + g * MXFP4_BLOCK;
+      for (let b = 0; b < MXFP4_BLOCK_BYTES; b++) {
+        const byte = blocks[blockStart + b];
+        out[outStart + 2 * b] = FP4_VALUES[byte & 0x0f] * scale;
+        out[outStart + 2 * b + 1] = FP4_VALUES[byte >> 4] * scale;
+      }
+    }
+  }
+  return out;
+}
