@@ -186,6 +186,7 @@ export function parseModelConfig(config: unknown, file = 'config.json'): ModelSp
     ...(granite && { scaling: granite.scaling }),
     ...(family.layerNorm && { layerNorm: true }),
     ...(family.lmHeadBias && { lmHeadBias: true }),
+    ...(family.mxfp4 && { expertEncoding: 'mxfp4' as const }),
     layers,
     tensors: resolveTensorNames(table, { tieWordEmbeddings, qkvBias, oBias: allBiases, lmHeadBias: family.lmHeadBias && !tieWordEmbeddings, mxfp4: family.mxfp4, isMoeLayer }),
   };

@@ -103,6 +103,8 @@ export interface ModelSpec {
   layerNorm?: boolean;
   /** Phi-MoE's lm_head has a bias (`lm_head_bias`). */
   lmHeadBias?: boolean;
+  /** How the routed experts are stored when not as F32/F16/BF16 (GPT-OSS `quantization_config.quant_method`). */
+  expertEncoding?: 'mxfp4';
   layers: LayerSpec[];
   /** The tensor names this checkpoint must contain, resolved from the architecture table. */
   tensors: TensorNames;

@@ -9,6 +9,7 @@
 
 import { bytesPerElement, elementCount, isComputeDType, type StoredDType } from '../checkpoint/dtype';
 import type { ModelSpec, WeightSource } from '../checkpoint/modelSpec';
+import { fusedExpertTensors, type FusedRole } from './fusedExpertTensors';
 import { ExportError } from './exportErrors';
 import { oneHotIndex, type ResolvedExportPlan, type ResolvedMoeLayer } from './exportPlan';
 
@@ -78,11 +79,12 @@ export function buildExportLayout(source: ExportSource, resolved: ResolvedExport
   const planned = new Map(resolved.layers.filter((layer) => layer.planned).map((layer) => [layer.index, layer]));
   const expertTensor = new Map<string, ResolvedMoeLayer>();
   const routerTensor = new Map<string, ResolvedMoeLayer>();
-  const fusedTensor = new Map<string, ResolvedMoeLayer>();
+  const fusedTensor = new Map<string, { layer: ResolvedMoeLayer; role: FusedRole }>();
   for (const layer of planned.values()) {
     const names = spec.tensors.layer(layer.index);
     routerTensor.set(names.router!, layer);
-    if (names.fusedExperts) for (const name of [names.fusedExperts.gateUp, names.fusedExperts.down]) fusedTensor.set(name, layer);
+    if (names.routerBias) routerTensor.set(names.routerBias, layer);
+    if (names.fusedExperts) for (const { name, role } of fusedExpertTensors(names.fusedExperts)) fusedTensor.set(name, { layer, role });
     for (let j = 0; j < layer.moe.numExperts && names.expert; j++) for (const role of ROLES) expertTensor.set(names.expert(j)[role], layer);
   }
   const require = (name: string): SourceTensor => {
@@ -102,7 +104,8 @@ export function buildExportLayout(source: ExportSource, resolved: ResolvedExport
       emitted.add(expertLayer.index);
       tensors.push(...expertOutputs(spec, expertLayer, require));
     } else if (fusedTensor.has(tensor.name)) {
-      tensors.push(fusedExpertOutput(fusedTensor.get(tensor.name)!, tensor));
+      const { layer, role } = fusedTensor.get(tensor.name)!;
+      tensors.push(fusedExpertOutput(layer, tensor, role));
     } else if (routerLayer) {
       tensors.push(routerOutput(routerLayer, tensor, require));
     } else {
@@ -151,18 +154,30 @@ function expertOutputs(spec: ModelSpec, layer: ResolvedMoeLayer, require: (name:
 }
 
 /**
- * A fused expert tensor [E, ...] (Granite MoE) keeps its name and loses experts along its first axis: each new
- * expert's slab is a byte range of its source expert's slab, or Σ M·W over source slabs when merged.
+ * A fused expert tensor [E, ...] (Granite MoE, GPT-OSS, its MXFP4 blocks and scales, its expert biases) keeps its
+ * name and loses experts along its first axis: each new expert's slab is a byte range of its source expert's slab
+ * (MXFP4 bytes copied exactly), or Σ M·W over source slabs when merged. The down side's slabs (and GPT-OSS's down
+ * bias) carry output compensation's scale. MXFP4 slabs cannot be combined without re-encoding, which export does
+ * not do: such a plan is refused with the reason.
  */
-function fusedExpertOutput(layer: ResolvedMoeLayer, tensor: SourceTensor): OutputTensor {
+function fusedExpertOutput(layer: ResolvedMoeLayer, tensor: SourceTensor, role: FusedRole): OutputTensor {
   if (tensor.shape[0] !== layer.moe.numExperts) {
     throw new ExportError('invalidSource', `Fused experts ${tensor.name} have shape [${tensor.shape}], expected [${layer.moe.numExperts}, …].`);
   }
   const slabElements = elementCount(tensor.shape.slice(1));
   const slabBytes = slabElements * bytesPerElement(tensor.dtype);
-  const merged = layer.expertRows.some((row) => oneHotIndex(row) === undefined);
-  if (merged && !isComputeDType(tensor.dtype)) throw new ExportError('invalidSource', `${tensor.name} is ${tensor.dtype}; only F32, F16 and BF16 experts can be merged.`);
-  const segments: Segment[] = layer.expertRows.map((row) => {
+  const rows = role === 'down' && layer.outputScale ? layer.expertRows.map((row, i) => row.map((c) => c * (layer.outputScale![i] ?? 1))) : layer.expertRows;
+  const merged = rows.some((row) => oneHotIndex(row) === undefined);
+  if (merged && !isComputeDType(tensor.dtype)) {
+    const mxfp4 = /_(blocks|scales)$/.test(tensor.name);
+    throw new ExportError(
+      'invalidSource',
+      mxfp4
+        ? `Layer ${layer.index} merges or rescales experts, and ${tensor.name} is MXFP4 (U8 blocks and E8M0 scales): a combination of experts is not an MXFP4 tensor, and export does not re-encode one. Prune without merging or output compensation for an MXFP4 checkpoint, or export from a bf16 copy of the model.`
+        : `${tensor.name} is ${tensor.dtype}; only F32, F16 and BF16 experts can be merged.`,
+    );
+  }
+  const segments: Segment[] = rows.map((row) => {
     const copyOf = oneHotIndex(row);
     if (copyOf !== undefined) return { kind: 'raw', source: tensor.name, byteOffset: copyOf * slabBytes, byteLength: slabBytes };
     return {
@@ -171,11 +186,11 @@ function fusedExpertOutput(layer: ResolvedMoeLayer, tensor: SourceTensor): Outpu
       terms: row.flatMap((coefficient, j) => (coefficient === 0 ? [] : [{ source: tensor.name, elementOffset: j * slabElements, coefficient }])),
     };
   });
-  const identity = layer.expertRows.length === layer.moe.numExperts && layer.expertRows.every((row, i) => oneHotIndex(row) === i);
+  const identity = rows.length === layer.moe.numExperts && rows.every((row, i) => oneHotIndex(row) === i);
   return {
     name: tensor.name,
     dtype: tensor.dtype,
-    shape: [layer.expertRows.length, ...tensor.shape.slice(1)],
+    shape: [rows.length, ...tensor.shape.slice(1)],
     byteLength: layer.expertRows.length * slabBytes,
     action: identity ? 'kept' : merged ? 'merged' : 'sliced',
     sources: [tensor.name],
@@ -212,9 +227,10 @@ function mergedExpert(name: string, role: Role, row: number[], sourceOf: (j: num
 
 function routerOutput(layer: ResolvedMoeLayer, router: SourceTensor, require: (name: string) => SourceTensor): OutputTensor {
   require(router.name);
-  const [rows, hidden] = router.shape;
-  if (router.shape.length !== 2 || rows !== layer.moe.numExperts) {
-    throw new ExportError('invalidSource', `Router ${router.name} has shape [${router.shape}], expected [${layer.moe.numExperts}, hidden].`);
+  // A router bias [E] (GPT-OSS) follows its rows like a weight of width 1: b' = W_RM b.
+  const [rows, hidden = 1] = router.shape;
+  if (router.shape.length > 2 || rows !== layer.moe.numExperts) {
+    throw new ExportError('invalidSource', `Router ${router.name} has shape [${router.shape}], expected [${layer.moe.numExperts}, hidden] or [${layer.moe.numExperts}].`);
   }
   const rowBytes = hidden * bytesPerElement(router.dtype);
   const identity = layer.routerRows.length === rows && layer.routerRows.every((row, i) => oneHotIndex(row) === i);
@@ -234,7 +250,7 @@ function routerOutput(layer: ResolvedMoeLayer, router: SourceTensor, require: (n
   return {
     name: router.name,
     dtype: router.dtype,
-    shape: [layer.numExperts, hidden],
+    shape: router.shape.length === 1 ? [layer.numExperts] : [layer.numExperts, hidden],
     byteLength: layer.numExperts * rowBytes,
     action: identity ? 'kept' : sliced ? 'sliced' : 'mapped',
     sources: [router.name],
