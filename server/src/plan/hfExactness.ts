@@ -16,6 +16,7 @@
  *   is one number; a uniform change of top-k is fine).
  * - MXFP4 experts (GPT-OSS) prune exactly (blocks and scales sliced byte for byte), but a merged or rescaled
  *   expert would have to be re-encoded, which export does not do: such a plan is not exact, and export refuses it.
+ * - Phi-MoE's sparsemixer is top-2 by construction: any other top-k is not expressible.
  * - Different expert counts per layer (a global expert budget) export exactly, with the per-layer counts
  *   in the documented config extension `moe_studio.num_experts_per_layer`, which MoE Studio's loader
  *   reads; stock loaders refuse such a model (one `num_local_experts` / `num_experts` for every layer),
@@ -42,6 +43,9 @@ export function analyseHfExactness(layers: PlanLayer[], spec: ModelSpec): HfExac
   // export does not re-encode one (it refuses such a plan); pruning slices the blocks and scales exactly.
   const mxfp4Combined = layers.filter((l) => spec.expertEncoding === 'mxfp4' && (l.mergeMatrix?.some((row) => row.filter((c) => c !== 0).length !== 1 || !row.includes(1)) || l.outputScale?.some((scale) => scale !== 1)));
   if (mxfp4Combined.length) reasons.push(`layers ${mxfp4Combined.map((l) => l.layer).join(', ')} merge or rescale experts, which an MXFP4 checkpoint cannot store without re-encoding (export refuses; prune only, or export from a bf16 copy)`);
+  // Phi-MoE: PhimoeSparseMoeBlock calls sparsemixer with its fixed top_k=2, whatever num_experts_per_tok says.
+  const sparsemixer = spec.layers.some((l) => l.kind === 'moe' && l.moe.sparsemixer);
+  if (sparsemixer && [...topKs].some((k) => k !== 2)) reasons.push(`Phi-MoE's sparsemixer always routes 2 experts in transformers (top-k ${[...topKs].join(', ')} cannot be configured)`);
   if (adaptive.length) reasons.push(`adaptive gating (layers ${adaptive.join(', ')}) has no Hugging Face config key`);
   if (topKs.size > 1) reasons.push(`layers use different top-k (${[...topKs].sort((a, b) => a - b).join(', ')}); num_experts_per_tok is one number for every layer`);
   const counts = [...expertCounts].sort((a, b) => a - b).join(', ');
