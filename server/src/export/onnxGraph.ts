@@ -14,6 +14,7 @@ import { buildHeadGraph, headBiases, HeadIO } from '../runtime/headGraph';
 import { buildLayerGraph, LayerIO } from '../runtime/layerGraph';
 import { layerWeights, mergeExperts } from '../runtime/layerWeights';
 import { ModelProto, OnnxDType } from '../runtime/onnxSchema';
+import { scaledRopeFrequencies } from '../runtime/ropeScaling';
 import { resolveLayerPlan, type ResolvedLayerPlan } from '../runtime/runtimePlan';
 import type { ResolvedExportPlan } from './exportPlan';
 
@@ -91,16 +92,27 @@ export function planComposedGraph(spec: ModelSpec, weights: WeightSource, resolv
   const embedded = frame.op('Gather', [embedding, ids], { axis: 0 });
 
   // RoPE at position = number of real tokens before (0 for the first), so left padding works as in HF generate.
-  const { headDim, ropeTheta } = spec.attention;
+  const { headDim, ropeTheta, ropeScaling } = spec.attention;
+  const seqLength = frame.op('Gather', [frame.op('Shape', [ids]), frame.scalarInt64(1)], { axis: 0 });
   const maskFloat = frame.op('Cast', [mask], { to: OnnxDType.float });
   const positions = frame.op('Max', [frame.op('Sub', [frame.op('CumSum', [maskFloat, frame.scalarInt64(1)]), frame.constFloat([1])]), frame.constFloat([0])]);
-  const angles = frame.op('Mul', [frame.op('Unsqueeze', [positions, frame.constInt64([2])]), frame.constFloat(inverseFrequencies(headDim, ropeTheta))]);
+  // Scaled RoPE (ropeScaling.ts): YaRN's frequencies and factor are constants; LongRoPE's switch to the long
+  // factors when the input is longer than original_max_position_embeddings, as the runtime's tables do.
+  const ropeAt = (length: number) => (ropeScaling ? scaledRopeFrequencies(headDim, ropeTheta, length, ropeScaling) : { invFreq: inverseFrequencies(headDim, ropeTheta), factor: 1 });
+  let invFreq = frame.constFloat([...ropeAt(1).invFreq]);
+  let ropeFactor = frame.constFloat([ropeAt(1).factor]);
+  if (ropeScaling?.type === 'longrope') {
+    const long = ropeAt(ropeScaling.originalMaxPositions + 1);
+    const isLong = frame.op('Greater', [seqLength, frame.scalarInt64(ropeScaling.originalMaxPositions)]);
+    invFreq = frame.op('Where', [isLong, frame.constFloat([...long.invFreq]), invFreq]);
+    ropeFactor = frame.op('Where', [isLong, frame.constFloat([long.factor]), ropeFactor]);
+  }
+  const angles = frame.op('Mul', [frame.op('Unsqueeze', [positions, frame.constInt64([2])]), invFreq]);
   const doubled = frame.op('Concat', [angles, angles], { axis: -1 });
-  const cos = frame.op('Unsqueeze', [frame.op('Cos', [doubled]), frame.constInt64([1])]);
-  const sin = frame.op('Unsqueeze', [frame.op('Sin', [doubled]), frame.constInt64([1])]);
+  const cos = frame.op('Unsqueeze', [frame.op('Mul', [frame.op('Cos', [doubled]), ropeFactor]), frame.constInt64([1])]);
+  const sin = frame.op('Unsqueeze', [frame.op('Mul', [frame.op('Sin', [doubled]), ropeFactor]), frame.constInt64([1])]);
 
   // Causal, and padding never visible as a key: [batch, 1, 1, seq, seq] as the layer graphs add it.
-  const seqLength = frame.op('Gather', [frame.op('Shape', [ids]), frame.scalarInt64(1)], { axis: 0 });
   const steps = frame.op('Range', [frame.scalarInt64(0), seqLength, frame.scalarInt64(1)]);
   const causal = frame.op('LessOrEqual', [frame.op('Unsqueeze', [steps, frame.constInt64([0])]), frame.op('Unsqueeze', [steps, frame.constInt64([1])])]);
   const visibleKeys = frame.op('Unsqueeze', [frame.op('Cast', [mask], { to: OnnxDType.bool }), frame.constInt64([1, 2, 3])]);
@@ -153,8 +165,8 @@ export function planComposedGraph(spec: ModelSpec, weights: WeightSource, resolv
 }
 
 /** HF's fp32 `inv_freq`, the same values runtime/positionTables.ts builds its tables from. */
-function inverseFrequencies(headDim: number, theta: number): number[] {
-  return Array.from({ length: headDim / 2 }, (_, i) => Math.fround(1 / Math.fround(Math.pow(theta, Math.fround((2 * i) / headDim)))));
+function inverseFrequencies(headDim: number, theta: number): Float32Array {
+  return Float32Array.from({ length: headDim / 2 }, (_, i) => Math.fround(1 / Math.fround(Math.pow(theta, Math.fround((2 * i) / headDim)))));
 }
 
 function bakedPlanInputs(prefix: string, numExperts: number, plan: ResolvedLayerPlan): TensorRecord[] {

@@ -99,7 +99,7 @@ async function onnxLogits(file: string, vocab: number): Promise<{ logits: Float3
 }
 
 describe('ONNX export', () => {
-  for (const architecture of ['MixtralForCausalLM', 'Qwen2MoeForCausalLM', 'Qwen3MoeForCausalLM'] as const) {
+  for (const architecture of ['MixtralForCausalLM', 'Qwen2MoeForCausalLM', 'Qwen3MoeForCausalLM', 'GptOssForCausalLM', 'PhimoeForCausalLM'] as const) {
     it(`${architecture}: one ONNX graph gives the runtime's logits with prune, merge, adaptive gating and padding`, async () => {
       const source = await writeAndLoad(fresh(`${architecture}-source`), { architecture, seed: 5, numLayers: 3, tieWordEmbeddings: architecture === 'Qwen3MoeForCausalLM' });
       try {
