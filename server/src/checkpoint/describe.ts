@@ -16,7 +16,7 @@ export function describeRouting(spec: ModelSpec): string {
 }
 
 /** What a user wants to know about a model folder before running it: shape, experts, size. */
-export function describeCheckpoint({ folder, spec, weights }: LoadedCheckpoint): ModelSummary {
+export function describeCheckpoint({ folder, spec, weights, uncomputableTensors = [] }: LoadedCheckpoint & { uncomputableTensors?: { name: string; dtype: string; shape: number[] }[] }): ModelSummary {
   const dtypes: Record<string, number> = {};
   let parameters = 0;
   let bytes = 0;
@@ -25,6 +25,15 @@ export function describeCheckpoint({ folder, spec, weights }: LoadedCheckpoint):
     dtypes[info.dtype] = (dtypes[info.dtype] ?? 0) + 1;
     parameters += info.shape.reduce((a, b) => a * b, 1);
     bytes += info.byteLength;
+  }
+  // GPT-OSS's MXFP4 experts: each U8 of `_blocks` holds two weights, `_scales` are one byte per 32 of them.
+  for (const tensor of uncomputableTensors) {
+    const elements = tensor.shape.reduce((a, b) => a * b, 1);
+    dtypes[tensor.dtype] = (dtypes[tensor.dtype] ?? 0) + 1;
+    if (tensor.dtype === 'U8') {
+      bytes += elements;
+      if (tensor.name.endsWith('_blocks')) parameters += 2 * elements;
+    }
   }
   let expertParameters = 0;
   let inactiveParameters = 0;

@@ -66,6 +66,7 @@ export function modelCard(options: {
     `- Calibration data: ${plan.calibrationData ?? metricsOf(plan.evaluation)?.dataset ?? 'not recorded'}.`,
     `- Experts per token: ${resolved.topK}${resolved.topK !== sourceConfig.num_experts_per_tok ? ` (was ${String(sourceConfig.num_experts_per_tok)})` : ''}.`,
     '- Every tensor not listed below is a bit-for-bit copy of the original.',
+    ...(isMxfp4(sourceConfig) ? ['- The experts stay in MXFP4 (`quantization_config` unchanged): the kept experts\' blocks, scales and biases are byte-for-byte copies of theirs.'] : []),
     '',
     ...(changed.length === 0
       ? ['No layer was changed.']
@@ -120,4 +121,10 @@ export function modelCard(options: {
     '',
   );
   return lines.join('\n');
+}
+
+/** GPT-OSS as published: experts as MXFP4 blocks and scales. */
+function isMxfp4(config: Record<string, unknown>): boolean {
+  const quantization = config.quantization_config;
+  return typeof quantization === 'object' && quantization !== null && (quantization as Record<string, unknown>).quant_method === 'mxfp4';
 }

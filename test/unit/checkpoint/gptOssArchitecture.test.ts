@@ -204,3 +204,21 @@ describe('GPT-OSS bad MXFP4 checkpoints fail at load with the tensor named', () 
     await assert.rejects(loadCheckpoint(written.folder), /missing tensor model\.layers\.0\.mlp\.experts\.gate_up_proj_blocks/);
   });
 });
+
+test('info counts MXFP4 blocks as two weights a byte and lists their U8 tensors', async () => {
+  const { describeCheckpoint } = await import('../../../server/src/checkpoint/describe');
+  const written = await writeRandomCheckpoint(join(root, 'info'), { architecture: GPT_OSS, numExperts: 8, topK: 4 });
+  const model = await loadCheckpoint(written.folder);
+  try {
+    const summary = describeCheckpoint(model);
+    assert.equal(summary.routing, 'top-4 of 8 router logits (with bias), softmax over those 4');
+    assert.equal(summary.dtypes.U8, 8);
+    // 2 layers × 8 experts × 3 matrices of 64 × 32: all in the blocks, two a byte.
+    assert.equal(summary.expertParameters, 2 * 8 * 3 * 64 * 32);
+    const blockBytes = model.uncomputableTensors.filter((t) => t.name.endsWith('_blocks')).reduce((sum, t) => sum + t.shape.reduce((a, b) => a * b, 1), 0);
+    assert.equal(blockBytes * 2, summary.expertParameters);
+    assert.ok(summary.parameters > summary.expertParameters);
+  } finally {
+    await model.weights.close();
+  }
+});

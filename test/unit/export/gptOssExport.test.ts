@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -69,6 +69,9 @@ describe('GPT-OSS export', () => {
       try {
         assert.equal(exported.config.num_local_experts, 4);
         assert.deepEqual(exported.config.quantization_config, source.config.quantization_config);
+        const card = await readFile(join(target, 'README.md'), 'utf8');
+        assert.match(card, /\(GptOssForCausalLM\)/);
+        assert.match(card, /The experts stay in MXFP4/);
         for (const layer of moeLayers(source.spec)) {
           const names = source.spec.tensors.layer(layer);
           const experts = names.fusedExperts!;
