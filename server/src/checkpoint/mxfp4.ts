@@ -38,18 +38,24 @@ export function dequantizeMxfp4Rows(blocks: Uint8Array, scales: Uint8Array, grou
   const rows = Math.ceil((totalRows - firstRow) / rowStep);
   const width = groups * MXFP4_BLOCK;
   const out = new Float32Array(rows * width);
+  // Typed tables (a byte's two codes, a scale byte's power of two) instead of indexing FP4_VALUES and calling
+  // Math.pow per block: one GPT-OSS-20B expert's gate and up (2 × 8.3 M weights) 330 -> 160-210 ms here.
   for (let r = 0; r < rows; r++) {
     const source = firstRow + r * rowStep;
     for (let g = 0; g < groups; g++) {
-      const scale = Math.pow(2, scales[source * groups + g] - E8M0_BIAS);
+      const scale = POWERS_OF_TWO[scales[source * groups + g]];
       const blockStart = (source * groups + g) * MXFP4_BLOCK_BYTES;
       const outStart = r * width + g * MXFP4_BLOCK;
       for (let b = 0; b < MXFP4_BLOCK_BYTES; b++) {
         const byte = blocks[blockStart + b];
-        out[outStart + 2 * b] = FP4_VALUES[byte & 0x0f] * scale;
-        out[outStart + 2 * b + 1] = FP4_VALUES[byte >> 4] * scale;
+        out[outStart + 2 * b] = LOW_CODE[byte] * scale;
+        out[outStart + 2 * b + 1] = HIGH_CODE[byte] * scale;
       }
     }
   }
   return out;
 }
+
+const LOW_CODE = Float32Array.from({ length: 256 }, (_, byte) => FP4_VALUES[byte & 0x0f]);
+const HIGH_CODE = Float32Array.from({ length: 256 }, (_, byte) => FP4_VALUES[byte >> 4]);
+const POWERS_OF_TWO = Float64Array.from({ length: 256 }, (_, s) => Math.pow(2, s - E8M0_BIAS));
