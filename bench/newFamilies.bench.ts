@@ -76,6 +76,7 @@ async function main(): Promise<void> {
         );
       } finally {
         await engine.close();
+        await weights.close();
       }
       rmSync(folder, { recursive: true, force: true });
     }

@@ -21,6 +21,8 @@ export interface ReferenceMoeLayer {
   gateWeights: Float64Array; // [T, k]
   expertOutputNorms: Float64Array; // [T, k]
   inputs: Float64Array; // [T, H]
+  /** The routed experts' mix [T, H] (shared expert excluded), what plan methods reconstruct. */
+  routedOutput: Float64Array;
 }
 
 export interface ReferenceOutput {
@@ -187,6 +189,7 @@ async function sparseMoe(spec: ModelSpec, layer: Extract<LayerSpec, { kind: 'moe
     gateWeights: new Float64Array(T * k),
     expertOutputNorms: new Float64Array(T * k),
     inputs: x.data,
+    routedOutput: new Float64Array(0),
   };
   const out: Matrix = { data: new Float64Array(T * H), rows: T, cols: H };
   for (let t = 0; t < T; t++) {
@@ -210,6 +213,7 @@ async function sparseMoe(spec: ModelSpec, layer: Extract<LayerSpec, { kind: 'moe
       for (let d = 0; d < H; d++) out.data[t * H + d] += weight * y.data[d];
     });
   }
+  capture.routedOutput = out.data.slice();
   const shared = layer.moe.sharedExpert;
   if (shared) {
     const sharedOut = await mlp(x, names.sharedExpert!, read);

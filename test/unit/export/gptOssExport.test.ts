@@ -42,7 +42,7 @@ async function slab(model: CheckpointLoad, name: string, j: number): Promise<Uin
 
 function runtimePlanOf(layers: number[], plan: ExportLayerPlan): RuntimePlan {
   const rows = plan.keptExperts.map(oneHot);
-  return { layers: Object.fromEntries(layers.map((layer) => [layer, { routerMap: plan.routerMap ?? rows, mergeMatrix: plan.mergeMatrix ?? rows, outputScale: plan.outputScale }])) };
+  return { layers: Object.fromEntries(layers.map((layer) => [layer, { routerMap: plan.routerMap ?? rows, mergeMatrix: plan.mergeMatrix ?? rows, outputScale: plan.outputScale, topK: plan.topK }])) };
 }
 
 async function logits(folder: string, plan?: RuntimePlan): Promise<Float32Array[]> {
@@ -62,12 +62,14 @@ describe('GPT-OSS export', () => {
     const sourceFolder = fresh('mxfp4-source');
     const target = fresh('mxfp4-export');
     const source = await writeAndLoad(sourceFolder, { architecture: 'GptOssForCausalLM', dtype: 'BF16', seed: 3, swigluLimit: 0.05 });
-    const layerPlan = { keptExperts: KEPT };
+    const layerPlan = { keptExperts: KEPT, topK: 1 };
     try {
       await exportHuggingFace(source, planFor(source.spec, () => layerPlan), target);
       const exported = await loadCheckpoint(target);
       try {
         assert.equal(exported.config.num_local_experts, 4);
+        assert.equal(exported.config.num_experts_per_tok, 1);
+        assert.equal(exported.config.experts_per_token, 1);
         assert.deepEqual(exported.config.quantization_config, source.config.quantization_config);
         const card = await readFile(join(target, 'README.md'), 'utf8');
         assert.match(card, /\(GptOssForCausalLM\)/);
