@@ -11,6 +11,13 @@
  * layer weights (fp32 GPT-OSS layers are 3.2 GB each, over this machine's per-job memory), median of the timed
  * runs after a warm-up; load seconds; the process's peak RSS so far.
  *
+ * Measured 2026-12-03 (2 cores shared by 7 sessions, load average 10-11, so both rows are slow alike):
+ *   GPT-OSS-20B layer shapes (MXFP4 experts)  77 tokens/s (median 13.27 s; first forward with load 115.5 s; 1.33 GB checkpoint)
+ *   Qwen3-30B-A3B layer shapes (bf16 experts) 88 tokens/s (median 11.68 s; first forward with load 69.4 s; 2.76 GB checkpoint)
+ *   peak RSS 3.69 GB. Per token GPT-OSS's two layers do about 258 M multiply-adds (4 experts of 3 × 2880², attention
+ *   of 64 heads), Qwen3's about 113 M, so GPT-OSS runs its larger products more efficiently; its longer load is
+ *   MXFP4 dequantization (about 0.25 s an expert here) and int8 quantization of 32 × 3 2880² matrices a layer.
+ *
  * Run: npm run bench -- newFamilies   (or node --expose-gc --import tsx bench/newFamilies.bench.ts)
  * Environment: BENCH_FAMILY_LAYERS (default 2), BENCH_FAMILY_TOKENS (default 1024, in sequences of 256),
  * BENCH_FAMILY_PRECISION (int8 | fp32, default int8).
