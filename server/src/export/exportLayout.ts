@@ -34,7 +34,12 @@ export interface ExportSource {
 
 export type Segment =
   | { kind: 'raw'; source: string; byteOffset: number; byteLength: number }
-  | { kind: 'combine'; elements: number; terms: { source: string; elementOffset: number; coefficient: number }[] };
+  | { kind: 'combine'; elements: number; terms: { source: string; elementOffset: number; coefficient: number }[] }
+  /**
+   * One expert of an MXFP4 weight (`weight`_blocks / _scales, [E, rows, groups, 16] / [E, rows, groups]) as Σ c·W over
+   * source experts, decoded, summed in fp32 and re-encoded (checkpoint/mxfp4.ts); `part` says which bytes this is.
+   */
+  | { kind: 'mxfp4'; part: 'blocks' | 'scales'; weight: string; rows: number; groups: number; terms: { expert: number; coefficient: number }[] };
 
 export type TensorAction = 'kept' | 'renamed' | 'merged' | 'sliced' | 'mapped';
 
@@ -157,8 +162,8 @@ function expertOutputs(spec: ModelSpec, layer: ResolvedMoeLayer, require: (name:
  * A fused expert tensor [E, ...] (Granite MoE, GPT-OSS, its MXFP4 blocks and scales, its expert biases) keeps its
  * name and loses experts along its first axis: each new expert's slab is a byte range of its source expert's slab
  * (MXFP4 bytes copied exactly), or Σ M·W over source slabs when merged. The down side's slabs (and GPT-OSS's down
- * bias) carry output compensation's scale. MXFP4 slabs cannot be combined without re-encoding, which export does
- * not do: such a plan is refused with the reason.
+ * bias) carry output compensation's scale. A combined MXFP4 slab is decoded, summed and re-encoded (an 'mxfp4'
+ * segment), which the runtime's evaluation of the plan reproduces.
  */
 function fusedExpertOutput(layer: ResolvedMoeLayer, tensor: SourceTensor, role: FusedRole): OutputTensor {
   if (tensor.shape[0] !== layer.moe.numExperts) {
@@ -168,18 +173,15 @@ function fusedExpertOutput(layer: ResolvedMoeLayer, tensor: SourceTensor, role: 
   const slabBytes = slabElements * bytesPerElement(tensor.dtype);
   const rows = role === 'down' && layer.outputScale ? layer.expertRows.map((row, i) => row.map((c) => c * (layer.outputScale![i] ?? 1))) : layer.expertRows;
   const merged = rows.some((row) => oneHotIndex(row) === undefined);
-  if (merged && !isComputeDType(tensor.dtype)) {
-    const mxfp4 = /_(blocks|scales)$/.test(tensor.name);
-    throw new ExportError(
-      'invalidSource',
-      mxfp4
-        ? `Layer ${layer.index} merges or rescales experts, and ${tensor.name} is MXFP4 (U8 blocks and E8M0 scales): a combination of experts is not an MXFP4 tensor, and export does not re-encode one. Prune without merging or output compensation for an MXFP4 checkpoint, or export from a bf16 copy of the model.`
-        : `${tensor.name} is ${tensor.dtype}; only F32, F16 and BF16 experts can be merged.`,
-    );
-  }
+  const mxfp4 = /_(blocks|scales)$/.exec(tensor.name);
+  if (merged && !isComputeDType(tensor.dtype) && !(mxfp4 && tensor.dtype === 'U8')) throw new ExportError('invalidSource', `${tensor.name} is ${tensor.dtype}; only F32, F16 and BF16 experts can be merged.`);
   const segments: Segment[] = rows.map((row) => {
     const copyOf = oneHotIndex(row);
     if (copyOf !== undefined) return { kind: 'raw', source: tensor.name, byteOffset: copyOf * slabBytes, byteLength: slabBytes };
+    if (mxfp4) {
+      const terms = row.flatMap((coefficient, expert) => (coefficient === 0 ? [] : [{ expert, coefficient }]));
+      return { kind: 'mxfp4', part: mxfp4[1] as 'blocks' | 'scales', weight: tensor.name.slice(0, mxfp4.index), rows: tensor.shape[1], groups: tensor.shape[2], terms };
+    }
     return {
       kind: 'combine',
       elements: slabElements,

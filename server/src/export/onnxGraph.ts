@@ -12,7 +12,7 @@ import type { ModelSpec, WeightSource } from '../checkpoint/modelSpec';
 import { GraphBuilder } from '../runtime/graphBuilder';
 import { buildHeadGraph, headBiases, HeadIO } from '../runtime/headGraph';
 import { buildLayerGraph, LayerIO } from '../runtime/layerGraph';
-import { layerWeights, mergeExperts } from '../runtime/layerWeights';
+import { layerWeights, mergedMxfp4, mergeExperts } from '../runtime/layerWeights';
 import { ModelProto, OnnxDType } from '../runtime/onnxSchema';
 import { scaledRopeFrequencies } from '../runtime/ropeScaling';
 import { resolveLayerPlan, type ResolvedLayerPlan } from '../runtime/runtimePlan';
@@ -144,7 +144,7 @@ export function planComposedGraph(spec: ModelSpec, weights: WeightSource, resolv
       const runtimePlan = layerPlan?.planned
         ? resolveLayerPlan(layer.index, layer.moe, { routerMap: layerPlan.routerRows, mergeMatrix: layerPlan.expertRows, outputScale: layerPlan.outputScale, topK: layerPlan.topK, adaptiveThreshold: adaptiveThresholds[layer.index] })
         : resolveLayerPlan(layer.index, layer.moe, { adaptiveThreshold: adaptiveThresholds[layer.index] });
-      if (runtimePlan.mergeMatrix) experts = mergeExperts(layerWeightSet.experts!, runtimePlan.mergeMatrix, runtimePlan.outputScale);
+      if (runtimePlan.mergeMatrix) experts = mergeExperts(layerWeightSet.experts!, runtimePlan.mergeMatrix, runtimePlan.outputScale, mergedMxfp4(spec, layer));
       baked = bakedPlanInputs(prefix, layer.moe.numExperts, runtimePlan);
       for (const tensor of baked) bindings[tensor.name.slice(prefix.length)] = tensor.name;
       if (routerLogits) frame.output(`${prefix}${LayerIO.routerLogits}`, OnnxModelIO.routerLogits(layer.index), 'float', ['tokens', runtimePlan.routedExperts]);

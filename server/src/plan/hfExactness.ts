@@ -14,8 +14,9 @@
  *   softmax *outputs* would not be expressible; the format never does that.
  * - Not expressible: adaptive gating (no config key), different top-k per layer (`num_experts_per_tok`
  *   is one number; a uniform change of top-k is fine).
- * - MXFP4 experts (GPT-OSS) prune exactly (blocks and scales sliced byte for byte), but a merged or rescaled
- *   expert would have to be re-encoded, which export does not do: such a plan is not exact, and export refuses it.
+ * - MXFP4 experts (GPT-OSS) prune exactly (blocks and scales sliced byte for byte); a merged or rescaled expert
+ *   is re-encoded to MXFP4 by export, and the runtime evaluates the same re-encoded weights (layerWeights.ts
+ *   mergeExperts), so that is exact too.
  * - Phi-MoE's sparsemixer is top-2 by construction: any other top-k is not expressible.
  * - Different expert counts per layer (a global expert budget) export exactly, with the per-layer counts
  *   in the documented config extension `moe_studio.num_experts_per_layer`, which MoE Studio's loader
@@ -39,10 +40,6 @@ export function analyseHfExactness(layers: PlanLayer[], spec: ModelSpec): HfExac
     if (plan?.adaptiveThreshold !== undefined && Number.isFinite(plan.adaptiveThreshold)) adaptive.push(layerSpec.index);
   }
   const reasons: string[] = [];
-  // GPT-OSS in MXFP4: a merged or rescaled expert is no longer a set of E2M1 codes with shared scales, and
-  // export does not re-encode one (it refuses such a plan); pruning slices the blocks and scales exactly.
-  const mxfp4Combined = layers.filter((l) => spec.expertEncoding === 'mxfp4' && (l.mergeMatrix?.some((row) => row.filter((c) => c !== 0).length !== 1 || !row.includes(1)) || l.outputScale?.some((scale) => scale !== 1)));
-  if (mxfp4Combined.length) reasons.push(`layers ${mxfp4Combined.map((l) => l.layer).join(', ')} merge or rescale experts, which an MXFP4 checkpoint cannot store without re-encoding (export refuses; prune only, or export from a bf16 copy)`);
   // Phi-MoE: PhimoeSparseMoeBlock calls sparsemixer with its fixed top_k=2, whatever num_experts_per_tok says.
   const sparsemixer = spec.layers.some((l) => l.kind === 'moe' && l.moe.sparsemixer);
   if (sparsemixer && [...topKs].some((k) => k !== 2)) reasons.push(`Phi-MoE's sparsemixer always routes 2 experts in transformers (top-k ${[...topKs].join(', ')} cannot be configured)`);

@@ -1,4 +1,5 @@
 import type { FusedExpertNames, LayerSpec, MlpTensorNames, ModelSpec, WeightSource } from '../checkpoint/modelSpec';
+import { mxfp4RoundTrip } from '../checkpoint/mxfp4';
 import { gptOssExpert } from './gptOssExperts';
 import type { WeightData } from './graphBuilder';
 
@@ -89,9 +90,12 @@ function fusedExpert(spec: ModelSpec, source: WeightSource, names: FusedExpertNa
  * with `outputScale`, new expert i's down projection is also multiplied by outputScale[i] (which scales its
  * output exactly, since the down projection is linear).
  */
-export function mergeExperts(experts: MlpWeights[], mergeMatrix: number[][], outputScale?: number[]): MlpWeights[] {
+export function mergeExperts(experts: MlpWeights[], mergeMatrix: number[][], outputScale?: number[], mxfp4?: MergedMxfp4): MlpWeights[] {
   return mergeMatrix.map((row, i) => {
-    const combine = (pick: (e: MlpWeights) => WeightData, scale: number): WeightData => async () => {
+    // An MXFP4 checkpoint stores a merged (or rescaled) expert re-encoded (export/hfExport.ts): evaluate exactly that.
+    const copyOf = row.filter((c) => c !== 0).length === 1 && row.includes(1) && (outputScale?.[i] ?? 1) === 1;
+    const stored = (values: Float32Array, rows: number, inputs: number) => (mxfp4 && !copyOf ? mxfp4RoundTrip(values, rows, inputs) : values);
+    const combine = (pick: (e: MlpWeights) => WeightData, scale: number, shape?: [number, number]): WeightData => async () => {
       let out: Float32Array | undefined;
       for (const [j, coefficient] of row.entries()) {
         if (coefficient === 0) continue;
@@ -100,14 +104,26 @@ export function mergeExperts(experts: MlpWeights[], mergeMatrix: number[][], out
         const c = coefficient * scale;
         for (let x = 0; x < out.length; x++) out[x] += c * source[x];
       }
-      return out ?? new Float32Array((await resolveWeight(pick(experts[0]))).length);
+      const values = out ?? new Float32Array((await resolveWeight(pick(experts[0]))).length);
+      return shape ? stored(values, shape[0], shape[1]) : values;
     };
     const scale = outputScale?.[i] ?? 1;
-    const merged: MlpWeights = { gate: combine((e) => e.gate, 1), up: combine((e) => e.up, 1), down: combine((e) => e.down, scale) };
+    const [I, H] = mxfp4 ? [mxfp4.intermediate, mxfp4.hidden] : [0, 0];
+    const merged: MlpWeights = { gate: combine((e) => e.gate, 1, mxfp4 && [I, H]), up: combine((e) => e.up, 1, mxfp4 && [I, H]), down: combine((e) => e.down, scale, mxfp4 && [H, I]) };
     // Biases combine like their weights (GPT-OSS); the down bias is part of the output the scale multiplies.
     if (experts[0].gateBias) Object.assign(merged, { gateBias: combine((e) => e.gateBias!, 1), upBias: combine((e) => e.upBias!, 1), downBias: combine((e) => e.downBias!, scale) });
     return merged;
   });
+}
+
+/** The expert shape of an MXFP4 checkpoint's layer, whose merged experts are re-encoded (absent: stored as floats). */
+export interface MergedMxfp4 {
+  hidden: number;
+  intermediate: number;
+}
+
+export function mergedMxfp4(spec: ModelSpec, layer: LayerSpec): MergedMxfp4 | undefined {
+  return spec.expertEncoding === 'mxfp4' && layer.kind === 'moe' ? { hidden: spec.hiddenSize, intermediate: layer.moe.expert.intermediateSize } : undefined;
 }
 
 export function resolveWeight(data: WeightData): Promise<Float32Array> {

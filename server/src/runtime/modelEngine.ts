@@ -8,7 +8,7 @@ import { GraphBuilder, SerializedModel } from './graphBuilder';
 import { buildHeadGraph, headBiases, HeadIO } from './headGraph';
 import { HiddenStore } from './hiddenStore';
 import { buildLayerGraph, LayerIO } from './layerGraph';
-import { layerWeights, mergeExperts } from './layerWeights';
+import { layerWeights, mergedMxfp4, mergeExperts } from './layerWeights';
 import { MemoryPlan, planMemory, Precision } from './memoryBudget';
 import { PrefixCache, batchKey } from './prefixCache';
 import { LayerResidency } from './residency';
@@ -278,7 +278,7 @@ export class ModelEngine {
       this.mergedSessions.delete(layer.index);
     }
     const original = layerWeights(this.spec, this.weights, layer);
-    const session = await loadGraph(buildLayerGraph(this.spec, layer, original, mergeExperts(original.experts!, mergeMatrix, outputScale), { precision: this.options.precision }), this.options);
+    const session = await loadGraph(buildLayerGraph(this.spec, layer, original, mergeExperts(original.experts!, mergeMatrix, outputScale, mergedMxfp4(this.spec, layer)), { precision: this.options.precision }), this.options);
     if (keep) this.mergedSessions.set(layer.index, { key, session });
     return { session, release: !keep };
   }

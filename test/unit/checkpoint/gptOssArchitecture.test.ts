@@ -222,3 +222,19 @@ test('info counts MXFP4 blocks as two weights a byte and lists their U8 tensors'
     await model.weights.close();
   }
 });
+
+test('MXFP4 encoding (merged experts): smallest power-of-two scale with max/scale <= 6, nearest E2M1, ties to even; decoded MXFP4 encodes back exactly', async () => {
+  const { encodeMxfp4Rows, mxfp4RoundTrip } = await import('../../../server/src/checkpoint/mxfp4');
+  // max 2.4: 2.4 / 0.5 = 4.8 <= 6 while 2.4 / 0.25 = 9.6 > 6, so the scale is 2^-1 (byte 126).
+  const values = new Float32Array(32);
+  values.set([2.4, -1.1, 0.375, 0.125, 0.625, 1.75]);
+  const { blocks, scales } = encodeMxfp4Rows(values, 1, 1);
+  assert.equal(scales[0], 126);
+  // In units of 0.5: 4.8 -> 4 (code 6), -2.2 -> -2 (code 12), 0.75 tie -> 1 (code 2), 0.25 tie -> 0, 1.25 tie -> 1, 3.5 tie -> 4.
+  assert.deepEqual([...decodeMxfp4(blocks, scales).subarray(0, 6)], [2, -1, 0.5, 0, 0.5, 2]);
+  // A decoded MXFP4 block is its own encoding, whatever its largest code.
+  const prngBlocks = Uint8Array.from({ length: 64 * 16 }, (_, i) => (i * 97 + 13) & 255);
+  const prngScales = Uint8Array.from({ length: 64 }, (_, i) => 115 + (i % 9));
+  const decoded = Float32Array.from(decodeMxfp4(prngBlocks, prngScales));
+  assert.deepEqual([...mxfp4RoundTrip(decoded, 64, 32)], [...decoded]);
+});

@@ -1,7 +1,7 @@
 /**
  * GPT-OSS (MXFP4) and Phi-MoE through the CLI, as a user runs them: info names the architecture and its routing
  * in one line, profile → plan → evaluate → export, and the export loads back with its experts sliced. A merging
- * plan on the MXFP4 checkpoint is refused at export with the reason the plan already states.
+ * plan on the MXFP4 checkpoint exports its merged experts re-encoded as MXFP4.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -74,16 +74,22 @@ describe('the new families through the CLI', () => {
     });
   }
 
-  it('GPT-OSS MXFP4: a merging plan says it is not exact, and export refuses it with that reason', async () => {
+  it('GPT-OSS MXFP4: a merging plan (UNCURL) is exact and exports its merged experts re-encoded as MXFP4', async () => {
     const model = path.join(dir, 'GptOssForCausalLM');
     const planFile = path.join(dir, 'merge.moeplan.json');
     const planned = await cli('plan', '--model', model, '--method', 'uncurl', '--keep', '4', '--calibration', data, '--threads', '1', '--out', planFile);
     assert.equal(planned.code, 0, planned.err);
     const plan = JSON.parse(fs.readFileSync(planFile, 'utf8'));
-    assert.equal(plan.exactInHuggingFace.exact, false);
-    assert.match(plan.exactInHuggingFace.reasons.join(), /MXFP4 checkpoint cannot store without re-encoding/);
-    const exported = await cli('export', '--plan', planFile, '--out', path.join(dir, 'merge-export'));
-    assert.equal(exported.code, 1);
-    assert.match(exported.err, /MXFP4 checkpoint cannot store without re-encoding/);
+    assert.ok(plan.layers.some((layer: { mergeMatrix?: number[][] }) => layer.mergeMatrix), 'UNCURL merged');
+    assert.equal(plan.exactInHuggingFace.exact, true);
+    const out = path.join(dir, 'merge-export');
+    const exported = await cli('export', '--plan', planFile, '--out', out);
+    assert.equal(exported.code, 0, exported.err);
+    const loaded = await loadCheckpoint(out);
+    try {
+      assert.deepEqual(loaded.uncomputableTensors.find((t) => t.name === 'model.layers.0.mlp.experts.gate_up_proj_blocks')?.shape, [4, 64, 2, 16]);
+    } finally {
+      await loaded.weights.close();
+    }
   });
 });

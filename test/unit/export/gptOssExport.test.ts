@@ -1,20 +1,19 @@
 /**
  * GPT-OSS export in the source's encoding: MXFP4 blocks and scales, expert biases, router weight and bias
- * sliced byte for byte along the expert axis for kept experts; merges of MXFP4 experts refused with the reason;
- * a bf16 source merges exactly. Each export evaluates like the plan applied in the runtime.
+ * sliced byte for byte along the expert axis for kept experts; merged or rescaled MXFP4 experts re-encoded to
+ * MXFP4, with the runtime evaluating the same re-encoded weights; a bf16 source merges exactly. Each export evaluates like the plan applied in the runtime.
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadCheckpoint, type CheckpointLoad } from '../../../server/src/checkpoint';
 import { exportHuggingFace, type ExportLayerPlan } from '../../../server/src/export';
-import { ExportError } from '../../../server/src/export/exportErrors';
 import { analyseHfExactness } from '../../../server/src/plan/hfExactness';
 import { ModelEngine } from '../../../server/src/runtime/modelEngine';
 import type { RuntimePlan } from '../../../server/src/runtime/runtimePlan';
+import { decodeMxfp4 } from '../../support/referenceFamilies';
 import { assertClose, randomSequences } from '../runtime/runtimeFixtures';
 import { assertBytesEqual, moeLayers, planFor, writeAndLoad } from './exportFixtures';
 
@@ -95,28 +94,58 @@ describe('GPT-OSS export', () => {
     expected.forEach((sequence, s) => assertClose(actual[s], sequence, `sequence ${s} logits`));
   });
 
-  const refused: [string, ExportLayerPlan][] = [
+  const reencoded: [string, ExportLayerPlan][] = [
     ['merged experts', { keptExperts: [0, 3, 5, 7], mergeMatrix: MERGE }],
     ['output compensation', { keptExperts: KEPT, outputScale: [1, 2, 0.5, 1] }],
   ];
-  for (const [label, layerPlan] of refused) {
-    it(`MXFP4 ${label}: refused with the reason, nothing written`, async () => {
-      const source = await writeAndLoad(fresh('refuse-source'), { architecture: 'GptOssForCausalLM', seed: 4 });
+  for (const [label, layerPlan] of reencoded) {
+    it(`MXFP4 ${label}: re-encoded to MXFP4 near Σ c·W, copies kept bit for bit, and the export evaluates like the runtime plan`, async () => {
+      const sourceFolder = fresh('reencode-source');
+      const target = fresh('reencode-export');
+      const source = await writeAndLoad(sourceFolder, { architecture: 'GptOssForCausalLM', seed: 4, swigluLimit: 0.05 });
+      // The plan is exact: export writes what the runtime evaluates (re-encoded weights).
+      assert.equal(analyseHfExactness(moeLayers(source.spec).map((layer) => ({ layer, ...layerPlan })), source.spec).exact, true);
       try {
-        const target = fresh('refuse-export');
-        await assert.rejects(exportHuggingFace(source, planFor(source.spec, () => layerPlan), target), (error: unknown) => {
-          assert.ok(error instanceof ExportError);
-          assert.match(error.message, /is MXFP4 \(U8 blocks and E8M0 scales\): a combination of experts is not an MXFP4 tensor, and export does not re-encode one/);
-          return true;
-        });
-        assert.equal(existsSync(target), false);
-        // The plan says so before anyone exports.
-        const exactness = analyseHfExactness(moeLayers(source.spec).map((layer) => ({ layer, ...layerPlan })), source.spec);
-        assert.equal(exactness.exact, false);
-        assert.match(exactness.reasons.join('; '), /layers 0, 1 merge or rescale experts, which an MXFP4 checkpoint cannot store without re-encoding/);
+        await exportHuggingFace(source, planFor(source.spec, () => layerPlan), target);
+        const exported = await loadCheckpoint(target);
+        try {
+          const rows = layerPlan.mergeMatrix ?? layerPlan.keptExperts.map(oneHot);
+          for (const layer of moeLayers(source.spec)) {
+            const experts = source.spec.tensors.layer(layer).fusedExperts!;
+            for (const [weight, isDown] of [[experts.gateUp, false], [experts.down, true]] as const) {
+              for (const [i, row] of rows.entries()) {
+                const scaled = row.map((c) => c * (isDown ? (layerPlan.outputScale?.[i] ?? 1) : 1));
+                const after = decodeMxfp4(await slab(exported, `${weight}_blocks`, i), await slab(exported, `${weight}_scales`, i));
+                if (scaled.filter((c) => c !== 0).length === 1 && scaled.includes(1)) {
+                  const j = scaled.indexOf(1);
+                  assertBytesEqual(await slab(exported, `${weight}_blocks`, i), await slab(source, `${weight}_blocks`, j), `${weight} expert ${i} (a copy)`);
+                  continue;
+                }
+                const expected = new Float64Array(after.length);
+                for (const [j, c] of scaled.entries()) {
+                  if (c === 0) continue;
+                  const values = decodeMxfp4(await slab(source, `${weight}_blocks`, j), await slab(source, `${weight}_scales`, j));
+                  for (let x = 0; x < values.length; x++) expected[x] += c * values[x];
+                }
+                // Within half an E2M1 step: the scale 2^e has max / 2^e in (3, 6], and the widest step (4 -> 6) is 2 · 2^e,
+                // so no value moves more than 2^e < max / 3.
+                for (let block = 0; block < after.length / 32; block++) {
+                  const values = expected.subarray(block * 32, (block + 1) * 32);
+                  const max = Math.max(...values.map(Math.abs));
+                  for (let x = 0; x < 32; x++) assert.ok(Math.abs(after[block * 32 + x] - values[x]) <= max / 3 + 1e-12, `${weight} expert ${i} block ${block}`);
+                }
+              }
+            }
+          }
+        } finally {
+          await exported.weights.close();
+        }
       } finally {
         await source.weights.close();
       }
+      const expected = await logits(sourceFolder, runtimePlanOf(moeLayers(source.spec), layerPlan));
+      const actual = await logits(target);
+      expected.forEach((sequence, s) => assertClose(actual[s], sequence, `sequence ${s} logits`));
     });
   }
 

@@ -17,7 +17,7 @@
  * needs is summed over the tokens.
  */
 import type { ClampedSwiglu, ModelSpec, MoeSpec, WeightSource } from '../../checkpoint/modelSpec';
-import { layerWeights, mergeExperts, type MlpWeights, resolveWeight } from '../../runtime/layerWeights';
+import { layerWeights, mergedMxfp4, mergeExperts, type MergedMxfp4, type MlpWeights, resolveWeight } from '../../runtime/layerWeights';
 import type { CompensationSums } from '../methods/outputCompensation';
 import type { PlanLayer } from '../planFile';
 import { oneHotRows } from '../runtimeConversion';
@@ -36,6 +36,8 @@ interface LayerCache {
   inputs: Float32Array;
   experts: MlpWeights[];
   intermediate: number;
+  /** MXFP4 checkpoints store merged experts re-encoded. */
+  mxfp4?: MergedMxfp4;
 }
 
 export class LayerReconstruction {
@@ -58,7 +60,7 @@ export class LayerReconstruction {
         // Long layers must not starve the language server's other requests.
         await new Promise((resolve) => setImmediate(resolve));
       }
-      const cache: LayerCache = { moe: layer.moe, tokens: capture.tokens, logits: capture.routerLogits, outputs, full: new Float32Array(0), inputs: capture.inputs, experts, intermediate: layer.moe.expert.intermediateSize };
+      const cache: LayerCache = { moe: layer.moe, tokens: capture.tokens, logits: capture.routerLogits, outputs, full: new Float32Array(0), inputs: capture.inputs, experts, intermediate: layer.moe.expert.intermediateSize, mxfp4: mergedMxfp4(spec, layer) };
       cache.full = mix(cache, H, allExperts(layer.moe.numExperts));
       layers.set(index, cache);
     }
@@ -202,7 +204,7 @@ export class LayerReconstruction {
         outputs.push(cache.outputs[copyOf]);
         continue;
       }
-      const [merged] = mergeExperts(cache.experts, [row]);
+      const [merged] = mergeExperts(cache.experts, [row], undefined, cache.mxfp4);
       outputs.push(await expertOutputs(cache.inputs, cache.tokens, this.hidden, cache.moe, merged));
     }
     return outputs;
