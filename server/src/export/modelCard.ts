@@ -66,7 +66,9 @@ export function modelCard(options: {
     `- Calibration data: ${plan.calibrationData ?? metricsOf(plan.evaluation)?.dataset ?? 'not recorded'}.`,
     `- Experts per token: ${resolved.topK}${resolved.topK !== sourceConfig.num_experts_per_tok ? ` (was ${String(sourceConfig.num_experts_per_tok)})` : ''}.`,
     '- Every tensor not listed below is a bit-for-bit copy of the original.',
-    ...(isMxfp4(sourceConfig) ? ['- The experts stay in MXFP4 (`quantization_config` unchanged): the kept experts\' blocks, scales and biases are byte-for-byte copies of theirs.'] : []),
+    ...(isMxfp4(sourceConfig)
+      ? [`- The experts stay in MXFP4 (\`quantization_config\` unchanged): a kept expert's blocks, scales and biases are byte-for-byte copies${changed.some((l) => l.merged || l.outputScale) ? '; a merged or rescaled one is re-encoded to MXFP4, and the quality below was measured on the re-encoded weights' : ''}.`]
+      : []),
     '',
     ...(changed.length === 0
       ? ['No layer was changed.']

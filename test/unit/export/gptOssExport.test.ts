@@ -107,6 +107,7 @@ describe('GPT-OSS export', () => {
       assert.equal(analyseHfExactness(moeLayers(source.spec).map((layer) => ({ layer, ...layerPlan })), source.spec).exact, true);
       try {
         await exportHuggingFace(source, planFor(source.spec, () => layerPlan), target);
+        assert.match(await readFile(join(target, 'README.md'), 'utf8'), /a merged or rescaled one is re-encoded to MXFP4, and the quality below was measured on the re-encoded weights/);
         const exported = await loadCheckpoint(target);
         try {
           const rows = layerPlan.mergeMatrix ?? layerPlan.keptExperts.map(oneHot);
