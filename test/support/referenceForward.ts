@@ -34,7 +34,7 @@ type Matrix = { data: Float64Array; rows: number; cols: number };
 
 export async function referenceForward(spec: ModelSpec, weights: ReferenceWeights, tokens: ArrayLike<number>, plan?: RuntimePlan): Promise<ReferenceOutput> {
   const read = async (name: string) => Float64Array.from(await weights.readFloat32(name));
-  readRawBytes = (name) => weights.readRaw!(name);
+  const readRaw = (name: string) => (weights.readRaw ? weights.readRaw(name) : Promise.reject(new Error(`${name}: these weights have no raw reader for MXFP4 bytes`)));
   const H = spec.hiddenSize;
   // Phi-MoE: nn.LayerNorm with bias where the others use RMSNorm.
   const norm = async (m: Matrix, weight: string, bias: string | undefined) =>
@@ -51,7 +51,7 @@ export async function referenceForward(spec: ModelSpec, weights: ReferenceWeight
     const names = spec.tensors.layer(layer.index);
     const attended = add(x, scale(await attention(spec, layer.index, await norm(x, names.inputNorm, names.inputNormBias), read), scaling.residual));
     const normed = await norm(attended, names.postAttentionNorm, names.postAttentionNormBias);
-    const feedForward = layer.kind === 'dense' ? await mlp(normed, names.mlp!, read) : await sparseMoe(spec, layer, normed, read, plan?.layers[layer.index] ?? {}, moe);
+    const feedForward = layer.kind === 'dense' ? await mlp(normed, names.mlp!, read) : await sparseMoe(spec, layer, normed, read, readRaw, plan?.layers[layer.index] ?? {}, moe);
     x = add(attended, scale(feedForward, scaling.residual));
   }
   const final = await norm(x, spec.tensors.finalNorm, spec.tensors.finalNormBias);
@@ -142,14 +142,22 @@ function rope(m: Matrix, heads: number, headDim: number, invFreq: number[], fact
   }
 }
 
-async function sparseMoe(spec: ModelSpec, layer: Extract<LayerSpec, { kind: 'moe' }>, x: Matrix, read: (n: string) => Promise<Float64Array>, plan: LayerPlan, captures: ReferenceMoeLayer[]): Promise<Matrix> {
+async function sparseMoe(
+  spec: ModelSpec,
+  layer: Extract<LayerSpec, { kind: 'moe' }>,
+  x: Matrix,
+  read: (n: string) => Promise<Float64Array>,
+  readRaw: (n: string) => Promise<Uint8Array>,
+  plan: LayerPlan,
+  captures: ReferenceMoeLayer[],
+): Promise<Matrix> {
   const names = spec.tensors.layer(layer.index);
   const E = layer.moe.numExperts;
   const H = spec.hiddenSize;
   const T = x.rows;
   const originalRouter = await read(names.router!);
   const experts: MlpWeights[] = [];
-  if (names.fusedExperts?.layout === 'interleavedInOut') experts.push(...(await readGptOssExperts(spec, layer, read, readRawBytes)));
+  if (names.fusedExperts?.layout === 'interleavedInOut') experts.push(...(await readGptOssExperts(spec, layer, read, readRaw)));
   else if (names.fusedExperts) {
     // GraniteMoeParallelExperts: weight [E, out, in]; input_linear's output is chunked into (gate, up).
     const I = layer.moe.expert.intermediateSize;
@@ -225,8 +233,6 @@ async function sparseMoe(spec: ModelSpec, layer: Extract<LayerSpec, { kind: 'moe
 }
 
 type MlpWeights = { gate: Float64Array; up: Float64Array; down: Float64Array; gateBias?: Float64Array; upBias?: Float64Array; downBias?: Float64Array };
-
-let readRawBytes: (name: string) => Promise<Uint8Array> = () => Promise.reject(new Error('no raw reader'));
 
 function addBias(m: Matrix, bias: ArrayLike<number>): void {
   for (let i = 0; i < m.data.length; i++) m.data[i] += bias[i % m.cols];
