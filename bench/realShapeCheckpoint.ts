@@ -39,7 +39,8 @@ export interface WrittenCheckpoint {
 export async function writeRealShapeCheckpoint(folder: string, options: RandomCheckpointOptions): Promise<WrittenCheckpoint> {
   const config = { ...randomCheckpointConfig({ ...options, dtype: 'BF16' }) };
   const spec = parseModelConfig(config);
-  const tensors: TensorToWrite[] = listExpectedTensors(spec).map(({ name, shape }) => ({ name, dtype: 'BF16', shape }));
+  // GPT-OSS's MXFP4 blocks and scales are U8, as published; everything else bf16.
+  const tensors: TensorToWrite[] = listExpectedTensors(spec).map(({ name, shape, dtype }) => ({ name, dtype: dtype ?? 'BF16', shape }));
   const prng = new Prng(options.seed ?? 1);
   const poolBytes = encodeFloat32(prng.normalArray(POOL_VALUES, 0, 0.02), 'BF16');
   const pool = new Uint16Array(poolBytes.buffer, poolBytes.byteOffset, POOL_VALUES);
@@ -47,6 +48,7 @@ export async function writeRealShapeCheckpoint(folder: string, options: RandomCh
 
   const bytesOf = (tensor: TensorToWrite, index: number): Uint8Array => {
     const count = tensor.shape.reduce((a, b) => a * b, 1);
+    if (tensor.dtype === 'U8') return mxfp4Bytes(tensor.name, count, index);
     if (/norm\.weight$/.test(tensor.name)) return new Uint8Array(new Uint16Array(count).fill(BF16_ONE).buffer);
     if (routerNames.has(tensor.name)) return routerBytes(prng, tensor.shape[0], tensor.shape[1]);
     // A window into the pool at an offset of its own; tensors larger than the pool are tiled from several.
@@ -112,6 +114,27 @@ async function writeFolderFiles(folder: string, config: Record<string, unknown>,
   const { tokenizerJson, tokenizerConfig } = buildTinyTokenizer(spec.vocabSize);
   await writeFile(join(folder, 'tokenizer.json'), JSON.stringify(tokenizerJson));
   await writeFile(join(folder, 'tokenizer_config.json'), JSON.stringify(tokenizerConfig));
+}
+
+/**
+ * MXFP4 bytes: codes from a window of the bf16 pool's bytes (random enough), scales 2^-7..2^-6 so the decoded
+ * weights (E2M1 magnitudes up to 6, mean about 2) have roughly the other projections' N(0, 0.02) scale.
+ */
+function mxfp4Bytes(name: string, count: number, index: number): Uint8Array {
+  const bytes = new Uint8Array(count);
+  if (name.endsWith('_scales')) {
+    for (let i = 0; i < count; i++) bytes[i] = 120 + ((i * 2654435761 + index) >>> 31);
+    return bytes;
+  }
+  let state = (index * 2654435761) >>> 0 || 1;
+  for (let i = 0; i < count; i++) {
+    // xorshift32: fast and well spread over the 16 codes of each nibble.
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    bytes[i] = state & 0xff;
+  }
+  return bytes;
 }
 
 function routerBytes(prng: Prng, experts: number, hidden: number): Uint8Array {

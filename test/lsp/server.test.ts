@@ -93,4 +93,24 @@ describe('language server over stdio', () => {
     const again = await server.connection.sendRequest(SummarizeDatasetRequest.type, { uri: pathToFileURL(path.join(dir, 'rows.jsonl')).toString() });
     assert.equal(again.rows, 3);
   });
+
+  it('describes GPT-OSS in MXFP4 and Phi-MoE with their routing, and names what a GPT-OSS checkpoint short of a layer lacks', async () => {
+    const gptOss = path.join(dir, 'gpt-oss');
+    await writeRandomCheckpoint(gptOss, { architecture: 'GptOssForCausalLM', numLayers: 2, numExperts: 8, topK: 4, dtype: 'BF16' });
+    const summary = await server.connection.sendRequest(DescribeModelRequest.type, { folder: gptOss });
+    assert.equal(summary.architecture, 'GptOssForCausalLM');
+    assert.equal(summary.routing, 'top-4 of 8 router logits (with bias), softmax over those 4');
+    assert.deepEqual(Object.keys(summary.dtypes).sort(), ['BF16', 'U8']);
+    const phimoe = path.join(dir, 'phimoe');
+    await writeRandomCheckpoint(phimoe, { architecture: 'PhimoeForCausalLM', numLayers: 2, numExperts: 4 });
+    assert.match((await server.connection.sendRequest(DescribeModelRequest.type, { folder: phimoe })).routing, /^sparsemixer over 4 experts/);
+
+    // The config asks for a third layer the weights do not have: an input error naming its tensors.
+    const config = JSON.parse(fs.readFileSync(path.join(gptOss, 'config.json'), 'utf8'));
+    fs.writeFileSync(path.join(gptOss, 'config.json'), JSON.stringify({ ...config, num_hidden_layers: 3, layer_types: [...config.layer_types, 'sliding_attention'] }));
+    await assert.rejects(
+      server.connection.sendRequest(DescribeModelRequest.type, { folder: gptOss }),
+      (error: unknown) => error instanceof ResponseError && error.code === ErrorCodes.InvalidInput && /missing tensor model\.layers\.2\.[a-z_.]+/.test(error.message),
+    );
+  });
 });

@@ -56,6 +56,14 @@ export interface RandomCheckpointOptions {
   tokenizer?: boolean;
   /** DeepSeek: the rest of its config (deepseekCheckpoint.ts), and FP8 weights as DeepSeek-V3 publishes them. */
   deepseek?: DeepseekOptions;
+  /** GPT-OSS: experts as MXFP4 blocks and scales (quantization_config mxfp4) rather than `dtype` parameters. Default true, as published. */
+  mxfp4?: boolean;
+  /** GPT-OSS `swiglu_limit` (default 7, as published; a small one makes the clamps bite on random weights). */
+  swigluLimit?: number;
+  /** GPT-OSS / Phi-MoE `sliding_window` (GPT-OSS default 4 here so short sequences cross it; Phi-MoE 131072 as published). */
+  slidingWindow?: number;
+  /** Phi-MoE: rope_scaling.original_max_position_embeddings (4096 as published; below a sequence's length picks the long factors). */
+  ropeOriginalMax?: number;
 }
 
 export interface RandomCheckpoint {
@@ -188,7 +196,64 @@ export function randomCheckpointConfig(options: RandomCheckpointOptions): Record
       return deepseekConfig(common, architecture, { numExperts, expertIntermediate, denseIntermediate, ropeTheta: options.ropeTheta, normTopKProb: options.normTopKProb }, options.deepseek ?? {});
     case 'Glm4MoeForCausalLM':
       return glmConfig(common, { numExperts, expertIntermediate, denseIntermediate, ropeTheta: options.ropeTheta, normTopKProb: options.normTopKProb }, options.deepseek ?? {});
+    case 'GptOssForCausalLM':
+      return gptOssConfig(common, options, numExperts, expertIntermediate);
+    case 'PhimoeForCausalLM':
+      return phimoeConfig(common, options, numExperts, expertIntermediate);
   }
+}
+
+/** As openai/gpt-oss-20b writes it: sinks, alternating sliding/full layers, YaRN, MXFP4 experts. */
+function gptOssConfig(common: Record<string, unknown>, options: RandomCheckpointOptions, numExperts: number, expertIntermediate: number): Record<string, unknown> {
+  const numLayers = common.num_hidden_layers as number;
+  return {
+    ...common,
+    model_type: 'gpt_oss',
+    head_dim: options.headDim ?? (common.hidden_size as number) / (common.num_attention_heads as number),
+    num_local_experts: numExperts,
+    experts_per_token: common.num_experts_per_tok,
+    intermediate_size: expertIntermediate,
+    attention_bias: true,
+    layer_types: Array.from({ length: numLayers }, (_, i) => (i % 2 === 0 ? 'sliding_attention' : 'full_attention')),
+    sliding_window: options.slidingWindow ?? 4,
+    swiglu_limit: options.swigluLimit ?? 7.0,
+    initial_context_length: 4096,
+    max_position_embeddings: 131072,
+    rms_norm_eps: 1e-5,
+    rope_theta: options.ropeTheta ?? 150000,
+    rope_scaling: { beta_fast: 32.0, beta_slow: 1.0, factor: 32.0, original_max_position_embeddings: 4096, rope_type: 'yarn', truncate: false },
+    router_aux_loss_coef: 0.9,
+    pad_token_id: 0,
+    ...((options.mxfp4 ?? true) && {
+      quantization_config: { modules_to_not_convert: ['model.layers.*.self_attn', 'model.layers.*.mlp.router', 'model.embed_tokens', 'lm_head'], quant_method: 'mxfp4' },
+    }),
+  };
+}
+
+/** As microsoft/Phi-3.5-MoE-instruct writes it (LongRoPE factors made up, one per rotary frequency). */
+function phimoeConfig(common: Record<string, unknown>, options: RandomCheckpointOptions, numExperts: number, expertIntermediate: number): Record<string, unknown> {
+  const headDim = options.headDim ?? (common.hidden_size as number) / (common.num_attention_heads as number);
+  const factors = (from: number, step: number) => Array.from({ length: headDim / 2 }, (_, i) => from + step * i);
+  const originalMax = options.ropeOriginalMax ?? 4096;
+  return {
+    ...common,
+    architectures: ['PhiMoEForCausalLM'],
+    model_type: 'phimoe',
+    num_local_experts: numExperts,
+    intermediate_size: expertIntermediate,
+    attention_bias: true,
+    lm_head_bias: true,
+    input_jitter_noise: 0.01,
+    router_jitter_noise: 0.01,
+    max_position_embeddings: 131072,
+    original_max_position_embeddings: originalMax,
+    rms_norm_eps: 1e-5,
+    rope_theta: options.ropeTheta ?? 10000.0,
+    rope_scaling: { long_factor: factors(1.1, 0.9), long_mscale: 1.243163121016122, original_max_position_embeddings: originalMax, short_factor: factors(1.0, 0.05), short_mscale: 1.243163121016122, type: 'longrope' },
+    sliding_window: options.slidingWindow ?? 131072,
+    router_aux_loss_coef: 0.0,
+    hidden_dropout: 0.0,
+  };
 }
 
 /** Norm weights are vectors named `*norm.weight` / `*layernorm.weight`; they start near 1, not 0. */
@@ -197,7 +262,16 @@ function isNormWeight(name: string): boolean {
 }
 
 function isRouter(name: string): boolean {
-  return /\.(block_sparse_moe|mlp)\.gate\.weight$|\.router\.layer\.weight$/.test(name);
+  return /\.(block_sparse_moe|mlp)\.gate\.weight$|\.router\.layer\.weight$|\.mlp\.router\.weight$/.test(name);
+}
+
+/**
+ * MXFP4 bytes: random E2M1 codes, and E8M0 scales 2^-8..2^-5 so the experts' values have the other weights'
+ * scale (E2M1 magnitudes reach 6).
+ */
+function randomMxfp4(name: string, count: number, prng: Prng): Uint8Array {
+  const scales = name.endsWith('_scales');
+  return Uint8Array.from({ length: count }, () => (scales ? 119 + Math.floor(prng.next() * 4) : Math.floor(prng.next() * 256)));
 }
 
 /** DeepSeek V3's and GLM-4.5's correction bias is published in F32 whatever the weights' dtype. */
@@ -223,11 +297,18 @@ export async function writeRandomCheckpoint(folder: string, options: RandomCheck
   const stored = new Map<string, Uint8Array>();
   const tensorsToWrite: TensorToWrite[] = [];
   const fp8 = options.deepseek?.fp8;
-  for (const { name, shape } of expected) {
+  for (const { name, shape, dtype: storedAs } of expected) {
     const count = shape.reduce((a, b) => a * b, 1);
+    if (storedAs === 'U8') {
+      stored.set(name, randomMxfp4(name, count, prng));
+      tensorsToWrite.push({ name, dtype: 'U8', shape });
+      continue;
+    }
+    // GPT-OSS sinks are logits next to q·k scores: of their order, so they take a real share of each row.
+    const std = name.endsWith('.sinks') ? 1 : isRouter(name) ? routerStd : name.endsWith('.bias') || name.endsWith('_bias') ? 0.02 : weightStd;
     const values = isNormWeight(name)
       ? prng.normalArray(count, 1, 0.05)
-      : prng.normalArray(count, 0, isRouter(name) ? routerStd : name.endsWith('.bias') ? 0.02 : weightStd);
+      : prng.normalArray(count, 0, std);
     if (fp8 && fp8Eligible(name)) {
       const encoded = encodeFp8Blocks(values, shape[0], shape[1], fp8.blockSize, fp8.scaleDtype);
       stored.set(name, encoded.codes);

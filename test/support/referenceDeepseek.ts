@@ -57,7 +57,8 @@ function rotateHalves(v: Float64Array, position: number, invFreq: number[], fact
 }
 
 export function inverseFrequencies(spec: ModelSpec, dim: number): number[] {
-  return spec.attention.ropeScaling?.inverseFrequencies ?? Array.from({ length: dim / 2 }, (_, i) => 1 / Math.pow(spec.attention.ropeTheta, (2 * i) / dim));
+  const scaling = spec.attention.ropeScaling;
+  return (scaling?.type === 'table' ? scaling.inverseFrequencies : undefined) ?? Array.from({ length: dim / 2 }, (_, i) => 1 / Math.pow(spec.attention.ropeTheta, (2 * i) / dim));
 }
 
 /** DeepseekV3Attention (eager, causal, one sequence): returns o_proj's input [T, heads · v_head_dim] projected by o_proj. */
@@ -73,7 +74,8 @@ export async function mlaAttention(spec: ModelSpec, layerIndex: number, x: Matri
   for (let t = 0; t < T; t++) latent.data.set(compressed.data.subarray(t * compressed.cols, t * compressed.cols + mla.kvLoraRank), t * mla.kvLoraRank);
   const kv = linear(rmsNorm(latent, await read(names.kvANorm), mla.latentNormEps), await read(names.kvB), heads * (mla.nopeHeadDim + mla.vHeadDim));
   const invFreq = inverseFrequencies(spec, mla.ropeHeadDim);
-  const factor = spec.attention.ropeScaling?.attentionFactor ?? 1;
+  const scaling = spec.attention.ropeScaling;
+  const factor = scaling?.type === 'table' ? scaling.attentionFactor : 1;
   const rotate = mla.interleaved ? rotatePairs : rotateHalves;
   const scale = spec.attention.scale ?? 1 / Math.sqrt(qk);
 

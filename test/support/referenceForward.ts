@@ -7,10 +7,12 @@
 import type { LayerSpec, MlpTensorNames, ModelSpec } from '../../server/src/checkpoint/modelSpec';
 import type { LayerPlan, RuntimePlan } from '../../server/src/runtime/runtimePlan';
 import { deepseekChoose, mlaAttention } from './referenceDeepseek';
+import { clampedSwigluExpert, layerNormRows, readGptOssExperts, referenceRope, sparsemixer } from './referenceFamilies';
 
-/** Anything that hands out fp32 tensors by name: a WeightSource, or a test's in-memory map. */
+/** Anything that hands out fp32 tensors by name: a WeightSource, or a test's in-memory map; `readRaw` for MXFP4 bytes. */
 export interface ReferenceWeights {
   readFloat32(name: string): Promise<Float32Array>;
+  readRaw?(name: string): Promise<Uint8Array>;
 }
 
 export interface ReferenceMoeLayer {
@@ -20,6 +22,8 @@ export interface ReferenceMoeLayer {
   gateWeights: Float64Array; // [T, k]
   expertOutputNorms: Float64Array; // [T, k]
   inputs: Float64Array; // [T, H]
+  /** The routed experts' mix [T, H] (shared expert excluded), what plan methods reconstruct. */
+  routedOutput: Float64Array;
 }
 
 export interface ReferenceOutput {
@@ -31,7 +35,11 @@ type Matrix = { data: Float64Array; rows: number; cols: number };
 
 export async function referenceForward(spec: ModelSpec, weights: ReferenceWeights, tokens: ArrayLike<number>, plan?: RuntimePlan): Promise<ReferenceOutput> {
   const read = async (name: string) => Float64Array.from(await weights.readFloat32(name));
+  const readRaw = (name: string) => (weights.readRaw ? weights.readRaw(name) : Promise.reject(new Error(`${name}: these weights have no raw reader for MXFP4 bytes`)));
   const H = spec.hiddenSize;
+  // Phi-MoE: nn.LayerNorm with bias where the others use RMSNorm.
+  const norm = async (m: Matrix, weight: string, bias: string | undefined) =>
+    spec.layerNorm ? { ...m, data: layerNormRows(m.data, m.cols, await read(weight), await read(bias!), spec.rmsNormEps) } : rmsNorm(m, await read(weight), spec.rmsNormEps);
   const T = tokens.length;
   const embed = await read(spec.tensors.embedTokens);
   let x: Matrix = { data: new Float64Array(T * H), rows: T, cols: H };
@@ -43,14 +51,16 @@ export async function referenceForward(spec: ModelSpec, weights: ReferenceWeight
   for (const layer of spec.layers) {
     const names = spec.tensors.layer(layer.index);
     const attend = spec.attention.mla ? mlaAttention : attention;
-    const attended = add(x, scale(await attend(spec, layer.index, rmsNorm(x, await read(names.inputNorm), spec.rmsNormEps), read), scaling.residual));
-    const normed = rmsNorm(attended, await read(names.postAttentionNorm), spec.rmsNormEps);
-    const feedForward = layer.kind === 'dense' ? await mlp(normed, names.mlp!, read) : await sparseMoe(spec, layer, normed, read, plan?.layers[layer.index] ?? {}, moe);
+    const attended = add(x, scale(await attend(spec, layer.index, await norm(x, names.inputNorm, names.inputNormBias), read), scaling.residual));
+    const normed = await norm(attended, names.postAttentionNorm, names.postAttentionNormBias);
+    const feedForward = layer.kind === 'dense' ? await mlp(normed, names.mlp!, read) : await sparseMoe(spec, layer, normed, read, readRaw, plan?.layers[layer.index] ?? {}, moe);
     x = add(attended, scale(feedForward, scaling.residual));
   }
-  const final = rmsNorm(x, await read(spec.tensors.finalNorm), spec.rmsNormEps);
+  const final = await norm(x, spec.tensors.finalNorm, spec.tensors.finalNormBias);
   const lmHead = await read(spec.tensors.lmHead ?? spec.tensors.embedTokens);
-  return { logits: scale(linear(final, lmHead, spec.vocabSize), 1 / scaling.logitsScaling).data, moe };
+  const logits = scale(linear(final, lmHead, spec.vocabSize), 1 / scaling.logitsScaling);
+  if (spec.tensors.lmHeadBias) addBias(logits, await read(spec.tensors.lmHeadBias));
+  return { logits: logits.data, moe };
 }
 
 /** Next-token cross-entropy from reference logits: loss[t] = -log softmax(logits[t])[tokens[t + 1]]. */
@@ -89,9 +99,14 @@ async function attention(spec: ModelSpec, layerIndex: number, x: Matrix, read: (
     q = { ...q, data: await perHead(q, numHeads, names.qNorm!) };
     k = { ...k, data: await perHead(k, numKvHeads, names.kNorm!) };
   }
+  // GLM-4.5's partial rotary: only the first rotaryDim of each head rotate.
   const rotaryDim = spec.attention.rotaryDim ?? headDim;
-  rope(q, numHeads, headDim, ropeTheta, rotaryDim);
-  rope(k, numKvHeads, headDim, ropeTheta, rotaryDim);
+  const { invFreq, factor } = referenceRope(rotaryDim, ropeTheta, T, spec.attention.ropeScaling);
+  rope(q, numHeads, headDim, invFreq, factor, rotaryDim);
+  rope(k, numKvHeads, headDim, invFreq, factor, rotaryDim);
+  // GPT-OSS: a sliding layer's query sees the last `size` positions; a sink logit per head joins each softmax.
+  const window = spec.attention.slidingWindow?.layers.includes(layerIndex) ? spec.attention.slidingWindow.size : Infinity;
+  const sinks = names.sinks ? await read(names.sinks) : undefined;
   const context: Matrix = { data: new Float64Array(T * numHeads * headDim), rows: T, cols: numHeads * headDim };
   const group = numHeads / numKvHeads;
   for (let h = 0; h < numHeads; h++) {
@@ -101,41 +116,56 @@ async function attention(spec: ModelSpec, layerIndex: number, x: Matrix, read: (
       for (let j = 0; j <= i; j++) {
         let dot = 0;
         for (let d = 0; d < headDim; d++) dot += q.data[i * q.cols + h * headDim + d] * k.data[j * k.cols + kvHead * headDim + d];
-        scores.push(dot * (spec.attention.scale ?? 1 / Math.sqrt(headDim)));
+        scores.push(i - j < window ? dot * (spec.attention.scale ?? 1 / Math.sqrt(headDim)) : -Infinity);
       }
-      const probs = softmax(scores);
+      const probs = sinks ? softmax([...scores, sinks[h]]).slice(0, -1) : softmax(scores);
       for (let j = 0; j <= i; j++) {
         for (let d = 0; d < headDim; d++) context.data[i * context.cols + h * headDim + d] += probs[j] * v.data[j * v.cols + kvHead * headDim + d];
       }
     }
   }
-  return linear(context, await read(names.o), spec.hiddenSize);
+  const out = linear(context, await read(names.o), spec.hiddenSize);
+  if (names.oBias) addBias(out, await read(names.oBias));
+  return out;
 }
 
-/** rotate_half RoPE at positions 0..T-1, in place, on the first `rotaryDim` of each head (GLM-4.5: half of it). */
-function rope(m: Matrix, heads: number, headDim: number, theta: number, rotaryDim = headDim): void {
+/**
+ * rotate_half RoPE at positions 0..T-1, in place, on the first `rotaryDim` of each head (GLM-4.5: part of it);
+ * cos and sin times `factor` (YaRN's attention factor, LongRoPE's mscale).
+ */
+function rope(m: Matrix, heads: number, headDim: number, invFreq: number[], factor: number, rotaryDim = headDim): void {
   const half = rotaryDim / 2;
   for (let t = 0; t < m.rows; t++) {
     for (let h = 0; h < heads; h++) {
       const base = t * m.cols + h * headDim;
       for (let i = 0; i < half; i++) {
-        const angle = t / Math.pow(theta, (2 * i) / rotaryDim);
+        const angle = t * invFreq[i];
+        const [cos, sin] = [Math.cos(angle) * factor, Math.sin(angle) * factor];
         const [x1, x2] = [m.data[base + i], m.data[base + half + i]];
-        m.data[base + i] = x1 * Math.cos(angle) - x2 * Math.sin(angle);
-        m.data[base + half + i] = x2 * Math.cos(angle) + x1 * Math.sin(angle);
+        m.data[base + i] = x1 * cos - x2 * sin;
+        m.data[base + half + i] = x2 * cos + x1 * sin;
       }
     }
   }
 }
 
-async function sparseMoe(spec: ModelSpec, layer: Extract<LayerSpec, { kind: 'moe' }>, x: Matrix, read: (n: string) => Promise<Float64Array>, plan: LayerPlan, captures: ReferenceMoeLayer[]): Promise<Matrix> {
+async function sparseMoe(
+  spec: ModelSpec,
+  layer: Extract<LayerSpec, { kind: 'moe' }>,
+  x: Matrix,
+  read: (n: string) => Promise<Float64Array>,
+  readRaw: (n: string) => Promise<Uint8Array>,
+  plan: LayerPlan,
+  captures: ReferenceMoeLayer[],
+): Promise<Matrix> {
   const names = spec.tensors.layer(layer.index);
   const E = layer.moe.numExperts;
   const H = spec.hiddenSize;
   const T = x.rows;
   const originalRouter = await read(names.router!);
   const experts: MlpWeights[] = [];
-  if (names.fusedExperts) {
+  if (names.fusedExperts?.layout === 'interleavedInOut') experts.push(...(await readGptOssExperts(spec, layer, read, readRaw)));
+  else if (names.fusedExperts) {
     // GraniteMoeParallelExperts: weight [E, out, in]; input_linear's output is chunked into (gate, up).
     const I = layer.moe.expert.intermediateSize;
     const [gateUp, down] = [await read(names.fusedExperts.gateUp), await read(names.fusedExperts.down)];
@@ -148,15 +178,30 @@ async function sparseMoe(spec: ModelSpec, layer: Extract<LayerSpec, { kind: 'moe
   // The plan, applied to the weights directly: W_r' = W_RM W_r, expert_i' = Σ_j W_EM[i][j] expert_j.
   const router = plan.routerMap ? combineRows(plan.routerMap, (j) => originalRouter.subarray(j * H, (j + 1) * H)) : originalRouter;
   const routed = plan.mergeMatrix
-    ? plan.mergeMatrix.map((row, i) => ({ gate: combineRows([row], (j) => experts[j].gate), up: combineRows([row], (j) => experts[j].up), down: combineRows([row.map((c) => c * (plan.outputScale?.[i] ?? 1))], (j) => experts[j].down) }))
+    ? plan.mergeMatrix.map((row, i) => {
+        const scaled = row.map((c) => c * (plan.outputScale?.[i] ?? 1));
+        const merged: MlpWeights = { gate: combineRows([row], (j) => experts[j].gate), up: combineRows([row], (j) => experts[j].up), down: combineRows([scaled], (j) => experts[j].down) };
+        // GPT-OSS: each bias merges with its weight; the down bias is scaled with the output.
+        if (experts[0].gateBias) Object.assign(merged, { gateBias: combineRows([row], (j) => experts[j].gateBias!), upBias: combineRows([row], (j) => experts[j].upBias!), downBias: combineRows([scaled], (j) => experts[j].downBias!) });
+        return merged;
+      })
     : experts;
   const routedCount = routed.length;
   const k = plan.topK ?? layer.moe.topK;
   const routing = layer.moe.routing;
+  const mixer = layer.moe.sparsemixer;
   // The correction bias follows the router rows: mapped expert i's bias is Σ_j routerMap[i][j] · bias_j.
-  const originalBias = names.routerBias ? await read(names.routerBias) : undefined;
+  const originalBias = names.correctionBias ? await read(names.correctionBias) : undefined;
   const routerBias = originalBias && plan.routerMap ? combineRows(plan.routerMap, (j) => [originalBias[j]]) : originalBias;
   const logits = linear(x, router, routedCount);
+  if (names.routerBias) {
+    const bias = await read(names.routerBias);
+    // GptOssTopKRouter: F.linear(x, W, b); a mapped router maps the biased logits (b' = W_RM b).
+    addBias(logits, plan.routerMap ? combineRows(plan.routerMap, (j) => [bias[j]]) : bias);
+  }
+  const clamped = layer.moe.clampedSwiglu;
+  const expertOutput = (token: Matrix, e: number) =>
+    clamped ? { data: clampedSwigluExpert(token.data, routed[e], layer.moe.expert.intermediateSize, H, clamped.alpha, clamped.limit) } : swiglu(token, routed[e], layer.moe.expert.intermediateSize, H);
   const capture: ReferenceMoeLayer = {
     layer: layer.index,
     routerLogits: logits.data,
@@ -164,6 +209,7 @@ async function sparseMoe(spec: ModelSpec, layer: Extract<LayerSpec, { kind: 'moe
     gateWeights: new Float64Array(T * k),
     expertOutputNorms: new Float64Array(T * k),
     inputs: x.data,
+    routedOutput: new Float64Array(0),
   };
   const out: Matrix = { data: new Float64Array(T * H), rows: T, cols: H };
   for (let t = 0; t < T; t++) {
@@ -178,20 +224,23 @@ async function sparseMoe(spec: ModelSpec, layer: Extract<LayerSpec, { kind: 'moe
       const probs = softmax(row);
       const order = probs.map((p, e) => ({ p, e })).sort((a, b) => b.p - a.p || a.e - b.e);
       const dropAfterFirst = order[0].p - order[1].p > (plan.adaptiveThreshold ?? Infinity);
-      chosen = order.slice(0, k).map((c, slot) => ({ ...c, kept: (slot === 0 || !dropAfterFirst) && c.p > 0 }));
+      // Phi-MoE: sparsemixer picks and weights the (at most two) experts; adaptive gating reads the same softmax gap.
+      const picks = mixer ? sparsemixer(row, mixer.jitterEps).map(({ expert, weight }) => ({ e: expert, p: weight })) : order;
+      chosen = picks.slice(0, k).map((c, slot) => ({ ...c, kept: (slot === 0 || !dropAfterFirst) && c.p > 0 }));
     }
     const total = chosen.reduce((s, c) => s + (c.kept ? c.p : 0), 0);
     const token: Matrix = { data: x.data.slice(t * H, (t + 1) * H), rows: 1, cols: H };
     chosen.forEach((c, slot) => {
       capture.selectedExperts[t * k + slot] = c.kept ? c.e : -1;
       if (!c.kept) return;
-      const weight = (layer.moe.normTopKProb ? c.p / total : c.p) * (routing?.scalingFactor ?? 1);
-      const y = swiglu(token, routed[c.e], layer.moe.expert.intermediateSize, H);
+      const weight = (layer.moe.normTopKProb && !mixer ? c.p / total : c.p) * (routing?.scalingFactor ?? 1);
+      const y = expertOutput(token, c.e);
       capture.gateWeights[t * k + slot] = weight;
       capture.expertOutputNorms[t * k + slot] = Math.hypot(...y.data);
       for (let d = 0; d < H; d++) out.data[t * H + d] += weight * y.data[d];
     });
   }
+  capture.routedOutput = out.data.slice();
   const shared = layer.moe.sharedExpert;
   if (shared) {
     const sharedOut = await mlp(x, names.sharedExpert!, read);
@@ -202,7 +251,11 @@ async function sparseMoe(spec: ModelSpec, layer: Extract<LayerSpec, { kind: 'moe
   return out;
 }
 
-type MlpWeights = { gate: Float64Array; up: Float64Array; down: Float64Array };
+type MlpWeights = { gate: Float64Array; up: Float64Array; down: Float64Array; gateBias?: Float64Array; upBias?: Float64Array; downBias?: Float64Array };
+
+function addBias(m: Matrix, bias: ArrayLike<number>): void {
+  for (let i = 0; i < m.data.length; i++) m.data[i] += bias[i % m.cols];
+}
 
 async function readMlp(names: MlpTensorNames, read: (n: string) => Promise<Float64Array>): Promise<MlpWeights> {
   return { gate: await read(names.gate), up: await read(names.up), down: await read(names.down) };

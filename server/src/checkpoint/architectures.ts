@@ -31,7 +31,13 @@ export interface ArchitectureTable {
     o: string;
     qNorm?: string;
     kNorm?: string;
+    /** GPT-OSS: `self_attn.sinks` [heads]. */
+    sinks?: string;
+    /** Phi-MoE's LayerNorms have biases beside their weights (`biasOf` the weight names). */
+    normBiases?: boolean;
     router: string;
+    /** GPT-OSS: `mlp.router.bias` [E]. */
+    routerBias?: string;
     /** Exactly one of `expert` (a tensor set per expert) and `fusedExperts` (all experts in two tensors). */
     expert?: MlpNameTemplates;
     fusedExperts?: FusedExpertNames;
@@ -41,8 +47,8 @@ export interface ArchitectureTable {
     denseMlp?: MlpNameTemplates;
     /** Multi-head latent attention (DeepSeek), in place of q/k/v. */
     mla?: MlaTensorNames;
-    /** DeepSeek V3's `e_score_correction_bias`, next to the router weight. */
-    routerBias?: string;
+    /** DeepSeek V3's `e_score_correction_bias`, next to the router weight: it steers the choice only. */
+    correctionBias?: string;
   };
   /** An architecture whose config needs more than this table: 'deepseek' (deepseekConfig.ts). */
   family?: 'deepseek' | 'glm';
@@ -52,6 +58,8 @@ export interface ArchitectureTable {
     numExperts: 'num_local_experts' | 'num_experts' | 'n_routed_experts';
     /** Granite MoE's four multipliers (see config.ts `graniteScaling`). */
     graniteScaling?: boolean;
+    /** Config keys beyond the common ones, read by familyConfig.ts. */
+    family?: 'gptOss' | 'phimoe';
     expertIntermediateSize: 'intermediate_size' | 'moe_intermediate_size';
     /** Present when the model has an always-on shared expert. */
     sharedExpertIntermediateSize?: 'shared_expert_intermediate_size';
@@ -62,8 +70,9 @@ export interface ArchitectureTable {
    * 'always': q/k/v carry biases whatever the config says (Qwen2-MoE hard-codes `bias=True`).
    * 'attentionBias': transformers reads `attention_bias`, which would also bias o_proj; every
    * published checkpoint has it false, and true is refused rather than half-supported.
+   * 'attentionBiasAll': `attention_bias` biases q, k, v and o (GPT-OSS, Phi-MoE), default `defaults.attentionBias`.
    */
-  qkvBias: 'always' | 'never' | 'attentionBias';
+  qkvBias: 'always' | 'never' | 'attentionBias' | 'attentionBiasAll';
   qkNorm: QkNorm;
   /** Mixtral always renormalises the top-k weights; the others read `norm_topk_prob`. */
   normTopKProb: 'always' | { configDefault: boolean };
@@ -72,6 +81,7 @@ export interface ArchitectureTable {
     rmsNormEps: number;
     /** undefined: defaults to num_attention_heads. */
     numKvHeads?: number;
+    attentionBias?: boolean;
   };
 }
 
@@ -203,7 +213,7 @@ export const ARCHITECTURES: Record<ArchitectureName, ArchitectureTable> = {
   DeepseekV3ForCausalLM: {
     architecture: 'DeepseekV3ForCausalLM',
     modelType: 'deepseek_v3',
-    names: { ...DEEPSEEK_NAMES, routerBias: `${LAYER}.mlp.gate.e_score_correction_bias` },
+    names: { ...DEEPSEEK_NAMES, correctionBias: `${LAYER}.mlp.gate.e_score_correction_bias` },
     family: 'deepseek',
     scaledRope: ['yarn'],
     config: { numExperts: 'n_routed_experts', expertIntermediateSize: 'moe_intermediate_size', hasDenseLayers: false },
@@ -234,7 +244,7 @@ export const ARCHITECTURES: Record<ArchitectureName, ArchitectureTable> = {
       qNorm: `${ATTENTION}.q_norm.weight`,
       kNorm: `${ATTENTION}.k_norm.weight`,
       router: `${LAYER}.mlp.gate.weight`,
-      routerBias: `${LAYER}.mlp.gate.e_score_correction_bias`,
+      correctionBias: `${LAYER}.mlp.gate.e_score_correction_bias`,
       expert: swiglu(`${LAYER}.mlp.experts.{j}`),
       sharedExpert: swiglu(`${LAYER}.mlp.shared_experts`),
       denseMlp: swiglu(`${LAYER}.mlp`),
@@ -246,6 +256,51 @@ export const ARCHITECTURES: Record<ArchitectureName, ArchitectureTable> = {
     qkNorm: 'perHead',
     normTopKProb: { configDefault: true },
     defaults: { ropeTheta: 10000, rmsNormEps: 1e-5 },
+  },
+  GptOssForCausalLM: {
+    architecture: 'GptOssForCausalLM',
+    modelType: 'gpt_oss',
+    names: {
+      ...COMMON_NAMES,
+      sinks: `${ATTENTION}.sinks`,
+      router: `${LAYER}.mlp.router.weight`,
+      routerBias: `${LAYER}.mlp.router.bias`,
+      // GptOssExperts; with quant_method mxfp4 the weights are `gate_up_proj_blocks` / `_scales` etc. (mxfp4.ts).
+      fusedExperts: {
+        gateUp: `${LAYER}.mlp.experts.gate_up_proj`,
+        down: `${LAYER}.mlp.experts.down_proj`,
+        gateUpBias: `${LAYER}.mlp.experts.gate_up_proj_bias`,
+        downBias: `${LAYER}.mlp.experts.down_proj_bias`,
+        layout: 'interleavedInOut',
+      },
+    },
+    config: { numExperts: 'num_local_experts', expertIntermediateSize: 'intermediate_size', hasDenseLayers: false, family: 'gptOss' },
+    qkvBias: 'attentionBiasAll',
+    qkNorm: 'none',
+    // GptOssTopKRouter: top-k of the (biased) logits, softmax over those k = the full softmax renormalised over the k.
+    normTopKProb: 'always',
+    defaults: { ropeTheta: 150000, rmsNormEps: 1e-5, numKvHeads: 8, attentionBias: true },
+  },
+  PhimoeForCausalLM: {
+    architecture: 'PhimoeForCausalLM',
+    modelType: 'phimoe',
+    names: {
+      ...COMMON_NAMES,
+      normBiases: true,
+      router: `${LAYER}.block_sparse_moe.gate.weight`,
+      // Mixtral's names: w1 gate, w3 up, w2 down.
+      expert: {
+        gate: `${LAYER}.block_sparse_moe.experts.{j}.w1.weight`,
+        up: `${LAYER}.block_sparse_moe.experts.{j}.w3.weight`,
+        down: `${LAYER}.block_sparse_moe.experts.{j}.w2.weight`,
+      },
+    },
+    config: { numExperts: 'num_local_experts', expertIntermediateSize: 'intermediate_size', hasDenseLayers: false, family: 'phimoe' },
+    qkvBias: 'attentionBiasAll',
+    qkNorm: 'none',
+    // sparsemixer's weights are not a renormalised softmax; MoeSpec.sparsemixer says how they are made.
+    normTopKProb: { configDefault: false },
+    defaults: { ropeTheta: 1e6, rmsNormEps: 1e-5, numKvHeads: 8, attentionBias: false },
   },
 };
 
@@ -267,6 +322,17 @@ function fillMla(names: MlaTensorNames, layer: number, qLora: boolean): MlaTenso
   return qLora ? { qA: fill(names.qA!, layer), qANorm: fill(names.qANorm!, layer), qB: fill(names.qB!, layer), ...kv } : { q: fill(names.q!, layer), ...kv };
 }
 
+function fillFused(templates: FusedExpertNames, layer: number, mxfp4?: boolean): FusedExpertNames {
+  return {
+    ...templates,
+    gateUp: fill(templates.gateUp, layer),
+    down: fill(templates.down, layer),
+    ...(templates.gateUpBias && { gateUpBias: fill(templates.gateUpBias, layer) }),
+    ...(templates.downBias && { downBias: fill(templates.downBias, layer) }),
+    ...(mxfp4 && { mxfp4: true }),
+  };
+}
+
 function biasOf(weightName: string): string {
   return weightName.replace(/\.weight$/, '.bias');
 }
@@ -274,13 +340,15 @@ function biasOf(weightName: string): string {
 /** Resolves the templates for a model whose layer kinds are known. */
 export function resolveTensorNames(
   table: ArchitectureTable,
-  options: { tieWordEmbeddings: boolean; qkvBias: boolean; isMoeLayer: (layer: number) => boolean; qLora?: boolean; qkNorm?: boolean },
+  options: { tieWordEmbeddings: boolean; qkvBias: boolean; oBias?: boolean; lmHeadBias?: boolean; mxfp4?: boolean; isMoeLayer: (layer: number) => boolean; qLora?: boolean; qkNorm?: boolean },
 ): TensorNames {
   const { names } = table;
   return {
     embedTokens: names.embedTokens,
     finalNorm: names.finalNorm,
     lmHead: options.tieWordEmbeddings ? undefined : names.lmHead,
+    ...(options.lmHeadBias && { lmHeadBias: biasOf(names.lmHead) }),
+    ...(names.normBiases && { finalNormBias: biasOf(names.finalNorm) }),
     layer(i: number): LayerTensorNames {
       const attention = {
         inputNorm: fill(names.inputNorm, i),
@@ -296,6 +364,9 @@ export function resolveTensorNames(
         }),
         ...(names.qNorm && names.kNorm && options.qkNorm !== false && { qNorm: fill(names.qNorm, i), kNorm: fill(names.kNorm, i) }),
         ...(names.mla && { mla: fillMla(names.mla, i, options.qLora ?? true) }),
+        ...(options.oBias && { oBias: biasOf(fill(names.o, i)) }),
+        ...(names.sinks && { sinks: fill(names.sinks, i) }),
+        ...(names.normBiases && { inputNormBias: biasOf(fill(names.inputNorm, i)), postAttentionNormBias: biasOf(fill(names.postAttentionNorm, i)) }),
       };
       if (!options.isMoeLayer(i)) {
         if (!names.denseMlp) throw new Error(`${table.architecture} has no dense layers; layer ${i} must be MoE.`);
@@ -305,8 +376,9 @@ export function resolveTensorNames(
         ...attention,
         router: fill(names.router, i),
         ...(names.routerBias && { routerBias: fill(names.routerBias, i) }),
+        ...(names.correctionBias && { correctionBias: fill(names.correctionBias, i) }),
         ...(names.expert && { expert: (j: number) => fillMlp(names.expert!, i, j) }),
-        ...(names.fusedExperts && { fusedExperts: { gateUp: fill(names.fusedExperts.gateUp, i), down: fill(names.fusedExperts.down, i) } }),
+        ...(names.fusedExperts && { fusedExperts: fillFused(names.fusedExperts, i, options.mxfp4) }),
         ...(names.sharedExpert && { sharedExpert: fillMlp(names.sharedExpert, i) }),
         ...(names.sharedExpertGate && { sharedExpertGate: fill(names.sharedExpertGate, i) }),
       };

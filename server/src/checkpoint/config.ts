@@ -4,12 +4,16 @@
  */
 
 import { ARCHITECTURES, resolveTensorNames, type ArchitectureTable } from './architectures';
+import { familyOptions } from './familyConfig';
 import { quoteValue } from '../errors';
 import { deepseekMoeLayers, deepseekSpec, glmSpec } from './deepseekConfig';
 import { CheckpointError } from './errors';
 import { SUPPORTED_ARCHITECTURES, type LayerSpec, type ModelSpec, type MoeSpec, type ScalingSpec } from './modelSpec';
 
 type Config = Record<string, unknown>;
+
+/** Names published configs use for a class transformers spells otherwise (microsoft/Phi-3.5-MoE-instruct's remote code). */
+const ARCHITECTURE_ALIASES: Record<string, string> = { PhiMoEForCausalLM: 'PhimoeForCausalLM' };
 
 export function findArchitecture(config: Config, file: string): ArchitectureTable {
   const supported = SUPPORTED_ARCHITECTURES.join(', ');
@@ -19,7 +23,7 @@ export function findArchitecture(config: Config, file: string): ArchitectureTabl
       throw new CheckpointError('invalidConfig', `${file}: "architectures" should be a list of names, got ${quoteValue(declared)}.`, file);
     }
     // Own properties only: `"constructor"` or `"__proto__"` is in every object through its prototype.
-    const known = declared.find((name): name is keyof typeof ARCHITECTURES => Object.hasOwn(ARCHITECTURES, name));
+    const known = declared.map((name) => (Object.hasOwn(ARCHITECTURE_ALIASES, name) ? ARCHITECTURE_ALIASES[name] : name)).find((name): name is keyof typeof ARCHITECTURES => Object.hasOwn(ARCHITECTURES, name));
     if (!known) {
       throw new CheckpointError(
         'unsupportedArchitecture',
@@ -140,6 +144,7 @@ export function parseModelConfig(config: unknown, file = 'config.json'): ModelSp
     read.fail(`"attention_bias": true is not supported (no published ${table.architecture} checkpoint uses it).`);
   }
   if (read.has('clip_qkv')) read.fail(`"clip_qkv" is not supported; set it to null.`);
+  const allBiases = table.qkvBias === 'attentionBiasAll' && read.boolean('attention_bias', table.defaults.attentionBias ?? false);
 
   const numLayers = read.positiveInt('num_hidden_layers');
   const numExperts = read.positiveInt(table.config.numExperts);
@@ -156,6 +161,8 @@ export function parseModelConfig(config: unknown, file = 'config.json'): ModelSp
       sharedExpert: { intermediateSize: read.positiveInt(table.config.sharedExpertIntermediateSize), gated: true },
     }),
   };
+  const family = familyOptions(table, read, { numLayers, headDim, hiddenSize, intermediateSize: moe.expert.intermediateSize, topK });
+  Object.assign(moe, family.moe);
   const isMoeLayer = moeLayerSchedule(table, read, numLayers);
   const expertsPerLayer = perLayerExpertCounts(read, numLayers, isMoeLayer, numExperts, topK, table.config.numExperts);
   const layers: LayerSpec[] = [];
@@ -168,7 +175,7 @@ export function parseModelConfig(config: unknown, file = 'config.json'): ModelSp
   }
 
   const tieWordEmbeddings = read.boolean('tie_word_embeddings', false);
-  const qkvBias = table.qkvBias === 'always';
+  const qkvBias = table.qkvBias === 'always' || allBiases;
   const granite = table.config.graniteScaling ? graniteScaling(read) : undefined;
   const spec: ModelSpec = {
     architecture: table.architecture,
@@ -176,10 +183,13 @@ export function parseModelConfig(config: unknown, file = 'config.json'): ModelSp
     hiddenSize,
     rmsNormEps: read.positiveNumber('rms_norm_eps', table.defaults.rmsNormEps),
     tieWordEmbeddings,
-    attention: { numHeads, numKvHeads, headDim, qkvBias, qkNorm: table.qkNorm, ropeTheta: ropeTheta(table, read), ...(granite && { scale: granite.attentionScale }) },
+    attention: { numHeads, numKvHeads, headDim, qkvBias, qkNorm: table.qkNorm, ropeTheta: ropeTheta(table, read), ...(granite && { scale: granite.attentionScale }), ...(allBiases && { oBias: true }), ...family.attention },
     ...(granite && { scaling: granite.scaling }),
+    ...(family.layerNorm && { layerNorm: true }),
+    ...(family.lmHeadBias && { lmHeadBias: true }),
+    ...(family.mxfp4 && { expertEncoding: 'mxfp4' as const }),
     layers,
-    tensors: resolveTensorNames(table, { tieWordEmbeddings, qkvBias, isMoeLayer }),
+    tensors: resolveTensorNames(table, { tieWordEmbeddings, qkvBias, oBias: allBiases, lmHeadBias: family.lmHeadBias && !tieWordEmbeddings, mxfp4: family.mxfp4, isMoeLayer }),
   };
   if (table.family === 'deepseek') return deepseekSpec(spec, table, read);
   return table.family === 'glm' ? glmSpec(spec, table, read) : spec;
@@ -250,6 +260,8 @@ function ropeTheta(table: ArchitectureTable, read: ConfigReader): number {
     if (typeof value !== 'object' || Array.isArray(value)) read.fail(`"${key}" should be an object.`);
     const params = value as Record<string, unknown>;
     const ropeType = params.rope_type ?? params.type ?? 'default';
+    // GPT-OSS and Phi-MoE read their scaled RoPE in familyConfig.ts; DeepSeek's YaRN is read by deepseekConfig.ts.
+    if (ropeType !== 'default' && key === 'rope_scaling' && table.config.family) continue;
     if (ropeType !== 'default' && !table.scaledRope?.includes(String(ropeType))) read.fail(`"${key}" asks for ${quoteValue(ropeType)} RoPE scaling, which is not supported.`);
     if (key === 'rope_parameters' && params.rope_theta !== undefined && !read.has('rope_theta')) {
       return new ConfigReader(params, `${key} in config.json`).positiveNumber('rope_theta', table.defaults.ropeTheta);

@@ -5,21 +5,22 @@ import type { LoadedCheckpoint, ModelSpec } from './modelSpec';
 export function describeRouting(spec: ModelSpec): string {
   const first = spec.layers.find((layer) => layer.kind === 'moe');
   if (!first || first.kind !== 'moe') return 'no MoE layers';
-  const { numExperts, topK, normTopKProb, sharedExpert, routing } = first.moe;
+  const { numExperts, topK, normTopKProb, sharedExpert, routing, sparsemixer, routerBias } = first.moe;
   if (routing) {
     const groups = routing.groups && routing.groups.count > 1 ? `, top-${routing.groups.selected} of ${routing.groups.count} groups (by ${routing.groups.score === 'topTwoSum' ? 'the sum of their best two' : 'their best expert'})` : '';
     const choice = `${routing.scoring} over ${numExperts} experts${routing.correctionBias ? ', correction bias for the choice' : ''}${groups ?? ''}`;
     return `${choice}, top-${topK}${normTopKProb ? ', renormalised' : ''}${routing.scalingFactor !== 1 ? `, times ${routing.scalingFactor}` : ''}${sharedExpert ? ', plus an always-on shared expert' : ''}`;
   }
-  const rule =
-    spec.architecture === 'GraniteMoeForCausalLM'
-      ? `top-${topK} of ${numExperts} router logits, softmax over those ${topK}`
+  const rule = sparsemixer
+    ? `sparsemixer over ${numExperts} experts: top-${topK} one at a time, each weighted by a softmax over the logits within ${2 * sparsemixer.jitterEps} (relative) of it`
+    : spec.architecture === 'GraniteMoeForCausalLM' || spec.architecture === 'GptOssForCausalLM'
+      ? `top-${topK} of ${numExperts} router logits${routerBias ? ' (with bias)' : ''}, softmax over those ${topK}`
       : `softmax over ${numExperts} experts, top-${topK}${normTopKProb ? ', renormalised' : ''}`;
   return `${rule}${sharedExpert ? ', plus a sigmoid-gated shared expert' : ''}`;
 }
 
 /** What a user wants to know about a model folder before running it: shape, experts, size. */
-export function describeCheckpoint({ folder, spec, weights }: LoadedCheckpoint): ModelSummary {
+export function describeCheckpoint({ folder, spec, weights, uncomputableTensors = [] }: LoadedCheckpoint & { uncomputableTensors?: { name: string; dtype: string; shape: number[] }[] }): ModelSummary {
   const dtypes: Record<string, number> = {};
   let parameters = 0;
   let bytes = 0;
@@ -28,6 +29,15 @@ export function describeCheckpoint({ folder, spec, weights }: LoadedCheckpoint):
     dtypes[info.dtype] = (dtypes[info.dtype] ?? 0) + 1;
     parameters += info.shape.reduce((a, b) => a * b, 1);
     bytes += info.byteLength;
+  }
+  // GPT-OSS's MXFP4 experts: each U8 of `_blocks` holds two weights, `_scales` are one byte per 32 of them.
+  for (const tensor of uncomputableTensors) {
+    const elements = tensor.shape.reduce((a, b) => a * b, 1);
+    dtypes[tensor.dtype] = (dtypes[tensor.dtype] ?? 0) + 1;
+    if (tensor.dtype === 'U8') {
+      bytes += elements;
+      if (tensor.name.endsWith('_blocks')) parameters += 2 * elements;
+    }
   }
   let expertParameters = 0;
   let inactiveParameters = 0;

@@ -3,11 +3,14 @@
  * Load-time validation checks checkpoints against this list; test fixtures generate from it.
  */
 
-import type { MlaSpec, MlaTensorNames, MlpTensorNames, ModelSpec } from './modelSpec';
+import type { FusedExpertNames, MlaSpec, MlaTensorNames, MlpTensorNames, ModelSpec } from './modelSpec';
+import { mxfp4BlocksName, mxfp4ScalesName, mxfp4Shapes } from './mxfp4';
 
 export interface ExpectedTensor {
   name: string;
   shape: number[];
+  /** Stored as this non-float dtype (MXFP4 blocks and scales are U8); absent: F32, F16 or BF16. */
+  dtype?: 'U8';
 }
 
 function mlpTensors(names: MlpTensorNames, hidden: number, intermediate: number): ExpectedTensor[] {
@@ -58,6 +61,9 @@ export function listExpectedTensors(spec: ModelSpec): ExpectedTensor[] {
     if (names.qBias && names.kBias && names.vBias) {
       expected.push({ name: names.qBias, shape: [qSize] }, { name: names.kBias, shape: [kvSize] }, { name: names.vBias, shape: [kvSize] });
     }
+    if (names.oBias) expected.push({ name: names.oBias, shape: [hidden] });
+    if (names.sinks) expected.push({ name: names.sinks, shape: [numHeads] });
+    if (names.inputNormBias) expected.push({ name: names.inputNormBias, shape: [hidden] });
     if (names.qNorm && names.kNorm) {
       // Qwen3-MoE normalises each head with one shared weight; OLMoE normalises the whole projection.
       const perHead = qkNorm === 'perHead';
@@ -67,6 +73,7 @@ export function listExpectedTensors(spec: ModelSpec): ExpectedTensor[] {
       );
     }
     expected.push({ name: names.postAttentionNorm, shape: [hidden] });
+    if (names.postAttentionNormBias) expected.push({ name: names.postAttentionNormBias, shape: [hidden] });
 
     if (layer.kind === 'dense') {
       if (names.mlp) expected.push(...mlpTensors(names.mlp, hidden, layer.mlp.intermediateSize));
@@ -75,7 +82,9 @@ export function listExpectedTensors(spec: ModelSpec): ExpectedTensor[] {
     const { moe } = layer;
     if (names.router) expected.push({ name: names.router, shape: [moe.numExperts, hidden] });
     if (names.routerBias) expected.push({ name: names.routerBias, shape: [moe.numExperts] });
-    if (names.fusedExperts) {
+    if (names.correctionBias) expected.push({ name: names.correctionBias, shape: [moe.numExperts] });
+    if (names.fusedExperts?.layout === 'interleavedInOut') expected.push(...gptOssExperts(names.fusedExperts, moe.numExperts, hidden, moe.expert.intermediateSize));
+    else if (names.fusedExperts) {
       const I = moe.expert.intermediateSize;
       expected.push({ name: names.fusedExperts.gateUp, shape: [moe.numExperts, 2 * I, hidden] }, { name: names.fusedExperts.down, shape: [moe.numExperts, hidden, I] });
     }
@@ -89,6 +98,28 @@ export function listExpectedTensors(spec: ModelSpec): ExpectedTensor[] {
   }
 
   expected.push({ name: spec.tensors.finalNorm, shape: [hidden] });
+  if (spec.tensors.finalNormBias) expected.push({ name: spec.tensors.finalNormBias, shape: [hidden] });
   if (spec.tensors.lmHead) expected.push({ name: spec.tensors.lmHead, shape: [spec.vocabSize, hidden] });
+  if (spec.tensors.lmHeadBias) expected.push({ name: spec.tensors.lmHeadBias, shape: [spec.vocabSize] });
   return expected;
+}
+
+/**
+ * GptOssExperts: gate_up_proj [E, H, 2I] and down_proj [E, I, H] as parameters ([in, out]), or, in MXFP4,
+ * their [out, in] transposes as blocks and scales; the biases [E, 2I] and [E, H] are never quantized.
+ */
+function gptOssExperts(names: FusedExpertNames, E: number, H: number, I: number): ExpectedTensor[] {
+  const biases = [
+    { name: names.gateUpBias!, shape: [E, 2 * I] },
+    { name: names.downBias!, shape: [E, H] },
+  ];
+  if (!names.mxfp4) return [{ name: names.gateUp, shape: [E, H, 2 * I] }, { name: names.down, shape: [E, I, H] }, ...biases];
+  const quantized = (weight: string, out: number, inputs: number): ExpectedTensor[] => {
+    const { blocks, scales } = mxfp4Shapes(E, out, inputs);
+    return [
+      { name: mxfp4BlocksName(weight), shape: blocks, dtype: 'U8' },
+      { name: mxfp4ScalesName(weight), shape: scales, dtype: 'U8' },
+    ];
+  };
+  return [...quantized(names.gateUp, 2 * I, H), ...biases.slice(0, 1), ...quantized(names.down, H, I), ...biases.slice(1)];
 }

@@ -180,6 +180,10 @@ export class Fp8BlockWeights implements WeightSource {
     return this.inner.readRaw(name);
   }
 
+  readRawRange(name: string, byteOffset: number, byteLength: number): Promise<Uint8Array> {
+    return this.inner.readRawRange(name, byteOffset, byteLength);
+  }
+
   close(): Promise<void> {
     return this.inner.close();
   }

@@ -15,6 +15,8 @@ export const SUPPORTED_ARCHITECTURES = [
   'DeepseekV3ForCausalLM',
   'DeepseekV2ForCausalLM',
   'Glm4MoeForCausalLM',
+  'GptOssForCausalLM',
+  'PhimoeForCausalLM',
 ] as const;
 export type ArchitectureName = (typeof SUPPORTED_ARCHITECTURES)[number];
 
@@ -33,10 +35,16 @@ export interface AttentionSpec {
   scale?: number;
   /** DeepSeek's multi-head latent attention (then `headDim` is the rotary part, as HF's config sets it). */
   mla?: MlaSpec;
-  /** Scaled RoPE (YaRN): its inverse frequencies and the factor cos and sin are multiplied by. Absent: plain RoPE. */
-  ropeScaling?: RopeScalingSpec;
   /** Partial rotary (GLM-4.5 `partial_rotary_factor`): only the first `rotaryDim` of each head rotate. Absent: headDim. */
   rotaryDim?: number;
+  /** o_proj has a bias too (GPT-OSS, Phi-MoE: `attention_bias` biases all four projections). */
+  oBias?: boolean;
+  /** GPT-OSS: one learned logit per head (`self_attn.sinks`) joins each softmax row, then is dropped. */
+  sinks?: boolean;
+  /** Layers whose queries see only the last `size` keys, themselves included (GPT-OSS `layer_types`, `sliding_window`). */
+  slidingWindow?: { size: number; layers: number[] };
+  /** Scaled RoPE (absent: plain RoPE at `ropeTheta`); see ropeScaling.ts. */
+  ropeScaling?: RopeScaling;
 }
 
 /**
@@ -56,9 +64,23 @@ export interface MlaSpec {
   latentNormEps: number;
 }
 
-export interface RopeScalingSpec {
-  inverseFrequencies: number[];
-  attentionFactor: number;
+/** DeepSeek's YaRN (yarnRope.ts) as its table: inverse frequencies and the factor cos and sin are multiplied by. */
+export type RopeScalingSpec = Extract<RopeScaling, { type: 'table' }>;
+
+/**
+ * RoPE scaling as transformers' modeling_rope_utils.py computes it. YaRN (GPT-OSS): frequencies blended between
+ * interpolated and extrapolated by a ramp over [low, high] dimensions, cos/sin times `attentionFactor`. LongRoPE
+ * (Phi-MoE): frequencies divided by the short or long factors, picked by sequence length, cos/sin times that mscale.
+ */
+export type RopeScaling =
+  | { type: 'yarn'; factor: number; originalMaxPositions: number; betaFast: number; betaSlow: number; truncate: boolean; attentionFactor: number }
+  | { type: 'longrope'; shortFactor: number[]; longFactor: number[]; shortMscale: number; longMscale: number; originalMaxPositions: number }
+  | { type: 'table'; inverseFrequencies: number[]; attentionFactor: number };
+
+/** GPT-OSS's expert activation: (clamp(up, ±limit) + 1) · g · sigmoid(alpha · g) with g = min(gate, limit). */
+export interface ClampedSwiglu {
+  alpha: number;
+  limit: number;
 }
 
 /**
@@ -84,6 +106,13 @@ export interface MoeSpec {
   expert: MlpSpec;
   /** Qwen2-MoE: an always-on expert whose output is scaled by sigmoid(shared_expert_gate(x)). */
   sharedExpert?: MlpSpec & { gated: boolean };
+  /** GPT-OSS: the router has a bias, and each expert's three projections do. */
+  routerBias?: boolean;
+  expertBias?: boolean;
+  /** GPT-OSS's clamped SwiGLU in place of silu(gate) · up. */
+  clampedSwiglu?: ClampedSwiglu;
+  /** Phi-MoE's sparsemixer (eval mode): top-2 picked one at a time, each weighted by a softmax over the logits within 2·jitterEps of it (relative). */
+  sparsemixer?: { jitterEps: number };
   /** DeepSeek-style routing; absent: softmax over the experts, top-k (the rule of the first four architectures). */
   routing?: RoutingSpec;
 }
@@ -114,6 +143,12 @@ export interface ModelSpec {
   tieWordEmbeddings: boolean;
   attention: AttentionSpec;
   scaling?: ScalingSpec;
+  /** Phi-MoE normalises with LayerNorm (weight and bias, eps = rmsNormEps) where the others use RMSNorm. */
+  layerNorm?: boolean;
+  /** Phi-MoE's lm_head has a bias (`lm_head_bias`). */
+  lmHeadBias?: boolean;
+  /** How the routed experts are stored when not as F32/F16/BF16 (GPT-OSS `quantization_config.quant_method`). */
+  expertEncoding?: 'mxfp4';
   layers: LayerSpec[];
   /** The tensor names this checkpoint must contain, resolved from the architecture table. */
   tensors: TensorNames;
@@ -125,6 +160,9 @@ export interface TensorNames {
   finalNorm: string;
   /** Absent when embeddings are tied. */
   lmHead?: string;
+  lmHeadBias?: string;
+  /** LayerNorm models only. */
+  finalNormBias?: string;
   layer(i: number): LayerTensorNames;
 }
 
@@ -142,10 +180,17 @@ export interface LayerTensorNames {
   kNorm?: string;
   /** Multi-head latent attention's tensors (q, k, v, qBias… are then unused). */
   mla?: MlaTensorNames;
+  oBias?: string;
+  sinks?: string;
+  /** LayerNorm models only (Phi-MoE). */
+  inputNormBias?: string;
+  postAttentionNormBias?: string;
   /** MoE layers only. */
   router?: string;
-  /** DeepSeek V3: `mlp.gate.e_score_correction_bias` [E]. */
+  /** GPT-OSS: `mlp.router.bias` [E], added to the logits. */
   routerBias?: string;
+  /** DeepSeek V3: `mlp.gate.e_score_correction_bias` [E], added for the choice only. */
+  correctionBias?: string;
   /** One tensor set per expert (Mixtral, Qwen, OLMoE); absent when the experts are fused. */
   expert?(j: number): MlpTensorNames;
   /** All experts in two tensors, expert-major (Granite MoE); see FusedExpertNames. */
@@ -181,6 +226,15 @@ export interface MlpTensorNames {
 export interface FusedExpertNames {
   gateUp: string;
   down: string;
+  /**
+   * GPT-OSS: `gate_up_proj` [E, H, 2I] with gate and up interleaved along the last axis (gate at even columns),
+   * `down_proj` [E, I, H] (both [in, out], x W), biases [E, 2I] (interleaved alike) and [E, H]. With `mxfp4`,
+   * the two weights are stored as `<name>_blocks` / `<name>_scales` in their transposed [out, in] layout (mxfp4.ts).
+   */
+  layout?: 'interleavedInOut';
+  gateUpBias?: string;
+  downBias?: string;
+  mxfp4?: boolean;
 }
 
 export type DType = 'F32' | 'F16' | 'BF16';
@@ -208,6 +262,8 @@ export interface WeightSource {
   readFloat32Range(name: string, offset: number, elements: number): Promise<Float32Array>;
   /** The tensor's bytes exactly as stored, for bit-exact copies. */
   readRaw(name: string): Promise<Uint8Array>;
+  /** `byteLength` stored bytes from `byteOffset` of the tensor, any dtype (one expert of MXFP4 blocks). */
+  readRawRange(name: string, byteOffset: number, byteLength: number): Promise<Uint8Array>;
   close(): Promise<void>;
 }
 

@@ -81,6 +81,15 @@ export class SafetensorsFile {
     return bytes;
   }
 
+  /** Bytes [byteOffset, byteOffset + byteLength) of a tensor of any dtype; the rest is never read. */
+  async readRawRange(name: string, byteOffset: number, byteLength: number): Promise<Uint8Array> {
+    const { begin, end } = this.entry(name);
+    if (byteOffset < 0 || byteLength < 0 || begin + byteOffset + byteLength > end) throw new Error(`Bytes [${byteOffset}, ${byteOffset + byteLength}) are outside ${name} (${end - begin} bytes).`);
+    const bytes = new Uint8Array(byteLength);
+    await readExactly(this.openHandle(), bytes, begin + byteOffset, this.path);
+    return bytes;
+  }
+
   async readFloat32(name: string): Promise<Float32Array> {
     const { dtype } = this.entry(name);
     if (!isComputeDType(dtype)) {

@@ -24,11 +24,22 @@ type ValidatedWeights = Pick<CheckpointWeights, 'fileOf' | 'has' | 'info' | 'unc
 export function validateWeights(spec: ModelSpec, weights: ValidatedWeights, folder: string): void {
   refuseImpossibleSize(spec, weights, folder);
   const problems: Problem[] = [];
-  for (const { name, shape } of listExpectedTensors(spec)) {
+  const stored = new Map(weights.uncomputableTensors().map((tensor) => [tensor.name, tensor]));
+  for (const { name, shape, dtype: expectedDtype } of listExpectedTensors(spec)) {
     const file = weights.fileOf(name);
     if (file === undefined) {
-      const hint = name === spec.tensors.lmHead ? ' (if the output layer shares the embeddings, config.json should say "tie_word_embeddings": true)' : '';
+      const hint = name === spec.tensors.lmHead ? ' (if the output layer shares the embeddings, config.json should say "tie_word_embeddings": true)' : mxfp4Hint(name);
       problems.push({ code: 'missingTensor', text: `missing tensor ${name}${hint}` });
+      continue;
+    }
+    if (expectedDtype) {
+      // MXFP4 blocks and scales: bytes, never decoded as numbers, so `has` (computable tensors) does not list them.
+      const found = stored.get(name);
+      if (!found || found.dtype !== expectedDtype) {
+        problems.push({ code: 'unsupportedDtype', text: `${basename(file)}: ${name} is ${found?.dtype ?? weights.info(name).dtype}; expected ${expectedDtype} (MXFP4 ${name.endsWith('_scales') ? 'E8M0 scales' : 'E2M1 blocks'})` });
+      } else if (found.shape.length !== shape.length || found.shape.some((dim, i) => dim !== shape[i])) {
+        problems.push({ code: 'wrongShape', text: `${basename(file)}: ${name} has shape [${found.shape.join(', ')}], expected [${shape.join(', ')}] from config.json (MXFP4: blocks [E, out, in/32, 16], scales [E, out, in/32])` });
+      }
       continue;
     }
     if (!weights.has(name)) {
@@ -53,6 +64,13 @@ export function validateWeights(spec: ModelSpec, weights: ValidatedWeights, fold
     `${folder} does not match its ${spec.architecture} config (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${shown.join('\n')}${more}`,
     folder,
   );
+}
+
+/** A GPT-OSS weight missing in one encoding is often there in the other: say which the config asks for. */
+function mxfp4Hint(name: string): string {
+  if (/_(blocks|scales)$/.test(name)) return ' (config.json says quantization_config.quant_method "mxfp4"; a bf16 checkpoint has no quantization_config)';
+  if (/\.mlp\.experts\.(gate_up|down)_proj$/.test(name)) return ' (an MXFP4 checkpoint stores it as _blocks and _scales and says so in quantization_config)';
+  return '';
 }
 
 /**

@@ -100,6 +100,10 @@ export class CheckpointWeights implements WeightSource {
     return this.locate(name).file.readRaw(name);
   }
 
+  readRawRange(name: string, byteOffset: number, byteLength: number): Promise<Uint8Array> {
+    return this.locate(name).file.readRawRange(name, byteOffset, byteLength);
+  }
+
   async close(): Promise<void> {
     await Promise.all(this.files.map((file) => file.close()));
   }

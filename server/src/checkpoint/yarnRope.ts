@@ -48,5 +48,5 @@ export function yarnRope(dim: number, base: number, p: YarnParameters): RopeScal
     const extrapolationFactor = f(1 - ramp);
     return f(f(interpolation * f(1 - extrapolationFactor)) + f(extrapolation * extrapolationFactor));
   });
-  return { inverseFrequencies, attentionFactor };
+  return { type: 'table', inverseFrequencies, attentionFactor };
 }

@@ -27,6 +27,8 @@ export function exportedConfig(sourceConfig: Record<string, unknown>, plan: Expo
   const originalNumExperts = sourceConfig[numExpertsKey];
   config[numExpertsKey] = resolved.maxExperts;
   if (resolved.topK !== sourceConfig.num_experts_per_tok) config.num_experts_per_tok = resolved.topK;
+  // GPT-OSS configs repeat top-k as `experts_per_token` (openai's own key): kept equal, so no reader sees the old one.
+  if (typeof sourceConfig.experts_per_token === 'number' && resolved.topK !== sourceConfig.experts_per_token) config.experts_per_token = resolved.topK;
 
   const perLayer: (number | null)[] = new Array(numLayers).fill(null);
   for (const layer of resolved.layers) perLayer[layer.index] = layer.numExperts;

@@ -10,6 +10,7 @@
 import { bytesPerElement, elementCount, isComputeDType, type StoredDType } from '../checkpoint/dtype';
 import type { ModelSpec, WeightSource } from '../checkpoint/modelSpec';
 import { SCALE_SUFFIX } from '../checkpoint/fp8Weights';
+import { fusedExpertTensors, type FusedRole } from './fusedExpertTensors';
 import { ExportError } from './exportErrors';
 import { oneHotIndex, type ResolvedExportPlan, type ResolvedMoeLayer } from './exportPlan';
 
@@ -34,7 +35,12 @@ export interface ExportSource {
 
 export type Segment =
   | { kind: 'raw'; source: string; byteOffset: number; byteLength: number }
-  | { kind: 'combine'; elements: number; terms: { source: string; elementOffset: number; coefficient: number }[] };
+  | { kind: 'combine'; elements: number; terms: { source: string; elementOffset: number; coefficient: number }[] }
+  /**
+   * One expert of an MXFP4 weight (`weight`_blocks / _scales, [E, rows, groups, 16] / [E, rows, groups]) as Σ c·W over
+   * source experts, decoded, summed in fp32 and re-encoded (checkpoint/mxfp4.ts); `part` says which bytes this is.
+   */
+  | { kind: 'mxfp4'; part: 'blocks' | 'scales'; weight: string; rows: number; groups: number; terms: { expert: number; coefficient: number }[] };
 
 export type TensorAction = 'kept' | 'renamed' | 'merged' | 'sliced' | 'mapped';
 
@@ -79,13 +85,14 @@ export function buildExportLayout(source: ExportSource, resolved: ResolvedExport
   const planned = new Map(resolved.layers.filter((layer) => layer.planned).map((layer) => [layer.index, layer]));
   const expertTensor = new Map<string, ResolvedMoeLayer>();
   const routerTensor = new Map<string, ResolvedMoeLayer>();
-  const fusedTensor = new Map<string, ResolvedMoeLayer>();
-  const routerBiasTensor = new Map<string, ResolvedMoeLayer>();
+  const fusedTensor = new Map<string, { layer: ResolvedMoeLayer; role: FusedRole }>();
   for (const layer of planned.values()) {
     const names = spec.tensors.layer(layer.index);
     routerTensor.set(names.router!, layer);
-    if (names.routerBias) routerBiasTensor.set(names.routerBias, layer);
-    if (names.fusedExperts) for (const name of [names.fusedExperts.gateUp, names.fusedExperts.down]) fusedTensor.set(name, layer);
+    // Router biases [E] (GPT-OSS's logit bias, DeepSeek V3's e_score_correction_bias) follow the router's rows.
+    if (names.routerBias) routerTensor.set(names.routerBias, layer);
+    if (names.correctionBias) routerTensor.set(names.correctionBias, layer);
+    if (names.fusedExperts) for (const { name, role } of fusedExpertTensors(names.fusedExperts)) fusedTensor.set(name, { layer, role });
     for (let j = 0; j < layer.moe.numExperts && names.expert; j++) {
       for (const role of ROLES) {
         expertTensor.set(names.expert(j)[role], layer);
@@ -111,11 +118,10 @@ export function buildExportLayout(source: ExportSource, resolved: ResolvedExport
       emitted.add(expertLayer.index);
       tensors.push(...expertOutputs(spec, expertLayer, require));
     } else if (fusedTensor.has(tensor.name)) {
-      tensors.push(fusedExpertOutput(fusedTensor.get(tensor.name)!, tensor));
+      const { layer, role } = fusedTensor.get(tensor.name)!;
+      tensors.push(fusedExpertOutput(layer, tensor, role));
     } else if (routerLayer) {
       tensors.push(routerOutput(routerLayer, tensor, require));
-    } else if (routerBiasTensor.has(tensor.name)) {
-      tensors.push(routerOutput(routerBiasTensor.get(tensor.name)!, tensor, require));
     } else {
       tensors.push({
         name: tensor.name,
@@ -167,31 +173,40 @@ function expertOutputs(spec: ModelSpec, layer: ResolvedMoeLayer, require: (name:
 }
 
 /**
- * A fused expert tensor [E, ...] (Granite MoE) keeps its name and loses experts along its first axis: each new
- * expert's slab is a byte range of its source expert's slab, or Σ M·W over source slabs when merged.
+ * A fused expert tensor [E, ...] (Granite MoE, GPT-OSS, its MXFP4 blocks and scales, its expert biases) keeps its
+ * name and loses experts along its first axis: each new expert's slab is a byte range of its source expert's slab
+ * (MXFP4 bytes copied exactly), or Σ M·W over source slabs when merged. The down side's slabs (and GPT-OSS's down
+ * bias) carry output compensation's scale. A combined MXFP4 slab is decoded, summed and re-encoded (an 'mxfp4'
+ * segment), which the runtime's evaluation of the plan reproduces.
  */
-function fusedExpertOutput(layer: ResolvedMoeLayer, tensor: SourceTensor): OutputTensor {
+function fusedExpertOutput(layer: ResolvedMoeLayer, tensor: SourceTensor, role: FusedRole): OutputTensor {
   if (tensor.shape[0] !== layer.moe.numExperts) {
     throw new ExportError('invalidSource', `Fused experts ${tensor.name} have shape [${tensor.shape}], expected [${layer.moe.numExperts}, …].`);
   }
   const slabElements = elementCount(tensor.shape.slice(1));
   const slabBytes = slabElements * bytesPerElement(tensor.dtype);
-  const merged = layer.expertRows.some((row) => oneHotIndex(row) === undefined);
-  if (merged && !isComputeDType(tensor.dtype)) throw new ExportError('invalidSource', `${tensor.name} is ${tensor.dtype}; only F32, F16 and BF16 experts can be merged.`);
-  const segments: Segment[] = layer.expertRows.map((row) => {
+  const rows = role === 'down' && layer.outputScale ? layer.expertRows.map((row, i) => row.map((c) => c * (layer.outputScale![i] ?? 1))) : layer.expertRows;
+  const merged = rows.some((row) => oneHotIndex(row) === undefined);
+  const mxfp4 = /_(blocks|scales)$/.exec(tensor.name);
+  if (merged && !isComputeDType(tensor.dtype) && !(mxfp4 && tensor.dtype === 'U8')) throw new ExportError('invalidSource', `${tensor.name} is ${tensor.dtype}; only F32, F16 and BF16 experts can be merged.`);
+  const segments: Segment[] = rows.map((row) => {
     const copyOf = oneHotIndex(row);
     if (copyOf !== undefined) return { kind: 'raw', source: tensor.name, byteOffset: copyOf * slabBytes, byteLength: slabBytes };
+    if (mxfp4) {
+      const terms = row.flatMap((coefficient, expert) => (coefficient === 0 ? [] : [{ expert, coefficient }]));
+      return { kind: 'mxfp4', part: mxfp4[1] as 'blocks' | 'scales', weight: tensor.name.slice(0, mxfp4.index), rows: tensor.shape[1], groups: tensor.shape[2], terms };
+    }
     return {
       kind: 'combine',
       elements: slabElements,
       terms: row.flatMap((coefficient, j) => (coefficient === 0 ? [] : [{ source: tensor.name, elementOffset: j * slabElements, coefficient }])),
     };
   });
-  const identity = layer.expertRows.length === layer.moe.numExperts && layer.expertRows.every((row, i) => oneHotIndex(row) === i);
+  const identity = rows.length === layer.moe.numExperts && rows.every((row, i) => oneHotIndex(row) === i);
   return {
     name: tensor.name,
     dtype: tensor.dtype,
-    shape: [layer.expertRows.length, ...tensor.shape.slice(1)],
+    shape: [rows.length, ...tensor.shape.slice(1)],
     byteLength: layer.expertRows.length * slabBytes,
     action: identity ? 'kept' : merged ? 'merged' : 'sliced',
     sources: [tensor.name],
@@ -241,10 +256,10 @@ function mergedExpert(name: string, role: Role, row: number[], sourceOf: (j: num
  */
 function routerOutput(layer: ResolvedMoeLayer, router: SourceTensor, require: (name: string) => SourceTensor): OutputTensor {
   require(router.name);
-  const isBias = router.shape.length === 1;
-  const [rows, hidden] = isBias ? [router.shape[0], 1] : router.shape;
-  if ((!isBias && router.shape.length !== 2) || rows !== layer.moe.numExperts) {
-    throw new ExportError('invalidSource', `Router ${router.name} has shape [${router.shape}], expected [${layer.moe.numExperts}, hidden].`);
+  // A router bias [E] (GPT-OSS) follows its rows like a weight of width 1: b' = W_RM b.
+  const [rows, hidden = 1] = router.shape;
+  if (router.shape.length > 2 || rows !== layer.moe.numExperts) {
+    throw new ExportError('invalidSource', `Router ${router.name} has shape [${router.shape}], expected [${layer.moe.numExperts}, hidden] or [${layer.moe.numExperts}].`);
   }
   const rowBytes = hidden * bytesPerElement(router.dtype);
   const identity = layer.routerRows.length === rows && layer.routerRows.every((row, i) => oneHotIndex(row) === i);
@@ -264,7 +279,7 @@ function routerOutput(layer: ResolvedMoeLayer, router: SourceTensor, require: (n
   return {
     name: router.name,
     dtype: router.dtype,
-    shape: isBias ? [layer.numExperts] : [layer.numExperts, hidden],
+    shape: router.shape.length === 1 ? [layer.numExperts] : [layer.numExperts, hidden],
     byteLength: layer.numExperts * rowBytes,
     action: identity ? 'kept' : sliced ? 'sliced' : 'mapped',
     sources: [router.name],

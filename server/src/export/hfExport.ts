@@ -15,10 +15,11 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { encodeSafetensorsHeader } from '../checkpoint/safetensorsWriter';
 import { bytesPerElement, decodeToFloat32, encodeFloat32, isComputeDType } from '../checkpoint/dtype';
+import { dequantizeMxfp4Rows, encodeMxfp4Rows, MXFP4_BLOCK, MXFP4_BLOCK_BYTES, mxfp4BlocksName, mxfp4ScalesName } from '../checkpoint/mxfp4';
 import { configText, exportedConfig } from './exportConfig';
 import { ExportError } from './exportErrors';
 import { nodeFileSystem, partialFolder, removeStalePartials, type ExportFileSystem } from './exportFileSystem';
-import { buildExportLayout, type ExportLayout, type ExportSource, type OutputTensor } from './exportLayout';
+import { buildExportLayout, type ExportLayout, type ExportSource, type OutputTensor, type Segment } from './exportLayout';
 import { assertExactInHuggingFace, resolveExportPlan, type ExportPlan } from './exportPlan';
 import { HashedFile, type WrittenFile } from './hashedFile';
 import { modelCard } from './modelCard';
@@ -233,6 +234,12 @@ async function* shardChunks(shard: Shard, reader: SourceReader): AsyncGenerator<
         }
         continue;
       }
+      if (segment.kind === 'mxfp4') {
+        const bytes = await reencodedMxfp4(segment, reader, tensor.name);
+        produced += bytes.byteLength;
+        yield bytes;
+        continue;
+      }
       const dtype = tensor.dtype;
       if (!isComputeDType(dtype)) throw new Error(`${tensor.name}: cannot combine ${dtype} values.`);
       const elementBytes = bytesPerElement(dtype);
@@ -259,6 +266,26 @@ async function* shardChunks(shard: Shard, reader: SourceReader): AsyncGenerator<
     }
     if (produced !== tensor.byteLength) throw new Error(`${tensor.name}: produced ${produced} bytes, expected ${tensor.byteLength}.`);
   }
+}
+
+/**
+ * A merged or rescaled expert of an MXFP4 weight: each source expert's blocks and scales decoded, Σ c·W in fp32
+ * in the runtime's order (layerWeights.ts mergeExperts), re-encoded; the runtime evaluates the same round trip.
+ */
+async function reencodedMxfp4(segment: Extract<Segment, { kind: 'mxfp4' }>, reader: SourceReader, name: string): Promise<Uint8Array> {
+  const { rows, groups } = segment;
+  const blockBytes = rows * groups * MXFP4_BLOCK_BYTES;
+  const sum = new Float32Array(rows * groups * MXFP4_BLOCK);
+  for (const { expert, coefficient } of segment.terms) {
+    const blocks = await reader.read(mxfp4BlocksName(segment.weight), expert * blockBytes, blockBytes);
+    const scales = await reader.read(mxfp4ScalesName(segment.weight), expert * rows * groups, rows * groups);
+    const values = dequantizeMxfp4Rows(blocks, scales, groups);
+    for (let x = 0; x < sum.length; x++) sum[x] += coefficient * values[x];
+  }
+  const bad = sum.findIndex((value) => !Number.isFinite(value));
+  if (bad >= 0) throw new ExportError('invalidSource', `${name} would hold ${sum[bad]} at element ${bad} of a merged expert: a source scale decodes to a value that is not a finite number.`);
+  const encoded = encodeMxfp4Rows(sum, rows, groups);
+  return segment.part === 'blocks' ? encoded.blocks : encoded.scales;
 }
 
 /** Runs `consume` on each item while the next one is already being produced (reads overlap writes). */

@@ -68,6 +68,9 @@ export function modelCard(options: {
     `- Experts per token: ${resolved.topK}${resolved.topK !== sourceConfig.num_experts_per_tok ? ` (was ${String(sourceConfig.num_experts_per_tok)})` : ''}.`,
     '- Every tensor not listed below is a bit-for-bit copy of the original.',
     ...deepseekCardLines(sourceConfig, resolved),
+    ...(isMxfp4(sourceConfig)
+      ? [`- The experts stay in MXFP4 (\`quantization_config\` unchanged): a kept expert's blocks, scales and biases are byte-for-byte copies${changed.some((l) => l.merged || l.outputScale) ? '; a merged or rescaled one is re-encoded to MXFP4, and the quality below was measured on the re-encoded weights' : ''}.`]
+      : []),
     '',
     ...(changed.length === 0
       ? ['No layer was changed.']
@@ -122,4 +125,10 @@ export function modelCard(options: {
     '',
   );
   return lines.join('\n');
+}
+
+/** GPT-OSS as published: experts as MXFP4 blocks and scales. */
+function isMxfp4(config: Record<string, unknown>): boolean {
+  const quantization = config.quantization_config;
+  return typeof quantization === 'object' && quantization !== null && (quantization as Record<string, unknown>).quant_method === 'mxfp4';
 }

@@ -10,10 +10,11 @@
 
 import type { ModelSpec, WeightSource } from '../checkpoint/modelSpec';
 import { GraphBuilder } from '../runtime/graphBuilder';
-import { buildHeadGraph, HeadIO } from '../runtime/headGraph';
+import { buildHeadGraph, headBiases, HeadIO } from '../runtime/headGraph';
 import { buildLayerGraph, LayerIO } from '../runtime/layerGraph';
-import { layerWeights, mergeExperts } from '../runtime/layerWeights';
+import { layerWeights, mergedMxfp4, mergeExperts } from '../runtime/layerWeights';
 import { ModelProto, OnnxDType } from '../runtime/onnxSchema';
+import { scaledRopeFrequencies } from '../runtime/ropeScaling';
 import { resolveLayerPlan, type ResolvedLayerPlan } from '../runtime/runtimePlan';
 import { rotaryDimOf } from '../runtime/positionTables';
 import type { ResolvedExportPlan } from './exportPlan';
@@ -92,20 +93,28 @@ export function planComposedGraph(spec: ModelSpec, weights: WeightSource, resolv
   const embedded = frame.op('Gather', [embedding, ids], { axis: 0 });
 
   // RoPE at position = number of real tokens before (0 for the first), so left padding works as in HF generate.
-  const { ropeTheta } = spec.attention;
+  const { ropeTheta, ropeScaling } = spec.attention;
   const headDim = rotaryDimOf(spec.attention);
+  const seqLength = frame.op('Gather', [frame.op('Shape', [ids]), frame.scalarInt64(1)], { axis: 0 });
   const maskFloat = frame.op('Cast', [mask], { to: OnnxDType.float });
   const positions = frame.op('Max', [frame.op('Sub', [frame.op('CumSum', [maskFloat, frame.scalarInt64(1)]), frame.constFloat([1])]), frame.constFloat([0])]);
-  // Scaled RoPE (YaRN: DeepSeek) brings its own frequencies and multiplies cos and sin by its attention factor.
-  const scaling = spec.attention.ropeScaling;
-  const angles = frame.op('Mul', [frame.op('Unsqueeze', [positions, frame.constInt64([2])]), frame.constFloat(scaling?.inverseFrequencies ?? inverseFrequencies(headDim, ropeTheta))]);
+  // Scaled RoPE (ropeScaling.ts): YaRN's frequencies and factor are constants; LongRoPE's switch to the long
+  // factors when the input is longer than original_max_position_embeddings, as the runtime's tables do.
+  const ropeAt = (length: number) => (ropeScaling ? scaledRopeFrequencies(headDim, ropeTheta, length, ropeScaling) : { invFreq: inverseFrequencies(headDim, ropeTheta), factor: 1 });
+  let invFreq = frame.constFloat([...ropeAt(1).invFreq]);
+  let ropeFactor = frame.constFloat([ropeAt(1).factor]);
+  if (ropeScaling?.type === 'longrope') {
+    const long = ropeAt(ropeScaling.originalMaxPositions + 1);
+    const isLong = frame.op('Greater', [seqLength, frame.scalarInt64(ropeScaling.originalMaxPositions)]);
+    invFreq = frame.op('Where', [isLong, frame.constFloat([...long.invFreq]), invFreq]);
+    ropeFactor = frame.op('Where', [isLong, frame.constFloat([long.factor]), ropeFactor]);
+  }
+  const angles = frame.op('Mul', [frame.op('Unsqueeze', [positions, frame.constInt64([2])]), invFreq]);
   const doubled = frame.op('Concat', [angles, angles], { axis: -1 });
-  const scaled = (t: string) => (scaling && scaling.attentionFactor !== 1 ? frame.op('Mul', [t, frame.constFloat([scaling.attentionFactor])]) : t);
-  const cos = frame.op('Unsqueeze', [scaled(frame.op('Cos', [doubled])), frame.constInt64([1])]);
-  const sin = frame.op('Unsqueeze', [scaled(frame.op('Sin', [doubled])), frame.constInt64([1])]);
+  const cos = frame.op('Unsqueeze', [frame.op('Mul', [frame.op('Cos', [doubled]), ropeFactor]), frame.constInt64([1])]);
+  const sin = frame.op('Unsqueeze', [frame.op('Mul', [frame.op('Sin', [doubled]), ropeFactor]), frame.constInt64([1])]);
 
   // Causal, and padding never visible as a key: [batch, 1, 1, seq, seq] as the layer graphs add it.
-  const seqLength = frame.op('Gather', [frame.op('Shape', [ids]), frame.scalarInt64(1)], { axis: 0 });
   const steps = frame.op('Range', [frame.scalarInt64(0), seqLength, frame.scalarInt64(1)]);
   const causal = frame.op('LessOrEqual', [frame.op('Unsqueeze', [steps, frame.constInt64([0])]), frame.op('Unsqueeze', [steps, frame.constInt64([1])])]);
   const visibleKeys = frame.op('Unsqueeze', [frame.op('Cast', [mask], { to: OnnxDType.bool }), frame.constInt64([1, 2, 3])]);
@@ -137,7 +146,7 @@ export function planComposedGraph(spec: ModelSpec, weights: WeightSource, resolv
       const runtimePlan = layerPlan?.planned
         ? resolveLayerPlan(layer.index, layer.moe, { routerMap: layerPlan.routerRows, mergeMatrix: layerPlan.expertRows, outputScale: layerPlan.outputScale, topK: layerPlan.topK, adaptiveThreshold: adaptiveThresholds[layer.index] })
         : resolveLayerPlan(layer.index, layer.moe, { adaptiveThreshold: adaptiveThresholds[layer.index] });
-      if (runtimePlan.mergeMatrix) experts = mergeExperts(layerWeightSet.experts!, runtimePlan.mergeMatrix, runtimePlan.outputScale);
+      if (runtimePlan.mergeMatrix) experts = mergeExperts(layerWeightSet.experts!, runtimePlan.mergeMatrix, runtimePlan.outputScale, mergedMxfp4(spec, layer));
       baked = bakedPlanInputs(prefix, layer.moe.numExperts, runtimePlan);
       for (const tensor of baked) bindings[tensor.name.slice(prefix.length)] = tensor.name;
       if (routerLogits) frame.output(`${prefix}${LayerIO.routerLogits}`, OnnxModelIO.routerLogits(layer.index), 'float', ['tokens', runtimePlan.routedExperts]);
@@ -147,7 +156,7 @@ export function planComposedGraph(spec: ModelSpec, weights: WeightSource, resolv
   }
 
   const lmHead = spec.tensors.lmHead ?? spec.tensors.embedTokens;
-  const head = buildHeadGraph(spec, () => weights.readFloat32(spec.tensors.finalNorm), () => weights.readFloat32(lmHead));
+  const head = buildHeadGraph(spec, () => weights.readFloat32(spec.tensors.finalNorm), () => weights.readFloat32(lmHead), headBiases(spec, weights));
   // The head's loss branch needs targets; it is pruned with everything else no output uses.
   parts.push({ prefix: headPrefix, builder: head, bindings: { [HeadIO.hidden]: frame.op('Reshape', [hidden, frame.constInt64([-1, H])]), [HeadIO.targets]: 'unused/targets' }, baked: [] });
   const logitsShape = frame.op('Concat', [frame.op('Shape', [ids]), frame.constInt64([V])], { axis: 0 });
@@ -158,8 +167,8 @@ export function planComposedGraph(spec: ModelSpec, weights: WeightSource, resolv
 }
 
 /** HF's fp32 `inv_freq`, the same values runtime/positionTables.ts builds its tables from. */
-function inverseFrequencies(headDim: number, theta: number): number[] {
-  return Array.from({ length: headDim / 2 }, (_, i) => Math.fround(1 / Math.fround(Math.pow(theta, Math.fround((2 * i) / headDim)))));
+function inverseFrequencies(headDim: number, theta: number): Float32Array {
+  return Float32Array.from({ length: headDim / 2 }, (_, i) => Math.fround(1 / Math.fround(Math.pow(theta, Math.fround((2 * i) / headDim)))));
 }
 
 function bakedPlanInputs(prefix: string, numExperts: number, plan: ResolvedLayerPlan): TensorRecord[] {

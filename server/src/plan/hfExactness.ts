@@ -14,6 +14,10 @@
  *   softmax *outputs* would not be expressible; the format never does that.
  * - Not expressible: adaptive gating (no config key), different top-k per layer (`num_experts_per_tok`
  *   is one number; a uniform change of top-k is fine).
+ * - MXFP4 experts (GPT-OSS) prune exactly (blocks and scales sliced byte for byte); a merged or rescaled expert
+ *   is re-encoded to MXFP4 by export, and the runtime evaluates the same re-encoded weights (layerWeights.ts
+ *   mergeExperts), so that is exact too.
+ * - Phi-MoE's sparsemixer is top-2 by construction: any other top-k is not expressible.
  * - Different expert counts per layer (a global expert budget) export exactly, with the per-layer counts
  *   in the documented config extension `moe_studio.num_experts_per_layer`, which MoE Studio's loader
  *   reads; stock loaders refuse such a model (one `num_local_experts` / `num_experts` for every layer),
@@ -41,6 +45,9 @@ export function analyseHfExactness(layers: PlanLayer[], spec: ModelSpec): HfExac
     if (plan?.adaptiveThreshold !== undefined && Number.isFinite(plan.adaptiveThreshold)) adaptive.push(layerSpec.index);
   }
   const reasons: string[] = [...groupReasons];
+  // Phi-MoE: PhimoeSparseMoeBlock calls sparsemixer with its fixed top_k=2, whatever num_experts_per_tok says.
+  const sparsemixer = spec.layers.some((l) => l.kind === 'moe' && l.moe.sparsemixer);
+  if (sparsemixer && [...topKs].some((k) => k !== 2)) reasons.push(`Phi-MoE's sparsemixer always routes 2 experts in transformers (top-k ${[...topKs].join(', ')} cannot be configured)`);
   if (adaptive.length) reasons.push(`adaptive gating (layers ${adaptive.join(', ')}) has no Hugging Face config key`);
   if (topKs.size > 1) reasons.push(`layers use different top-k (${[...topKs].sort((a, b) => a - b).join(', ')}); num_experts_per_tok is one number for every layer`);
   const counts = [...expertCounts].sort((a, b) => a - b).join(', ');

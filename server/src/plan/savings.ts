@@ -19,7 +19,12 @@ function mlpParameters(hidden: number, mlp: MlpSpec): number {
 interface ParameterCount {
   total: number;
   active: number;
+  /** The routed experts' part of `total`. */
+  experts: number;
 }
+
+/** MXFP4 (GPT-OSS): 16 bytes of E2M1 codes and one E8M0 scale byte per 32 weights. */
+const MXFP4_BYTES_PER_WEIGHT = 17 / 32;
 
 function countParameters(spec: ModelSpec, planned: Map<number, PlanLayer>): ParameterCount {
   const h = spec.hiddenSize;
@@ -33,6 +38,7 @@ function countParameters(spec: ModelSpec, planned: Map<number, PlanLayer>): Para
   const embeddings = spec.vocabSize * h * (spec.tieWordEmbeddings ? 1 : 2);
   let total = embeddings + h; // + final norm
   let active = total;
+  let routed = 0;
   for (const layer of spec.layers) {
     const shared = attention + 2 * h; // + input and post-attention norms
     total += shared;
@@ -49,19 +55,22 @@ function countParameters(spec: ModelSpec, planned: Map<number, PlanLayer>): Para
     const sharedExpert = layer.moe.sharedExpert ? mlpParameters(h, layer.moe.sharedExpert) + (layer.moe.sharedExpert.gated ? h : 0) : 0;
     const router = experts * h;
     total += router + experts * expert + sharedExpert;
+    routed += experts * expert;
     active += router + topK * expert + sharedExpert;
   }
-  return { total, active };
+  return { total, active, experts: routed };
 }
 
 export function predictSavings(spec: ModelSpec, layers: PlanLayer[], dtype: DType | 'F8_E4M3'): PredictedSavings {
   const before = countParameters(spec, new Map());
   const after = countParameters(spec, new Map(layers.map((l) => [l.layer, l])));
   const bytes = BYTES_PER_ELEMENT[dtype];
+  const expertBytes = spec.expertEncoding === 'mxfp4' ? MXFP4_BYTES_PER_WEIGHT : bytes;
+  const stored = (count: ParameterCount) => (count.total - count.experts) * bytes + count.experts * expertBytes;
   return {
-    dtype,
+    dtype: spec.expertEncoding === 'mxfp4' ? `${dtype} (experts MXFP4)` : dtype,
     parameters: { before: before.total, after: after.total },
-    bytes: { before: before.total * bytes, after: after.total * bytes },
+    bytes: { before: stored(before), after: stored(after) },
     activeParametersPerToken: { before: before.active, after: after.active },
   };
 }

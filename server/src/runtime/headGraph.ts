@@ -1,6 +1,6 @@
-import type { ModelSpec } from '../checkpoint/modelSpec';
+import type { ModelSpec, WeightSource } from '../checkpoint/modelSpec';
 import { GraphBuilder, WeightData } from './graphBuilder';
-import { rmsNormOp } from './layerGraph';
+import { layerNormOp, rmsNormOp } from './layerGraph';
 
 export const HeadIO = {
   hidden: 'hidden', // [rows, hidden]: only the rows whose logits or loss are wanted
@@ -9,17 +9,27 @@ export const HeadIO = {
   nll: 'nll', // [rows]: -log p(target), computed here so the vocab-wide logits need not leave the session
 } as const;
 
+/** The head's bias readers where the model has them (Phi-MoE). */
+export function headBiases(spec: ModelSpec, weights: WeightSource): { finalNorm?: WeightData; lmHead?: WeightData } {
+  const reader = (name: string | undefined) => name && (() => weights.readFloat32(name));
+  return { finalNorm: reader(spec.tensors.finalNormBias) || undefined, lmHead: reader(spec.tensors.lmHeadBias) || undefined };
+}
+
 /** Final norm, lm_head (or the tied embedding) and the next-token cross-entropy. */
-export function buildHeadGraph(spec: ModelSpec, finalNorm: WeightData, lmHead: WeightData): GraphBuilder {
+export function buildHeadGraph(spec: ModelSpec, finalNorm: WeightData, lmHead: WeightData, biases: { finalNorm?: WeightData; lmHead?: WeightData } = {}): GraphBuilder {
   const g = new GraphBuilder('head');
   const H = spec.hiddenSize;
   const hidden = g.input(HeadIO.hidden, 'float', ['rows', H]);
   const targets = g.input(HeadIO.targets, 'int32', ['rows']);
-  const normed = rmsNormOp(g, hidden, g.weight('final_norm', finalNorm, [H]), spec.rmsNormEps);
+  // Phi-MoE: a LayerNorm with bias, and lm_head's bias (Gemm's C).
+  const normed = spec.layerNorm
+    ? layerNormOp(g, hidden, g.weight('final_norm', finalNorm, [H]), g.weight('final_norm_bias', biases.finalNorm!, [H]), spec.rmsNormEps)
+    : rmsNormOp(g, hidden, g.weight('final_norm', finalNorm, [H]), spec.rmsNormEps);
   // Gemm with transB reads lm_head in its stored [vocab, hidden] layout, so a tied embedding needs no transpose.
   // Granite MoE divides the logits by `logits_scaling`: Gemm's alpha, in the same pass.
   const logitsScaling = spec.scaling?.logitsScaling ?? 1;
-  const logits = g.op('Gemm', [normed, g.weight('lm_head', lmHead, [spec.vocabSize, H])], { transB: 1, ...(logitsScaling !== 1 && { alpha: { float: 1 / logitsScaling } }) });
+  const lmHeadBias = biases.lmHead ? [g.weight('lm_head_bias', biases.lmHead, [spec.vocabSize])] : [];
+  const logits = g.op('Gemm', [normed, g.weight('lm_head', lmHead, [spec.vocabSize, H]), ...lmHeadBias], { transB: 1, ...(logitsScaling !== 1 && { alpha: { float: 1 / logitsScaling } }) });
   const logProbs = g.op('LogSoftmax', [logits], { axis: -1 });
   const picked = g.op('GatherElements', [logProbs, g.op('Unsqueeze', [targets, g.constInt64([1])])], { axis: 1 });
   g.output(logits, HeadIO.logits, 'float', ['rows', spec.vocabSize]);

@@ -1,4 +1,4 @@
-import type { LayerSpec, ModelSpec, MoeSpec } from '../checkpoint/modelSpec';
+import type { ClampedSwiglu, LayerSpec, ModelSpec, MoeSpec } from '../checkpoint/modelSpec';
 import { GraphBuilder, WeightData } from './graphBuilder';
 import { OnnxDType } from './onnxSchema';
 import type { LayerWeights, MlpWeights } from './layerWeights';
@@ -7,6 +7,8 @@ import { deepseekTopK } from './deepseekRouting';
 import { mlaAttentionContext } from './mlaAttention';
 import { rotaryDimOf } from './positionTables';
 import { quantizedLinearOp } from './quantizedLinear';
+import { attentionSinksSoftmax, slidingWindowBias } from './attentionExtras';
+import { sparsemixerRouting } from './sparsemixerGraph';
 
 /** Names of a decoder-layer graph's inputs and outputs, shared by the builder and the engine. */
 export const LayerIO = {
@@ -57,6 +59,9 @@ export function buildLayerGraph(spec: ModelSpec, layer: LayerSpec, weights: Laye
   const attentionBias = g.input(LayerIO.attentionBias, 'float', ['batch', 1, 1, 'seq', 'seq']);
   const w = (name: string, data: WeightData, dims: number[]) => g.weight(name, data, dims);
   const rmsNorm = (x: string, name: string, weight: WeightData, size: number) => rmsNormOp(g, x, w(name, weight, [size]), spec.rmsNormEps);
+  // Phi-MoE: nn.LayerNorm (weight and bias) in the two places the others use RMSNorm.
+  const blockNorm = (x: string, name: string, weight: WeightData, bias: WeightData | undefined) =>
+    spec.layerNorm ? layerNormOp(g, x, w(name, weight, [H]), w(`${name}_bias`, bias!, [H]), spec.rmsNormEps) : rmsNorm(x, name, weight, H);
 
   // Tokens are rows of a 2-D matrix, so every projection is a Gemm on the weight exactly as stored, and
   // only real tokens are rows: padding costs nothing outside attention. Attention alone works on the
@@ -66,7 +71,7 @@ export function buildLayerGraph(spec: ModelSpec, layer: LayerSpec, weights: Laye
   const batchAndSeq = g.op('Concat', [g.op('Slice', [biasShape, g.constInt64([0]), g.constInt64([1])]), g.op('Slice', [biasShape, g.constInt64([3]), g.constInt64([4])])], { axis: 0 });
 
   // Attention.
-  const x = rmsNorm(rows, 'input_norm', weights.inputNorm, H);
+  const x = blockNorm(rows, 'input_norm', weights.inputNorm, weights.inputNormBias);
   const mla = spec.attention.mla;
   // Grouped-query attention; DeepSeek's latent attention is mlaAttention.ts.
   const gqaContext = (): string => {
@@ -109,7 +114,11 @@ export function buildLayerGraph(spec: ModelSpec, layer: LayerSpec, weights: Laye
     const scores = g.op('Mul', [g.op('MatMul', [qStacked, g.op('Transpose', [kHeads], { perm: [0, 1, 3, 2] })]), g.constFloat([spec.attention.scale ?? 1 / Math.sqrt(headDim)])]);
     // The [batch, 1, 1, seq, seq] bias broadcasts over kv heads and groups once the rows are split again.
     const groupedShape = g.op('Concat', [g.constInt64([0, numKvHeads, group]), g.op('Slice', [biasShape, g.constInt64([3]), g.constInt64([5])])], { axis: 0 });
-    const probs = g.op('Softmax', [g.op('Add', [g.op('Reshape', [scores, groupedShape]), attentionBias])], { axis: -1 });
+    // GPT-OSS: sliding-window layers mask keys `size` or more places back; attention sinks join each softmax row.
+    const window = spec.attention.slidingWindow;
+    const layerBias = window?.layers.includes(layer.index) ? g.op('Add', [attentionBias, slidingWindowBias(g, biasShape, window.size)]) : attentionBias;
+    const maskedScores = g.op('Add', [g.op('Reshape', [scores, groupedShape]), layerBias]);
+    const probs = weights.sinks ? attentionSinksSoftmax(g, maskedScores, w('sinks', weights.sinks, [1, numKvHeads, group, 1, 1]), biasShape) : g.op('Softmax', [maskedScores], { axis: -1 });
     const context = g.op('MatMul', [g.op('Reshape', [probs, g.constInt64([0, numKvHeads, -1, 0])]), vHeads]);
     const grid = g.op('Reshape', [g.op('Transpose', [g.op('Reshape', [context, g.constInt64([0, numHeads, -1, headDim])])], { perm: [0, 2, 1, 3] }), g.constInt64([-1, numHeads * headDim])]);
     return g.op('Gather', [grid, tokenSlots], { axis: 0 });
@@ -118,10 +127,12 @@ export function buildLayerGraph(spec: ModelSpec, layer: LayerSpec, weights: Laye
     ? mlaAttentionContext({ g, x, hidden: H, numHeads, gridRows, tokenSlots, batchAndSeq, cos, sin, attentionBias, scale: spec.attention.scale ?? 1 / Math.sqrt(headDim), linear: (input, name, weight, outDim, inDim) => linearOp(g, input, name, weight, outDim, inDim, undefined, precision), rmsNorm: (input, name, weight, size, eps) => rmsNormOp(g, input, w(name, weight, [size]), eps) }, mla, weights.mla!)
     : gqaContext();
   // Residual connections ride on the products: Gemm's C here, the experts' scatter-add target below.
-  const attended = linearOp(g, merged, 'o_proj', weights.o, H, numHeads * (mla ? mla.vHeadDim : headDim), rows, precision, residualMultiplier);
+  // o_proj's bias (GPT-OSS, Phi-MoE) joins the residual in Gemm's C; a residual multiplier scales the product only (Granite has no o bias).
+  const oAddend = weights.oBias ? g.op('Add', [rows, w('o_bias', weights.oBias, [H])]) : rows;
+  const attended = linearOp(g, merged, 'o_proj', weights.o, H, numHeads * (mla ? mla.vHeadDim : headDim), oAddend, precision, residualMultiplier);
 
   // Feed-forward.
-  const normed = rmsNorm(attended, 'post_attention_norm', weights.postAttentionNorm, H);
+  const normed = blockNorm(attended, 'post_attention_norm', weights.postAttentionNorm, weights.postAttentionNormBias);
   // A residual multiplier other than 1 (Granite MoE) scales the block's output, so it cannot ride on the products.
   const ownResidual = residualMultiplier === 1 ? attended : undefined;
   const block =
@@ -143,6 +154,11 @@ export function rmsNormOp(g: GraphBuilder, x: string, weight: string, eps: numbe
   return g.op('Mul', [g.op('Div', [x, std]), weight]);
 }
 
+/** nn.LayerNorm over the last axis: ONNX LayerNormalization (opset 17), fp32 statistics as torch computes them. */
+export function layerNormOp(g: GraphBuilder, x: string, weight: string, bias: string, eps: number): string {
+  return g.op('LayerNormalization', [x, weight, bias], { axis: -1, epsilon: { float: eps } });
+}
+
 /**
  * y = x W^T (+ c) on rows: Gemm with transB reads the HF [out, in] layout as is, so no transposed copy is made.
  * `addend` (Gemm's C) is a bias row or a residual [rows, out], added in the same pass. Every projection goes
@@ -158,12 +174,26 @@ function linearOp(g: GraphBuilder, x: string, name: string, weight: WeightData, 
   return g.op('Gemm', [x, g.weight(name, weight, [outDim, inDim]), ...(addend ? [addend] : [])], { transB: 1, ...(scale !== 1 && { alpha: { float: scale } }) });
 }
 
-/** down(silu(gate x) * up x), plus `residual` when given. */
-export function swigluOp(g: GraphBuilder, x: string, name: string, mlp: MlpWeights, intermediate: number, hidden: number, residual?: string, precision: Precision = 'fp32'): string {
-  const gate = linearOp(g, x, `${name}/gate`, mlp.gate, intermediate, hidden, undefined, precision);
-  const up = linearOp(g, x, `${name}/up`, mlp.up, intermediate, hidden, undefined, precision);
-  const activated = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
-  return linearOp(g, activated, `${name}/down`, mlp.down, hidden, intermediate, residual, precision);
+/**
+ * down(silu(gate x) * up x), plus `residual` when given. GPT-OSS experts: each projection has a bias, and the
+ * activation is the clamped SwiGLU, (clamp(up, ±limit) + 1) · g · sigmoid(alpha · g) with g = min(gate, limit).
+ */
+export function swigluOp(g: GraphBuilder, x: string, name: string, mlp: MlpWeights, intermediate: number, hidden: number, residual?: string, precision: Precision = 'fp32', clamped?: ClampedSwiglu): string {
+  const bias = (data: WeightData | undefined, suffix: string, size: number) => (data ? g.weight(`${name}/${suffix}_bias`, data, [size]) : undefined);
+  let gate = linearOp(g, x, `${name}/gate`, mlp.gate, intermediate, hidden, bias(mlp.gateBias, 'gate', intermediate), precision);
+  let up = linearOp(g, x, `${name}/up`, mlp.up, intermediate, hidden, bias(mlp.upBias, 'up', intermediate), precision);
+  let activated: string;
+  if (clamped) {
+    gate = g.op('Min', [gate, g.constFloat([clamped.limit])]);
+    up = g.op('Max', [g.op('Min', [up, g.constFloat([clamped.limit])]), g.constFloat([-clamped.limit])]);
+    const glu = g.op('Mul', [gate, g.op('Sigmoid', [g.op('Mul', [gate, g.constFloat([clamped.alpha])])])]);
+    activated = g.op('Mul', [g.op('Add', [up, g.constFloat([1])]), glu]);
+  } else {
+    activated = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
+  }
+  const downBias = bias(mlp.downBias, 'down', hidden);
+  const addend = downBias && residual ? g.op('Add', [residual, downBias]) : (downBias ?? residual);
+  return linearOp(g, activated, `${name}/down`, mlp.down, hidden, intermediate, addend, precision);
 }
 
 /**
@@ -176,7 +206,7 @@ export function swigluOp(g: GraphBuilder, x: string, name: string, mlp: MlpWeigh
 export function buildSparseMoe(g: GraphBuilder, spec: ModelSpec, moe: MoeSpec, x: string, weights: LayerWeights, experts: MlpWeights[], residual?: string, precision: Precision = 'fp32'): string {
   const H = spec.hiddenSize;
   const linear = (input: string, name: string, weight: WeightData, outDim: number, inDim: number) => linearOp(g, input, name, weight, outDim, inDim);
-  const swiglu = (input: string, name: string, mlp: MlpWeights, intermediate: number) => swigluOp(g, input, name, mlp, intermediate, H, undefined, precision);
+  const swiglu = (input: string, name: string, mlp: MlpWeights, intermediate: number) => swigluOp(g, input, name, mlp, intermediate, H, undefined, precision, moe.clampedSwiglu);
   const E = moe.numExperts;
   const routedExperts = experts.length;
   const routerMap = g.input(LayerIO.routerMap, 'float', [E, routedExperts]);
@@ -184,11 +214,13 @@ export function buildSparseMoe(g: GraphBuilder, spec: ModelSpec, moe: MoeSpec, x
   const topK = g.input(LayerIO.topK, 'int64', [1]);
   const threshold = g.input(LayerIO.adaptiveThreshold, 'float', [1]);
 
-  const logits = g.op('MatMul', [linear(x, 'router', weights.router!, E, H), routerMap]);
+  // GPT-OSS's router has a bias; a mapped router maps the biased logits, so W' = M^T W and b' = M^T b alike.
+  const routerBias = weights.routerBias && g.weight('router_bias', weights.routerBias, [E]);
+  const logits = g.op('MatMul', [linearOp(g, x, 'router', weights.router!, E, H, routerBias), routerMap]);
   let topProbs: string, topIndices: string, gap: string, valid: string;
   if (moe.routing) {
     // DeepSeek's sigmoid / grouped router (deepseekRouting.ts); adaptive gating reads the gap of its first two weights.
-    ({ topScores: topProbs, topIndices, valid } = deepseekTopK(g, moe.routing, { logits, expertBias, topK, routerMap, routerBias: weights.routerBias, numExperts: E, routedExperts }));
+    ({ topScores: topProbs, topIndices, valid } = deepseekTopK(g, moe.routing, { logits, expertBias, topK, routerMap, routerBias: weights.correctionBias, numExperts: E, routedExperts }));
     // Signed: the first choice's weight minus the second's (the choice order is not the weight order); 0 when k = 1.
     const first = g.op('Slice', [topProbs, g.constInt64([0]), g.constInt64([1]), g.constInt64([1])]);
     const second = g.op('Slice', [g.op('Concat', [topProbs, first], { axis: 1 }), g.constInt64([1]), g.constInt64([2]), g.constInt64([1])]);
@@ -207,7 +239,13 @@ export function buildSparseMoe(g: GraphBuilder, spec: ModelSpec, moe: MoeSpec, x
   let gateWeights = g.op('Mul', [topProbs, g.op('Cast', [keep], { to: OnnxDType.float })]);
   if (moe.normTopKProb) gateWeights = g.op('Div', [gateWeights, g.op('ReduceSum', [gateWeights, g.constInt64([-1])], { keepdims: 1 })]);
   if (moe.routing && moe.routing.scalingFactor !== 1) gateWeights = g.op('Mul', [gateWeights, g.constFloat([moe.routing.scalingFactor])]);
-  const selected = g.op('Where', [keep, topIndices, g.constInt64([-1])]);
+  let selected = g.op('Where', [keep, topIndices, g.constInt64([-1])]);
+  if (moe.sparsemixer) {
+    // Phi-MoE: sparsemixer picks and weights the two experts; adaptive gating still reads the softmax gap above.
+    const mixed = sparsemixerRouting(g, g.op('Add', [logits, expertBias]), moe.sparsemixer.jitterEps, topK, gap, threshold);
+    selected = mixed.selected;
+    gateWeights = mixed.gateWeights;
+  }
 
   const flatSelected = g.op('Reshape', [selected, g.constInt64([-1])]);
   const flatWeights = g.op('Reshape', [gateWeights, g.constInt64([-1, 1])]);

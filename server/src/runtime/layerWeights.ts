@@ -1,11 +1,16 @@
 import type { FusedExpertNames, LayerSpec, MlpTensorNames, ModelSpec, WeightSource } from '../checkpoint/modelSpec';
+import { mxfp4RoundTrip } from '../checkpoint/mxfp4';
+import { gptOssExpert } from './gptOssExperts';
 import type { WeightData } from './graphBuilder';
 
-/** A SwiGLU MLP's weights in HF layout: gate/up [intermediate, hidden], down [hidden, intermediate]. */
+/** A SwiGLU MLP's weights in HF layout: gate/up [intermediate, hidden], down [hidden, intermediate]; GPT-OSS experts have biases too. */
 export interface MlpWeights {
   gate: WeightData;
   up: WeightData;
   down: WeightData;
+  gateBias?: WeightData;
+  upBias?: WeightData;
+  downBias?: WeightData;
 }
 
 /**
@@ -24,11 +29,17 @@ export interface LayerWeights {
   vBias?: WeightData;
   qNorm?: WeightData;
   kNorm?: WeightData;
+  oBias?: WeightData;
+  sinks?: WeightData;
+  inputNormBias?: WeightData;
+  postAttentionNormBias?: WeightData;
   /** Multi-head latent attention (DeepSeek): q (or q_a, its norm, q_b), kv_a_proj_with_mqa, kv_a_layernorm, kv_b. */
   mla?: { q?: WeightData; qA?: WeightData; qANorm?: WeightData; qB?: WeightData; kvA: WeightData; kvANorm: WeightData; kvB: WeightData };
   router?: WeightData;
-  /** DeepSeek V3's e_score_correction_bias [E]. */
+  /** GPT-OSS's router bias [E], added to the logits. */
   routerBias?: WeightData;
+  /** DeepSeek V3's e_score_correction_bias [E], for the choice only. */
+  correctionBias?: WeightData;
   experts?: MlpWeights[];
   sharedExpert?: MlpWeights;
   sharedExpertGate?: WeightData;
@@ -52,16 +63,28 @@ export function layerWeights(spec: ModelSpec, source: WeightSource, layer: Layer
     vBias: optional(names.vBias),
     qNorm: optional(names.qNorm),
     kNorm: optional(names.kNorm),
+    oBias: optional(names.oBias),
+    sinks: optional(names.sinks),
+    inputNormBias: optional(names.inputNormBias),
+    postAttentionNormBias: optional(names.postAttentionNormBias),
     ...(names.mla && {
       mla: { q: optional(names.mla.q), qA: optional(names.mla.qA), qANorm: optional(names.mla.qANorm), qB: optional(names.mla.qB), kvA: reader(names.mla.kvA), kvANorm: reader(names.mla.kvANorm), kvB: reader(names.mla.kvB) },
     }),
     router: optional(names.router),
     routerBias: optional(names.routerBias),
-    experts: layer.kind === 'moe' ? Array.from({ length: layer.moe.numExperts }, (_, j) => (names.fusedExperts ? fusedExpert(spec, source, names.fusedExperts, layer.moe.expert.intermediateSize, j) : mlp(names.expert!(j)))) : undefined,
+    correctionBias: optional(names.correctionBias),
+    experts: layer.kind === 'moe' ? Array.from({ length: layer.moe.numExperts }, (_, j) => expertWeights(spec, source, names, layer.moe.expert.intermediateSize, j)) : undefined,
     sharedExpert: names.sharedExpert && mlp(names.sharedExpert),
     sharedExpertGate: optional(names.sharedExpertGate),
     mlp: names.mlp && mlp(names.mlp),
   };
+}
+
+function expertWeights(spec: ModelSpec, source: WeightSource, names: ReturnType<ModelSpec['tensors']['layer']>, intermediate: number, j: number): MlpWeights {
+  if (names.fusedExperts?.layout === 'interleavedInOut') return gptOssExpert(source, names.fusedExperts, spec.hiddenSize, intermediate, j);
+  if (names.fusedExperts) return fusedExpert(spec, source, names.fusedExperts, intermediate, j);
+  const m = names.expert!(j);
+  return { gate: () => source.readFloat32(m.gate), up: () => source.readFloat32(m.up), down: () => source.readFloat32(m.down) };
 }
 
 /** Expert j of a fused layer, read as three ranges of the two tensors so no reader ever holds all experts. */
@@ -76,9 +99,12 @@ function fusedExpert(spec: ModelSpec, source: WeightSource, names: FusedExpertNa
  * with `outputScale`, new expert i's down projection is also multiplied by outputScale[i] (which scales its
  * output exactly, since the down projection is linear).
  */
-export function mergeExperts(experts: MlpWeights[], mergeMatrix: number[][], outputScale?: number[]): MlpWeights[] {
+export function mergeExperts(experts: MlpWeights[], mergeMatrix: number[][], outputScale?: number[], mxfp4?: MergedMxfp4): MlpWeights[] {
   return mergeMatrix.map((row, i) => {
-    const combine = (pick: (e: MlpWeights) => WeightData, scale: number): WeightData => async () => {
+    // An MXFP4 checkpoint stores a merged (or rescaled) expert re-encoded (export/hfExport.ts): evaluate exactly that.
+    const copyOf = row.filter((c) => c !== 0).length === 1 && row.includes(1) && (outputScale?.[i] ?? 1) === 1;
+    const stored = (values: Float32Array, rows: number, inputs: number) => (mxfp4 && !copyOf ? mxfp4RoundTrip(values, rows, inputs) : values);
+    const combine = (pick: (e: MlpWeights) => WeightData, scale: number, shape?: [number, number]): WeightData => async () => {
       let out: Float32Array | undefined;
       for (const [j, coefficient] of row.entries()) {
         if (coefficient === 0) continue;
@@ -87,10 +113,26 @@ export function mergeExperts(experts: MlpWeights[], mergeMatrix: number[][], out
         const c = coefficient * scale;
         for (let x = 0; x < out.length; x++) out[x] += c * source[x];
       }
-      return out ?? new Float32Array((await resolveWeight(pick(experts[0]))).length);
+      const values = out ?? new Float32Array((await resolveWeight(pick(experts[0]))).length);
+      return shape ? stored(values, shape[0], shape[1]) : values;
     };
-    return { gate: combine((e) => e.gate, 1), up: combine((e) => e.up, 1), down: combine((e) => e.down, outputScale?.[i] ?? 1) };
+    const scale = outputScale?.[i] ?? 1;
+    const [I, H] = mxfp4 ? [mxfp4.intermediate, mxfp4.hidden] : [0, 0];
+    const merged: MlpWeights = { gate: combine((e) => e.gate, 1, mxfp4 && [I, H]), up: combine((e) => e.up, 1, mxfp4 && [I, H]), down: combine((e) => e.down, scale, mxfp4 && [H, I]) };
+    // Biases combine like their weights (GPT-OSS); the down bias is part of the output the scale multiplies.
+    if (experts[0].gateBias) Object.assign(merged, { gateBias: combine((e) => e.gateBias!, 1), upBias: combine((e) => e.upBias!, 1), downBias: combine((e) => e.downBias!, scale) });
+    return merged;
   });
+}
+
+/** The expert shape of an MXFP4 checkpoint's layer, whose merged experts are re-encoded (absent: stored as floats). */
+export interface MergedMxfp4 {
+  hidden: number;
+  intermediate: number;
+}
+
+export function mergedMxfp4(spec: ModelSpec, layer: LayerSpec): MergedMxfp4 | undefined {
+  return spec.expertEncoding === 'mxfp4' && layer.kind === 'moe' ? { hidden: spec.hiddenSize, intermediate: layer.moe.expert.intermediateSize } : undefined;
 }
 
 export function resolveWeight(data: WeightData): Promise<Float32Array> {

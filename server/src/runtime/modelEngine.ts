@@ -5,10 +5,10 @@ import * as ort from 'onnxruntime-node';
 import type { LayerSpec, ModelSpec, WeightSource } from '../checkpoint/modelSpec';
 import { ForwardCancelledError, ForwardProgress, ForwardRequest, ForwardResult, ForwardVariantsRequest, MoeLayerCapture, SequenceResult } from './forwardTypes';
 import { GraphBuilder, SerializedModel } from './graphBuilder';
-import { buildHeadGraph, HeadIO } from './headGraph';
+import { buildHeadGraph, headBiases, HeadIO } from './headGraph';
 import { HiddenStore } from './hiddenStore';
 import { buildLayerGraph, LayerIO } from './layerGraph';
-import { layerWeights, mergeExperts } from './layerWeights';
+import { layerWeights, mergedMxfp4, mergeExperts } from './layerWeights';
 import { MemoryPlan, planMemory, Precision } from './memoryBudget';
 import { PrefixCache, batchKey } from './prefixCache';
 import { LayerResidency } from './residency';
@@ -144,7 +144,7 @@ export class ModelEngine {
     try {
       const embedding = await weights.readFloat32(spec.tensors.embedTokens);
       const lmHead = spec.tensors.lmHead ? () => weights.readFloat32(spec.tensors.lmHead!) : embedding;
-      const head = await loadGraph(buildHeadGraph(spec, () => weights.readFloat32(spec.tensors.finalNorm), lmHead), options);
+      const head = await loadGraph(buildHeadGraph(spec, () => weights.readFloat32(spec.tensors.finalNorm), lmHead, headBiases(spec, weights)), options);
       try {
         await residency.open();
       } catch (error) {
@@ -278,7 +278,7 @@ export class ModelEngine {
       this.mergedSessions.delete(layer.index);
     }
     const original = layerWeights(this.spec, this.weights, layer);
-    const session = await loadGraph(buildLayerGraph(this.spec, layer, original, mergeExperts(original.experts!, mergeMatrix, outputScale), { precision: this.options.precision }), this.options);
+    const session = await loadGraph(buildLayerGraph(this.spec, layer, original, mergeExperts(original.experts!, mergeMatrix, outputScale, mergedMxfp4(this.spec, layer)), { precision: this.options.precision }), this.options);
     if (keep) this.mergedSessions.set(layer.index, { key, session });
     return { session, release: !keep };
   }

@@ -1,22 +1,23 @@
-import type { AttentionSpec, RopeScalingSpec } from '../checkpoint/modelSpec';
+import type { AttentionSpec, RopeScaling } from '../checkpoint/modelSpec';
+import { ByteBudgetCache } from './byteBudgetCache';
+import { scaledRopeFrequencies } from './ropeScaling';
 
 /** The width of the cos/sin tables: the rotated part of each head (all of it unless the rotary is partial). */
 export function rotaryDimOf(attention: AttentionSpec): number {
   return attention.rotaryDim ?? attention.headDim;
 }
-import { ByteBudgetCache } from './byteBudgetCache';
 
 /**
  * RoPE cos/sin tables exactly as HF builds them in fp32: inv_freq = 1 / theta^(arange(0, d, 2) / d),
  * angles = position * inv_freq, duplicated across both halves of the head (rotate_half convention).
- * Scaled RoPE (YaRN) brings its own inverse frequencies and multiplies cos and sin by its attention factor.
+ * With `scaling` (YaRN, LongRoPE) the frequencies and a factor on cos and sin come from ropeScaling.ts;
+ * LongRoPE's depend on the (padded) length, as transformers picks them by the batch's sequence length.
  */
-export function ropeTables(headDim: number, theta: number, length: number, scaling?: RopeScalingSpec): { cos: Float32Array; sin: Float32Array } {
+export function ropeTables(headDim: number, theta: number, length: number, scaling?: RopeScaling): { cos: Float32Array; sin: Float32Array } {
   const half = headDim / 2;
-  const invFreq = scaling
-    ? Float32Array.from(scaling.inverseFrequencies)
-    : Float32Array.from({ length: half }, (_, i) => Math.fround(1 / Math.fround(Math.pow(theta, Math.fround((2 * i) / headDim)))));
-  const factor = scaling?.attentionFactor ?? 1;
+  const scaled = scaling && scaledRopeFrequencies(headDim, theta, length, scaling);
+  const invFreq = scaled?.invFreq ?? Float32Array.from({ length: half }, (_, i) => Math.fround(1 / Math.fround(Math.pow(theta, Math.fround((2 * i) / headDim)))));
+  const factor = scaled?.factor ?? 1;
   const cos = new Float32Array(length * headDim);
   const sin = new Float32Array(length * headDim);
   for (let t = 0; t < length; t++) {
@@ -86,7 +87,7 @@ export class BatchTablesCache {
     private readonly headDim: number,
     private readonly ropeTheta: number,
     budgetBytes = 64 * 1024 * 1024,
-    private readonly ropeScaling?: RopeScalingSpec,
+    private readonly ropeScaling?: RopeScaling,
   ) {
     this.entries = new ByteBudgetCache(budgetBytes, tableBytes);
   }

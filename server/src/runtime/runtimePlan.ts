@@ -67,6 +67,7 @@ export function resolveLayerPlan(layerIndex: number, moe: MoeSpec, plan: LayerPl
   // The model's own top-k cannot exceed the experts a plan leaves; an explicit plan top-k must fit.
   const topK = plan.topK ?? Math.min(moe.topK, routedExperts);
   if (!Number.isInteger(topK) || topK < 1 || topK > routedExperts) fail(`topK ${topK} is not in 1..${routedExperts}`);
+  if (moe.sparsemixer && topK > 2) fail(`topK ${topK}: Phi-MoE's sparsemixer routes at most 2 experts per token`);
   const adaptiveThreshold = plan.adaptiveThreshold ?? Infinity;
   if (Number.isNaN(adaptiveThreshold)) fail('adaptiveThreshold is NaN');
   return {

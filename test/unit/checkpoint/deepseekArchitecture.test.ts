@@ -60,7 +60,9 @@ test('DeepSeek V3 with YaRN: the softmax scale takes mscale², cos/sin the atten
   const spec = parseModelConfig(randomCheckpointConfig({ architecture: 'DeepseekV3ForCausalLM', deepseek: { yarn: { factor: 40, originalMaxPositionEmbeddings: 64, mscale: 1, mscaleAllDim: 1 } } }));
   const mscale = 0.1 * Math.log(40) + 1;
   assert.ok(Math.abs(spec.attention.scale! - mscale * mscale / Math.sqrt(24)) < 1e-12);
-  assert.equal(spec.attention.ropeScaling?.attentionFactor, 1);
+  const scaling = spec.attention.ropeScaling;
+  assert.ok(scaling?.type === 'table');
+  assert.equal(scaling.attentionFactor, 1);
   // Hand-computed YaRN frequencies for dim 8, base 10000, original length 64: correction range [0, 2] after floor/ceil.
   const low = Math.max(Math.floor((8 * Math.log(64 / (32 * 2 * Math.PI))) / (2 * Math.log(10000))), 0);
   const high = Math.min(Math.ceil((8 * Math.log(64 / (1 * 2 * Math.PI))) / (2 * Math.log(10000))), 7);
@@ -69,7 +71,7 @@ test('DeepSeek V3 with YaRN: the softmax scale takes mscale², cos/sin the atten
     const ramp = Math.min(Math.max((i - low) / (high - low), 0), 1);
     return (1 / (40 * base)) * ramp + (1 / base) * (1 - ramp);
   });
-  spec.attention.ropeScaling!.inverseFrequencies.forEach((f, i) => assert.ok(Math.abs(f - expected[i]) <= 1e-6 * expected[i], `inv_freq ${i}: ${f} vs ${expected[i]}`));
+  scaling.inverseFrequencies.forEach((f, i) => assert.ok(Math.abs(f - expected[i]) <= 1e-6 * expected[i], `inv_freq ${i}: ${f} vs ${expected[i]}`));
 });
 
 const CASES: { name: string; options: RandomCheckpointOptions }[] = [
@@ -226,7 +228,7 @@ test('GLM-4.5: GQA with q/k/v biases and head_dim of its own, partial rotary, V3
   const names = spec.tensors.layer(1);
   assert.equal(names.qBias, 'model.layers.1.self_attn.q_proj.bias');
   assert.equal(names.qNorm, undefined);
-  assert.equal(names.routerBias, 'model.layers.1.mlp.gate.e_score_correction_bias');
+  assert.equal(names.correctionBias, 'model.layers.1.mlp.gate.e_score_correction_bias');
   const shapes = new Map(listExpectedTensors(spec).map((t) => [t.name, t.shape]));
   assert.deepEqual(shapes.get('model.layers.1.self_attn.q_proj.weight'), [4 * 24, 64]);
   assert.deepEqual(shapes.get('model.layers.1.self_attn.k_proj.bias'), [2 * 24]);

@@ -91,9 +91,9 @@ describe('DeepSeek Hugging Face export', () => {
                 }
               }
             }
-            if (before.routerBias) {
-              const bias = await source.weights.readFloat32(before.routerBias);
-              assert.deepEqual([...(await exported.weights.readFloat32(after.routerBias!))], KEPT.map((j) => bias[j]));
+            if (before.correctionBias) {
+              const bias = await source.weights.readFloat32(before.correctionBias);
+              assert.deepEqual([...(await exported.weights.readFloat32(after.correctionBias!))], KEPT.map((j) => bias[j]));
             }
             // Removed experts' tensors are gone, scales included.
             assert.equal(exported.weights.has(`model.layers.${layer}.mlp.experts.8.gate_proj.weight`), false);

@@ -99,7 +99,7 @@ async function onnxLogits(file: string, vocab: number): Promise<{ logits: Float3
 }
 
 describe('ONNX export', () => {
-  for (const architecture of ['MixtralForCausalLM', 'Qwen2MoeForCausalLM', 'Qwen3MoeForCausalLM', 'DeepseekV3ForCausalLM'] as const) {
+  for (const architecture of ['MixtralForCausalLM', 'Qwen2MoeForCausalLM', 'Qwen3MoeForCausalLM', 'DeepseekV3ForCausalLM', 'GptOssForCausalLM', 'PhimoeForCausalLM'] as const) {
     it(`${architecture}: one ONNX graph gives the runtime's logits with prune, merge, adaptive gating and padding`, async () => {
       // DeepSeek V3 with YaRN (its frequencies and attention factor go into the graph), one group (nothing to break).
       const deepseek = architecture === 'DeepseekV3ForCausalLM' && { deepseek: { nGroup: 1, topkGroup: 1, yarn: { factor: 4, originalMaxPositionEmbeddings: 8, mscale: 1, mscaleAllDim: 0.8 } } };

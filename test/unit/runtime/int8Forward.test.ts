@@ -20,7 +20,10 @@ function relativeMaxError(actual: ArrayLike<number>, expected: ArrayLike<number>
 describe('int8 weights', () => {
   for (const architecture of ARCHITECTURES) {
     it(`${architecture}: logits, loss and routing stay near the float64 reference`, async () => {
-      await withCheckpoint({ architecture, seed: 11, numLayers: 3 }, async ({ spec, weights }) => {
+      // GPT-OSS's top-2 of 8 on this fixture has a near-tie at one token that int8 flips in two layers (relative logit
+      // error 0.22 there, 0.02-0.05 at every other token): a sharper router keeps this a test of the quantization.
+      const routerStd = architecture === 'GptOssForCausalLM' ? 1 : undefined;
+      await withCheckpoint({ architecture, seed: 11, numLayers: 3, routerStd }, async ({ spec, weights }) => {
         const engine = await ModelEngine.create(spec, weights, { precision: 'int8' });
         try {
           const sequences = randomSequences([9, 4, 12], spec.vocabSize);

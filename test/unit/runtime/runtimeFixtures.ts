@@ -8,7 +8,7 @@ import type { ArchitectureName, LoadedCheckpoint } from '../../../server/src/che
 import { Prng } from '../../support/prng';
 import { RandomCheckpointOptions, writeRandomCheckpoint } from '../../support/randomCheckpoint';
 
-export const ARCHITECTURES: ArchitectureName[] = ['MixtralForCausalLM', 'Qwen2MoeForCausalLM', 'Qwen3MoeForCausalLM', 'OlmoeForCausalLM', 'GraniteMoeForCausalLM'];
+export const ARCHITECTURES: ArchitectureName[] = ['MixtralForCausalLM', 'Qwen2MoeForCausalLM', 'Qwen3MoeForCausalLM', 'OlmoeForCausalLM', 'GraniteMoeForCausalLM', 'GptOssForCausalLM', 'PhimoeForCausalLM'];
 
 export async function withCheckpoint<T>(options: RandomCheckpointOptions, use: (checkpoint: LoadedCheckpoint) => Promise<T>): Promise<T> {
   const folder = await mkdtemp(join(tmpdir(), 'moe-runtime-'));

@@ -188,7 +188,8 @@ export class Calibration {
     const checkpoint = await this.openCheckpoint();
     const moe = this.identity.spec.layers.find((l) => l.kind === 'moe');
     const names = moe ? this.identity.spec.tensors.layer(moe.index) : undefined;
-    const name = names?.expert?.(0).gate ?? names?.fusedExperts?.gateUp;
+    // GPT-OSS in MXFP4 has no float expert weight; its expert biases have the checkpoint's float dtype.
+    const name = names?.expert?.(0).gate ?? (names?.fusedExperts?.mxfp4 ? names.fusedExperts.gateUpBias : names?.fusedExperts?.gateUp);
     return name ? checkpoint.weights.info(name).dtype : 'F32';
   }
 

@@ -16,12 +16,13 @@
  * cached ones (a merged row's are computed once from its merged weights), and what the least squares
  * needs is summed over the tokens.
  */
-import type { ModelSpec, MoeSpec, WeightSource } from '../../checkpoint/modelSpec';
-import { layerWeights, mergeExperts, type MlpWeights, resolveWeight } from '../../runtime/layerWeights';
+import type { ClampedSwiglu, ModelSpec, MoeSpec, WeightSource } from '../../checkpoint/modelSpec';
+import { layerWeights, mergedMxfp4, mergeExperts, type MergedMxfp4, type MlpWeights, resolveWeight } from '../../runtime/layerWeights';
 import type { CompensationSums } from '../methods/outputCompensation';
 import type { PlanLayer } from '../planFile';
 import { oneHotRows } from '../runtimeConversion';
 import { throwIfAborted } from '../statistics';
+import { sparsemixerPicks } from './sparsemixerPicks';
 
 interface LayerCache {
   moe: MoeSpec;
@@ -35,6 +36,8 @@ interface LayerCache {
   inputs: Float32Array;
   experts: MlpWeights[];
   intermediate: number;
+  /** MXFP4 checkpoints store merged experts re-encoded. */
+  mxfp4?: MergedMxfp4;
 }
 
 export class LayerReconstruction {
@@ -53,11 +56,11 @@ export class LayerReconstruction {
       const outputs: Float32Array[] = [];
       for (const expert of experts) {
         throwIfAborted(signal);
-        outputs.push(swiglu(capture.inputs, capture.tokens, H, layer.moe.expert.intermediateSize, await resolveWeight(expert.gate), await resolveWeight(expert.up), await resolveWeight(expert.down)));
+        outputs.push(await expertOutputs(capture.inputs, capture.tokens, H, layer.moe, expert));
         // Long layers must not starve the language server's other requests.
         await new Promise((resolve) => setImmediate(resolve));
       }
-      const cache: LayerCache = { moe: layer.moe, tokens: capture.tokens, logits: capture.routerLogits, outputs, full: new Float32Array(0), inputs: capture.inputs, experts, intermediate: layer.moe.expert.intermediateSize };
+      const cache: LayerCache = { moe: layer.moe, tokens: capture.tokens, logits: capture.routerLogits, outputs, full: new Float32Array(0), inputs: capture.inputs, experts, intermediate: layer.moe.expert.intermediateSize, mxfp4: mergedMxfp4(spec, layer) };
       cache.full = mix(cache, H, allExperts(layer.moe.numExperts));
       layers.set(index, cache);
     }
@@ -143,28 +146,38 @@ export class LayerReconstruction {
         logits[i] = l;
         if (l > max) max = l;
       }
-      let total = 0;
-      for (let i = 0; i < rows; i++) total += (logits[i] = Math.exp(logits[i] - max));
-      let chosenTotal = 0;
-      for (let s = 0; s < k; s++) {
-        let best = -1;
-        for (let i = 0; i < rows; i++) {
-          if (chosen.subarray(0, s).includes(i)) continue;
-          if (best < 0 || logits[i] > logits[best]) best = i;
+      let slots = k;
+      const mixer = cache.moe.sparsemixer;
+      if (mixer) {
+        // Phi-MoE: sparsemixer's picks and weights instead of a softmax top-k.
+        const picks = sparsemixerPicks(logits, rows, () => true, k, mixer.jitterEps);
+        slots = picks.experts.length;
+        chosen.set(picks.experts);
+        gates.set(picks.gates);
+      } else {
+        let total = 0;
+        for (let i = 0; i < rows; i++) total += (logits[i] = Math.exp(logits[i] - max));
+        let chosenTotal = 0;
+        for (let s = 0; s < k; s++) {
+          let best = -1;
+          for (let i = 0; i < rows; i++) {
+            if (chosen.subarray(0, s).includes(i)) continue;
+            if (best < 0 || logits[i] > logits[best]) best = i;
+          }
+          chosen[s] = best;
+          chosenTotal += logits[best];
         }
-        chosen[s] = best;
-        chosenTotal += logits[best];
+        for (let s = 0; s < k; s++) gates[s] = logits[chosen[s]] / (normTopKProb ? chosenTotal : total);
       }
-      for (let s = 0; s < k; s++) gates[s] = logits[chosen[s]] / (normTopKProb ? chosenTotal : total);
       const base = t * H;
-      for (let s = 0; s < k; s++) {
+      for (let s = 0; s < slots; s++) {
         const i = chosen[s];
         routedTokens[i]++;
         const oi = outputs[i];
         let c = 0;
         for (let h = 0; h < H; h++) c += oi[base + h] * cache.full[base + h];
         cross[i] += gates[s] * c;
-        for (let r = 0; r < k; r++) {
+        for (let r = 0; r < slots; r++) {
           const j = chosen[r];
           const oj = outputs[j];
           let d = 0;
@@ -191,8 +204,8 @@ export class LayerReconstruction {
         outputs.push(cache.outputs[copyOf]);
         continue;
       }
-      const [merged] = mergeExperts(cache.experts, [row]);
-      outputs.push(swiglu(cache.inputs, cache.tokens, this.hidden, cache.intermediate, await resolveWeight(merged.gate), await resolveWeight(merged.up), await resolveWeight(merged.down)));
+      const [merged] = mergeExperts(cache.experts, [row], undefined, cache.mxfp4);
+      outputs.push(await expertOutputs(cache.inputs, cache.tokens, this.hidden, cache.moe, merged));
     }
     return outputs;
   }
@@ -210,7 +223,16 @@ function mix(cache: LayerCache, H: number, kept: boolean[]): Float32Array {
   const probabilities = new Float64Array(E);
   const chosen = new Int32Array(k);
   const taken = new Uint8Array(E);
+  const mixer = cache.moe.sparsemixer;
   for (let t = 0; t < cache.tokens; t++) {
+    if (mixer) {
+      // Phi-MoE: sparsemixer's picks and weights instead of a softmax top-k.
+      const { experts, gates } = sparsemixerPicks(cache.logits.subarray(t * E, (t + 1) * E), E, (e) => kept[e], k, mixer.jitterEps);
+      experts.forEach((e, s) => {
+        for (let h = 0; h < H; h++) y[t * H + h] += gates[s] * cache.outputs[e][t * H + h];
+      });
+      continue;
+    }
     let max = -Infinity;
     for (let e = 0; e < E; e++) if (kept[e] && cache.logits[t * E + e] > max) max = cache.logits[t * E + e];
     let total = 0;
@@ -241,14 +263,38 @@ function mix(cache: LayerCache, H: number, kept: boolean[]): Float32Array {
   return y;
 }
 
+/** One expert's output on every token, as the runtime's graph computes it (GPT-OSS: biases and the clamped SwiGLU). */
+async function expertOutputs(x: Float32Array, tokens: number, H: number, moe: MoeSpec, expert: MlpWeights): Promise<Float32Array> {
+  const optional = (w: MlpWeights['gateBias']) => (w ? resolveWeight(w) : Promise.resolve(undefined));
+  const biases = { gate: await optional(expert.gateBias), up: await optional(expert.upBias), down: await optional(expert.downBias) };
+  return swiglu(x, tokens, H, moe.expert.intermediateSize, await resolveWeight(expert.gate), await resolveWeight(expert.up), await resolveWeight(expert.down), biases, moe.clampedSwiglu);
+}
+
 /**
  * down(silu(x gate^T) ⊙ (x up^T)) for every token; weights in HF layout [out, in]. Four weight rows
- * share each load of x (about twice as fast as one row at a time in V8).
+ * share each load of x (about twice as fast as one row at a time in V8). With `clamped` (GPT-OSS) the
+ * activation is (clamp(u, ±limit) + 1) · g · sigmoid(alpha · g), g = min(gate, limit); biases are added where given.
  */
-function swiglu(x: Float32Array, tokens: number, H: number, I: number, gate: Float32Array, up: Float32Array, down: Float32Array): Float32Array {
+function swiglu(
+  x: Float32Array,
+  tokens: number,
+  H: number,
+  I: number,
+  gate: Float32Array,
+  up: Float32Array,
+  down: Float32Array,
+  bias: { gate?: Float32Array; up?: Float32Array; down?: Float32Array } = {},
+  clamped?: ClampedSwiglu,
+): Float32Array {
   const out = new Float32Array(tokens * H);
   const activation = new Float64Array(I);
-  const silu = (g: number, u: number) => (g / (1 + Math.exp(-g))) * u;
+  const plain = (g: number, u: number) => (g / (1 + Math.exp(-g))) * u;
+  const clampedSilu = (g: number, u: number) => {
+    const gc = Math.min(g, clamped!.limit);
+    return (Math.min(Math.max(u, -clamped!.limit), clamped!.limit) + 1) * (gc / (1 + Math.exp(-clamped!.alpha * gc)));
+  };
+  const activate = clamped ? clampedSilu : plain;
+  const silu = bias.gate || bias.up ? (g: number, u: number, i: number) => activate(g + (bias.gate?.[i] ?? 0), u + (bias.up?.[i] ?? 0)) : activate;
   for (let t = 0; t < tokens; t++) {
     const xo = t * H;
     let i = 0;
@@ -269,10 +315,10 @@ function swiglu(x: Float32Array, tokens: number, H: number, I: number, gate: Flo
         u2 += xv * up[w2 + h];
         u3 += xv * up[w3 + h];
       }
-      activation[i] = silu(g0, u0);
-      activation[i + 1] = silu(g1, u1);
-      activation[i + 2] = silu(g2, u2);
-      activation[i + 3] = silu(g3, u3);
+      activation[i] = silu(g0, u0, i);
+      activation[i + 1] = silu(g1, u1, i + 1);
+      activation[i + 2] = silu(g2, u2, i + 2);
+      activation[i + 3] = silu(g3, u3, i + 3);
     }
     for (; i < I; i++) {
       let g = 0;
@@ -281,7 +327,7 @@ function swiglu(x: Float32Array, tokens: number, H: number, I: number, gate: Flo
         g += x[xo + h] * gate[i * H + h];
         u += x[xo + h] * up[i * H + h];
       }
-      activation[i] = silu(g, u);
+      activation[i] = silu(g, u, i);
     }
     let h = 0;
     for (; h + 4 <= H; h += 4) {
@@ -297,13 +343,13 @@ function swiglu(x: Float32Array, tokens: number, H: number, I: number, gate: Flo
         s2 += a * down[w2 + j];
         s3 += a * down[w3 + j];
       }
-      out[xo + h] = s0;
-      out[xo + h + 1] = s1;
-      out[xo + h + 2] = s2;
-      out[xo + h + 3] = s3;
+      out[xo + h] = s0 + (bias.down?.[h] ?? 0);
+      out[xo + h + 1] = s1 + (bias.down?.[h + 1] ?? 0);
+      out[xo + h + 2] = s2 + (bias.down?.[h + 2] ?? 0);
+      out[xo + h + 3] = s3 + (bias.down?.[h + 3] ?? 0);
     }
     for (; h < H; h++) {
-      let sum = 0;
+      let sum = bias.down?.[h] ?? 0;
       for (let j = 0; j < I; j++) sum += activation[j] * down[h * I + j];
       out[xo + h] = sum;
     }
