@@ -5,32 +5,9 @@
  */
 
 import type { MlaSpec, ModelSpec, RoutingSpec } from '../../server/src/checkpoint/modelSpec';
+import { linear, rmsNorm, type Matrix } from './referenceMath';
 
-type Matrix = { data: Float64Array; rows: number; cols: number };
 type Read = (name: string) => Promise<Float64Array>;
-
-function linear(x: Matrix, weight: ArrayLike<number>, out: number): Matrix {
-  const y = new Float64Array(x.rows * out);
-  for (let r = 0; r < x.rows; r++) {
-    for (let o = 0; o < out; o++) {
-      let sum = 0;
-      for (let i = 0; i < x.cols; i++) sum += x.data[r * x.cols + i] * weight[o * x.cols + i];
-      y[r * out + o] = sum;
-    }
-  }
-  return { data: y, rows: x.rows, cols: out };
-}
-
-function rmsNorm(x: Matrix, weight: ArrayLike<number>, eps: number): Matrix {
-  const y = new Float64Array(x.data.length);
-  for (let r = 0; r < x.rows; r++) {
-    let sumSquares = 0;
-    for (let c = 0; c < x.cols; c++) sumSquares += x.data[r * x.cols + c] ** 2;
-    const scale = 1 / Math.sqrt(sumSquares / x.cols + eps);
-    for (let c = 0; c < x.cols; c++) y[r * x.cols + c] = x.data[r * x.cols + c] * scale * weight[c];
-  }
-  return { data: y, rows: x.rows, cols: x.cols };
-}
 
 /** Rotates the pairs (v[2i], v[2i+1]) of a rotary slice by position · invFreq[i] (DeepSeek's complex RoPE), times the YaRN factor. */
 function rotatePairs(v: Float64Array, position: number, invFreq: number[], factor: number): Float64Array {

@@ -7,6 +7,7 @@
 import type { LayerSpec, MlpTensorNames, ModelSpec } from '../../server/src/checkpoint/modelSpec';
 import type { LayerPlan, RuntimePlan } from '../../server/src/runtime/runtimePlan';
 import { deepseekChoose, mlaAttention } from './referenceDeepseek';
+import { linear, rmsNorm, type Matrix } from './referenceMath';
 import { clampedSwigluExpert, layerNormRows, readGptOssExperts, referenceRope, sparsemixer } from './referenceFamilies';
 
 /** Anything that hands out fp32 tensors by name: a WeightSource, or a test's in-memory map; `readRaw` for MXFP4 bytes. */
@@ -31,7 +32,6 @@ export interface ReferenceOutput {
   moe: ReferenceMoeLayer[];
 }
 
-type Matrix = { data: Float64Array; rows: number; cols: number };
 
 export async function referenceForward(spec: ModelSpec, weights: ReferenceWeights, tokens: ArrayLike<number>, plan?: RuntimePlan): Promise<ReferenceOutput> {
   const read = async (name: string) => Float64Array.from(await weights.readFloat32(name));
@@ -271,30 +271,6 @@ function swiglu(x: Matrix, w: MlpWeights, intermediate: number, hidden: number):
   const up = linear(x, w.up, intermediate);
   for (let i = 0; i < gate.data.length; i++) gate.data[i] = gate.data[i] * sigmoid(gate.data[i]) * up.data[i];
   return linear(gate, w.down, hidden);
-}
-
-/** y = x W^T with W in HF layout [out, in]. */
-function linear(x: Matrix, weight: ArrayLike<number>, out: number): Matrix {
-  const y = new Float64Array(x.rows * out);
-  for (let r = 0; r < x.rows; r++) {
-    for (let o = 0; o < out; o++) {
-      let sum = 0;
-      for (let i = 0; i < x.cols; i++) sum += x.data[r * x.cols + i] * weight[o * x.cols + i];
-      y[r * out + o] = sum;
-    }
-  }
-  return { data: y, rows: x.rows, cols: out };
-}
-
-function rmsNorm(x: Matrix, weight: ArrayLike<number>, eps: number): Matrix {
-  const y = new Float64Array(x.data.length);
-  for (let r = 0; r < x.rows; r++) {
-    let sumSquares = 0;
-    for (let c = 0; c < x.cols; c++) sumSquares += x.data[r * x.cols + c] ** 2;
-    const scale = 1 / Math.sqrt(sumSquares / x.cols + eps);
-    for (let c = 0; c < x.cols; c++) y[r * x.cols + c] = x.data[r * x.cols + c] * scale * weight[c];
-  }
-  return { data: y, rows: x.rows, cols: x.cols };
 }
 
 /** Σ_j coefficients[i][j] · row(j), stacked for every i. */

@@ -3,27 +3,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { main } from '../../../server/src/cli';
 import { overallLabel, ProgressLine, progressText } from '../../../server/src/cli/progressLine';
 import { parsePlan } from '../../../server/src/plan';
 import { writeRandomCheckpoint, type RandomCheckpoint } from '../../support/randomCheckpoint';
-
-/** Runs the CLI in-process and returns its exit code and what it printed on stdout and stderr. */
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const saved = { log: console.log, error: console.error, write: process.stderr.write };
-  console.log = (...parts: unknown[]) => void out.push(parts.join(' '));
-  console.error = (...parts: unknown[]) => void err.push(parts.join(' '));
-  process.stderr.write = ((chunk: string) => err.push(String(chunk)) > 0) as typeof process.stderr.write;
-  try {
-    const code = await main(argv);
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    Object.assign(console, { log: saved.log, error: saved.error });
-    process.stderr.write = saved.write;
-  }
-}
+import { cli } from '../../support/cliInProcess';
 
 describe('CLI commands: arguments are checked before any work', () => {
   let dir: string;
