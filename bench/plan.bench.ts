@@ -26,7 +26,8 @@ async function main(): Promise<void> {
   const pool = new RuntimePool();
   const { runtime, tokenizer } = await pool.get(identity, THREADS);
   // 32 windows of 256 tokens from the code training split: BOS, then the running text.
-  const stream = fs.readFileSync(path.join(root, 'demo/data/code.train.jsonl'), 'utf8').trim().split('\n').flatMap((line) => tokenizer.encode((JSON.parse(line) as { text: string }).text).slice(1));
+  const texts = fs.readFileSync(path.join(root, 'demo/data/code.train.jsonl'), 'utf8').trim().split('\n').map((line) => (JSON.parse(line) as { text: string }).text);
+  const stream = (await tokenizer.tokenizeRows(texts.map((text) => ({ text })))).flatMap(({ ids }) => [...ids.slice(1)]);
   const bos = tokenizer.bosTokenId ?? 1;
   const sequences = Array.from({ length: SEQUENCES }, (_, i) => Int32Array.from([bos, ...stream.slice(i * (LENGTH - 1), (i + 1) * (LENGTH - 1))]));
   const shapes = moeLayerShapes(identity.spec);

@@ -80,7 +80,7 @@ async function throughput(file: string, workspace: string): Promise<Result[]> {
     const identity = await modelIdentity(MODEL);
     const { runtime, tokenizer } = await pool.get(identity, THREADS);
     const texts = fs.readFileSync(file, 'utf8').split('\n').filter((line) => line.trim() !== '').map((line) => (JSON.parse(line) as { text: string }).text);
-    const sequences = texts.map((text) => Int32Array.from(tokenizer.encode(text).slice(0, 256)));
+    const sequences = (await tokenizer.tokenizeRows(texts.map((text) => ({ text, maxTokens: 256 })))).map(({ ids }) => ids);
     const batches: Int32Array[][] = [];
     for (let i = 0, current: Int32Array[] = [], tokens = 0; i < sequences.length; i++) {
       current.push(sequences[i]);

@@ -46,7 +46,7 @@ before(async () => {
 });
 
 test('holds the manifest and every bundle', () => {
-  const bundles = ['extension.vsixmanifest', 'extension/package.json', 'extension/dist/client.js', 'extension/dist/server.js', 'extension/dist/cli.js', 'extension/dist/recordsWorker.js'];
+  const bundles = ['extension.vsixmanifest', 'extension/package.json', 'extension/dist/client.js', 'extension/dist/server.js', 'extension/dist/cli.js', 'extension/dist/recordsWorker.js', 'extension/dist/tokenizerWorker.js'];
   // The build makes the inference worker once its source exists.
   if (existsSync(join(repoRoot, 'server', 'src', 'runtime', 'worker.ts'))) bundles.push('extension/dist/runtimeWorker.js');
   for (const file of bundles) {

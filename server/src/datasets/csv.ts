@@ -1,10 +1,13 @@
+import { UserError } from '../errors';
 import type { DatasetRecord, TextLine } from './records';
 
 /**
  * RFC 4180 CSV: the first record is the header; fields may be quoted, quotes are doubled inside
  * quotes, and a quoted field may span lines. Each data record becomes an object keyed by header.
+ * A record is at most `maxRecordBytes`: an unterminated quote early in a large file would otherwise
+ * gather the whole rest of the file into one field.
  */
-export async function* parseCsvRecords(lines: AsyncIterable<TextLine>): AsyncGenerator<DatasetRecord> {
+export async function* parseCsvRecords(lines: AsyncIterable<TextLine>, file: string, maxRecordBytes: number): AsyncGenerator<DatasetRecord> {
   let header: string[] | undefined;
   let fields: string[] = [];
   let field = '';
@@ -24,7 +27,12 @@ export async function* parseCsvRecords(lines: AsyncIterable<TextLine>): AsyncGen
     } else {
       field += '\n';
     }
-    bytes += lineBytes;
+    // With the newlines between the lines: a quote over millions of short lines counts them too.
+    bytes += lineBytes + (inQuotes ? 1 : 0);
+    if (bytes > maxRecordBytes) {
+      const limit = maxRecordBytes >= 2 ** 20 ? `${Math.round(maxRecordBytes / 2 ** 20)} MB` : `${maxRecordBytes.toLocaleString('en-US')} bytes`;
+      throw new UserError(`${file}: the record from line ${startLine} runs over ${limit} (a quote that is never closed?).`);
+    }
     for (let i = 0; i < text.length; i++) {
       const ch = text[i];
       if (inQuotes) {

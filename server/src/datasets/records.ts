@@ -3,9 +3,10 @@ import * as readline from 'node:readline';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { DatasetFormat } from '../../../common/protocol';
 import { parseBoundedJson } from '../boundedJson';
-import { errorMessage, UserError } from '../errors';
+import { errorMessage, isUserError, UserError } from '../errors';
 import { readRegularFile } from '../regularFile';
 import { parseCsvRecords } from './csv';
+import { checkParquetSizes } from './parquetBounds';
 
 /**
  * One row of a dataset as read from disk: its parsed value, or why it could not be parsed.
@@ -19,8 +20,18 @@ export interface DatasetRecord {
   error?: string;
 }
 
-/** JSON datasets are parsed whole; past this size ask for JSONL, which streams. */
-const MAX_JSON_BYTES = 512 * 1024 * 1024;
+/**
+ * JSON datasets are parsed whole (the text, then its values: several times the bytes in heap); past
+ * this size ask for JSONL, which streams.
+ */
+export const MAX_JSON_BYTES = 128 * 1024 * 1024;
+
+/**
+ * Longest line of a line-oriented dataset (JSONL, CSV, text). readline holds a line whole until its
+ * newline, so a file without one (a binary blob named .txt, a 10 GB one-line JSON) would be read
+ * into memory entire; a real row is kilobytes, a long document a few MB.
+ */
+export const MAX_LINE_BYTES = 64 * 1024 * 1024;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -42,7 +53,7 @@ export async function* readRecords(file: string, format: DatasetFormat): AsyncGe
       }
       return;
     case 'csv':
-      yield* parseCsvRecords(readLines(file));
+      yield* parseCsvRecords(readLines(file), file, MAX_LINE_BYTES);
       return;
     case 'json':
       yield* readJsonArray(file);
@@ -69,10 +80,13 @@ export interface TextLine {
 }
 
 /** Lines of a file, each checked to be valid UTF-8 (a binary file fails on its first bad line). */
-export async function* readLines(file: string): AsyncGenerator<TextLine> {
+export async function* readLines(file: string, maxLineBytes = MAX_LINE_BYTES): AsyncGenerator<TextLine> {
   const stream = fs.createReadStream(file);
+  const bytes = new LineBytes(file, maxLineBytes);
+  // A read error (the file vanished) ends the lines as an error instead of going unheard.
+  stream.on('error', (error) => bytes.destroy(error));
   // Split on raw bytes so that invalid UTF-8 is detected instead of silently replaced.
-  const lines = readline.createInterface({ input: stream.pipe(new LineBytes()), crlfDelay: Infinity });
+  const lines = readline.createInterface({ input: stream.pipe(bytes), crlfDelay: Infinity });
   let line = 0;
   try {
     for await (const encoded of lines) {
@@ -90,10 +104,38 @@ export async function* readLines(file: string): AsyncGenerator<TextLine> {
   }
 }
 
-/** Re-encodes bytes as latin1 so readline splits lines without decoding them as UTF-8. */
+/**
+ * Re-encodes bytes as latin1 so readline splits lines without decoding them as UTF-8, and stops at
+ * a line longer than the limit before readline has buffered it.
+ */
 class LineBytes extends Transform {
+  private line = 1;
+  /** Bytes of the current line so far. */
+  private lineBytes = 0;
+
+  constructor(
+    private readonly file: string,
+    private readonly maxLineBytes: number,
+  ) {
+    super();
+  }
+
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    let start = 0;
+    for (let newline = chunk.indexOf(10); newline >= 0; newline = chunk.indexOf(10, start)) {
+      this.lineBytes += newline - start;
+      if (this.lineBytes > this.maxLineBytes) return callback(this.tooLong());
+      this.line++;
+      this.lineBytes = 0;
+      start = newline + 1;
+    }
+    this.lineBytes += chunk.length - start;
+    if (this.lineBytes > this.maxLineBytes) return callback(this.tooLong());
     callback(null, chunk.toString('latin1'));
+  }
+
+  private tooLong(): UserError {
+    return new UserError(`${this.file}: line ${this.line} is over ${sizeLimit(this.maxLineBytes)} long (is this a binary file, or JSON that should be one record per line?).`);
   }
 }
 
@@ -147,6 +189,7 @@ async function parquetCall<T>(file: string, what: string, call: () => Promise<T>
   try {
     return await call();
   } catch (error) {
+    if (isUserError(error)) throw error;
     throw new UserError(`${file} is not a readable Parquet file (${what}: ${errorMessage(error)}).`);
   }
 }
@@ -155,6 +198,7 @@ async function* readParquet(file: string): AsyncGenerator<DatasetRecord> {
   const { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } = await import('hyparquet');
   const buffer = await parquetCall(file, 'opening', () => asyncBufferFromFile(file));
   const metadata = await parquetCall(file, 'reading the footer', () => parquetMetadataAsync(buffer));
+  await parquetCall(file, 'checking its declared sizes', () => checkParquetSizes(file, buffer, metadata));
   // Read a row group's worth at a time so memory follows the row group size, not the file size.
   let rowStart = 0;
   for (const [groupIndex, group] of metadata.row_groups.entries()) {
@@ -169,4 +213,8 @@ async function* readParquet(file: string): AsyncGenerator<DatasetRecord> {
 
 function bigintToNumber(_key: string, value: unknown): unknown {
   return typeof value === 'bigint' ? Number(value) : value;
+}
+
+function sizeLimit(bytes: number): string {
+  return bytes >= 2 ** 20 ? `${bytes / 2 ** 20} MB` : `${bytes.toLocaleString('en-US')} bytes`;
 }

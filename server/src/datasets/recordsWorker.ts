@@ -1,33 +1,41 @@
 /**
- * The worker side of `sandboxedRecords`: reads a dataset with `readRecords` and hands the rows over
- * a batch per request, so the reading (hyparquet's page decoders, JSON.parse of huge rows) can be
- * killed by the main thread when it stops making progress.
+ * The child-process side of `sandboxedRecords`: reads datasets with `readRecords` and hands the
+ * rows over a batch per request. It is a process, not a worker thread, because some corrupt files
+ * make V8 itself abort (a Parquet RLE run of 2^31 values grows an array past V8's size limit, a
+ * fatal error that takes every thread of the process with it); here that costs only this process.
+ * One process can read many files in turn (`open` starts the next one).
  */
-import { parentPort, workerData } from 'node:worker_threads';
 import type { DatasetFormat } from '../../../common/protocol';
 import { serializeError } from '../runtime/runtimeProtocol';
 import { readRecords, type DatasetRecord } from './records';
-import type { RecordsWorkerReply } from './sandboxedRecords';
+import type { RecordsChildReply, RecordsChildRequest } from './sandboxedRecords';
 
 const BATCH_RECORDS = 256;
 
-const { file, format } = workerData as { file: string; format: DatasetFormat };
-const records = readRecords(file, format);
-const port = parentPort!;
+let records: AsyncGenerator<DatasetRecord> | undefined;
+const send = (reply: RecordsChildReply) => process.send!(reply);
 
-port.on('message', async () => {
+process.on('message', async (request: RecordsChildRequest) => {
+  if (request.type === 'open') {
+    void records?.return(undefined);
+    records = readRecords(request.file, request.format as DatasetFormat);
+    return;
+  }
   const batch: DatasetRecord[] = [];
   try {
+    if (!records) throw new Error('no dataset is open');
     while (batch.length < BATCH_RECORDS) {
       const next = await records.next();
       if (next.done) {
-        port.postMessage({ type: 'batch', records: batch, done: true } satisfies RecordsWorkerReply);
+        send({ type: 'batch', records: batch, done: true });
         return;
       }
       batch.push(next.value);
     }
-    port.postMessage({ type: 'batch', records: batch, done: false } satisfies RecordsWorkerReply);
+    send({ type: 'batch', records: batch, done: false });
   } catch (error) {
-    port.postMessage({ type: 'error', error: serializeError(error) } satisfies RecordsWorkerReply);
+    send({ type: 'error', error: serializeError(error) });
   }
 });
+// The parent went away (or closed us): nothing is left to read for.
+process.on('disconnect', () => process.exit(0));

@@ -4,14 +4,15 @@
  * next-token loss, or multiple choice (`{prompt, choices, label}` rows), scored by the log-likelihood of
  * each choice given the prompt.
  */
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { TextTokenizer } from '../checkpoint/modelSpec';
+import { inProcessRowTokenizer, type RowTokenizer, type TokenizedRow, type TokenizeRequest } from '../checkpoint/tokenizeRow';
 import { datasetFormatOf } from '../datasets/format';
-import { readRecords } from '../datasets/records';
+import { sandboxedRecords } from '../datasets/sandboxedRecords';
 import type { ChatTemplate } from '../profile/chatTemplate';
-import { UserError } from '../errors';
+import { fileSha256 } from '../profile/profileFile';
+import { errorMessage, UserError } from '../errors';
 import { detectTextField, fieldLabel, rowText } from '../profile/textField';
 import type { FieldSpec } from '../profile/types';
 
@@ -62,37 +63,48 @@ export function isChoiceRow(value: unknown): value is ChoiceRow {
     && Number.isInteger(row.label) && (row.label as number) >= 0 && (row.label as number) < row.choices.length;
 }
 
-/** Reads and tokenises a dataset. Multiple-choice files are recognised by their first readable row. */
-export async function loadSamples(file: string, tokenizer: TextTokenizer, options: SampleOptions = {}): Promise<LoadedSamples> {
+/** Rows per round trip to the tokenizer's worker. */
+const TOKENIZE_CHUNK = 64;
+
+/**
+ * Reads and tokenises a dataset. Multiple-choice files are recognised by their first readable row.
+ * The rows are read in the records sandbox and tokenised by `tokenizer` (the server's is sandboxed
+ * too), so a hostile file or tokenizer costs a stopped worker and a message, never the thread.
+ */
+export async function loadSamples(file: string, tokenizer: RowTokenizer | TextTokenizer, options: SampleOptions = {}): Promise<LoadedSamples> {
   const resolved = path.resolve(file);
-  let bytes: Buffer;
-  try {
-    bytes = await fs.promises.readFile(resolved);
-  } catch (error) {
-    throw new UserError(`The dataset ${resolved} does not exist or cannot be read (${(error as Error).message}).`);
-  }
+  const rowTokenizer = 'tokenizeRows' in tokenizer ? tokenizer : inProcessRowTokenizer(tokenizer);
+  const name = path.basename(resolved);
+  // A FIFO or a device named like a dataset would block the hash below forever.
+  const stats = await fs.promises.stat(resolved).catch((error: unknown) => {
+    throw new UserError(`The dataset ${resolved} does not exist or cannot be read (${errorMessage(error)}).`);
+  });
+  if (!stats.isFile()) throw new UserError(`The dataset ${resolved} is not a regular file (a folder, device or pipe).`);
   const values: { line: number; value: unknown }[] = [];
-  for await (const record of readRecords(resolved, datasetFormatOf(resolved))) {
+  for await (const record of sandboxedRecords(resolved, datasetFormatOf(resolved))) {
     if (record.error !== undefined) continue;
     values.push({ line: record.line, value: record.value });
     if (options.maxRows && values.length >= options.maxRows) break;
   }
-  if (values.length === 0) throw new UserError(`${path.basename(resolved)} has no readable rows.`);
-  const contentSha256 = createHash('sha256').update(bytes).digest('hex');
+  if (values.length === 0) throw new UserError(`${name} has no readable rows.`);
+  const contentSha256 = await fileSha256(resolved);
   const sequenceLength = options.sequenceLength ?? DEFAULT_SEQUENCE_LENGTH;
+  const tokenize = (requests: TokenizeRequest[]) => tokenizeInChunks(rowTokenizer, requests);
 
   if (!options.field && isChoiceRow(values[0].value)) {
-    const items: ChoiceItem[] = values.filter((v) => isChoiceRow(v.value)).map(({ value }) => {
-      const row = value as ChoiceRow;
-      const start = tokenizer.encode(row.prompt).length;
-      return { label: row.label, choices: row.choices.map((choice) => ({ ids: Int32Array.from(tokenizer.encode(row.prompt + choice)), start })) };
+    const rows = values.filter((v) => isChoiceRow(v.value)) as { line: number; value: ChoiceRow }[];
+    const requests = rows.flatMap(({ line, value }) => [value.prompt, ...value.choices.map((choice) => value.prompt + choice)].map((text) => ({ text, where: `line ${line} of ${name}` })));
+    const encoded = await tokenize(requests);
+    let next = 0;
+    const items: ChoiceItem[] = rows.map(({ value }) => {
+      const start = encoded[next++].length;
+      return { label: value.label, choices: value.choices.map(() => ({ ids: encoded[next++].ids, start })) };
     });
     return { file: resolved, contentSha256, samples: { kind: 'choice', items }, rows: items.length, truncated: 0 };
   }
 
   const field = options.field ?? detectField(values.map((v) => v.value), resolved);
-  const sequences: Int32Array[] = [];
-  let truncated = 0;
+  const requests: TokenizeRequest[] = [];
   for (const { line, value } of values) {
     let text: string;
     try {
@@ -100,11 +112,14 @@ export async function loadSamples(file: string, tokenizer: TextTokenizer, option
     } catch {
       continue;
     }
-    if (text.trim() === '') continue;
-    const ids = tokenizer.encode(text);
-    if (ids.length > sequenceLength) truncated++;
+    if (text.trim() !== '') requests.push({ text, maxTokens: sequenceLength, where: `line ${line} of ${name}` });
+  }
+  const sequences: Int32Array[] = [];
+  let truncated = 0;
+  for (const { ids, length } of await tokenize(requests)) {
+    if (length > sequenceLength) truncated++;
     // A lone BOS predicts nothing: such a row has no counted token.
-    if (ids.length >= 2) sequences.push(Int32Array.from(ids.slice(0, sequenceLength)));
+    if (length >= 2) sequences.push(ids);
   }
   if (sequences.length === 0) throw new UserError(`${path.basename(resolved)}: no row has text in ${fieldLabel(field)}.`);
   return { file: resolved, contentSha256, field, samples: { kind: 'text', sequences }, rows: sequences.length, truncated };
@@ -115,4 +130,10 @@ function detectField(rows: unknown[], file: string): FieldSpec {
   const best = detection.candidates[0];
   if (!best) throw new UserError(`${path.basename(file)}: no text field found; name one (e.g. "text").`);
   return best.spec;
+}
+
+async function tokenizeInChunks(tokenizer: RowTokenizer, requests: TokenizeRequest[]): Promise<TokenizedRow[]> {
+  const rows: TokenizedRow[] = [];
+  for (let start = 0; start < requests.length; start += TOKENIZE_CHUNK) rows.push(...(await tokenizer.tokenizeRows(requests.slice(start, start + TOKENIZE_CHUNK))));
+  return rows;
 }

@@ -400,7 +400,9 @@ function checkLayer(layer: PlanLayer, node: Node, numExperts: number, modelTopK:
       if (seen.has(id)) {
         report('error', 'duplicateExpert', element, `expert ${id} is listed twice`, {
           title: `Remove the duplicate expert ${id}`,
-          edits: [removeArrayElement(elements, i), ...matrixRowRemovals(node, i, keptCount)],
+          // Rows follow the listed elements (a row per element as written), not the parsed ids:
+          // with an id the parser dropped (-1), `keptCount` is shorter and row i may not exist.
+          edits: [removeArrayElement(elements, i), ...matrixRowRemovals(node, i, elements.length)],
         });
       }
       seen.add(id);
@@ -489,14 +491,14 @@ function removeArrayElement(elements: Node[], i: number): TextEdit {
   return { offset: element.offset, length: next ? next.offset - element.offset : element.length, newText: '' };
 }
 
-/** A removed kept expert takes its matrix rows with it, when the matrices are the right height. */
-function matrixRowRemovals(layerNode: Node, i: number, keptCount: number): TextEdit[] {
+/** A removed kept expert (element i of `listed`) takes its matrix rows with it, when the matrices are that height. */
+function matrixRowRemovals(layerNode: Node, i: number, listed: number): TextEdit[] {
   return (['mergeMatrix', 'routerMap'] as const).flatMap((key) => {
     const rows = property(layerNode, key)?.children;
-    return rows && rows.length === keptCount ? [removeArrayElement(rows, i)] : [];
+    return rows && rows.length === listed ? [removeArrayElement(rows, i)] : [];
   }).concat((() => {
     const scales = property(layerNode, 'outputScale')?.children;
-    return scales && scales.length === keptCount ? [removeArrayElement(scales, i)] : [];
+    return scales && scales.length === listed ? [removeArrayElement(scales, i)] : [];
   })());
 }
 

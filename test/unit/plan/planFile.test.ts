@@ -138,3 +138,18 @@ test('output scales: one per kept expert, and a removed duplicate takes its scal
   assert.deepEqual(fixed.layers[0].keptExperts, [0, 1]);
   assert.deepEqual(fixed.layers[0].outputScale, [1, 2]);
 });
+
+test('a duplicate beside an id the parser drops: the fix removes the element, and rows only when there is one per element (fuzz regression)', () => {
+  // keptExperts as written has 4 elements, of which the parser keeps 3 ids (-1 is not an expert);
+  // the 3-row matrix lines up with neither, so the fix must not reach for a fourth row.
+  const text = JSON.stringify(basePlan([{ layer: 0, keptExperts: [0, -1, 0, 0], mergeMatrix: [[], {}, 0] }]));
+  const duplicates = parsePlan(text, tinySpec()).problems.filter((p) => p.code === 'duplicateExpert');
+  assert.ok(duplicates.length > 0);
+  const last = duplicates[duplicates.length - 1];
+  assert.equal(last.fix!.edits.length, 1, 'no matrix row is removed');
+  assert.match(applyFix(text, last), /"keptExperts":\[0,-1,0\],"mergeMatrix":\[\[\],\{\},0\]/);
+  // With a row per written element, the element's own row goes with it.
+  const aligned = JSON.stringify(basePlan([{ layer: 0, keptExperts: [0, 1, 1], mergeMatrix: [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]] }]));
+  const fix = parsePlan(aligned, tinySpec()).problems.find((p) => p.code === 'duplicateExpert')!;
+  assert.match(applyFix(aligned, fix), /"keptExperts":\[0,1\],"mergeMatrix":\[\[1,0,0,0\],\[0,1,0,0\]\]/);
+});

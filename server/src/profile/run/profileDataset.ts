@@ -8,10 +8,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ProfileRunSettings } from '../../../../common/protocol';
 import { datasetFormatOf } from '../../datasets/format';
-import { readRecords } from '../../datasets/records';
+import type { DatasetRecord } from '../../datasets/records';
+import { sandboxedRecords } from '../../datasets/sandboxedRecords';
 import { CancelledError, UserError, errorMessage, isUserError } from '../../errors';
 import { estimateWork, ForwardCancelledError, workSetTokens, type ForwardProgress, type ModelRuntime, type WorkEstimate } from '../../runtime';
-import type { TextTokenizer } from '../../checkpoint/modelSpec';
+import type { RowTokenizer } from '../../checkpoint/tokenizeRow';
 import { buildProfile, defaultProfilePath, fileSha256, loadCurrentProfile, profileCacheKey, saveProfile, type ProfileInputs } from '../profileFile';
 import { Profiler } from '../profiler';
 import { fieldLabel, rowText } from '../textField';
@@ -73,8 +74,6 @@ export const sharedRuntimes = new RuntimePool();
 
 /** The first batch is small so the worker starts while the token records' offsets are still being aligned. */
 const FIRST_BATCH_TOKENS = 256;
-/** Rows tokenised between yields to the event loop, so requests (hovers) are answered while profiling. */
-const ROWS_PER_SLICE = 16;
 const MALFORMED_LINES_KEPT = 10;
 
 export async function profileDataset(options: ProfileDatasetOptions): Promise<ProfileDatasetResult> {
@@ -150,7 +149,8 @@ class ProfileRun {
   private bytesRead = 0;
   private rowIndex = 0;
   private readonly profiler: Profiler;
-  private readonly records: AsyncGenerator<{ line: number; bytes: number; value?: unknown; error?: string }>;
+  /** Read in a worker (a corrupt Parquet page can loop forever), a batch of rows at a time. */
+  private readonly records: AsyncGenerator<DatasetRecord>;
   private exhausted = false;
   /** True when maxRows stopped the run before the data ended. */
   private limited = false;
@@ -167,14 +167,15 @@ class ProfileRun {
     private readonly settings: ProfileRunSettings,
     private readonly maxRows: number | null,
     private readonly fileBytes: number,
-    private readonly tokenizer: TextTokenizer,
+    /** Sandboxed in the server (a tokenizer's regex can backtrack without end); rows wait on it, the thread does not. */
+    private readonly tokenizer: RowTokenizer,
     private readonly onProgress?: (progress: ProfileProgress) => void,
     private readonly onEstimate?: (estimate: WorkEstimate) => void,
     private readonly chat?: ChatTemplate,
   ) {
     this.profiler = new Profiler({ tokenRecords: settings.tokenRecords });
     this.recordsLeft = settings.tokenRecords;
-    this.records = readRecords(file, format);
+    this.records = sandboxedRecords(file, format);
   }
 
   async execute(runtime: ModelRuntime, signal?: AbortSignal): Promise<void> {
@@ -274,7 +275,6 @@ class ProfileRun {
   /** Reads and tokenises rows until the batch holds about `batchTokens` tokens (or the data ends). */
   private async prepare(signal?: AbortSignal): Promise<PreparedBatch> {
     const batch: PreparedBatch = { sequences: [], tokens: 0 };
-    let sinceYield = 0;
     const limit = this.rowIndex === 0 ? FIRST_BATCH_TOKENS : this.batchTokens;
     while (batch.tokens < limit && !this.exhausted) {
       if (this.maxRows !== null && this.rows >= this.maxRows) {
@@ -307,28 +307,24 @@ class ProfileRun {
         this.emptyRows++;
         continue;
       }
-      batch.sequences.push(this.tokenise(row, text));
-      batch.tokens += batch.sequences[batch.sequences.length - 1].tokenIds.length;
-      this.tokensRead += batch.sequences[batch.sequences.length - 1].tokenIds.length;
+      const sequence = await this.tokenise(row, text, record.line);
+      batch.sequences.push(sequence);
+      batch.tokens += sequence.tokenIds.length;
+      this.tokensRead += sequence.tokenIds.length;
       this.rows++;
-      if (++sinceYield >= ROWS_PER_SLICE) {
-        sinceYield = 0;
-        await yieldToEventLoop();
-        throwIfAborted(signal);
-      }
+      throwIfAborted(signal);
     }
     return batch;
   }
 
-  private tokenise(row: number, text: string): SequenceTokens {
-    const ids = this.tokenizer.encode(text);
-    const length = Math.min(ids.length, this.settings.sequenceLength);
-    if (ids.length > length) this.truncated++;
-    const tokenIds = Int32Array.from(ids.slice(0, length));
+  private async tokenise(row: number, text: string, line: number): Promise<SequenceTokens> {
+    const where = `line ${line} of ${path.basename(this.file)}`;
+    const [{ ids: tokenIds, length: fullLength, offsets }] = await this.tokenizer.tokenizeRows([{ text, maxTokens: this.settings.sequenceLength, offsetTokens: this.recordsLeft, where }]);
+    const length = tokenIds.length;
+    if (fullLength > length) this.truncated++;
     const wanted = Math.min(this.recordsLeft, length);
     if (wanted === 0) return { row, tokenIds, offsets: [] };
     this.recordsLeft -= wanted;
-    const offsets = tokenOffsets(this.tokenizer, text, ids, wanted);
     // Tokens past the records still wanted get empty spans: the recorder stops before them.
     const end = offsets.length > 0 ? offsets[offsets.length - 1][1] : 0;
     while (offsets.length < length) offsets.push([end, end]);
@@ -351,20 +347,6 @@ class ProfileRun {
   }
 }
 
-/**
- * Offsets of the first `count` tokens. Rows can be far longer than the tokens profiled, so only a
- * prefix of the text that covers them is aligned; its ids are checked against the full encoding (a
- * token boundary near the cut could differ) and the full text is the fallback.
- */
-export function tokenOffsets(tokenizer: TextTokenizer, text: string, ids: readonly number[], count: number): [number, number][] {
-  if (count >= ids.length) return tokenizer.encodeWithOffsets(text).offsets.slice(0, count);
-  const margin = 8;
-  const approximateChars = tokenizer.decode(ids.slice(0, count + margin) as number[]).length + 16;
-  const prefix = tokenizer.encodeWithOffsets(text.slice(0, approximateChars));
-  const agrees = prefix.ids.length >= count && ids.slice(0, count).every((id, i) => prefix.ids[i] === id);
-  return (agrees ? prefix : tokenizer.encodeWithOffsets(text)).offsets.slice(0, count);
-}
-
 async function statDataset(file: string): Promise<fs.Stats> {
   try {
     const stats = await fs.promises.stat(file);
@@ -378,8 +360,4 @@ async function statDataset(file: string): Promise<fs.Stats> {
 
 function throwIfAborted(signal?: AbortSignal): void {
   if (signal?.aborted) throw new CancelledError('Profiling cancelled; the previous profile (if any) is unchanged.');
-}
-
-function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }

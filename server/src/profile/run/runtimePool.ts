@@ -4,8 +4,7 @@
  * (server shutdown). A runtime whose worker died is replaced by a fresh one on the next request.
  */
 import * as os from 'node:os';
-import { loadTokenizer } from '../../checkpoint';
-import type { TextTokenizer } from '../../checkpoint/modelSpec';
+import { SandboxedTokenizer, type TokenizerLimits } from '../../checkpoint/sandboxedTokenizer';
 import { UserError } from '../../errors';
 import { ModelRuntime, type Precision } from '../../runtime';
 import type { ModelIdentity } from './modelIdentity';
@@ -17,11 +16,14 @@ export interface RuntimeSettings {
   precision?: Precision;
   /** Where the one-line memory decision of each opened model goes (the CLI's stderr, the output channel). */
   report?: (line: string) => void;
+  /** Time limits of the tokenizer's worker; default `DEFAULT_ROW_MS` a row (tests shorten it). */
+  tokenizerLimits?: TokenizerLimits;
 }
 
 export interface OpenModel {
   runtime: ModelRuntime;
-  tokenizer: TextTokenizer;
+  /** In its own worker, so a tokenizer that hangs on a row is stopped without stopping the server. */
+  tokenizer: SandboxedTokenizer;
 }
 
 export class RuntimePool {
@@ -38,7 +40,7 @@ export class RuntimePool {
   /** The open model for this identity; `threads` 0 means all cores but one. */
   async get(identity: ModelIdentity, threads: number): Promise<OpenModel> {
     const resolvedThreads = threads > 0 ? threads : defaultThreads();
-    const { memoryBudget, precision = 'fp32', report } = this.settings;
+    const { memoryBudget, precision = 'fp32', report, tokenizerLimits } = this.settings;
     const key = `${identity.folder}\0${resolvedThreads}\0${identity.fingerprint}\0${memoryBudget ?? 'default'}\0${precision}`;
     let model = this.models.get(key);
     if (model && (await model.then((open) => open.runtime.failed !== undefined, () => true))) {
@@ -53,8 +55,9 @@ export class RuntimePool {
       }
       this.opened++;
       model = (async () => {
-        const tokenizer = await loadTokenizer(identity.folder, identity.config);
-        const runtime = await ModelRuntime.open(identity.folder, { threads: resolvedThreads, memoryBudget, precision }).catch((error: Error) => {
+        const tokenizer = await SandboxedTokenizer.open(identity.folder, identity.config, tokenizerLimits);
+        const runtime = await ModelRuntime.open(identity.folder, { threads: resolvedThreads, memoryBudget, precision }).catch(async (error: Error) => {
+          await tokenizer.close();
           // The budget's verdict, with its numbers, is the user's to act on.
           throw error.name === 'MemoryBudgetError' ? new UserError(error.message) : error;
         });
@@ -77,12 +80,12 @@ export class RuntimePool {
   async close(): Promise<void> {
     const models = [...this.models.values()];
     this.models.clear();
-    await Promise.all(models.map((model) => model.then(({ runtime }) => runtime.close(), () => undefined)));
+    await Promise.all(models.map((model) => model.then(({ runtime, tokenizer }) => Promise.all([runtime.close(), tokenizer.close()]), () => undefined)));
   }
 
   private evict(key: string, model: Promise<OpenModel>): void {
     this.models.delete(key);
-    void model.then(({ runtime }) => runtime.close(), () => undefined);
+    void model.then(({ runtime, tokenizer }) => Promise.all([runtime.close(), tokenizer.close()]), () => undefined);
   }
 }
 
