@@ -94,10 +94,10 @@ const SWEEP_LABELS = ['random', 'frequency', 'reap', 'naee', 'uncurl', 'frequenc
 const SWEEP_VARIANTS = SWEEP_LABELS.map((label) => ALL_VARIANTS.find((v) => v.label === label)!);
 /**
  * NAEE's reconstruction and both repairs are fitted on the first this-many calibration tokens per layer
- * (the product's default is 1024, a few rows; the repairs' least squares want more, and 48 rows are about
- * 9,000 tokens on the demo models).
+ * (the product's default is 1024, the first four to eight rows; the repairs' least squares want more:
+ * 4,096 is about 20 of the 48 calibration rows).
  */
-const FIT_TOKENS = Number(option('fit-tokens') ?? 8192);
+const FIT_TOKENS = Number(option('fit-tokens') ?? (SMOKE ? 512 : 4096));
 /** "Own calibration beats the others'" is asked only of domains that route differently from it (mean JSD of expert usage, bits). */
 const ROUTES_DIFFERENTLY = 0.1;
 
