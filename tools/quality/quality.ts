@@ -109,6 +109,11 @@ const FIT_TOKENS = Number(option('fit-tokens') ?? (SMOKE ? 512 : 2048));
 const ROUTES_DIFFERENTLY = 0.1;
 
 async function main(): Promise<void> {
+  const from = option('report-from');
+  if (from) {
+    console.log(report(JSON.parse(fs.readFileSync(from, 'utf8')) as Measurements).join('\n'));
+    return;
+  }
   const started = performance.now();
   const identity = await modelIdentity(MODEL);
   const pool = new RuntimePool();
@@ -156,7 +161,6 @@ async function main(): Promise<void> {
     if (variant.repairs) layers = (await applyRepairs(layers, variant.repairs, await calibration.layerError(), { granularity: variant.granularity })).layers;
     return layers;
   };
-  const lines: string[] = [];
   /** table[evaluated domain][method][calibration domain] = held-out loss, mean over seeds. */
   const table: Record<string, Record<string, Record<string, number>>> = {};
   /** rows[evaluated domain][method] = each held-out row's share of the loss (own calibration, mean over seeds), for paired comparisons. */
@@ -235,14 +239,45 @@ async function main(): Promise<void> {
   for (const calibration of calibrations.values()) await calibration.close();
   await pool.close();
 
-  // The measurements, kept before the report is written (a long run's numbers survive a failed report).
-  fs.writeFileSync(path.join(os.tmpdir(), `quality-${MODEL_NAME || 'model'}${SMOKE ? '-smoke' : ''}.json`), JSON.stringify({ table, baselines, routingDivergence, series, counts, gating, rows: Object.fromEntries(Object.entries(rows).map(([d, r]) => [d, Object.fromEntries(Object.entries(r).map(([l, v]) => [l, Array.from(v)]))])) }));
-  // The report.
+  const measurements: Measurements = {
+    keep: KEEP, numExperts, architecture: identity.spec.architecture, sweepFile, minutes: (performance.now() - started) / 60000, command: argv.join(' '),
+    table, baselines, routingDivergence, series, counts, gating,
+    rows: Object.fromEntries(Object.entries(rows).map(([d, r]) => [d, Object.fromEntries(Object.entries(r).map(([l, v]) => [l, Array.from(v)]))])),
+  };
+  // The measurements, kept before the report is written (a long run's numbers survive a failed report:
+  // `--report-from <file>` writes the report from them).
+  fs.writeFileSync(path.join(os.tmpdir(), `quality-${MODEL_NAME || 'model'}${SMOKE ? '-smoke' : ''}.json`), JSON.stringify(measurements));
+  console.log(report(measurements).join('\n'));
+}
+
+interface Measurements {
+  keep: number;
+  numExperts: number;
+  architecture: string;
+  sweepFile: string;
+  minutes: number;
+  /** The run's arguments. */
+  command: string;
+  /** table[evaluated domain][method][calibration domain] = held-out loss, mean over seeds. */
+  table: Record<string, Record<string, Record<string, number>>>;
+  baselines: Record<string, number>;
+  routingDivergence: Record<string, Record<string, number>>;
+  series: { method: string; values: number[] }[];
+  counts: number[];
+  gating: { domain: string; t: number; share: number; change: number }[];
+  /** Each held-out row's share of the loss (own calibration, mean over seeds). */
+  rows: Record<string, Record<string, number[]>>;
+}
+
+function report(m: Measurements): string[] {
+  const { keep: KEEP, numExperts, sweepFile, table, baselines, routingDivergence, series, counts, gating } = m;
+  const rows = Object.fromEntries(Object.entries(m.rows).map(([d, r]) => [d, Object.fromEntries(Object.entries(r).map(([l, v]) => [l, Float64Array.from(v)]))]));
+  const lines: string[] = [];
   const fmt = (x: number) => x.toFixed(3);
   const others = (d: string) => DOMAINS.filter((c) => c !== d);
   /** The other calibration that did best on d: the hardest one to beat. */
   const bestOther = (d: string, label: string) => others(d).reduce((a, b) => (table[d][label][b] < table[d][label][a] ? b : a));
-  lines.push(`Held-out next-token loss (nats; demo protocol: BOS, ≤ 256 tokens, every prediction counted; every row of each \`{domain}.valid.jsonl\`) keeping ${KEEP} of ${numExperts} experts in every layer (${identity.spec.architecture}, \`${MODEL_FOLDER}\`). Each cell: calibrated on the domain itself / calibrated on the best of the three other domains (which one in brackets: c code, p prose, a arithmetic, r records); ${CALIBRATION_ROWS} calibration rows from \`{domain}.train.jsonl\`; mean of seeds ${SEEDS.join(', ')} for random, UNCURL and EEP. EEP: population ${EEP.populationSize} (elite ${EEP.eliteSize}) seeded with the frequency, soft-count, REAP and NAEE plans and mutations of them, ${EEP.generations} prune generations, then ${EEP.generations} merge generations from the prune result as an identity merge; a candidate replaces the plan only when it beats it by 2 standard errors of the paired per-row differences (EEP's default \`significance\`); "eep (prune)" is the phase-1 result of the same run; fitness = negative loss on ${EEP.samples} calibration rows.`, '');
+  lines.push(`Held-out next-token loss (nats; demo protocol: BOS, ≤ 256 tokens, every prediction counted; every row of each \`{domain}.valid.jsonl\`) keeping ${KEEP} of ${numExperts} experts in every layer (${m.architecture}, \`${MODEL_FOLDER}\`). Each cell: calibrated on the domain itself / calibrated on the best of the three other domains (which one in brackets: c code, p prose, a arithmetic, r records); ${CALIBRATION_ROWS} calibration rows from \`{domain}.train.jsonl\`; mean of seeds ${SEEDS.join(', ')} for random, UNCURL and EEP. EEP: population ${EEP.populationSize} (elite ${EEP.eliteSize}) seeded with the frequency, soft-count, REAP and NAEE plans and mutations of them, ${EEP.generations} prune generations, then ${EEP.generations} merge generations from the prune result as an identity merge; a candidate replaces the plan only when it beats it by 2 standard errors of the paired per-row differences (EEP's default \`significance\`); "eep (prune)" is the phase-1 result of the same run; fitness = negative loss on ${EEP.samples} calibration rows.`, '');
   lines.push(`| method | ${DOMAINS.map((d) => `${d} (full ${fmt(baselines[d])})`).join(' | ')} |`);
   lines.push(`| --- | ${DOMAINS.map(() => '---').join(' | ')} |`);
   for (const variant of VARIANTS) lines.push(`| ${variant.label}${variant.ownOnly && !variant.survivorsOnly ? ' (own only)' : ''} | ${DOMAINS.map((d) => { if (variant.ownOnly) return fmt(table[d][variant.label][d]); const o = bestOther(d, variant.label); return `${fmt(table[d][variant.label][d])} / ${fmt(table[d][variant.label][o])} (${o[0]})`; }).join(' | ')} |`);
@@ -284,8 +319,8 @@ async function main(): Promise<void> {
   for (const g of gating) lines.push(`| ${g.domain} | ${g.t} | ${(100 * g.share).toFixed(1)}% | ${g.change >= 0 ? '+' : ''}${g.change.toFixed(4)} |`);
   lines.push('', `![Held-out loss against experts kept](${sweepFile})`, '', `| method | ${counts.join(' | ')} |`, `| --- | ${counts.map(() => '---').join(' | ')} |`);
   for (const s of series) lines.push(`| ${s.method} | ${s.values.map(fmt).join(' | ')} |`);
-  lines.push('', `Generated by \`node --import tsx tools/quality/quality.ts${argv.length ? ' ' + argv.join(' ') : ''}\` in ${((performance.now() - started) / 60000).toFixed(1)} minutes.`);
-  console.log(lines.join('\n'));
+  lines.push('', `Generated by \`node --import tsx tools/quality/quality.ts${m.command ? ' ' + m.command : ''}\` in ${m.minutes.toFixed(1)} minutes.`);
+  return lines;
 }
 
 /** JSD (bits) between two count vectors, each normalised to a distribution. */
