@@ -152,7 +152,18 @@ async function main(): Promise<void> {
   };
   /** Each method's plan once per calibration, count and seed: its repaired variants and the diagnostic start from it. */
   const basePlans = new Map<string, Promise<PlanLayer[]>>();
-  const planFor = async (calibration: Calibration, variant: Variant, keep: number, seed: number): Promise<PlanLayer[]> => {
+  const finalPlans = new Map<string, Promise<PlanLayer[]>>();
+  /** A variant's plan, once per calibration, count and seed (the repairs of a merged plan run every merged expert). */
+  const planFor = (calibration: Calibration, variant: Variant, keep: number, seed: number): Promise<PlanLayer[]> => {
+    const key = `${calibration.files.join()}\0${variant.label}\0${keep}\0${seed}`;
+    let plan = finalPlans.get(key);
+    if (!plan) {
+      plan = variantPlan(calibration, variant, keep, seed);
+      finalPlans.set(key, plan);
+    }
+    return plan;
+  };
+  const variantPlan = async (calibration: Calibration, variant: Variant, keep: number, seed: number): Promise<PlanLayer[]> => {
     const key = `${calibration.files.join()}\0${variant.method}\0${JSON.stringify(variant.parameters ?? {})}\0${keep}\0${seed}`;
     let base = basePlans.get(key);
     if (!base && variant.method !== 'eep') {
