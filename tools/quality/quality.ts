@@ -1,6 +1,7 @@
 /**
  * Pruning quality on a demo model (run by hand: `node --import tsx tools/quality/quality.ts [--model
- * demo/models-extra/olmoe] [--variants a,b] [--no-sweep] [--no-gating]`): for each domain, keeping half
+ * demo/models-extra/olmoe] [--variants a,b] [--no-sweep] [--no-gating] [--held-out-rows N] [--eep-samples N]
+ * [--eep-generations N] [--fit-tokens N] [--smoke] [--report-from saved.json]`): for each domain, keeping half
  * of the experts per layer, the held-out loss of every method calibrated on each of the four domains
  * (mean of 3 seeds where the method has a seed); adaptive gating's share of single-expert tokens and
  * loss change at T = 0.1 and 0.2; and a sweep over E..1 kept experts drawn as demo/sweep.svg
