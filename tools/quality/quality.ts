@@ -362,9 +362,9 @@ function signed(x: number): string {
 
 /** A line chart as plain SVG: one polyline per method, the full model as a dashed reference. */
 function sweepSvg(counts: number[], series: { method: string; values: number[] }[], baseline: number, title: string, numExperts: number): string {
-  const width = 720;
+  const width = 780;
   const height = 420;
-  const margin = { left: 60, right: 140, top: 40, bottom: 50 };
+  const margin = { left: 60, right: 200, top: 40, bottom: 50 };
   const all = series.flatMap((s) => s.values).concat(baseline);
   const low = Math.floor(Math.min(...all) * 2) / 2;
   const high = Math.ceil(Math.max(...all) * 2) / 2;
