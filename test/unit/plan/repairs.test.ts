@@ -110,6 +110,23 @@ describe('router refit', () => {
     assert.deepEqual(substitutes(5, merge, distance), [[0, 1, 4], [2, 3]]);
   });
 
+  it('gives a kept expert to the row that merges most of it, so a small coefficient elsewhere leaves no row empty', () => {
+    // Row 0 names expert 1 with −0.01 (as EEP's merge mutations leave), row 1 is expert 1 itself.
+    const merge = [[1, -0.01, 0.2, 0], [0, 1, 0.05, 0]];
+    const distance = (_removed: number, row: number) => [3, 1][row];
+    assert.deepEqual(substitutes(4, merge, distance), [[0, 2], [1, 3]]);
+  });
+
+  it('keeps a row with an empty group as it was, and refits the others finitely', () => {
+    const E = 3;
+    const tokens = 30;
+    const logits = Float64Array.from({ length: tokens * E }, () => prng.normal());
+    const current = [[1, 0, 0], [0, 0.5, 0.5]];
+    const rows = refitRouterRows({ logits, tokens, numExperts: E, groups: [[0, 1, 2], []], current });
+    assert.deepEqual(rows[1], [0, 0.5, 0.5]);
+    assert.ok(rows[0].every(Number.isFinite));
+  });
+
   it('applies the refit before compensation, and compensation to the plan\'s final routing', async () => {
     const seen: unknown[] = [];
     const source = {

@@ -48,6 +48,8 @@ export function refitRouterRows(input: RouterRefitInput): number[][] {
   for (let a = 0; a < E; a++) trace += gram[a][a];
   const lambda = (input.ridge ?? DEFAULT_ROUTER_RIDGE) * (trace > 0 ? trace / E : 1);
   return groups.map((group, i) => {
+    // A row no expert's probability belongs to (two rows merging the same experts) has no target: it keeps its row.
+    if (group.length === 0) return input.current[i].slice();
     const rhs = new Float64Array(E);
     for (let t = 0; t < tokens; t++) {
       const row = t * E;
@@ -65,15 +67,25 @@ export function refitRouterRows(input: RouterRefitInput): number[][] {
 }
 
 /**
- * The kept row each removed expert is represented by: the row whose merge includes it, else the kept
- * row whose output is closest to the removed expert's (`distance(removed, row)`, smallest wins, ties to
- * the lower row). Returns one group per kept row, its members ascending.
+ * The kept row each removed expert is represented by: the row whose merge gives it the largest positive
+ * coefficient (ties to the lower row), else the kept row whose output is closest to the removed expert's
+ * (`distance(removed, row)`, smallest wins, ties to the lower row). Returns one group per kept row, its
+ * members ascending.
+ *
+ * The largest coefficient, not the first row that names the expert: EEP's merge phase leaves small
+ * coefficients, negative ones too, of a kept expert in other rows (measured on the OLMoE demo: −0.012 of
+ * expert 2 in the row before expert 2's own), and giving the expert to that row left its own row an empty
+ * group, whose target log-sum-exp is −∞ and whose refit was NaN.
  */
 export function substitutes(numExperts: number, mergeRows: number[][], distance: (removed: number, row: number) => number): number[][] {
   const groups = mergeRows.map(() => new Set<number>());
   const owner = new Array<number>(numExperts).fill(-1);
+  const weight = new Array<number>(numExperts).fill(0);
   mergeRows.forEach((row, i) => row.forEach((coefficient, j) => {
-    if (coefficient !== 0 && owner[j] < 0) owner[j] = i;
+    if (coefficient > weight[j]) {
+      owner[j] = i;
+      weight[j] = coefficient;
+    }
   }));
   for (let j = 0; j < numExperts; j++) {
     if (owner[j] < 0) {

@@ -34,6 +34,10 @@
  * before any routing question: UNCURL's clusters are right to be alike in *routing*, but alike routing
  * does not make experts' weights averageable without alignment. `repairs: ["outputCompensation"]` after
  * UNCURL ("UNCURL + compensation") recovers part of it (held-out code loss 5.435 → 5.092, full 4.821).
+ * Measured directly (demo/README.md, "Where UNCURL's merge fails"): the same clusters and survivors with the
+ * other members dropped instead of averaged in are better on every OLMoE domain by 0.21 to 0.63 nats, and
+ * those survivors alone are still 0.13 to 0.91 nats behind frequency's top 8, because one expert per
+ * cluster is kept and router-logit similarity clusters exactly the experts a task uses together.
  *
  * `similarity: 'correlation'` (our option, not the paper's) clusters on the Pearson correlation of the
  * logit columns instead, i.e. the cosine after centring each expert's logits on their mean. The raw
