@@ -9,7 +9,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadCheckpoint } from '../../../server/src/checkpoint';
-import { writeRandomCheckpoint } from '../../support/randomCheckpoint';
+import type { ArchitectureName } from '../../../server/src/checkpoint/modelSpec';
+import { writeRandomCheckpoint, type RandomCheckpointOptions } from '../../support/randomCheckpoint';
 import { cli } from '../../support/cliInProcess';
 
 describe('the new families through the CLI', () => {
@@ -22,14 +23,23 @@ describe('the new families through the CLI', () => {
   });
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  const cases = [
-    { architecture: 'GptOssForCausalLM' as const, routing: 'routing: top-2 of 8 router logits (with bias), softmax over those 2', dtypes: /U8 × 8/ },
-    { architecture: 'PhimoeForCausalLM' as const, routing: 'routing: sparsemixer over 8 experts: top-2 one at a time, each weighted by a softmax over the logits within 0.02 (relative) of it', dtypes: /BF16 × \d+/ },
+  const cases: { architecture: ArchitectureName; routing: string; dtypes: RegExp; options?: Partial<RandomCheckpointOptions>; expertsKey?: string }[] = [
+    { architecture: 'GptOssForCausalLM', routing: 'routing: top-2 of 8 router logits (with bias), softmax over those 2', dtypes: /U8 × 8/ },
+    { architecture: 'PhimoeForCausalLM', routing: 'routing: sparsemixer over 8 experts: top-2 one at a time, each weighted by a softmax over the logits within 0.02 (relative) of it', dtypes: /BF16 × \d+/ },
+    // DeepSeek V3 as published: FP8 e4m3 projections with block scales, sigmoid router in groups (2 here, so 4 kept experts split evenly).
+    {
+      architecture: 'DeepseekV3ForCausalLM',
+      routing: 'routing: sigmoid over 8 experts, correction bias for the choice, top-1 of 2 groups (by the sum of their best two), top-2, renormalised, times 2.5, plus an always-on shared expert',
+      dtypes: /F8_E4M3 × \d+/,
+      options: { deepseek: { firstKDenseReplace: 0, nGroup: 2, topkGroup: 1, fp8: { blockSize: [16, 16], scaleDtype: 'F32' } } },
+      expertsKey: 'n_routed_experts',
+    },
+    { architecture: 'Glm4MoeForCausalLM', routing: 'routing: sigmoid over 8 experts, correction bias for the choice, top-2, renormalised, times 2.5, plus an always-on shared expert', dtypes: /BF16 × \d+/, options: { deepseek: { firstKDenseReplace: 0 } }, expertsKey: 'n_routed_experts' },
   ];
-  for (const { architecture, routing, dtypes } of cases) {
+  for (const { architecture, routing, dtypes, options, expertsKey } of cases) {
     it(`${architecture}: info, profile, plan, evaluate, export`, async () => {
       const model = path.join(dir, architecture);
-      await writeRandomCheckpoint(model, { architecture, dtype: 'BF16', numExperts: 8, seed: 7 });
+      await writeRandomCheckpoint(model, { architecture, dtype: 'BF16', numExperts: 8, seed: 7, ...options });
       const info = await cli('info', '--model', model);
       assert.equal(info.code, 0, info.err);
       assert.match(info.out, new RegExp(`^${architecture} at `, 'm'));
@@ -51,7 +61,7 @@ describe('the new families through the CLI', () => {
       const loaded = await loadCheckpoint(out);
       try {
         assert.equal(loaded.spec.architecture, architecture);
-        assert.equal(loaded.config.num_local_experts, 4);
+        assert.equal(loaded.config[expertsKey ?? 'num_local_experts'], 4);
       } finally {
         await loaded.weights.close();
       }
