@@ -6,10 +6,11 @@ import type { LayerSpec, ModelSpec, WeightSource } from '../checkpoint/modelSpec
 import { ForwardCancelledError, ForwardProgress, ForwardRequest, ForwardResult, ForwardVariantsRequest, MoeLayerCapture, SequenceResult } from './forwardTypes';
 import { GraphBuilder, SerializedModel } from './graphBuilder';
 import { buildHeadGraph, HeadIO } from './headGraph';
+import { ExpertOutputsIO, buildExpertOutputsGraph } from './expertOutputsGraph';
 import { HiddenStore } from './hiddenStore';
 import { buildLayerGraph, LayerIO } from './layerGraph';
 import { layerWeights, mergeExperts } from './layerWeights';
-import { MemoryPlan, mergedLayerBytes, planMemory, Precision } from './memoryBudget';
+import { layerWeightBytes, MemoryPlan, mergedLayerBytes, planMemory, Precision } from './memoryBudget';
 import { loadHeld, MemoryLedger } from './memoryLedger';
 import { PrefixCache, batchKey } from './prefixCache';
 import { LayerResidency } from './residency';
@@ -305,6 +306,37 @@ export class ModelEngine {
       headSeconds: (performance.now() - headDone) / 1000,
       ...(mergeSeconds !== undefined ? { mergeSeconds } : {}),
     };
+  }
+
+  /**
+   * Every expert's output of MoE layer `layer` on `tokens` rows of `inputs` (its captured MoE inputs),
+   * one array per expert: NAEE's layer reconstruction. The experts load as a session of their own (in
+   * the streaming slot, priced like the layer), run in chunks of rows, and are released.
+   */
+  async expertOutputs(layer: number, inputs: Float32Array, tokens: number): Promise<Float32Array[]> {
+    const layerSpec = this.spec.layers[layer];
+    if (layerSpec?.kind !== 'moe') throw new Error(`layer ${layer} is not a MoE layer`);
+    const H = this.spec.hiddenSize;
+    if (inputs.length < tokens * H) throw new Error(`expert outputs of layer ${layer}: ${tokens} tokens need ${tokens * H} input values, got ${inputs.length}`);
+    const experts = layerWeights(this.spec, this.weights, layerSpec).experts!;
+    const fp32 = { ...this.options, precision: 'fp32' as const };
+    const { session, unhold } = await loadHeld(this.ledger, layerWeightBytes(this.spec, layerSpec, 'fp32'), () => loadGraph(buildExpertOutputsGraph(this.spec, layerSpec, experts), fp32));
+    const outputs = experts.map(() => new Float32Array(tokens * H));
+    const holding = this.ledger.hold(outputs.length * tokens * H * 4);
+    try {
+      const names = experts.map((_, e) => ExpertOutputsIO.output(e));
+      const chunk = 512;
+      for (let start = 0; start < tokens; start += chunk) {
+        const rows = Math.min(chunk, tokens - start);
+        const out = await this.run(session, { [ExpertOutputsIO.inputs]: new ort.Tensor('float32', inputs.subarray(start * H, (start + rows) * H), [rows, H]) }, names);
+        names.forEach((name, e) => outputs[e].set(out[name].data as Float32Array, start * H));
+      }
+      return outputs;
+    } finally {
+      holding();
+      await session.release();
+      unhold();
+    }
   }
 
   async close(): Promise<void> {

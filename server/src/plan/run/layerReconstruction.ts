@@ -37,41 +37,80 @@ interface LayerCache {
   intermediate: number;
 }
 
-export class LayerReconstruction {
-  private constructor(
-    private readonly hidden: number,
-    private readonly layers: Map<number, LayerCache>,
-  ) {}
+/** Every expert's output of one layer on its captured inputs, one [tokens, hidden] array per expert. */
+export type ExpertOutputsFunction = (layer: number, inputs: Float32Array, tokens: number) => Promise<Float32Array[]>;
 
-  static async build(spec: ModelSpec, weights: WeightSource, captured: Map<number, { inputs: Float32Array; routerLogits: Float32Array; tokens: number }>, signal?: AbortSignal): Promise<LayerReconstruction> {
-    const H = spec.hiddenSize;
-    const layers = new Map<number, LayerCache>();
-    for (const [index, capture] of captured) {
-      const layer = spec.layers[index];
-      if (layer.kind !== 'moe') continue;
-      const experts = layerWeights(spec, weights, layer).experts!;
-      const outputs: Float32Array[] = [];
-      for (const expert of experts) {
-        throwIfAborted(signal);
-        outputs.push(swiglu(capture.inputs, capture.tokens, H, layer.moe.expert.intermediateSize, await resolveWeight(expert.gate), await resolveWeight(expert.up), await resolveWeight(expert.down)));
-        // Long layers must not starve the language server's other requests.
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-      const cache: LayerCache = { moe: layer.moe, tokens: capture.tokens, logits: capture.routerLogits, outputs, full: new Float32Array(0), inputs: capture.inputs, experts, intermediate: layer.moe.expert.intermediateSize };
-      cache.full = mix(cache, H, allExperts(layer.moe.numExperts));
-      layers.set(index, cache);
+interface Captured {
+  inputs: Float32Array;
+  routerLogits: Float32Array;
+  tokens: number;
+}
+
+/**
+ * Layers whose expert outputs stay cached at once: E x tokens x hidden floats a layer (OLMoE-1B-7B at
+ * 1024 tokens: 537 MB, 8.6 GB for all 16 layers), so a large model keeps one, a small one all.
+ */
+const CACHE_BYTES = 1024 * 1024 * 1024;
+
+export class LayerReconstruction {
+  private readonly layers = new Map<number, LayerCache>();
+  private readonly hidden: number;
+  private cachedBytes = 0;
+
+  private constructor(
+    private readonly spec: ModelSpec,
+    private readonly weights: WeightSource,
+    private readonly captured: Map<number, Captured>,
+    private readonly expertOutputs: ExpertOutputsFunction,
+    private readonly signal?: AbortSignal,
+  ) {
+    this.hidden = spec.hiddenSize;
+  }
+
+  /**
+   * Nothing is computed here: a layer's expert outputs are computed when it is first asked for
+   * (`prepare`, or any async method), by `expertOutputs` (the runtime's worker; JavaScript by default),
+   * and the most recent layers are kept within CACHE_BYTES (at least one).
+   */
+  static async build(spec: ModelSpec, weights: WeightSource, captured: Map<number, Captured>, signal?: AbortSignal, expertOutputs?: ExpertOutputsFunction): Promise<LayerReconstruction> {
+    return new LayerReconstruction(spec, weights, captured, expertOutputs ?? ((layer, inputs, tokens) => javascriptExpertOutputs(spec, weights, layer, inputs, tokens, signal)), signal);
+  }
+
+  /** Computes (or finds cached) the expert outputs of `layer`; the sync methods need it first. */
+  async prepare(layer: number): Promise<void> {
+    await this.load(layer);
+  }
+
+  private async load(index: number): Promise<LayerCache> {
+    const cached = this.layers.get(index);
+    if (cached) return cached;
+    const capture = this.captured.get(index);
+    const layer = this.spec.layers[index];
+    if (!capture || layer?.kind !== 'moe') throw new Error(`layer ${index} has no captured calibration inputs`);
+    throwIfAborted(this.signal);
+    const outputs = await this.expertOutputs(index, capture.inputs, capture.tokens);
+    const experts = layerWeights(this.spec, this.weights, layer).experts!;
+    const cache: LayerCache = { moe: layer.moe, tokens: capture.tokens, logits: capture.routerLogits, outputs, full: new Float32Array(0), inputs: capture.inputs, experts, intermediate: layer.moe.expert.intermediateSize };
+    cache.full = mix(cache, this.hidden, allExperts(layer.moe.numExperts));
+    const bytes = outputs.reduce((sum, o) => sum + o.byteLength, 0) + cache.full.byteLength;
+    for (const [other, old] of this.layers) {
+      if (this.cachedBytes + bytes <= CACHE_BYTES) break;
+      this.layers.delete(other);
+      this.cachedBytes -= old.outputs.reduce((sum, o) => sum + o.byteLength, 0) + old.full.byteLength;
     }
-    return new LayerReconstruction(H, layers);
+    this.layers.set(index, cache);
+    this.cachedBytes += bytes;
+    return cache;
   }
 
   /** Calibration tokens per layer. */
   tokens(layer: number): number {
-    return this.layers.get(layer)?.tokens ?? 0;
+    return this.captured.get(layer)?.tokens ?? 0;
   }
 
   /** Mean over calibration tokens of ‖y_kept − y_all‖² for the block of `layer`. */
-  error(layer: number, keptExperts: number[]): number {
-    const cache = this.cacheOf(layer);
+  async error(layer: number, keptExperts: number[]): Promise<number> {
+    const cache = await this.load(layer);
     const mask = new Array<boolean>(cache.moe.numExperts).fill(false);
     for (const e of keptExperts) mask[e] = true;
     const y = mix(cache, this.hidden, mask);
@@ -85,8 +124,10 @@ export class LayerReconstruction {
 
   /** The captured router logits of `layer`, [tokens × E]. */
   routerLogits(layer: number): { logits: Float32Array; tokens: number; numExperts: number } {
-    const cache = this.cacheOf(layer);
-    return { logits: cache.logits, tokens: cache.tokens, numExperts: cache.moe.numExperts };
+    const capture = this.captured.get(layer);
+    const spec = this.spec.layers[layer];
+    if (!capture || spec?.kind !== 'moe') throw new Error(`layer ${layer} has no captured calibration inputs`);
+    return { logits: capture.routerLogits, tokens: capture.tokens, numExperts: spec.moe.numExperts };
   }
 
   /**
@@ -121,7 +162,7 @@ export class LayerReconstruction {
    * against the full block's output, as in `error`, but for any plan layer (merged rows included).
    */
   async compensationSums(plan: PlanLayer): Promise<CompensationSums> {
-    const cache = this.cacheOf(plan.layer);
+    const cache = await this.load(plan.layer);
     const H = this.hidden;
     const { numExperts: E, normTopKProb } = cache.moe;
     const rows = plan.keptExperts.length;
@@ -178,7 +219,7 @@ export class LayerReconstruction {
 
   private cacheOf(layer: number): LayerCache {
     const cache = this.layers.get(layer);
-    if (!cache) throw new Error(`layer ${layer} has no captured calibration inputs`);
+    if (!cache) throw new Error(`layer ${layer}'s expert outputs are not computed: call prepare(${layer}) first`);
     return cache;
   }
 
@@ -196,6 +237,20 @@ export class LayerReconstruction {
     }
     return outputs;
   }
+}
+
+/** The reference path (tests, no runtime): every expert's SwiGLU in JavaScript, yielding between experts. */
+async function javascriptExpertOutputs(spec: ModelSpec, weights: WeightSource, index: number, inputs: Float32Array, tokens: number, signal?: AbortSignal): Promise<Float32Array[]> {
+  const layer = spec.layers[index];
+  if (layer.kind !== 'moe') throw new Error(`layer ${index} is not a MoE layer`);
+  const outputs: Float32Array[] = [];
+  for (const expert of layerWeights(spec, weights, layer).experts!) {
+    throwIfAborted(signal);
+    outputs.push(swiglu(inputs, tokens, spec.hiddenSize, layer.moe.expert.intermediateSize, await resolveWeight(expert.gate), await resolveWeight(expert.up), await resolveWeight(expert.down)));
+    // Long layers must not starve the language server's other requests.
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return outputs;
 }
 
 function allExperts(count: number): boolean[] {

@@ -1,0 +1,31 @@
+import type { LayerSpec, ModelSpec } from '../checkpoint/modelSpec';
+import { GraphBuilder } from './graphBuilder';
+import type { MlpWeights } from './layerWeights';
+
+/** Names of the expert-outputs graph's input and outputs. */
+export const ExpertOutputsIO = {
+  inputs: 'moe_input', // [tokens, hidden]: what the layer's router and experts see
+  output: (expert: number) => `expert_${expert}`, // [tokens, hidden]: down(silu(x gate^T) * (x up^T)), before any gate
+} as const;
+
+/**
+ * Every expert of one MoE layer applied to every token: what NAEE's layer reconstruction needs (each
+ * expert's output on the calibration tokens, whatever the routing). In fp32 whatever the runtime's
+ * precision: the reconstruction measures the checkpoint's experts. In JavaScript this is tokens x E x
+ * 6HI flops at about 1 GFLOP/s (OLMoE-1B-7B, 1024 tokens: about 400 GFLOP a layer, minutes); as
+ * onnxruntime Gemms it runs at the MatMul rate.
+ */
+export function buildExpertOutputsGraph(spec: ModelSpec, layer: LayerSpec, experts: MlpWeights[]): GraphBuilder {
+  if (layer.kind !== 'moe') throw new Error(`layer ${layer.index} is not a MoE layer`);
+  const g = new GraphBuilder(`experts${layer.index}`);
+  const H = spec.hiddenSize;
+  const I = layer.moe.expert.intermediateSize;
+  const x = g.input(ExpertOutputsIO.inputs, 'float', ['tokens', H]);
+  experts.forEach((expert, e) => {
+    const gate = g.op('Gemm', [x, g.weight(`e${e}.gate`, expert.gate, [I, H])], { transB: 1 });
+    const up = g.op('Gemm', [x, g.weight(`e${e}.up`, expert.up, [I, H])], { transB: 1 });
+    const activation = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
+    g.output(g.op('Gemm', [activation, g.weight(`e${e}.down`, expert.down, [H, I])], { transB: 1 }), ExpertOutputsIO.output(e), 'float', ['tokens', H]);
+  });
+  return g;
+}
