@@ -35,6 +35,8 @@ interface LayerCache {
   inputs: Float32Array;
   experts: MlpWeights[];
   intermediate: number;
+  /** `error`'s per-token products of the expert outputs, computed at its first call. */
+  products?: { gram: Float64Array; cross: Float64Array; fullNorm: Float64Array };
 }
 
 /** Every expert's output of one layer on its captured inputs, one [tokens, hidden] array per expert. */
@@ -108,16 +110,32 @@ export class LayerReconstruction {
     return this.captured.get(layer)?.tokens ?? 0;
   }
 
-  /** Mean over calibration tokens of ‖y_kept − y_all‖² for the block of `layer`. */
+  /**
+   * Mean over calibration tokens of ‖y_kept − y_all‖² for the block of `layer`. Expanded per token as
+   * Σ_s Σ_r g_s g_r ⟨f_s, f_r⟩ − 2 Σ_s g_s ⟨f_s, y_all⟩ + ‖y_all‖² over the k experts the subset routes to,
+   * from products computed once per layer: k² + k terms a token instead of k × hidden (NAEE's greedy search
+   * on OLMoE-1B-7B scores about 2000 subsets a layer; at 8 × 2048 multiply-adds a token that was a minute
+   * of JavaScript per layer). Keeping every expert reproduces the block: 0.
+   */
   async error(layer: number, keptExperts: number[]): Promise<number> {
     const cache = await this.load(layer);
-    const mask = new Array<boolean>(cache.moe.numExperts).fill(false);
+    const E = cache.moe.numExperts;
+    const mask = new Array<boolean>(E).fill(false);
     for (const e of keptExperts) mask[e] = true;
-    const y = mix(cache, this.hidden, mask);
+    if (mask.every(Boolean)) return 0;
+    const { gram, cross, fullNorm } = (cache.products ??= outputProducts(cache, this.hidden));
+    const routing = new Routing(E, Math.min(cache.moe.topK, keptExperts.length));
     let sum = 0;
-    for (let i = 0; i < y.length; i++) {
-      const d = y[i] - cache.full[i];
-      sum += d * d;
+    for (let t = 0; t < cache.tokens; t++) {
+      routing.select(cache, mask, t);
+      const { chosen, gates } = routing;
+      let d = fullNorm[t];
+      for (let s = 0; s < chosen.length; s++) {
+        const e = chosen[s];
+        d -= 2 * gates[s] * cross[t * E + e];
+        for (let r = 0; r < chosen.length; r++) d += gates[s] * gates[r] * gram[(t * E + e) * E + chosen[r]];
+      }
+      sum += Math.max(0, d);
     }
     return sum / cache.tokens;
   }
@@ -257,15 +275,26 @@ function allExperts(count: number): boolean[] {
   return new Array<boolean>(count).fill(true);
 }
 
-/** The routed block output with only `kept` experts routable: softmax over them, top-k, optional renormalisation. */
-function mix(cache: LayerCache, H: number, kept: boolean[]): Float32Array {
-  const { numExperts: E, normTopKProb } = cache.moe;
-  const k = Math.min(cache.moe.topK, kept.filter(Boolean).length);
-  const y = new Float32Array(cache.tokens * H);
-  const probabilities = new Float64Array(E);
-  const chosen = new Int32Array(k);
-  const taken = new Uint8Array(E);
-  for (let t = 0; t < cache.tokens; t++) {
+/** One token's routing with only `kept` experts routable: softmax over them, top-k, optional renormalisation. */
+class Routing {
+  readonly chosen: Int32Array;
+  readonly gates: Float64Array;
+  private readonly probabilities: Float64Array;
+  private readonly taken: Uint8Array;
+
+  constructor(
+    private readonly numExperts: number,
+    k: number,
+  ) {
+    this.chosen = new Int32Array(k);
+    this.gates = new Float64Array(k);
+    this.probabilities = new Float64Array(numExperts);
+    this.taken = new Uint8Array(numExperts);
+  }
+
+  select(cache: LayerCache, kept: boolean[], t: number): void {
+    const E = this.numExperts;
+    const { probabilities, chosen, taken, gates } = this;
     let max = -Infinity;
     for (let e = 0; e < E; e++) if (kept[e] && cache.logits[t * E + e] > max) max = cache.logits[t * E + e];
     let total = 0;
@@ -275,7 +304,7 @@ function mix(cache: LayerCache, H: number, kept: boolean[]): Float32Array {
     }
     let chosenTotal = 0;
     taken.fill(0);
-    for (let s = 0; s < k; s++) {
+    for (let s = 0; s < chosen.length; s++) {
       let best = -1;
       for (let e = 0; e < E; e++) {
         if (!kept[e] || taken[e]) continue;
@@ -285,15 +314,53 @@ function mix(cache: LayerCache, H: number, kept: boolean[]): Float32Array {
       taken[best] = 1;
       chosenTotal += probabilities[best];
     }
+    for (let s = 0; s < chosen.length; s++) gates[s] = probabilities[chosen[s]] / (cache.moe.normTopKProb ? chosenTotal : total);
+  }
+}
+
+/** The routed block output with only `kept` experts routable. */
+function mix(cache: LayerCache, H: number, kept: boolean[]): Float32Array {
+  const routing = new Routing(cache.moe.numExperts, Math.min(cache.moe.topK, kept.filter(Boolean).length));
+  const y = new Float32Array(cache.tokens * H);
+  for (let t = 0; t < cache.tokens; t++) {
+    routing.select(cache, kept, t);
     const row = t * H;
-    for (let s = 0; s < k; s++) {
-      const e = chosen[s];
-      const gate = probabilities[e] / (normTopKProb ? chosenTotal : total);
-      const out = cache.outputs[e];
+    for (let s = 0; s < routing.chosen.length; s++) {
+      const gate = routing.gates[s];
+      const out = cache.outputs[routing.chosen[s]];
       for (let h = 0; h < H; h++) y[row + h] += gate * out[row + h];
     }
   }
   return y;
+}
+
+/** Per token, every pair of expert outputs' inner product [T, E, E], each expert's with the full block's output [T, E], and the latter's squared norm [T]. */
+function outputProducts(cache: LayerCache, H: number): NonNullable<LayerCache['products']> {
+  const E = cache.moe.numExperts;
+  const T = cache.tokens;
+  const gram = new Float64Array(T * E * E);
+  const cross = new Float64Array(T * E);
+  const fullNorm = new Float64Array(T);
+  for (let t = 0; t < T; t++) {
+    const row = t * H;
+    for (let e = 0; e < E; e++) {
+      const a = cache.outputs[e];
+      for (let f = e; f < E; f++) {
+        const b = cache.outputs[f];
+        let dot = 0;
+        for (let h = row; h < row + H; h++) dot += a[h] * b[h];
+        gram[(t * E + e) * E + f] = dot;
+        gram[(t * E + f) * E + e] = dot;
+      }
+      let c = 0;
+      for (let h = row; h < row + H; h++) c += a[h] * cache.full[h];
+      cross[t * E + e] = c;
+    }
+    let n = 0;
+    for (let h = row; h < row + H; h++) n += cache.full[h] * cache.full[h];
+    fullNorm[t] = n;
+  }
+  return { gram, cross, fullNorm };
 }
 
 /**
