@@ -23,7 +23,7 @@
  * BENCH_REAL_DIR (write the checkpoints there and keep them for the next run instead of a temporary folder).
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { statfs } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -130,7 +130,7 @@ async function main(): Promise<void> {
   if (!torchAvailable) console.log('/usr/bin/python3 has no torch: skipping the PyTorch comparison');
 
   const keep = process.env.BENCH_REAL_DIR;
-  const root = keep ?? mkdtempSync(join(tmpdir(), 'moe-real-shape-'));
+  const root = keep ? (mkdirSync(keep, { recursive: true }), keep) : mkdtempSync(join(tmpdir(), 'moe-real-shape-'));
   const { bavail, bsize } = await statfs(root);
   const needed = MODELS.filter((m) => !only || only.includes(m.key)).reduce((sum, m) => sum + bf16Bytes({ ...m.checkpoint, numLayers: layerOverride ?? m.checkpoint.numLayers }), 0);
   if (!keep && bavail * bsize < needed + 2 * GB) {

@@ -38,7 +38,7 @@ export function timeTorch(folder: string, tokensFile: string, threads: number, r
   const cores = blas.chosen ? [blas.chosen.core] : blas.candidates;
   const runs = cores.flatMap((core) =>
     policies.map((policy) => {
-      const env = { ...process.env, OMP_NUM_THREADS: String(threads), OPENBLAS_VERBOSE: '2', ...(policy === 'default' ? {} : { OMP_WAIT_POLICY: policy }), ...(core ? { OPENBLAS_CORETYPE: core } : {}) };
+      const env = { ...process.env, OMP_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads), OPENBLAS_VERBOSE: '2', ...(policy === 'default' ? {} : { OMP_WAIT_POLICY: policy }), ...(core ? { OPENBLAS_CORETYPE: core } : {}) };
       const run = spawnSync(PYTHON, [script, folder, tokensFile, String(threads), String(repeats)], { encoding: 'utf8', env });
       if (run.status !== 0) throw new Error(`torch_forward.py failed: ${run.stderr}`);
       // OPENBLAS_VERBOSE=2 makes OpenBLAS name the kernels it picked ("Core: Haswell").

@@ -11,6 +11,11 @@ export class ByteBudgetCache<V> {
     private readonly sizeOf: (value: V) => number,
   ) {}
 
+  /** Bytes of the entries kept. */
+  get size(): number {
+    return this.bytes;
+  }
+
   /** The entry under `key`, now the most recently used. */
   get(key: string): V | undefined {
     const value = this.entries.get(key);

@@ -1,10 +1,13 @@
 /**
  * Time and peak memory of long work, before it starts, from a short measured warm-up: one layer
- * (loaded as a pass would load it when it is not resident) and the head on one batch of the work's own
- * sequences, extrapolated to every layer, token, variant and pass.
+ * (loaded as a pass would load it when it is not resident, twice: from disk, then from the page cache)
+ * and the head on one batch of the work's own sequences, extrapolated to every layer, token, variant,
+ * pass and merged layer the work builds (`extrapolate`, pure arithmetic, unit-tested).
  */
+import * as os from 'node:os';
 import type { ForwardOutputs } from './forwardTypes';
-import { formatBytes } from './memoryBudget';
+import { formatBytes, layerWeightBytes, type MemoryPlan, mergedLayerBytes, type ModelShape } from './memoryBudget';
+import type { LayerTiming } from './modelEngine';
 import type { ModelRuntime } from './modelRuntime';
 
 const BATCH_TOKENS = 2048;
@@ -18,13 +21,19 @@ export interface WorkShape {
   variants?: number;
   /** Passes per repeat: work sets when layers stream (each loads every streamed layer once). Default 1. */
   passesPerRepeat?: number;
+  /** Tokens of the batches the work runs (evaluation chunks can be one sequence); default 2048. */
+  batchTokens?: number;
   /** Seconds per token the caller spends beside the runtime, overlapped with it (reading and tokenising rows). */
   hostSecondsPerToken?: number;
+  /** Merged layers the whole work builds (EEP's merge phase: candidates x MoE layers), each like `matrix` (rows: merged experts). */
+  merges?: { builds: number; matrix: number[][] };
 }
 
 export interface WorkEstimate {
   seconds: number;
   loadingSeconds: number;
+  /** Building merged layers (merging the experts, loading the session). */
+  mergingSeconds: number;
   peakBytes: number;
   summary: string;
 }
@@ -37,9 +46,9 @@ export interface WorkEstimate {
 export async function estimateWork(runtime: ModelRuntime, sample: Int32Array[], work: WorkShape, outputs: ForwardOutputs): Promise<WorkEstimate> {
   const { model, memory } = runtime;
   const layer = Math.max(0, model.layers.findIndex((l) => l.kind === 'moe'));
-  const batch = fullBatch(sample);
-  const timing = await runtime.measureLayer(layer, batch);
-  let perToken = (model.layers.length * timing.layerSeconds + (outputs.loss || outputs.logits ? timing.headSeconds : 0)) / timing.tokens;
+  const batch = fullBatch(sample, work.batchTokens ?? BATCH_TOKENS);
+  const timing = await runtime.measureLayer(layer, batch, work.merges?.matrix);
+  let forwardSecondsPerToken: number | undefined;
   if (memory.policy === 'resident') {
     const tokens = batch.reduce((n, s) => n + s.length, 0);
     await runtime.forward({ sequences: batch, outputs });
@@ -47,37 +56,83 @@ export async function estimateWork(runtime: ModelRuntime, sample: Int32Array[], 
     const timed = batch.length > 1 ? [...batch.slice(1), batch[0]] : [Int32Array.from(batch[0]).reverse()];
     const started = performance.now();
     await runtime.forward({ sequences: timed, outputs });
-    perToken = (performance.now() - started) / 1000 / tokens;
+    forwardSecondsPerToken = (performance.now() - started) / 1000 / tokens;
   }
+  return extrapolate({ model, memory, timing, forwardSecondsPerToken, work, withHead: outputs.loss === true || outputs.logits !== undefined, pageCacheBytes: os.totalmem() - memory.budgetBytes });
+}
+
+export interface ExtrapolationInput {
+  model: ModelShape;
+  memory: MemoryPlan;
+  /** The warm-up's layer (measured on the first MoE layer). */
+  timing: LayerTiming;
+  /** A whole resident forward's seconds per token, when every layer is resident. */
+  forwardSecondsPerToken?: number;
+  work: WorkShape;
+  withHead: boolean;
+  /** RAM the OS may keep the checkpoint's files in beside the runtime (total memory less the budget). */
+  pageCacheBytes: number;
+}
+
+/**
+ * - compute: tokens x repeats x variants x (every layer's time per token + the head's);
+ * - loading: per pass, every streamed layer at the warm-up's rate per byte; the first pass at the rate
+ *   of the first load (the checkpoint read from disk), later ones at the reload's rate when the streamed
+ *   layers' checkpoint bytes (bf16: half their fp32 bytes) fit the page cache, else at the first rate;
+ * - merging: every merged layer the work builds, at the measured build of one like it;
+ * - host: the caller's own work overlaps the runtime's, so the slower side sets the pace.
+ */
+export function extrapolate(input: ExtrapolationInput): WorkEstimate {
+  const { model, memory, timing, work } = input;
+  const measured = timing.layer;
+  const perToken = input.forwardSecondsPerToken ?? (model.layers.length * timing.layerSeconds + (input.withHead ? timing.headSeconds : 0)) / timing.tokens;
   const repeats = work.repeats ?? 1;
   const variants = work.variants ?? 1;
   const passes = repeats * (work.passesPerRepeat ?? 1);
   const computeSeconds = work.tokens * repeats * variants * perToken;
+
   const resident = new Set(memory.residentLayers);
-  const loadPerByte = timing.loadSeconds / memory.layerBytes[layer];
-  const loadingSeconds = resident.has(layer) ? 0 : passes * loadPerByte * memory.layerBytes.reduce((sum, bytes, l) => (resident.has(l) ? sum : sum + bytes), 0);
-  // The caller's own work overlaps the runtime's (the next rows are read while the worker runs), so the slower side sets the pace.
-  const seconds = Math.max(computeSeconds + loadingSeconds, work.tokens * repeats * (work.hostSecondsPerToken ?? 0));
+  const streamedBytes = memory.layerBytes.reduce((sum, bytes, l) => (resident.has(l) ? sum : sum + bytes), 0);
+  let loadingSeconds = 0;
+  if (streamedBytes > 0 && !resident.has(measured)) {
+    const perByte = timing.loadSeconds / memory.layerBytes[measured];
+    const checkpointBytes = model.layers.reduce((sum, layer, l) => (resident.has(l) ? sum : sum + layerWeightBytes(model, layer, 'fp32') / 2), 0);
+    const laterPerByte = checkpointBytes <= input.pageCacheBytes && timing.reloadSeconds > 0 ? timing.reloadSeconds / memory.layerBytes[measured] : perByte;
+    loadingSeconds = streamedBytes * (perByte + (passes - 1) * laterPerByte);
+  }
+
+  let mergingSeconds = 0;
+  if (work.merges && timing.mergeSeconds !== undefined) mergingSeconds = work.merges.builds * timing.mergeSeconds;
+  const seconds = Math.max(computeSeconds + loadingSeconds + mergingSeconds, work.tokens * repeats * (work.hostSecondsPerToken ?? 0));
+
   // Weights held at once, plus the hidden states of a work set (all variants), as far as RAM holds them before spilling.
   const largest = Math.max(...memory.layerBytes);
-  const weights = memory.policy === 'resident' ? memory.layerBytes.reduce((a, b) => a + b, 0) + memory.workBytes : largest + Math.max(largest, memory.workBytes) + memory.residentLayers.reduce((sum, l) => sum + memory.layerBytes[l], 0);
-  const tokensAtOnce = memory.policy === 'resident' ? Math.min(work.tokens, 2048) : work.tokens / (work.passesPerRepeat ?? 1);
+  const residentBytes = memory.residentLayers.reduce((sum, l) => sum + memory.layerBytes[l], 0);
+  const mergedSlot = work.merges && memory.policy === 'resident' ? 2 * mergedLayerBytes(model, model.layers[measured], work.merges.matrix.length, memory.precision) : 0;
+  const weights = memory.policy === 'resident' ? residentBytes + Math.max(memory.workBytes, mergedSlot) : residentBytes + Math.max(2 * largest, largest + memory.workBytes);
+  const tokensAtOnce = memory.policy === 'resident' && !work.merges ? Math.min(work.tokens, BATCH_TOKENS) : work.tokens / (work.passesPerRepeat ?? 1);
   const hidden = Math.min(memory.hiddenStateBytes, 4 * model.hiddenSize * tokensAtOnce * (variants + 1));
   const peakBytes = memory.fixedBytes + weights + hidden;
-  const loading = loadingSeconds > 0 ? ` (${formatDuration(loadingSeconds)} of it loading weights, ${passes} pass${passes === 1 ? '' : 'es'})` : '';
-  return { seconds, loadingSeconds, peakBytes, summary: `estimated ${formatDuration(seconds)}${loading}, peak memory about ${formatBytes(peakBytes)}` };
+
+  const parts = [
+    ...(loadingSeconds > 0 ? [`${formatDuration(loadingSeconds)} of it loading weights, ${passes} pass${passes === 1 ? '' : 'es'}`] : []),
+    ...(mergingSeconds > 0 ? [`${formatDuration(mergingSeconds)} building ${work.merges!.builds} merged layers`] : []),
+  ];
+  const detail = parts.length > 0 ? ` (${parts.join('; ')})` : '';
+  return { seconds, loadingSeconds, mergingSeconds, peakBytes, summary: `estimated ${formatDuration(seconds)}${detail}, peak memory about ${formatBytes(peakBytes)}` };
 }
 
 /**
- * One batch as the work's batches are (about 2048 tokens): the sample's sequences, repeated when there
- * are fewer. A per-token cost measured on a small batch is up to a third too high on this machine.
+ * One batch as the work's batches are (about `batchTokens`): the sample's sequences, repeated when there
+ * are fewer. A per-token cost measured on a small batch is up to a third too high on this machine, and
+ * one measured on a large batch too low for work that runs small ones.
  */
-function fullBatch(sample: Int32Array[]): Int32Array[] {
+function fullBatch(sample: Int32Array[], batchTokens: number): Int32Array[] {
   const batch: Int32Array[] = [];
   let tokens = 0;
   for (let i = 0; sample.length > 0; i++) {
     const sequence = sample[i % sample.length];
-    if (batch.length > 0 && tokens + sequence.length > BATCH_TOKENS) break;
+    if (batch.length > 0 && tokens + sequence.length > batchTokens) break;
     batch.push(sequence);
     tokens += sequence.length;
   }

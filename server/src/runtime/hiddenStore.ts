@@ -11,7 +11,8 @@ interface Extent {
  * The hidden states of a work set between layers: in RAM up to a byte budget, beyond it in a temporary
  * file. A pass writes and reads each batch once per layer with the same sizes every layer, so freed
  * extents are reused (first fit) and the file stays about the size of what spilled once. `close()`
- * deletes the file; the engine calls it whatever way the pass ends.
+ * deletes the file; the engine calls it whatever way the pass ends. The RAM budget may be a function:
+ * the engine's cached prefixes and merged layers share it, and what they take is not the store's.
  */
 export class HiddenStore {
   private readonly inMemory = new Map<number, Float32Array>();
@@ -24,7 +25,11 @@ export class HiddenStore {
   /** Bytes written to the file so far (for tests and the design notes). */
   spilledBytes = 0;
 
-  constructor(private readonly budgetBytes: number) {}
+  constructor(
+    private readonly budgetBytes: number | (() => number),
+    /** Told every change of the bytes held in RAM (the engine's ledger). */
+    private readonly onMemory: (deltaBytes: number) => void = () => {},
+  ) {}
 
   /** The spill file while there is one. */
   get spillFile(): string | undefined {
@@ -32,9 +37,11 @@ export class HiddenStore {
   }
 
   put(key: number, hidden: Float32Array): void {
-    if (this.memoryBytes + hidden.byteLength <= this.budgetBytes) {
+    const budget = typeof this.budgetBytes === 'number' ? this.budgetBytes : this.budgetBytes();
+    if (this.memoryBytes + hidden.byteLength <= budget) {
       this.inMemory.set(key, hidden);
       this.memoryBytes += hidden.byteLength;
+      this.onMemory(hidden.byteLength);
       return;
     }
     const extent = this.allocate(hidden.byteLength);
@@ -45,22 +52,39 @@ export class HiddenStore {
 
   /** The hidden state under `key`, removed from the store. */
   take(key: number): Float32Array {
+    const hidden = this.peek(key);
+    this.delete(key);
+    return hidden;
+  }
+
+  /** The hidden state under `key`, left in the store (read again from the file when it spilled). */
+  peek(key: number): Float32Array {
+    const hidden = this.inMemory.get(key);
+    if (hidden) return hidden;
+    const extent = this.onDisk.get(key);
+    if (!extent) throw new Error(`no hidden state ${key} in the store`);
+    const out = new Float32Array(extent.length);
+    fs.readSync(this.fd!, new Uint8Array(out.buffer), 0, extent.bytes, extent.offset);
+    return out;
+  }
+
+  delete(key: number): void {
     const hidden = this.inMemory.get(key);
     if (hidden) {
       this.inMemory.delete(key);
       this.memoryBytes -= hidden.byteLength;
-      return hidden;
+      this.onMemory(-hidden.byteLength);
+      return;
     }
     const extent = this.onDisk.get(key);
     if (!extent) throw new Error(`no hidden state ${key} in the store`);
     this.onDisk.delete(key);
-    const out = new Float32Array(extent.length);
-    fs.readSync(this.fd!, new Uint8Array(out.buffer), 0, extent.bytes, extent.offset);
     this.release(extent);
-    return out;
   }
 
   close(): void {
+    this.onMemory(-this.memoryBytes);
+    this.memoryBytes = 0;
     this.inMemory.clear();
     this.onDisk.clear();
     if (this.fd !== undefined) fs.closeSync(this.fd);

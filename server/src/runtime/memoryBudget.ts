@@ -108,6 +108,16 @@ export function layerWeightBytes(spec: ModelShape, layer: LayerSpec, precision: 
   return matrixBytes + 4 * fp32Params;
 }
 
+/**
+ * A merged layer's session: the layer with `mergedExperts` experts in place of its own (the router
+ * keeps its E rows; the plan's router map reduces them to the merged ones).
+ */
+export function mergedLayerBytes(spec: ModelShape, layer: LayerSpec, mergedExperts: number, precision: Precision): number {
+  if (layer.kind !== 'moe') return layerWeightBytes(spec, layer, precision);
+  const merged: LayerSpec = { ...layer, moe: { ...layer.moe, numExperts: mergedExperts } };
+  return layerWeightBytes(spec, merged, precision) + 4 * (layer.moe.numExperts - mergedExperts) * spec.hiddenSize;
+}
+
 /** One batch's intermediates inside a layer and the head's logits chunk (onnxruntime's arena reuses buffers between nodes, so this is a bound). */
 export function batchWorkBytes(spec: ModelShape, maxBatchTokens: number): number {
   const T = maxBatchTokens;

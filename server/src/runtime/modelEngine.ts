@@ -6,10 +6,12 @@ import type { LayerSpec, ModelSpec, WeightSource } from '../checkpoint/modelSpec
 import { ForwardCancelledError, ForwardProgress, ForwardRequest, ForwardResult, ForwardVariantsRequest, MoeLayerCapture, SequenceResult } from './forwardTypes';
 import { GraphBuilder, SerializedModel } from './graphBuilder';
 import { buildHeadGraph, headBiases, HeadIO } from './headGraph';
+import { ExpertOutputsIO, buildExpertOutputsGraph } from './expertOutputsGraph';
 import { HiddenStore } from './hiddenStore';
 import { buildLayerGraph, LayerIO } from './layerGraph';
 import { layerWeights, mergedMxfp4, mergeExperts } from './layerWeights';
-import { MemoryPlan, planMemory, Precision } from './memoryBudget';
+import { layerWeightBytes, MemoryPlan, mergedLayerBytes, planMemory, Precision } from './memoryBudget';
+import { loadHeld, MemoryLedger } from './memoryLedger';
 import { PrefixCache, batchKey } from './prefixCache';
 import { LayerResidency } from './residency';
 import { firstChangedLayer, resolveLayerPlan, ResolvedLayerPlan } from './runtimePlan';
@@ -38,8 +40,12 @@ export interface LayerTiming {
   tokens: number;
   /** 0 for a resident layer. */
   loadSeconds: number;
+  /** The same layer loaded a second time (its checkpoint bytes now in the page cache); 0 for a resident layer. */
+  reloadSeconds: number;
   layerSeconds: number;
   headSeconds: number;
+  /** Building (merging, loading) and releasing one merged session of the layer, when a merge matrix was given. */
+  mergeSeconds?: number;
 }
 
 /** What a pass may be told and asked between layers. */
@@ -119,7 +125,7 @@ class Lineages {
  * streamed layers, so the caller keeps the WeightSource open until after close().
  */
 export class ModelEngine {
-  private readonly mergedSessions = new Map<number, { key: string; session: ort.InferenceSession }>();
+  private readonly mergedSessions = new Map<number, { key: string; session: ort.InferenceSession; bytes: number; unhold: () => void }>();
   private readonly prefixCache: PrefixCache;
   private readonly batchTables: BatchTablesCache;
 
@@ -131,16 +137,21 @@ export class ModelEngine {
     private readonly residency: LayerResidency<ort.InferenceSession>,
     private readonly head: ort.InferenceSession,
     private readonly options: EngineOptions,
+    private readonly ledger: MemoryLedger,
   ) {
-    this.prefixCache = new PrefixCache(options.prefixCacheBytes ?? 256 * 1024 * 1024);
+    // Cached prefixes and merged layers take their RAM from the hidden states' share of the budget.
+    this.prefixCache = new PrefixCache(Math.min(options.prefixCacheBytes ?? 256 * 1024 * 1024, memory.hiddenStateBytes / 4));
     this.batchTables = new BatchTablesCache(rotaryDimOf(spec.attention), spec.attention.ropeTheta, undefined, spec.attention.ropeScaling);
+    ledger.watch(() => this.prefixCache.bytes);
   }
 
   /** Plans the memory first: a budget that cannot hold one layer and the work fails here, before anything loads. */
   static async create(spec: ModelSpec, weights: WeightSource, options: EngineOptions = {}): Promise<ModelEngine> {
     const { tensors: _names, ...shape } = spec;
     const memory = planMemory(shape, { budgetBytes: options.memoryBudget, precision: options.precision, hiddenStateBytes: options.hiddenStateBytes });
-    const residency = new LayerResidency(memory, (index) => loadGraph(buildLayerGraph(spec, spec.layers[index], layerWeights(spec, weights, spec.layers[index]), undefined, { precision: options.precision }), options));
+    const ledger = new MemoryLedger();
+    ledger.add(memory.fixedBytes);
+    const residency = new LayerResidency(memory, (index) => loadGraph(buildLayerGraph(spec, spec.layers[index], layerWeights(spec, weights, spec.layers[index]), undefined, { precision: options.precision }), options), ledger);
     try {
       const embedding = await weights.readFloat32(spec.tensors.embedTokens);
       const lmHead = spec.tensors.lmHead ? () => weights.readFloat32(spec.tensors.lmHead!) : embedding;
@@ -151,7 +162,7 @@ export class ModelEngine {
         await head.release();
         throw error;
       }
-      return new ModelEngine(spec, memory, weights, embedding, residency, head, options);
+      return new ModelEngine(spec, memory, weights, embedding, residency, head, options, ledger);
     } catch (error) {
       await residency.close();
       throw error;
@@ -161,6 +172,36 @@ export class ModelEngine {
   /** Seconds spent loading layers that are not resident, and how many loads, since open. */
   get loading(): { loads: number; seconds: number; bytes: number } {
     return { loads: this.residency.loads, seconds: this.residency.loadSeconds, bytes: this.residency.loadedBytes };
+  }
+
+  /**
+   * The engine's own account of the bytes it holds (MemoryLedger): what the budget is held against. Tests
+   * compare `peakBytes` with `budgetBytes`; the process's RSS also has what the OS and onnxruntime add.
+   */
+  get memoryAccount(): { budgetBytes: number; currentBytes: number; peakBytes: number } {
+    return { budgetBytes: this.memory.budgetBytes, currentBytes: this.ledger.current, peakBytes: this.ledger.peak };
+  }
+
+  /** Merged sessions kept between passes (all layers resident), which take their RAM from the hidden states' share. */
+  get mergedCacheBytes(): number {
+    let bytes = 0;
+    for (const merged of this.mergedSessions.values()) bytes += merged.bytes;
+    return bytes;
+  }
+
+  /** @internal The ledger a Pass's hidden-state store reports to. */
+  get memoryLedger(): MemoryLedger {
+    return this.ledger;
+  }
+
+  /** Runs one batch through a session, holding the plan's price of a batch's work meanwhile. */
+  async run(session: ort.InferenceSession, feeds: Record<string, ort.Tensor>, fetches: string[]): Promise<ort.InferenceSession.OnnxValueMapType> {
+    const working = this.ledger.hold(this.memory.workBytes);
+    try {
+      return await session.run(feeds, fetches);
+    } finally {
+      working();
+    }
   }
 
   async forward(request: ForwardRequest, shouldStop: () => boolean = () => false): Promise<ForwardResult> {
@@ -179,9 +220,13 @@ export class ModelEngine {
     const resolved = request.plans.map((plan) => spec.layers.map((layer) => (layer.kind === 'moe' ? resolveLayerPlan(layer.index, layer.moe, plan?.layers[layer.index]) : undefined)));
     const results: SequenceResult[][] = request.plans.map(() => request.sequences.map(() => ({})));
     const batches = makeBatches(request.sequences, request.maxBatchTokens ?? DEFAULT_MAX_BATCH_TOKENS);
-    // Streaming loads every layer once per work set, so the work set is the whole request; with every
-    // layer resident nothing is gained by holding more than one batch's hidden states.
-    const workSets = this.memory.policy === 'resident' ? batches.map((batch) => [batch]) : [batches];
+    // Streaming loads every layer once per work set, so the work set is the whole request; so does a
+    // population of merged variants (only one merged session per layer is kept between work sets, the
+    // others are built per work set). Otherwise, with every layer resident, nothing is gained by holding
+    // more than one batch's hidden states.
+    const mergedPlans = spec.layers.map((_, l) => new Set(resolved.flatMap((layers, v) => (layers[l]?.mergeMatrix ? [JSON.stringify(request.plans[v]!.layers[l])] : []))).size);
+    const wholeRequest = this.memory.policy !== 'resident' || mergedPlans.some((count) => count > 1);
+    const workSets = wholeRequest ? [batches] : batches.map((batch) => [batch]);
     const pass = new Pass(this, request, resolved, results, hooks, workSets.length);
     try {
       for (const workSet of workSets) await pass.run(workSet);
@@ -197,7 +242,7 @@ export class ModelEngine {
    * head, timed on one batch of `sequences`, each run twice (the second run is the steady cost). The hidden state fed is the embedding: the cost of a layer
    * does not depend on its input's values, only on its routing, which the first layer's input has too.
    */
-  async measureLayer(layer: number, sequences: Int32Array[]): Promise<LayerTiming> {
+  async measureLayer(layer: number, sequences: Int32Array[], mergeMatrix?: number[][]): Promise<LayerTiming> {
     const { spec } = this;
     const [batch] = makeBatches(sequences, DEFAULT_MAX_BATCH_TOKENS);
     const ids = batch.indices.map((i) => sequences[i]);
@@ -220,30 +265,86 @@ export class ModelEngine {
     try {
       // A fresh session's first run does one-time work (allocations, kernel choices): a pass pays it once
       // per load, so it counts as loading; the second run is what every further batch costs.
-      await session.run(feeds, [LayerIO.hiddenOut]);
+      await this.run(session, feeds, [LayerIO.hiddenOut]);
       firstRun = performance.now();
-      await session.run(feeds, [LayerIO.hiddenOut]);
+      await this.run(session, feeds, [LayerIO.hiddenOut]);
       secondRun = performance.now();
     } finally {
       await this.residency.release(layer, session);
+    }
+    const layerSeconds = (secondRun - firstRun) / 1000;
+    const resident = this.memory.residentLayers.includes(layer);
+    // The first load may read the checkpoint from disk; later passes often find it in the page cache.
+    let reloadSeconds = 0;
+    if (!resident) {
+      const started = performance.now();
+      const again = await this.residency.acquire(layer);
+      try {
+        await this.run(again, feeds, [LayerIO.hiddenOut]);
+      } finally {
+        await this.residency.release(layer, again);
+      }
+      reloadSeconds = Math.max(0, (performance.now() - started) / 1000 - layerSeconds);
+    }
+    let mergeSeconds: number | undefined;
+    if (mergeMatrix && layerSpec.kind === 'moe') {
+      const started = performance.now();
+      const merged = await this.mergedSession(layerSpec, mergeMatrix, undefined, false);
+      await merged.release();
+      mergeSeconds = (performance.now() - started) / 1000;
     }
     await this.runHead([sequences.map(() => ({}))], batch, layout.offsets, ids, hidden, { loss: true });
     const headDone = performance.now();
     await this.runHead([sequences.map(() => ({}))], batch, layout.offsets, ids, hidden, { loss: true });
     const tokens = batch.lengths.reduce((a, b) => a + b, 0);
-    const resident = this.memory.residentLayers.includes(layer);
-    const layerSeconds = (secondRun - firstRun) / 1000;
     return {
       layer,
       tokens,
       loadSeconds: resident ? 0 : (firstRun - loadStarted) / 1000 - layerSeconds,
+      reloadSeconds,
       layerSeconds,
       headSeconds: (performance.now() - headDone) / 1000,
+      ...(mergeSeconds !== undefined ? { mergeSeconds } : {}),
     };
   }
 
+  /**
+   * Every expert's output of MoE layer `layer` on `tokens` rows of `inputs` (its captured MoE inputs),
+   * one array per expert: NAEE's layer reconstruction. The experts load as a session of their own (in
+   * the streaming slot, priced like the layer), run in chunks of rows, and are released.
+   */
+  async expertOutputs(layer: number, inputs: Float32Array, tokens: number): Promise<Float32Array[]> {
+    const layerSpec = this.spec.layers[layer];
+    if (layerSpec?.kind !== 'moe') throw new Error(`layer ${layer} is not a MoE layer`);
+    const H = this.spec.hiddenSize;
+    if (inputs.length < tokens * H) throw new Error(`expert outputs of layer ${layer}: ${tokens} tokens need ${tokens * H} input values, got ${inputs.length}`);
+    const experts = layerWeights(this.spec, this.weights, layerSpec).experts!;
+    const fp32 = { ...this.options, precision: 'fp32' as const };
+    const { session, unhold } = await loadHeld(this.ledger, layerWeightBytes(this.spec, layerSpec, 'fp32'), () => loadGraph(buildExpertOutputsGraph(this.spec, layerSpec, experts), fp32));
+    const outputs = experts.map(() => new Float32Array(tokens * H));
+    const holding = this.ledger.hold(outputs.length * tokens * H * 4);
+    try {
+      const names = experts.map((_, e) => ExpertOutputsIO.output(e));
+      const chunk = 512;
+      for (let start = 0; start < tokens; start += chunk) {
+        const rows = Math.min(chunk, tokens - start);
+        const out = await this.run(session, { [ExpertOutputsIO.inputs]: new ort.Tensor('float32', inputs.subarray(start * H, (start + rows) * H), [rows, H]) }, names);
+        names.forEach((name, e) => outputs[e].set(out[name].data as Float32Array, start * H));
+      }
+      return outputs;
+    } finally {
+      holding();
+      await session.release();
+      unhold();
+    }
+  }
+
   async close(): Promise<void> {
-    for (const session of [this.head, ...[...this.mergedSessions.values()].map((m) => m.session)]) await session.release();
+    await this.head.release();
+    for (const merged of this.mergedSessions.values()) {
+      await merged.session.release();
+      merged.unhold();
+    }
     await this.residency.close();
     this.mergedSessions.clear();
     this.prefixCache.clear();
@@ -265,22 +366,34 @@ export class ModelEngine {
 
   /**
    * Merged experts need their own weights, so that layer gets its own session, built once per merge
-   * matrix (and output scales) and kept while all layers are resident; when layers stream it is built per
-   * pass like theirs. `release` says whether the caller releases the session after the layer.
+   * matrix (and output scales). While all layers are resident one is kept per layer, as long as the kept
+   * ones take at most a quarter of the hidden states' RAM; otherwise it is built for the pass and
+   * released after the layer. Its bytes are held in the ledger either way.
    */
-  async mergedSession(layer: LayerSpec, mergeMatrix: number[][], outputScale: number[] | undefined, mayCache: boolean): Promise<{ session: ort.InferenceSession; release: boolean }> {
+  async mergedSession(layer: LayerSpec, mergeMatrix: number[][], outputScale: number[] | undefined, mayCache: boolean): Promise<{ session: ort.InferenceSession; release: () => Promise<void> }> {
     const key = JSON.stringify([mergeMatrix, outputScale]);
-    const keep = mayCache && this.memory.policy === 'resident';
     const current = this.mergedSessions.get(layer.index);
-    if (current?.key === key) return { session: current.session, release: false };
+    if (current?.key === key) return { session: current.session, release: async () => {} };
+    const bytes = mergedLayerBytes(this.spec, layer, mergeMatrix.length, this.memory.precision);
+    const keep = mayCache && this.memory.policy === 'resident' && this.mergedCacheBytes - (current?.bytes ?? 0) + bytes <= this.memory.hiddenStateBytes / 4;
     if (current && keep) {
       await current.session.release();
+      current.unhold();
       this.mergedSessions.delete(layer.index);
     }
     const original = layerWeights(this.spec, this.weights, layer);
-    const session = await loadGraph(buildLayerGraph(this.spec, layer, original, mergeExperts(original.experts!, mergeMatrix, outputScale, mergedMxfp4(this.spec, layer)), { precision: this.options.precision }), this.options);
-    if (keep) this.mergedSessions.set(layer.index, { key, session });
-    return { session, release: !keep };
+    const { session, unhold } = await loadHeld(this.ledger, bytes, () => loadGraph(buildLayerGraph(this.spec, layer, original, mergeExperts(original.experts!, mergeMatrix, outputScale, mergedMxfp4(this.spec, layer)), { precision: this.options.precision }), this.options));
+    if (keep) {
+      this.mergedSessions.set(layer.index, { key, session, bytes, unhold });
+      return { session, release: async () => {} };
+    }
+    return {
+      session,
+      release: async () => {
+        await session.release();
+        unhold();
+      },
+    };
   }
 
   /** The captures of one layer run, per batch sequence (shared by every variant that ran it). */
@@ -335,7 +448,7 @@ export class ModelEngine {
         headTargets[r] = t + 1 < batch.lengths[b] ? ids[b][t + 1] : 0;
       });
       const fetches = [...(outputs.loss ? [HeadIO.nll] : []), ...(outputs.logits ? [HeadIO.logits] : [])];
-      const out = await this.head.run({ [HeadIO.hidden]: new ort.Tensor('float32', input, [chunk.length, H]), [HeadIO.targets]: new ort.Tensor('int32', headTargets, [chunk.length]) }, fetches);
+      const out = await this.run(this.head, { [HeadIO.hidden]: new ort.Tensor('float32', input, [chunk.length, H]), [HeadIO.targets]: new ort.Tensor('int32', headTargets, [chunk.length]) }, fetches);
       if (outputs.loss) nll.set(out[HeadIO.nll].data as Float32Array, start);
       if (logits) logits.set(out[HeadIO.logits].data as Float32Array, start * V);
     }
@@ -377,7 +490,8 @@ class Pass {
     private readonly workSets: number,
   ) {
     const L = engine.spec.layers.length;
-    this.store = new HiddenStore(engine.memory.hiddenStateBytes);
+    const ledger = engine.memoryLedger;
+    this.store = new HiddenStore(() => engine.memory.hiddenStateBytes - engine.internals.prefixCache.bytes - engine.mergedCacheBytes, (delta) => ledger.add(delta));
     this.lineages = new Lineages(request, L);
     this.firstChanged = request.plans.map((plan) => firstChangedLayer(plan, L));
     // Cached prefixes are the unchanged model's hidden states, valid only while nothing before them is captured.
@@ -410,15 +524,25 @@ class Pass {
       const planIds = new Set<number>();
       for (const state of states) for (const v of this.active(state, l)) planIds.add(this.lineages.planIds[v][l]);
       if (planIds.size === 0) continue;
-      const sessions = await this.sessionsFor(l, planIds);
-      try {
-        for (const state of states) {
-          this.stopIfAsked();
-          await this.runLayer(state, l, sessions.byPlan);
+      // One session at a time: the streaming slot the memory plan prices holds one layer, so the
+      // variants' merged layers are built, run on every batch and released one after the other.
+      const next = states.map(() => new Map<number, number>());
+      for (const group of this.sessionGroups(l, planIds)) {
+        this.stopIfAsked();
+        const { session, release } = await group.acquire();
+        try {
+          for (const [s, state] of states.entries()) {
+            this.stopIfAsked();
+            await this.runLayer(state, l, group.planIds, session, next[s]);
+          }
+        } finally {
+          await release();
         }
-      } finally {
-        await sessions.release();
       }
+      states.forEach((state, s) => {
+        for (const key of state.entering.values()) this.store.delete(key);
+        state.entering = next[s];
+      });
       this.report(l + 1);
     }
     for (const state of states) {
@@ -446,42 +570,38 @@ class Pass {
     return key;
   }
 
-  /** One session per distinct layer plan in use: the layer's own (resident or loaded now) or a merged one. */
-  private async sessionsFor(l: number, planIds: Set<number>): Promise<{ byPlan: Map<number, ort.InferenceSession>; release: () => Promise<void> }> {
+  /**
+   * The sessions layer l needs, in the order they are used: the layer's own (resident or loaded now) for
+   * every plan that does not merge, then one merged session per merging plan. Only the pass's first
+   * merge of a layer may take the layer's cache slot; others are built for this pass.
+   */
+  private sessionGroups(l: number, planIds: Set<number>): { planIds: Set<number>; acquire: () => Promise<{ session: ort.InferenceSession; release: () => Promise<void> }> }[] {
     const { spec, internals } = this.engine;
-    const byPlan = new Map<number, ort.InferenceSession>();
-    const releases: (() => Promise<void>)[] = [];
-    const release = async () => {
-      for (const releaseOne of releases.splice(0)) await releaseOne();
-    };
-    let base: ort.InferenceSession | undefined;
-    let merges = 0;
-    try {
-      for (const planId of planIds) {
-        const variant = this.lineages.planIds.findIndex((ids) => ids[l] === planId);
-        const merge = this.resolved[variant][l]?.mergeMatrix;
-        if (merge) {
-          // Only the pass's first merge of a layer may take the layer's cache slot; others are built for this pass.
-          const merged = await this.engine.mergedSession(spec.layers[l], merge, this.resolved[variant][l]?.outputScale, merges++ === 0);
-          byPlan.set(planId, merged.session);
-          if (merged.release) releases.push(() => merged.session.release());
-          continue;
-        }
-        if (!base) {
-          const session = await internals.residency.acquire(l);
-          releases.push(() => internals.residency.release(l, session));
-          base = session;
-        }
-        byPlan.set(planId, base);
+    const unmerged = new Set<number>();
+    const groups: ReturnType<Pass['sessionGroups']> = [];
+    for (const planId of planIds) {
+      const variant = this.lineages.planIds.findIndex((ids) => ids[l] === planId);
+      const plan = this.resolved[variant][l];
+      if (!plan?.mergeMatrix) {
+        unmerged.add(planId);
+        continue;
       }
-    } catch (error) {
-      await release();
-      throw error;
+      const mayCache = groups.length === 0;
+      groups.push({ planIds: new Set([planId]), acquire: () => this.engine.mergedSession(spec.layers[l], plan.mergeMatrix!, plan.outputScale, mayCache) });
     }
-    return { byPlan, release };
+    if (unmerged.size === 0) return groups;
+    const own = {
+      planIds: unmerged,
+      acquire: async () => {
+        const session = await internals.residency.acquire(l);
+        return { session, release: () => internals.residency.release(l, session) };
+      },
+    };
+    return [own, ...groups];
   }
 
-  private async runLayer(state: BatchState, l: number, sessions: Map<number, ort.InferenceSession>): Promise<void> {
+  /** Runs the variants whose layer-l plan is in `planIds` on one batch, adding their outputs to `next` (lineage -> store key). */
+  private async runLayer(state: BatchState, l: number, planIdsHere: Set<number>, session: ort.InferenceSession, next: Map<number, number>): Promise<void> {
     const { spec, internals } = this.engine;
     const { lineage, planIds } = this.lineages;
     const { batch, ids } = state;
@@ -496,15 +616,15 @@ class Pass {
     // Variants by the state they enter with, then by this layer's plan.
     const groups = new Map<number, Map<number, number[]>>();
     for (const v of this.active(state, l)) {
+      if (!planIdsHere.has(planIds[v][l])) continue;
       const byPlan = groups.get(lineage[v][l]) ?? groups.set(lineage[v][l], new Map()).get(lineage[v][l])!;
       (byPlan.get(planIds[v][l]) ?? byPlan.set(planIds[v][l], []).get(planIds[v][l])!).push(v);
     }
-    const next = new Map<number, number>();
     for (const [entering, byPlan] of groups) {
-      const hidden = this.store.take(state.entering.get(entering)!);
+      const hidden = this.store.peek(state.entering.get(entering)!);
       const members = [...byPlan.values()].flat();
       if (state.key && entering === this.lineages.unchanged[l] && members.some((v) => this.firstChanged[v] === l)) internals.prefixCache.store(state.key, l, hidden);
-      for (const [planId, variants] of byPlan) {
+      for (const variants of byPlan.values()) {
         const plan = this.resolved[variants[0]][l];
         const feeds: Record<string, ort.Tensor> = { ...shared, [LayerIO.hidden]: new ort.Tensor('float32', hidden, [layout.tokenSlots.length, spec.hiddenSize]) };
         const fetches: string[] = [LayerIO.hiddenOut];
@@ -514,14 +634,13 @@ class Pass {
           if (capture) fetches.push(LayerIO.routerLogits, LayerIO.selectedExperts, LayerIO.gateWeights, LayerIO.expertOutputNorms);
           if (capture && this.request.outputs.moeInputs) fetches.push(LayerIO.moeInput);
         }
-        const out = await sessions.get(planId)!.run(feeds, fetches);
+        const out = await this.engine.run(session, feeds, fetches);
         next.set(lineage[variants[0]][l + 1], this.put(out[LayerIO.hiddenOut].data as Float32Array));
         if (!capture) continue;
         const captures = this.engine.collectMoe(batch, layout.offsets, l, plan, out, this.request.outputs.moeInputs === true);
         for (const v of variants) batch.indices.forEach((sequenceIndex, b) => (this.results[v][sequenceIndex].moe ??= []).push(captures[b]));
       }
     }
-    state.entering = next;
   }
 
   /** The head, once per distinct final state, into the results of every variant that reached it. */

@@ -9,7 +9,7 @@ import { deserializeError, ModelSummary, WorkerRequest, WorkerResponse } from '.
 export type RuntimeOptions = EngineOptions;
 
 interface Pending {
-  resolve(results: ForwardResult[] | LayerTiming): void;
+  resolve(results: ForwardResult[] | LayerTiming | Float32Array[]): void;
   reject(error: Error): void;
   onProgress?: (progress: ForwardProgress) => void;
 }
@@ -101,14 +101,25 @@ export class ModelRuntime {
     }).finally(() => signal?.removeEventListener('abort', onAbort));
   }
 
-  /** Times one layer (loading it first when it is not resident) and the head on one batch of `sequences`. */
-  measureLayer(layer: number, sequences: Int32Array[]): Promise<LayerTiming> {
+  /** Times one layer (loading it first when it is not resident) and the head on one batch of `sequences`; with `mergeMatrix`, also building one merged session of it. */
+  measureLayer(layer: number, sequences: Int32Array[], mergeMatrix?: number[][]): Promise<LayerTiming> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.closing) return Promise.reject(new Error('runtime is closed'));
     const id = this.nextId++;
     return new Promise<LayerTiming>((resolve, reject) => {
       this.pending.set(id, { resolve: (timing) => resolve(timing as LayerTiming), reject });
-      this.worker.postMessage({ type: 'measure', id, layer, sequences } satisfies WorkerRequest);
+      this.worker.postMessage({ type: 'measure', id, layer, sequences, mergeMatrix } satisfies WorkerRequest);
+    });
+  }
+
+  /** Every expert's output of MoE layer `layer` on `tokens` rows of `inputs` (NAEE's reconstruction), computed in the worker. */
+  expertOutputs(layer: number, inputs: Float32Array, tokens: number): Promise<Float32Array[]> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.closing) return Promise.reject(new Error('runtime is closed'));
+    const id = this.nextId++;
+    return new Promise<Float32Array[]>((resolve, reject) => {
+      this.pending.set(id, { resolve: (outputs) => resolve(outputs as Float32Array[]), reject });
+      this.worker.postMessage({ type: 'expertOutputs', id, layer, inputs, tokens } satisfies WorkerRequest);
     });
   }
 
@@ -124,12 +135,13 @@ export class ModelRuntime {
 
   private onMessage(message: WorkerResponse): void {
     if (message.type === 'progress') return this.pending.get(message.id)?.onProgress?.(message.progress);
-    if (message.type !== 'result' && message.type !== 'measured' && message.type !== 'error') return;
+    if (message.type !== 'result' && message.type !== 'measured' && message.type !== 'expertOutputs' && message.type !== 'error') return;
     if (message.id === undefined) return;
     const pending = this.pending.get(message.id);
     this.pending.delete(message.id);
     if (message.type === 'result') pending?.resolve(message.results);
     else if (message.type === 'measured') pending?.resolve(message.timing);
+    else if (message.type === 'expertOutputs') pending?.resolve(message.outputs);
     else pending?.reject(message.error.name === 'AbortError' ? new ForwardCancelledError() : deserializeError(message.error));
   }
 

@@ -12,6 +12,10 @@ export class PrefixCache {
     this.entries = new ByteBudgetCache(budgetBytes, (hidden) => hidden.byteLength);
   }
 
+  get bytes(): number {
+    return this.entries.size;
+  }
+
   /** The deepest cached hidden state at or before `layer` (the prefix up to there is plan-independent). */
   lookup(batch: string, layer: number): { layer: number; hidden: Float32Array } | undefined {
     for (let l = layer; l > 0; l--) {

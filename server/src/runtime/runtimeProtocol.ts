@@ -19,7 +19,8 @@ export interface SerializedError {
 export type WorkerRequest =
   | { type: 'open'; folder: string; options: EngineOptions }
   | { type: 'forward'; id: number; request: ForwardVariantsRequest; cancelFlag: SharedArrayBuffer; progress: boolean }
-  | { type: 'measure'; id: number; layer: number; sequences: Int32Array[] }
+  | { type: 'measure'; id: number; layer: number; sequences: Int32Array[]; mergeMatrix?: number[][] }
+  | { type: 'expertOutputs'; id: number; layer: number; inputs: Float32Array; tokens: number }
   | { type: 'close' };
 
 /** Worker -> main thread. */
@@ -28,6 +29,7 @@ export type WorkerResponse =
   | { type: 'progress'; id: number; progress: ForwardProgress }
   | { type: 'result'; id: number; results: ForwardResult[] }
   | { type: 'measured'; id: number; timing: LayerTiming }
+  | { type: 'expertOutputs'; id: number; outputs: Float32Array[] }
   | { type: 'error'; id?: number; error: SerializedError }
   | { type: 'closed' };
 

@@ -57,7 +57,13 @@ async function handle(message: WorkerRequest): Promise<void> {
       }
       case 'measure': {
         if (!engine) throw new Error('no model is open');
-        reply({ type: 'measured', id: message.id, timing: await engine.measureLayer(message.layer, message.sequences) });
+        reply({ type: 'measured', id: message.id, timing: await engine.measureLayer(message.layer, message.sequences, message.mergeMatrix) });
+        return;
+      }
+      case 'expertOutputs': {
+        if (!engine) throw new Error('no model is open');
+        const outputs = await engine.expertOutputs(message.layer, message.inputs, message.tokens);
+        reply({ type: 'expertOutputs', id: message.id, outputs }, outputs.map((o) => o.buffer as ArrayBuffer));
         return;
       }
       case 'close':
@@ -69,7 +75,7 @@ async function handle(message: WorkerRequest): Promise<void> {
         return;
     }
   } catch (error) {
-    reply({ type: 'error', id: message.type === 'forward' || message.type === 'measure' ? message.id : undefined, error: serializeError(error) });
+    reply({ type: 'error', id: message.type === 'forward' || message.type === 'measure' || message.type === 'expertOutputs' ? message.id : undefined, error: serializeError(error) });
   }
 }
 

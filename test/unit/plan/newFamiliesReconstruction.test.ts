@@ -29,7 +29,7 @@ describe('layer reconstruction of the new families matches the reference', () =>
           let expected = 0;
           for (let i = 0; i < a.length; i++) expected += (a[i] - b[i]) ** 2;
           expected /= tokens.length;
-          const actual = reconstruction.error(layer, KEPT);
+          const actual = await reconstruction.error(layer, KEPT);
           assert.ok(expected > 1e-8, `layer ${layer}: removing experts changes the output`);
           assert.ok(Math.abs(actual - expected) <= 1e-4 * expected + 1e-10, `layer ${layer}: error ${actual}, reference ${expected}`);
         }

@@ -19,6 +19,8 @@ export interface RepairSource {
   /** How far a kept expert's output is from a removed one's on the tokens the removed one served. */
   outputDistance(layer: number, removed: number, kept: number): number;
   compensationSums(plan: PlanLayer): Promise<CompensationSums>;
+  /** Computes what the sync reads of `layer` need (the layer's expert outputs), before they are made. */
+  prepare?(layer: number): Promise<void>;
 }
 
 export interface RepairRecord {
@@ -32,14 +34,17 @@ export async function applyRepairs(layers: PlanLayer[], repairs: readonly Repair
   const record: RepairRecord = { repairs: ordered };
   let result = layers;
   if (ordered.includes('routerRefit')) {
-    result = result.map((layer) => {
+    const refitted: PlanLayer[] = [];
+    for (const layer of result) {
       throwIfAborted(options.signal);
+      await source.prepare?.(layer.layer);
       const { logits, tokens, numExperts } = source.routerLogits(layer.layer);
       const mergeRows = layer.mergeMatrix ?? oneHotRows(layer.keptExperts, numExperts);
       const groups = substitutes(numExperts, mergeRows, (removed, row) => source.outputDistance(layer.layer, removed, layer.keptExperts[row]));
       const current = layer.routerMap ?? oneHotRows(layer.keptExperts, numExperts);
-      return { ...layer, routerMap: refitRouterRows({ logits, tokens, numExperts, groups, current }), mergeMatrix: mergeRows };
-    });
+      refitted.push({ ...layer, routerMap: refitRouterRows({ logits, tokens, numExperts, groups, current }), mergeMatrix: mergeRows });
+    }
+    result = refitted;
   }
   if (ordered.includes('outputCompensation')) {
     const compensation: Record<number, 'expert' | 'layer'> = {};

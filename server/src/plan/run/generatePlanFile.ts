@@ -13,7 +13,7 @@ import { RuntimePool } from '../../profile/run/runtimePool';
 import { sharedRuntimes } from '../../profile/run/profileDataset';
 import type { ModelSpec } from '../../checkpoint/modelSpec';
 import { generatePlan, type PlanMethod } from '../generatePlan';
-import { DEFAULT_EEP_PARAMETERS, type EepProgress } from '../methods/eep';
+import { type EepParameters, type EepProgress } from '../methods/eep';
 import type { WorkEstimate } from '../../runtime';
 import { allocateExperts } from '../methods/layerBudget';
 import { REPAIRS, type Repair } from '../methods/repairs';
@@ -23,6 +23,7 @@ import { describeHeavyMerges, heavyMerges, sharesFromCounts } from '../mergeWarn
 import { formatPlan, type MoePlan, parsePlan } from '../planFile';
 import { profileCalibration } from './calibrationProfile';
 import { Calibration, DEFAULT_CALIBRATION_ROWS, DEFAULT_EEP_SAMPLES, type CalibrationFile, type CalibrationParameters } from './calibration';
+import { eepWork, eepWorkShape } from './eepEstimate';
 
 export interface PlanRequestOptions {
   method: GenerateMethodName;
@@ -151,7 +152,7 @@ export async function makePlan(calibration: Calibration, options: PlanRequestOpt
   if (options.method === 'eep') options.onProgress?.('Starting from the pruning heuristics (frequency, soft count, REAP, NAEE)');
   const inputs = await calibration.inputsFor(method.name, calibrationParameters, { needsStatistics, target, signal: options.signal });
   if (options.resume) inputs.initial = [options.resume.plan.layers, ...(inputs.initial ?? [])];
-  if (method.name === 'eep') options.onProgress?.(`Searching (EEP): ${(await eepEstimate(calibration, method, calibrationParameters)).summary}`);
+  if (method.name === 'eep') options.onProgress?.(`Searching (EEP): ${(await eepEstimate(calibration, method, calibrationParameters, target!)).summary}`);
   else options.onProgress?.(options.method === 'naee' ? 'Searching expert subsets (NAEE)' : calibrationParameters.gatingQuality ? 'Measuring each layer\'s loss at candidate thresholds' : 'Choosing experts');
   const plan = await generatePlan(method, inputs, {
     spec: calibration.identity.spec,
@@ -283,11 +284,12 @@ function defined<T extends Record<string, unknown>>(object: T): Partial<T> {
   return Object.fromEntries(Object.entries(object).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
-/** EEP's whole search: its budget of candidates, a generation's new ones per pass (each layer loaded once per generation). */
-function eepEstimate(calibration: Calibration, method: PlanMethod, parameters: CalibrationParameters): Promise<WorkEstimate> {
-  const { budget, populationSize, eliteSize } = { ...DEFAULT_EEP_PARAMETERS, ...(method as Partial<typeof DEFAULT_EEP_PARAMETERS>) };
-  const perGeneration = Math.max(1, populationSize - Math.min(eliteSize, populationSize - 1));
-  return calibration.evaluator(parameters.samples ?? DEFAULT_EEP_SAMPLES).estimate({ variants: perGeneration, repeats: Math.ceil(budget / perGeneration) });
+/** EEP's whole search: a pass per generation with its candidates side by side (each layer loaded once per generation), and the merge phase's merged layers. */
+function eepEstimate(calibration: Calibration, method: PlanMethod, parameters: CalibrationParameters, target: ExpertTarget): Promise<WorkEstimate> {
+  const moe = calibration.identity.spec.layers.flatMap((l) => (l.kind === 'moe' ? [l] : []));
+  const kept = typeof target === 'number' ? target : (Object.values(target)[0] ?? moe[0]?.moe.numExperts ?? 1);
+  const work = eepWork(method as Partial<EepParameters>, moe.length);
+  return calibration.evaluator(parameters.samples ?? DEFAULT_EEP_SAMPLES).estimate(eepWorkShape(work, kept, moe[0]?.moe.numExperts ?? kept));
 }
 
 /** One line per EEP generation; says so when a candidate leads the plan only within the calibration noise. */
