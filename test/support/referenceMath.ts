@@ -1,4 +1,4 @@
-/** The float64 reference's two building blocks, shared by referenceForward.ts and referenceDeepseek.ts. */
+/** The float64 reference's building blocks, shared by referenceForward.ts, referenceDeepseek.ts and the tests of expert outputs. */
 
 export type Matrix = { data: Float64Array; rows: number; cols: number };
 
@@ -24,4 +24,21 @@ export function rmsNorm(x: Matrix, weight: ArrayLike<number>, eps: number): Matr
     for (let c = 0; c < x.cols; c++) y[r * x.cols + c] = x.data[r * x.cols + c] * scale * weight[c];
   }
   return { data: y, rows: x.rows, cols: x.cols };
+}
+
+/** One token's down(silu(x gate^T) * (x up^T)) in float64, token t of x [tokens, H]; weights in HF layout [out, in]. */
+export function swigluRow(x: ArrayLike<number>, t: number, H: number, I: number, gate: ArrayLike<number>, up: ArrayLike<number>, down: ArrayLike<number>): Float64Array {
+  const a = new Float64Array(I);
+  for (let i = 0; i < I; i++) {
+    let g = 0;
+    let u = 0;
+    for (let h = 0; h < H; h++) {
+      g += x[t * H + h] * gate[i * H + h];
+      u += x[t * H + h] * up[i * H + h];
+    }
+    a[i] = (g / (1 + Math.exp(-g))) * u;
+  }
+  const out = new Float64Array(H);
+  for (let h = 0; h < H; h++) for (let i = 0; i < I; i++) out[h] += a[i] * down[h * I + i];
+  return out;
 }

@@ -1,25 +1,10 @@
-/** NAEE's layer error against a float64 computation written here: expert SwiGLUs of the checkpoint tensors, routing among the kept experts, the mean squared distance. */
+/** NAEE's layer error against a float64 computation: expert SwiGLUs of the checkpoint tensors (the reference's swigluRow), routing among the kept experts, the mean squared distance. */
 import * as assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { LayerReconstruction } from '../../../server/src/plan/run/layerReconstruction';
 import { Prng } from '../../support/prng';
+import { swigluRow } from '../../support/referenceMath';
 import { withCheckpoint } from '../runtime/runtimeFixtures';
-
-function swiglu64(x: Float32Array, t: number, H: number, I: number, gate: Float32Array, up: Float32Array, down: Float32Array): Float64Array {
-  const a = new Float64Array(I);
-  for (let i = 0; i < I; i++) {
-    let g = 0;
-    let u = 0;
-    for (let h = 0; h < H; h++) {
-      g += x[t * H + h] * gate[i * H + h];
-      u += x[t * H + h] * up[i * H + h];
-    }
-    a[i] = (g / (1 + Math.exp(-g))) * u;
-  }
-  const out = new Float64Array(H);
-  for (let h = 0; h < H; h++) for (let i = 0; i < I; i++) out[h] += a[i] * down[h * I + i];
-  return out;
-}
 
 describe('NAEE layer error', () => {
   for (const architecture of ['MixtralForCausalLM', 'OlmoeForCausalLM'] as const) {
@@ -40,7 +25,7 @@ describe('NAEE layer error', () => {
         for (let e = 0; e < E; e++) {
           const expert = names.expert!(e);
           const [gate, up, down] = [await weights.readFloat32(expert.gate), await weights.readFloat32(expert.up), await weights.readFloat32(expert.down)];
-          f.push(Array.from({ length: tokens }, (_, t) => swiglu64(inputs, t, H, layer.moe.expert.intermediateSize, gate, up, down)));
+          f.push(Array.from({ length: tokens }, (_, t) => swigluRow(inputs, t, H, layer.moe.expert.intermediateSize, gate, up, down)));
         }
         const routed = (kept: number[], t: number) => {
           const p = kept.map((e) => Math.exp(routerLogits[t * E + e]));

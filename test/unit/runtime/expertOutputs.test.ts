@@ -1,32 +1,11 @@
-/** Every expert's output on given rows (NAEE's reconstruction, computed in the runtime): against a float64 SwiGLU written here. */
+/** Every expert's output on given rows (NAEE's reconstruction, computed in the runtime): against the float64 reference's SwiGLU. */
 import * as assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ModelEngine } from '../../../server/src/runtime/modelEngine';
 import { Prng } from '../../support/prng';
 import { clampedSwigluExpert, readGptOssExperts } from '../../support/referenceFamilies';
+import { swigluRow } from '../../support/referenceMath';
 import { assertClose, withCheckpoint } from './runtimeFixtures';
-
-function swiglu64(x: Float32Array, tokens: number, H: number, I: number, gate: Float32Array, up: Float32Array, down: Float32Array): Float64Array {
-  const out = new Float64Array(tokens * H);
-  for (let t = 0; t < tokens; t++) {
-    const a = new Float64Array(I);
-    for (let i = 0; i < I; i++) {
-      let g = 0;
-      let u = 0;
-      for (let h = 0; h < H; h++) {
-        g += x[t * H + h] * gate[i * H + h];
-        u += x[t * H + h] * up[i * H + h];
-      }
-      a[i] = (g / (1 + Math.exp(-g))) * u;
-    }
-    for (let h = 0; h < H; h++) {
-      let sum = 0;
-      for (let i = 0; i < I; i++) sum += a[i] * down[h * I + i];
-      out[t * H + h] = sum;
-    }
-  }
-  return out;
-}
 
 describe('expert outputs', () => {
   it('every expert of a MoE layer on every row equals a float64 SwiGLU of the checkpoint tensors, in chunks beyond 512 rows, within the budget', async () => {
@@ -46,7 +25,9 @@ describe('expert outputs', () => {
         const names = spec.tensors.layer(layer);
         for (const [e, output] of outputs.entries()) {
           const expert = names.expert!(e);
-          const expected = swiglu64(inputs, tokens, H, moe.moe.expert.intermediateSize, await weights.readFloat32(expert.gate), await weights.readFloat32(expert.up), await weights.readFloat32(expert.down));
+          const [gate, up, down] = [await weights.readFloat32(expert.gate), await weights.readFloat32(expert.up), await weights.readFloat32(expert.down)];
+          const expected = new Float64Array(tokens * H);
+          for (let t = 0; t < tokens; t++) expected.set(swigluRow(inputs, t, H, moe.moe.expert.intermediateSize, gate, up, down), t * H);
           assertClose(output, expected, `expert ${e}`);
         }
         assert.ok(engine.memoryAccount.peakBytes <= engine.memory.budgetBytes);
