@@ -11,8 +11,7 @@ import { loadCheckpoint } from '../../../server/src/checkpoint/loadCheckpoint';
 import { layerWeightBytes } from '../../../server/src/runtime/memoryBudget';
 import { ModelEngine } from '../../../server/src/runtime/modelEngine';
 import { randomCheckpointConfig, writeRandomCheckpoint, type RandomCheckpointOptions } from '../../support/randomCheckpoint';
-import { referenceForward } from '../../support/referenceForward';
-import { assertClose, randomSequences } from '../runtime/runtimeFixtures';
+import { assertForwardMatchesReference, randomSequences } from '../runtime/runtimeFixtures';
 
 let root: string;
 before(async () => {
@@ -92,21 +91,8 @@ describe('DeepSeek and GLM-4.5 forward match the float64 reference', () => {
       const engine = await ModelEngine.create(model.spec, model.weights);
       try {
         const sequences = randomSequences([9, 4, 12], model.spec.vocabSize);
-        const result = await engine.forward({ sequences, outputs: { logits: 'all', moe: true, moeInputs: true } });
-        for (const [s, tokens] of sequences.entries()) {
-          const reference = await referenceForward(model.spec, model.weights, tokens);
-          const actual = result.sequences[s];
-          assertClose(actual.logits!, reference.logits, `sequence ${s} logits`);
-          assert.equal(actual.moe!.length, reference.moe.length);
-          for (const [m, layer] of reference.moe.entries()) {
-            const capture = actual.moe![m];
-            assert.equal(capture.layer, layer.layer);
-            assertClose(capture.routerLogits, layer.routerLogits, `sequence ${s} layer ${layer.layer} router logits`);
-            assert.deepEqual([...capture.selectedExperts], [...layer.selectedExperts], `sequence ${s} layer ${layer.layer} selected experts`);
-            assertClose(capture.gateWeights, layer.gateWeights, `layer ${layer.layer} gate weights`);
-            assertClose(capture.expertOutputNorms, layer.expertOutputNorms, `layer ${layer.layer} expert output norms`);
-          }
-        }
+        // The MoE inputs too: the captures NAEE and the repairs read.
+        await assertForwardMatchesReference(engine, model.spec, model.weights, sequences);
       } finally {
         await engine.close();
         await model.weights.close();

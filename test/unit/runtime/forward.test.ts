@@ -2,7 +2,7 @@ import * as assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ModelEngine } from '../../../server/src/runtime/modelEngine';
 import { referenceForward, referenceLoss } from '../../support/referenceForward';
-import { ARCHITECTURES, assertClose, randomSequences, withCheckpoint } from './runtimeFixtures';
+import { ARCHITECTURES, assertClose, assertForwardMatchesReference, randomSequences, withCheckpoint } from './runtimeFixtures';
 
 describe('ONNX forward matches the reference', () => {
   for (const architecture of ARCHITECTURES) {
@@ -13,22 +13,7 @@ describe('ONNX forward matches the reference', () => {
           try {
             // Different lengths in one batch, so shorter sequences are right-padded.
             const sequences = randomSequences([9, 4, 12], spec.vocabSize);
-            const result = await engine.forward({ sequences, outputs: { logits: 'all', moe: true, moeInputs: true } });
-            for (const [s, tokens] of sequences.entries()) {
-              const reference = await referenceForward(spec, weights, tokens);
-              const actual = result.sequences[s];
-              assertClose(actual.logits!, reference.logits, `sequence ${s} logits`);
-              assert.equal(actual.moe!.length, reference.moe.length);
-              for (const [m, layer] of reference.moe.entries()) {
-                const capture = actual.moe![m];
-                assert.equal(capture.layer, layer.layer);
-                assertClose(capture.routerLogits, layer.routerLogits, `sequence ${s} layer ${layer.layer} router logits`);
-                assert.deepEqual([...capture.selectedExperts], [...layer.selectedExperts], `sequence ${s} layer ${layer.layer} selected experts`);
-                assertClose(capture.gateWeights, layer.gateWeights, `layer ${layer.layer} gate weights`);
-                assertClose(capture.expertOutputNorms, layer.expertOutputNorms, `layer ${layer.layer} expert output norms`);
-                assertClose(capture.inputs!, layer.inputs, `layer ${layer.layer} MoE inputs`);
-              }
-            }
+            await assertForwardMatchesReference(engine, spec, weights, sequences);
           } finally {
             await engine.close();
           }

@@ -4,9 +4,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadCheckpoint } from '../../../server/src/checkpoint';
-import type { ArchitectureName, LoadedCheckpoint } from '../../../server/src/checkpoint/modelSpec';
+import type { ArchitectureName, LoadedCheckpoint, ModelSpec } from '../../../server/src/checkpoint/modelSpec';
+import type { ModelEngine } from '../../../server/src/runtime/modelEngine';
 import { Prng } from '../../support/prng';
 import { RandomCheckpointOptions, writeRandomCheckpoint } from '../../support/randomCheckpoint';
+import { referenceForward, type ReferenceWeights } from '../../support/referenceForward';
 
 export const ARCHITECTURES: ArchitectureName[] = ['MixtralForCausalLM', 'Qwen2MoeForCausalLM', 'Qwen3MoeForCausalLM', 'OlmoeForCausalLM', 'GraniteMoeForCausalLM', 'GptOssForCausalLM', 'PhimoeForCausalLM'];
 
@@ -41,4 +43,24 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
     scale = Math.max(scale, Math.abs(expected[i]));
   }
   assert.ok(maxDiff <= rtol * Math.max(scale, 1e-12), `${what}: max diff ${maxDiff} vs scale ${scale} (rtol ${rtol})`);
+}
+
+/** One batched forward (padded) against the float64 reference per sequence: logits and every MoE capture. */
+export async function assertForwardMatchesReference(engine: ModelEngine, spec: ModelSpec, weights: ReferenceWeights, sequences: Int32Array[]): Promise<void> {
+  const result = await engine.forward({ sequences, outputs: { logits: 'all', moe: true, moeInputs: true } });
+  for (const [s, tokens] of sequences.entries()) {
+    const reference = await referenceForward(spec, weights, tokens);
+    const actual = result.sequences[s];
+    assertClose(actual.logits!, reference.logits, `sequence ${s} logits`);
+    assert.equal(actual.moe!.length, reference.moe.length);
+    for (const [m, layer] of reference.moe.entries()) {
+      const capture = actual.moe![m];
+      assert.equal(capture.layer, layer.layer);
+      assertClose(capture.routerLogits, layer.routerLogits, `sequence ${s} layer ${layer.layer} router logits`);
+      assert.deepEqual([...capture.selectedExperts], [...layer.selectedExperts], `sequence ${s} layer ${layer.layer} selected experts`);
+      assertClose(capture.gateWeights, layer.gateWeights, `layer ${layer.layer} gate weights`);
+      assertClose(capture.expertOutputNorms, layer.expertOutputNorms, `layer ${layer.layer} expert output norms`);
+      assertClose(capture.inputs!, layer.inputs, `layer ${layer.layer} MoE inputs`);
+    }
+  }
 }
