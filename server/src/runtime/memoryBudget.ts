@@ -57,7 +57,7 @@ const MiB = 2 ** 20;
 /** Node, V8 and onnxruntime's own baseline in the worker (measured: about 150-250 MB before any session). */
 const PROCESS_BASELINE_BYTES = 300 * MiB;
 /** At least this much RAM for the work set's hidden states before spilling; what the budget leaves goes to them too. */
-const MIN_HIDDEN_STATE_BYTES = 256 * MiB;
+export const MIN_HIDDEN_STATE_BYTES = 256 * MiB;
 /**
  * Weight bytes per second from a bf16 checkpoint to a loaded, prepacked fp32 session (widening, writing
  * the external data file, onnxruntime's load and prepack), measured on this project's 2-core VM with the

@@ -713,6 +713,12 @@ function createSession(model: SerializedModel, options: EngineOptions): Promise<
     interOpNumThreads: 1,
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
+    // No per-session arena: it keeps a session's largest intermediates after every run, so each loaded layer
+    // held a batch's work beside its weights (OLMoE-1B-7B int8, 6 resident layers: 6.3 GB peak against 4.1 GB
+    // without; a 6 GB streamed profile was killed at 7 GB). planMemory prices one batch's work, which is
+    // what runs at a time once buffers are freed after each run. Speed at 8192 tokens: within noise
+    // (17.2-21.3 s either way, 3 alternating runs each); sessionMemory.test.ts holds it.
+    enableCpuMemArena: false,
     // No busy-waiting between ops: it burns the editor's CPU and, on a loaded machine, made two threads
     // slower than one (measured: 2-thread MatMul 78 ms spinning vs 52 ms not, 1 thread 50 ms).
     extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
