@@ -100,16 +100,16 @@ export function extrapolate(input: ExtrapolationInput): WorkEstimate {
     const laterPerByte = checkpointBytes <= input.pageCacheBytes && timing.reloadSeconds > 0 ? timing.reloadSeconds / memory.layerBytes[measured] : perByte;
     loadingSeconds = streamedBytes * (perByte + (passes - 1) * laterPerByte);
   }
+  if (input.withHead && !memory.headResident) loadingSeconds += passes * timing.headLoadSeconds;
 
   let mergingSeconds = 0;
   if (work.merges && timing.mergeSeconds !== undefined) mergingSeconds = work.merges.builds * timing.mergeSeconds;
   const seconds = Math.max(computeSeconds + loadingSeconds + mergingSeconds, work.tokens * repeats * (work.hostSecondsPerToken ?? 0));
 
   // Weights held at once, plus the hidden states of a work set (all variants), as far as RAM holds them before spilling.
-  const largest = Math.max(...memory.layerBytes);
   const residentBytes = memory.residentLayers.reduce((sum, l) => sum + memory.layerBytes[l], 0);
   const mergedSlot = work.merges && memory.policy === 'resident' ? 2 * mergedLayerBytes(model, model.layers[measured], work.merges.matrix.length, memory.precision) : 0;
-  const weights = memory.policy === 'resident' ? residentBytes + Math.max(memory.workBytes, mergedSlot) : residentBytes + Math.max(2 * largest, largest + memory.workBytes);
+  const weights = memory.policy === 'resident' ? residentBytes + Math.max(memory.workBytes, mergedSlot) : residentBytes + memory.streamingSlotBytes;
   const tokensAtOnce = memory.policy === 'resident' && !work.merges ? Math.min(work.tokens, BATCH_TOKENS) : work.tokens / (work.passesPerRepeat ?? 1);
   const hidden = Math.min(memory.hiddenStateBytes, 4 * model.hiddenSize * tokensAtOnce * (variants + 1));
   const peakBytes = memory.fixedBytes + weights + hidden;

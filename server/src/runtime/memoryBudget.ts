@@ -28,8 +28,16 @@ export interface MemoryPlan {
   residentLayers: number[];
   /** Every layer's weights in this precision, as onnxruntime holds them (the prepacked copy). */
   layerBytes: number[];
-  /** Embedding (a JS copy), head session, process baseline. */
+  /** The process baseline, and the embedding and head where they are resident: held for the runtime's lifetime. */
   fixedBytes: number;
+  /** The embedding as a JS fp32 copy. Resident only when every layer is; otherwise its rows are read from the checkpoint per batch. */
+  embeddingBytes: number;
+  embeddingResident: boolean;
+  /** The head session's weights (lm_head, tied or not, and the final norm). Resident when every layer is, or when it fits beside the streaming slot; otherwise it streams through the slot like a layer, loaded only by work that needs logits or losses. */
+  headBytes: number;
+  headResident: boolean;
+  /** What one streaming unit (a layer, a merged layer, the head) takes while it loads and runs: max(2 x weights, weights + a batch's work). */
+  streamingSlotBytes: number;
   /** One batch's intermediates inside a layer and the head's logits chunk. */
   workBytes: number;
   /** The least budget that runs the model at all: one layer streaming, the fixed parts, the work, the minimum for hidden states. */
@@ -153,40 +161,53 @@ export function planMemory(spec: ModelShape, options: MemoryPlanOptions = {}): M
   const embeddingBytes = 4 * spec.vocabSize * spec.hiddenSize;
   // The head session holds its own lm_head (a tied embedding too), plus the final norm.
   const headBytes = 4 * spec.vocabSize * spec.hiddenSize + 4 * spec.hiddenSize;
-  const fixedBytes = PROCESS_BASELINE_BYTES + embeddingBytes + headBytes;
   const workBytes = batchWorkBytes(spec, options.maxBatchTokens ?? 2048);
   const largest = Math.max(...layerBytes);
   const allLayers = layerBytes.reduce((a, b) => a + b, 0);
   const minHidden = options.hiddenStateBytes ?? MIN_HIDDEN_STATE_BYTES;
-  const totalBytes = fixedBytes + allLayers + Math.max(largest, workBytes) + minHidden;
-  const streamingFloorBytes = fixedBytes + largest + Math.max(largest, workBytes) + minHidden;
+  const totalBytes = PROCESS_BASELINE_BYTES + embeddingBytes + headBytes + allLayers + Math.max(largest, workBytes) + minHidden;
+  // Streaming: the embedding's rows come from the checkpoint and the head may pass through the slot too,
+  // so that one layer (Qwen3-30B-A3B's is 2.5 GB in fp32, its 152k-row embedding and head 1.2 GB each) is
+  // what the floor is made of.
+  const streamingSlotBytes = Math.max(2 * largest, largest + workBytes, 2 * headBytes, headBytes + workBytes);
+  const streamingFloorBytes = PROCESS_BASELINE_BYTES + streamingSlotBytes + minHidden;
   const needs = `needs ${formatBytes(totalBytes)} as ${precision}; budget ${formatBytes(budgetBytes)}`;
-  const base = { precision, budgetBytes, layerBytes, fixedBytes, workBytes, streamingFloorBytes, totalBytes };
+  const base = { precision, budgetBytes, layerBytes, embeddingBytes, headBytes, workBytes, streamingSlotBytes, streamingFloorBytes, totalBytes };
   const L = spec.layers.length;
   if (totalBytes <= budgetBytes) {
     const hiddenStateBytes = options.hiddenStateBytes ?? budgetBytes - (totalBytes - minHidden);
-    return { ...base, policy: 'resident', residentLayers: spec.layers.map((l) => l.index), hiddenStateBytes, streamedBytesPerPass: 0, summary: `${needs}: all ${L} layers resident` };
+    const fixedBytes = PROCESS_BASELINE_BYTES + embeddingBytes + headBytes;
+    return { ...base, fixedBytes, embeddingResident: true, headResident: true, policy: 'resident', residentLayers: spec.layers.map((l) => l.index), hiddenStateBytes, streamedBytesPerPass: 0, summary: `${needs}: all ${L} layers resident` };
   }
   if (streamingFloorBytes > budgetBytes) {
+    const unit = streamingSlotBytes === 2 * headBytes || streamingSlotBytes === headBytes + workBytes ? `the head takes ${formatBytes(headBytes)}` : `one layer takes up to ${formatBytes(largest)}`;
     throw new MemoryBudgetError(
-      `The model cannot run within a memory budget of ${formatBytes(budgetBytes)} as ${precision}: one layer takes up to ${formatBytes(largest)} (${formatBytes(2 * largest)} while it loads), ` +
-        `one batch's work ${formatBytes(workBytes)}, the embedding and head ${formatBytes(fixedBytes)}, and the work set's hidden states at least ${formatBytes(minHidden)}, ${formatBytes(streamingFloorBytes)} in all. ` +
+      `The model cannot run within a memory budget of ${formatBytes(budgetBytes)} as ${precision}: ${unit} (${formatBytes(streamingSlotBytes)} while it loads or runs a batch of ${formatBytes(workBytes)}), ` +
+        `the process ${formatBytes(PROCESS_BASELINE_BYTES)}, and the work set's hidden states at least ${formatBytes(minHidden)}, ${formatBytes(streamingFloorBytes)} in all. ` +
         `Raise moeStudio.memoryBudget (--memory-budget) to at least ${formatBytes(Math.ceil(streamingFloorBytes / 1e8) * 1e8)}${precision === 'fp32' ? ', or use int8 precision' : ''}.`,
     );
   }
-  const residentLayers: number[] = [];
+  // What fits beside the slot, in order of what streaming it would cost: the head (every pass with a
+  // loss loads it), then the deepest layers; the embedding's rows are cheap to read per batch.
   let used = streamingFloorBytes;
+  const headResident = used + headBytes <= budgetBytes;
+  if (headResident) used += headBytes;
+  const residentLayers: number[] = [];
   for (let l = L - 1; l >= 0 && used + layerBytes[l] <= budgetBytes; l--) {
     residentLayers.unshift(l);
     used += layerBytes[l];
   }
+  const fixedBytes = PROCESS_BASELINE_BYTES + (headResident ? headBytes : 0);
   const streamed = L - residentLayers.length;
   const streamedBytesPerPass = layerBytes.reduce((sum, bytes, l) => (residentLayers.includes(l) ? sum : sum + bytes), 0);
   const seconds = Math.max(1, Math.round(streamedBytesPerPass / ASSUMED_LOAD_BYTES_PER_SECOND));
   const policy: ResidencyPolicy = residentLayers.length > 0 ? 'partial' : 'streamed';
-  const kept = residentLayers.length > 0 ? `${residentLayers.length} of ${L} layers resident, streaming ${streamed}` : `streaming ${streamed} layers`;
+  const kept = (residentLayers.length > 0 ? `${residentLayers.length} of ${L} layers resident, streaming ${streamed}` : `streaming ${streamed} layers`) + (headResident ? '' : ' and the head');
   return {
     ...base,
+    fixedBytes,
+    embeddingResident: false,
+    headResident,
     policy,
     residentLayers,
     hiddenStateBytes: options.hiddenStateBytes ?? budgetBytes - used + minHidden,

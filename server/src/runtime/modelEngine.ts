@@ -5,6 +5,7 @@ import * as ort from 'onnxruntime-node';
 import type { LayerSpec, ModelSpec, WeightSource } from '../checkpoint/modelSpec';
 import { ForwardCancelledError, ForwardProgress, ForwardRequest, ForwardResult, ForwardVariantsRequest, MoeLayerCapture, SequenceResult } from './forwardTypes';
 import { GraphBuilder, SerializedModel } from './graphBuilder';
+import { EmbeddingRows } from './embeddingRows';
 import { buildHeadGraph, headBiases, HeadIO } from './headGraph';
 import { ExpertOutputsIO, buildExpertOutputsGraph } from './expertOutputsGraph';
 import { HiddenStore } from './hiddenStore';
@@ -44,6 +45,8 @@ export interface LayerTiming {
   reloadSeconds: number;
   layerSeconds: number;
   headSeconds: number;
+  /** Loading the head (0 when it is resident): every pass with a loss or logits pays it when the head streams. */
+  headLoadSeconds: number;
   /** Building (merging, loading) and releasing one merged session of the layer, when a merge matrix was given. */
   mergeSeconds?: number;
 }
@@ -133,9 +136,9 @@ export class ModelEngine {
     readonly spec: ModelSpec,
     readonly memory: MemoryPlan,
     private readonly weights: WeightSource,
-    private readonly embedding: Float32Array,
+    private readonly embedding: EmbeddingRows,
+    /** Layers 0..L-1 and, as unit L, the head. */
     private readonly residency: LayerResidency<ort.InferenceSession>,
-    private readonly head: ort.InferenceSession,
     private readonly options: EngineOptions,
     private readonly ledger: MemoryLedger,
   ) {
@@ -150,19 +153,19 @@ export class ModelEngine {
     const { tensors: _names, ...shape } = spec;
     const memory = planMemory(shape, { budgetBytes: options.memoryBudget, precision: options.precision, hiddenStateBytes: options.hiddenStateBytes });
     const ledger = new MemoryLedger();
-    ledger.add(memory.fixedBytes);
-    const residency = new LayerResidency(memory, (index) => loadGraph(buildLayerGraph(spec, spec.layers[index], layerWeights(spec, weights, spec.layers[index]), undefined, { precision: options.precision }), options), ledger);
+    // The head's bytes are held by the residency that loads it (resident or streamed), not as a fixed part.
+    ledger.add(memory.fixedBytes - (memory.headResident ? memory.headBytes : 0));
+    const embedding = await EmbeddingRows.open(spec, weights, memory.embeddingResident);
+    const L = spec.layers.length;
+    const loadHead = () => {
+      const lmHead = spec.tensors.lmHead ? () => weights.readFloat32(spec.tensors.lmHead!) : (embedding.resident ?? (() => weights.readFloat32(spec.tensors.embedTokens)));
+      return loadGraph(buildHeadGraph(spec, () => weights.readFloat32(spec.tensors.finalNorm), lmHead, headBiases(spec, weights)), options);
+    };
+    const loadLayer = (index: number) => loadGraph(buildLayerGraph(spec, spec.layers[index], layerWeights(spec, weights, spec.layers[index]), undefined, { precision: options.precision }), options);
+    const residency = new LayerResidency(memory, (unit) => (unit === L ? loadHead() : loadLayer(unit)), ledger);
     try {
-      const embedding = await weights.readFloat32(spec.tensors.embedTokens);
-      const lmHead = spec.tensors.lmHead ? () => weights.readFloat32(spec.tensors.lmHead!) : embedding;
-      const head = await loadGraph(buildHeadGraph(spec, () => weights.readFloat32(spec.tensors.finalNorm), lmHead, headBiases(spec, weights)), options);
-      try {
-        await residency.open();
-      } catch (error) {
-        await head.release();
-        throw error;
-      }
-      return new ModelEngine(spec, memory, weights, embedding, residency, head, options, ledger);
+      await residency.open();
+      return new ModelEngine(spec, memory, weights, embedding, residency, options, ledger);
     } catch (error) {
       await residency.close();
       throw error;
@@ -246,7 +249,7 @@ export class ModelEngine {
     const { spec } = this;
     const [batch] = makeBatches(sequences, DEFAULT_MAX_BATCH_TOKENS);
     const ids = batch.indices.map((i) => sequences[i]);
-    const hidden = this.embed(ids);
+    const hidden = await this.embed(ids);
     const { layout, cos, sin, bias } = this.batchTables.get(batch.lengths, batch.padded);
     const feeds: Record<string, ort.Tensor> = {
       [LayerIO.hidden]: new ort.Tensor('float32', hidden, [layout.tokenSlots.length, spec.hiddenSize]),
@@ -293,9 +296,19 @@ export class ModelEngine {
       await merged.release();
       mergeSeconds = (performance.now() - started) / 1000;
     }
-    await this.runHead([sequences.map(() => ({}))], batch, layout.offsets, ids, hidden, { loss: true });
-    const headDone = performance.now();
-    await this.runHead([sequences.map(() => ({}))], batch, layout.offsets, ids, hidden, { loss: true });
+    // The head as a pass uses it: loaded now when it streams (its first run counts as loading, as a layer's).
+    const headStarted = performance.now();
+    const head = await this.acquireHead();
+    let headFirstRun = 0;
+    let headSeconds = 0;
+    try {
+      await this.runHead(head, [sequences.map(() => ({}))], batch, layout.offsets, ids, hidden, { loss: true });
+      headFirstRun = performance.now();
+      await this.runHead(head, [sequences.map(() => ({}))], batch, layout.offsets, ids, hidden, { loss: true });
+      headSeconds = (performance.now() - headFirstRun) / 1000;
+    } finally {
+      await this.releaseHead(head);
+    }
     const tokens = batch.lengths.reduce((a, b) => a + b, 0);
     return {
       layer,
@@ -303,7 +316,8 @@ export class ModelEngine {
       loadSeconds: resident ? 0 : (firstRun - loadStarted) / 1000 - layerSeconds,
       reloadSeconds,
       layerSeconds,
-      headSeconds: (performance.now() - headDone) / 1000,
+      headSeconds,
+      headLoadSeconds: this.memory.headResident ? 0 : Math.max(0, (headFirstRun - headStarted) / 1000 - headSeconds),
       ...(mergeSeconds !== undefined ? { mergeSeconds } : {}),
     };
   }
@@ -340,7 +354,6 @@ export class ModelEngine {
   }
 
   async close(): Promise<void> {
-    await this.head.release();
     for (const merged of this.mergedSessions.values()) {
       await merged.session.release();
       merged.unhold();
@@ -352,16 +365,21 @@ export class ModelEngine {
 
   /** @internal The pieces a Pass works with. */
   get internals() {
-    return { prefixCache: this.prefixCache, batchTables: this.batchTables, residency: this.residency, head: this.head };
+    return { prefixCache: this.prefixCache, batchTables: this.batchTables, residency: this.residency };
   }
 
   /** The batch's tokens' embeddings, packed: sequence after sequence, no padding. */
-  embed(ids: Int32Array[]): Float32Array {
-    const H = this.spec.hiddenSize;
-    const hidden = new Float32Array(ids.reduce((sum, s) => sum + s.length, 0) * H);
-    let row = 0;
-    for (const sequence of ids) for (const id of sequence) hidden.set(this.embedding.subarray(id * H, (id + 1) * H), row++ * H);
-    return hidden;
+  embed(ids: Int32Array[]): Promise<Float32Array> {
+    return this.embedding.embed(ids);
+  }
+
+  /** The head's session (loaded now when it streams); hand it back with `releaseHead`. */
+  acquireHead(): Promise<ort.InferenceSession> {
+    return this.residency.acquire(this.spec.layers.length);
+  }
+
+  releaseHead(session: ort.InferenceSession): Promise<void> {
+    return this.residency.release(this.spec.layers.length, session);
   }
 
   /**
@@ -426,11 +444,11 @@ export class ModelEngine {
    * Runs the head on the rows that matter only (last tokens for 'last' logits, every real token
    * otherwise) and writes the outputs into each of `targets` (variants that share the final state).
    */
-  async runHead(targets: SequenceResult[][], batch: Batch, offsets: number[], ids: Int32Array[], hidden: Float32Array, outputs: ForwardRequest['outputs']): Promise<void> {
+  async runHead(head: ort.InferenceSession, targets: SequenceResult[][], batch: Batch, offsets: number[], ids: Int32Array[], hidden: Float32Array, outputs: ForwardRequest['outputs']): Promise<void> {
     const H = this.spec.hiddenSize;
     const V = this.spec.vocabSize;
     const everyToken = outputs.logits === 'all' || outputs.loss === true;
-    if (!everyToken && outputs.logits !== 'last') return;
+    if (!needsHead(outputs)) return;
     // Every token: the head's rows are the packed rows as they are. Last tokens: one row per sequence.
     const rows: { b: number; t: number }[] = [];
     batch.lengths.forEach((len, b) => {
@@ -448,7 +466,7 @@ export class ModelEngine {
         headTargets[r] = t + 1 < batch.lengths[b] ? ids[b][t + 1] : 0;
       });
       const fetches = [...(outputs.loss ? [HeadIO.nll] : []), ...(outputs.logits ? [HeadIO.logits] : [])];
-      const out = await this.run(this.head, { [HeadIO.hidden]: new ort.Tensor('float32', input, [chunk.length, H]), [HeadIO.targets]: new ort.Tensor('int32', headTargets, [chunk.length]) }, fetches);
+      const out = await this.run(head, { [HeadIO.hidden]: new ort.Tensor('float32', input, [chunk.length, H]), [HeadIO.targets]: new ort.Tensor('int32', headTargets, [chunk.length]) }, fetches);
       if (outputs.loss) nll.set(out[HeadIO.nll].data as Float32Array, start);
       if (logits) logits.set(out[HeadIO.logits].data as Float32Array, start * V);
     }
@@ -519,7 +537,7 @@ class Pass {
     });
     for (let l = 0; l <= L; l++) {
       this.stopIfAsked();
-      for (const state of states) this.enter(state, l);
+      for (const state of states) await this.enter(state, l);
       if (l === L) break;
       const planIds = new Set<number>();
       for (const state of states) for (const v of this.active(state, l)) planIds.add(this.lineages.planIds[v][l]);
@@ -545,9 +563,15 @@ class Pass {
       });
       this.report(l + 1);
     }
-    for (const state of states) {
-      this.stopIfAsked();
-      await this.finish(state);
+    // The head once for the whole work set (loaded now when it streams), only for outputs that need it.
+    const head = needsHead(this.request.outputs) ? await this.engine.acquireHead() : undefined;
+    try {
+      for (const state of states) {
+        this.stopIfAsked();
+        await this.finish(state, head);
+      }
+    } finally {
+      if (head) await this.engine.releaseHead(head);
     }
     this.workSetsDone++;
   }
@@ -557,10 +581,10 @@ class Pass {
   }
 
   /** Brings in the hidden states that start at `layer`: the embedding at 0, a cached prefix later. */
-  private enter(state: BatchState, layer: number): void {
+  private async enter(state: BatchState, layer: number): Promise<void> {
     const unchanged = this.lineages.unchanged[layer];
     if (!state.starts.some((start) => start === layer) || state.entering.has(unchanged)) return;
-    const hidden = layer === 0 ? this.engine.embed(state.ids) : state.cached.get(layer)!;
+    const hidden = layer === 0 ? await this.engine.embed(state.ids) : state.cached.get(layer)!;
     state.entering.set(unchanged, this.put(hidden));
   }
 
@@ -644,7 +668,7 @@ class Pass {
   }
 
   /** The head, once per distinct final state, into the results of every variant that reached it. */
-  private async finish(state: BatchState): Promise<void> {
+  private async finish(state: BatchState, head: ort.InferenceSession | undefined): Promise<void> {
     const { spec, internals } = this.engine;
     const L = spec.layers.length;
     const { layout } = internals.batchTables.get(state.batch.lengths, state.batch.padded);
@@ -652,7 +676,7 @@ class Pass {
       const hidden = this.store.take(key);
       const variants = this.request.plans.flatMap((_, v) => (this.lineages.lineage[v][L] === final ? [v] : []));
       if (state.key && final === this.lineages.unchanged[L] && variants.some((v) => this.firstChanged[v] === L)) internals.prefixCache.store(state.key, L, hidden);
-      await this.engine.runHead(variants.map((v) => this.results[v]), state.batch, layout.offsets, state.ids, hidden, this.request.outputs);
+      if (head) await this.engine.runHead(head, variants.map((v) => this.results[v]), state.batch, layout.offsets, state.ids, hidden, this.request.outputs);
     }
     state.entering.clear();
   }
@@ -676,6 +700,10 @@ class Pass {
       secondsLeft: done > 0 ? (seconds / done) * (1 - done) : 0,
     });
   }
+}
+
+function needsHead(outputs: ForwardRequest['outputs']): boolean {
+  return outputs.loss === true || outputs.logits !== undefined;
 }
 
 function planFeeds(plan: ResolvedLayerPlan, layer: LayerSpec): Record<string, ort.Tensor> {

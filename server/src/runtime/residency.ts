@@ -7,10 +7,10 @@ export interface Releasable {
 }
 
 /**
- * Which decoder layers are loaded, as the memory plan says: its resident layers once, at open, for the
- * runtime's lifetime; any other layer loaded when a pass reaches it and released when the pass leaves
- * it. Also counts the loads, so progress and estimates can say what streaming costs, and holds each
- * loaded layer's bytes in the engine's ledger.
+ * Which decoder layers (and the head) are loaded, as the memory plan says: its resident ones once, at
+ * open, for the runtime's lifetime; any other loaded when a pass reaches it and released when the pass
+ * leaves it. Unit `L` (one past the last layer) is the head. Also counts the loads, so progress and
+ * estimates can say what streaming costs, and holds each loaded unit's bytes in the engine's ledger.
  */
 export class LayerResidency<S extends Releasable> {
   private readonly resident = new Map<number, { session: S; unhold: () => void }>();
@@ -20,14 +20,24 @@ export class LayerResidency<S extends Releasable> {
   loadSeconds = 0;
   loadedBytes = 0;
 
+  private readonly bytes: number[];
+  private readonly residentUnits: number[];
+
   constructor(
-    private readonly memory: MemoryPlan,
-    private readonly load: (layer: number) => Promise<S>,
+    memory: MemoryPlan,
+    private readonly load: (unit: number) => Promise<S>,
     private readonly ledger = new MemoryLedger(),
-  ) {}
+  ) {
+    this.bytes = [...memory.layerBytes, memory.headBytes];
+    this.residentUnits = [...memory.residentLayers, ...(memory.headResident ? [memory.layerBytes.length] : [])];
+  }
 
   async open(): Promise<void> {
-    for (const layer of this.memory.residentLayers) this.resident.set(layer, await loadHeld(this.ledger, this.memory.layerBytes[layer], () => this.load(layer)));
+    for (const unit of this.residentUnits) this.resident.set(unit, await loadHeld(this.ledger, this.bytes[unit], () => this.load(unit)));
+  }
+
+  isResident(unit: number): boolean {
+    return this.resident.has(unit);
   }
 
   /** The layer's session, loading it when it is not resident; hand it back with `release`. */
@@ -52,11 +62,11 @@ export class LayerResidency<S extends Releasable> {
 
   private async timedLoad(layer: number): Promise<S> {
     const started = performance.now();
-    const { session, unhold } = await loadHeld(this.ledger, this.memory.layerBytes[layer], () => this.load(layer));
+    const { session, unhold } = await loadHeld(this.ledger, this.bytes[layer], () => this.load(layer));
     this.streamed.set(session, unhold);
     this.loads++;
     this.loadSeconds += (performance.now() - started) / 1000;
-    this.loadedBytes += this.memory.layerBytes[layer];
+    this.loadedBytes += this.bytes[layer];
     return session;
   }
 }

@@ -97,7 +97,7 @@ describe('profileDataset', () => {
       assert.deepEqual(streamed.profile.layers, resident.profile.layers);
       assert.equal(streamed.profile.dataset.tokens, resident.profile.dataset.tokens);
       assert.equal(lines.length, 1);
-      assert.match(lines[0], /^tiny-mixtral: needs [\d.]+ MB as fp32; budget [\d.]+ MB: streaming 2 layers, about \d+ s of weight loading per pass$/);
+      assert.match(lines[0], /^tiny-mixtral: needs [\d.]+ MB as fp32; budget [\d.]+ MB: streaming 2 layers and the head, about \d+ s of weight loading per pass$/);
       // A small first batch (token records), then every other row in one work set: passes 1 and 2, two layers each.
       const layered = progress.filter((p) => p.pass);
       assert.deepEqual([...new Set(layered.map((p) => p.pass!.number))], [1, 2]);

@@ -23,7 +23,8 @@ function budgets(spec: ModelSpec): { streamed: EngineOptions; partial: EngineOpt
   const lastLayer = probe.layerBytes[probe.layerBytes.length - 1];
   return {
     streamed: { memoryBudget: floor, hiddenStateBytes: SPILL_BYTES },
-    partial: { memoryBudget: floor + lastLayer, hiddenStateBytes: SPILL_BYTES },
+    // The head is pinned before any layer: floor + head + the last layer keeps exactly that layer.
+    partial: { memoryBudget: floor + probe.headBytes + lastLayer, hiddenStateBytes: SPILL_BYTES },
   };
 }
 
@@ -61,8 +62,10 @@ async function compareResidency(spec: ModelSpec, weights: WeightSource, sequence
     for (const [r, request] of requests.entries()) {
       const expected = await resident.forward(request);
       for (const [policy, engine] of Object.entries(engines)) assertIdentical(await engine.forward(request), expected, `request ${r}, ${policy}`);
-      // The captured pass (no prefix cache) loaded every layer that is not resident once, for all its batches (maxBatchTokens 24 makes several).
-      if (r === 0) assert.deepEqual([engines.streamed.loading.loads, engines.partial.loading.loads], [spec.layers.length, spec.layers.length - 1]);
+      // The captured pass (no prefix cache) loaded every layer that is not resident once, for all its batches (maxBatchTokens 24 makes several),
+      // and at the floor the head once too (it streams there; the partial budget pins it).
+      if (r === 0) assert.deepEqual([engines.streamed.loading.loads, engines.partial.loading.loads], [spec.layers.length + 1, spec.layers.length - 1]);
+      if (r === 0) assert.deepEqual([engines.streamed.memory.headResident, engines.partial.memory.headResident], [false, true]);
     }
   } finally {
     await resident.close();
@@ -117,7 +120,7 @@ describe('layer-major execution under a memory budget', () => {
           if (engine.memory.policy === 'streamed') {
             const before = engine.loading.loads;
             await engine.forwardVariants({ sequences, outputs: { moe: true }, plans });
-            assert.equal(engine.loading.loads - before, spec.layers.length, 'one load per layer for all four variants');
+            assert.equal(engine.loading.loads - before, spec.layers.length, 'one load per layer for all four variants, and no head for captures alone');
           }
         } finally {
           await engine.close();
@@ -146,7 +149,7 @@ describe('layer-major execution under a memory budget', () => {
       const { streamed } = budgets(spec);
       await assert.rejects(ModelEngine.create(spec, weights, { ...streamed, memoryBudget: streamed.memoryBudget! - 1 }), (error: Error) => {
         assert.ok(error instanceof MemoryBudgetError);
-        assert.match(error.message, /cannot run within a memory budget of [\d.]+ (MB|GB) as fp32: one layer takes up to \d+ MB \(\d+ MB while it loads\), one batch's work \d+ MB/);
+        assert.match(error.message, /cannot run within a memory budget of [\d.]+ (MB|GB) as fp32: (one layer takes up to|the head takes) \d+ MB \(\d+ MB while it loads or runs a batch of \d+ MB\), the process \d+ MB/);
         assert.match(error.message, /Raise moeStudio\.memoryBudget \(--memory-budget\) to at least/);
         return true;
       });
