@@ -36,10 +36,6 @@ export class LayerResidency<S extends Releasable> {
     for (const unit of this.residentUnits) this.resident.set(unit, await loadHeld(this.ledger, this.bytes[unit], () => this.load(unit)));
   }
 
-  isResident(unit: number): boolean {
-    return this.resident.has(unit);
-  }
-
   /** The layer's session, loading it when it is not resident; hand it back with `release`. */
   async acquire(layer: number): Promise<S> {
     return this.resident.get(layer)?.session ?? (await this.timedLoad(layer));
