@@ -11,8 +11,15 @@ const IR_VERSION = 8;
 /** onnxruntime parses models with protobuf, which refuses messages over 2 GiB; stay well below. */
 export const DEFAULT_EXTERNAL_DATA_THRESHOLD = 1536 * 1024 * 1024;
 
+/**
+ * A lazy weight: its fp32 values, read when the graph is serialised. A reader of a checkpoint tensor stored
+ * as bf16 can also hand over the stored bits (`bf16Bits`, undefined when the tensor is stored otherwise), so
+ * that widening or int8 quantization runs on them without an fp32 copy of every tensor (runtime README,
+ * "Loading a layer"); both give the same values bit for bit.
+ */
+export type WeightReader = (() => Promise<Float32Array>) & { bf16Bits?: () => Promise<Uint16Array | undefined> };
 /** A weight's values, or how to get them: lazy weights are read one at a time while serialising. */
-export type WeightData = Float32Array | (() => Promise<Float32Array>);
+export type WeightData = Float32Array | WeightReader;
 /** Values of an initializer of any of the dtypes we write (int8 for quantized weights). */
 export type TensorValues = Float32Array | Int8Array | Uint8Array;
 
@@ -31,7 +38,7 @@ interface Initializer {
   name: string;
   dtype: OnnxDTypeName;
   dims: number[];
-  data: Uint8Array | (() => Promise<TensorValues>);
+  data: Uint8Array | (() => Promise<TensorValues>) | WeightReader;
   /** Small constants stay inline: onnxruntime's shape inference cannot read shapes from external data. */
   inline: boolean;
 }
@@ -172,17 +179,34 @@ export class GraphBuilder {
 
 async function writeExternalData(initializers: Initializer[], dataFile: string, location: string): Promise<object[]> {
   const fd = fs.openSync(dataFile, 'w');
+  // Tensor k+1 is read from the checkpoint (in libuv's thread pool) while tensor k is written. Widened bf16
+  // tensors take turns in two reused buffers: one fresh fp32 array per tensor cost as much in page faults
+  // and garbage collection as the widening itself.
+  const widened = [new WideningBuffer(), new WideningBuffer()];
+  const external = initializers.filter((init) => !init.inline);
+  const reading = new Map<Initializer, Promise<Uint8Array>>();
+  const startReading = (k: number) => {
+    const init = external[k];
+    if (!init || reading.has(init)) return;
+    const bytes = bytesOf(init, widened[k % 2]);
+    bytes.catch(() => undefined); // awaited in turn below; a failure ahead of that is not unhandled
+    reading.set(init, bytes);
+  };
   try {
     let offset = 0;
+    let k = 0;
     const tensors: object[] = [];
     for (const init of initializers) {
       if (init.inline) {
         tensors.push(tensorProto(init, await bytesOf(init)));
         continue;
       }
+      startReading(k);
+      const bytes = await reading.get(init)!;
+      reading.delete(init);
+      startReading(++k);
       // Page alignment lets onnxruntime memory-map each tensor in place instead of copying it.
       offset = Math.ceil(offset / 4096) * 4096;
-      const bytes = await bytesOf(init);
       fs.writeSync(fd, bytes, 0, bytes.byteLength, offset);
       tensors.push({
         name: init.name,
@@ -203,12 +227,26 @@ async function writeExternalData(initializers: Initializer[], dataFile: string, 
   }
 }
 
+/** A reusable fp32 buffer that bf16 bits are widened into (a bf16 value is the top half of its fp32). */
+class WideningBuffer {
+  private words = new Int32Array(0);
+
+  widen(bits: Uint16Array): Uint8Array {
+    if (this.words.length < bits.length) this.words = new Int32Array(bits.length);
+    const words = this.words;
+    for (let i = 0, n = bits.length; i < n; i++) words[i] = bits[i] << 16;
+    return new Uint8Array(words.buffer, 0, bits.length * 4);
+  }
+}
+
 function tensorProto(init: Initializer, bytes: Uint8Array): object {
   return { name: init.name, data_type: OnnxDType[init.dtype], dims: init.dims, raw_data: bytes };
 }
 
-async function bytesOf(init: Initializer): Promise<Uint8Array> {
-  const bytes = typeof init.data === 'function' ? valueBytes(await init.data()) : init.data;
+/** The initializer's bytes; a float weight stored as bf16 is widened into `widening` when one is given. */
+async function bytesOf(init: Initializer, widening?: WideningBuffer): Promise<Uint8Array> {
+  const bits = widening && init.dtype === 'float' && typeof init.data === 'function' ? await (init.data as WeightReader).bf16Bits?.() : undefined;
+  const bytes = bits ? widening!.widen(bits) : typeof init.data === 'function' ? valueBytes(await init.data()) : init.data;
   const size = BYTES_PER_ELEMENT[init.dtype];
   if (bytes.byteLength !== size * elementCount(init.dims)) throw new Error(`weight ${init.name}: ${bytes.byteLength / size} values for shape [${init.dims}]`);
   return bytes;

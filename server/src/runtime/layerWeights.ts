@@ -1,7 +1,7 @@
 import type { FusedExpertNames, LayerSpec, MlpTensorNames, ModelSpec, WeightSource } from '../checkpoint/modelSpec';
 import { mxfp4RoundTrip } from '../checkpoint/mxfp4';
 import { gptOssExpert } from './gptOssExperts';
-import type { WeightData } from './graphBuilder';
+import type { WeightData, WeightReader } from './graphBuilder';
 
 /** A SwiGLU MLP's weights in HF layout: gate/up [intermediate, hidden], down [hidden, intermediate]; GPT-OSS experts have biases too. */
 export interface MlpWeights {
@@ -48,7 +48,7 @@ export interface LayerWeights {
 
 export function layerWeights(spec: ModelSpec, source: WeightSource, layer: LayerSpec): LayerWeights {
   const names = spec.tensors.layer(layer.index);
-  const reader = (name: string): WeightData => () => source.readFloat32(name);
+  const reader = (name: string) => tensorReader(source, name);
   const optional = (name: string | undefined) => (name ? reader(name) : undefined);
   const mlp = (m: MlpTensorNames): MlpWeights => ({ gate: reader(m.gate), up: reader(m.up), down: reader(m.down) });
   return {
@@ -84,7 +84,7 @@ function expertWeights(spec: ModelSpec, source: WeightSource, names: ReturnType<
   if (names.fusedExperts?.layout === 'interleavedInOut') return gptOssExpert(source, names.fusedExperts, spec.hiddenSize, intermediate, j);
   if (names.fusedExperts) return fusedExpert(spec, source, names.fusedExperts, intermediate, j);
   const m = names.expert!(j);
-  return { gate: () => source.readFloat32(m.gate), up: () => source.readFloat32(m.up), down: () => source.readFloat32(m.down) };
+  return { gate: tensorReader(source, m.gate), up: tensorReader(source, m.up), down: tensorReader(source, m.down) };
 }
 
 /** Expert j of a fused layer, read as three ranges of the two tensors so no reader ever holds all experts. */
@@ -137,4 +137,16 @@ export function mergedMxfp4(spec: ModelSpec, layer: LayerSpec): MergedMxfp4 | un
 
 export function resolveWeight(data: WeightData): Promise<Float32Array> {
   return typeof data === 'function' ? data() : Promise.resolve(data);
+}
+
+/** A checkpoint tensor as a lazy weight that can also hand over its stored bf16 bits. */
+export function tensorReader(source: WeightSource, name: string): WeightReader {
+  return Object.assign(() => source.readFloat32(name), { bf16Bits: () => storedBf16Bits(source, name) });
+}
+
+/** The tensor's stored bits when it is stored as bf16 (see WeightReader); undefined for any other dtype. */
+export async function storedBf16Bits(source: WeightSource, name: string): Promise<Uint16Array | undefined> {
+  if (source.info(name).dtype !== 'BF16') return undefined;
+  const bytes = await source.readRaw(name);
+  return bytes.byteOffset % 2 === 0 ? new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2) : new Uint16Array(bytes.slice().buffer);
 }

@@ -1,6 +1,7 @@
-import type { GraphBuilder, WeightData } from './graphBuilder';
+import type { GraphBuilder, WeightData, WeightReader } from './graphBuilder';
 import { resolveWeight } from './layerWeights';
-import { quantizePerOutputChannel, QuantizedWeight } from './quantize';
+import { int8WeightLevels } from './int8Kernel';
+import { quantizeBf16PerOutputChannel, quantizePerOutputChannel, QuantizedWeight } from './quantize';
 
 
 /**
@@ -17,7 +18,7 @@ import { quantizePerOutputChannel, QuantizedWeight } from './quantize';
  */
 export function quantizedLinearOp(g: GraphBuilder, x: string, name: string, weight: WeightData, outDim: number, inDim: number, addend?: string): string {
   let pending: Promise<QuantizedWeight> | undefined;
-  const quantized = () => (pending ??= resolveWeight(weight).then((w) => quantizePerOutputChannel(w, outDim, inDim)));
+  const quantized = () => (pending ??= quantize(weight, outDim, inDim));
   const values = g.typedWeight(`${name}.int8`, 'int8', async () => (await quantized()).values, [inDim, outDim]);
   const scales = g.weight(
     `${name}.scale`,
@@ -30,4 +31,11 @@ export function quantizedLinearOp(g: GraphBuilder, x: string, name: string, weig
   );
   const product = g.op('DynamicQuantizeMatMul', [x, values, scales], {}, 'com.microsoft');
   return addend ? g.op('Add', [product, addend]) : product;
+}
+
+/** From the stored bf16 bits when the reader has them (no fp32 copy), else from the fp32 values. */
+async function quantize(weight: WeightData, outDim: number, inDim: number): Promise<QuantizedWeight> {
+  const levels = await int8WeightLevels();
+  const bits = typeof weight === 'function' ? await (weight as WeightReader).bf16Bits?.() : undefined;
+  return bits ? quantizeBf16PerOutputChannel(bits, outDim, inDim, levels) : quantizePerOutputChannel(await resolveWeight(weight), outDim, inDim, levels);
 }

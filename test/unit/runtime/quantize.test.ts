@@ -1,6 +1,7 @@
 import * as assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { dequantize, quantizePerOutputChannel } from '../../../server/src/runtime/quantize';
+import { bf16ToFloat32, float32ToBf16 } from '../../../server/src/checkpoint/dtype';
+import { dequantize, quantizeBf16PerOutputChannel, quantizePerOutputChannel } from '../../../server/src/runtime/quantize';
 import { Prng } from '../../support/prng';
 
 describe('int8 quantization per output channel', () => {
@@ -32,6 +33,40 @@ describe('int8 quantization per output channel', () => {
       const extreme = row.findIndex((v) => Math.abs(v) === max);
       assert.equal(Math.abs(quantized.values[extreme * outDim + o]), 127);
     }
+  });
+
+  it('matches the per-element definition for every shape, four rows at a time or not', () => {
+    const prng = new Prng(9);
+    for (const [outDim, inDim] of [[1, 3], [3, 5], [4, 7], [6, 2], [8, 16], [13, 9]]) {
+      const weight = prng.normalArray(outDim * inDim, 0, 1);
+      weight[0] = 0; // a zero weight, and a row of exact ties: max 127 so scale 1 and x.5 values
+      if (outDim > 2) for (let i = 0; i < inDim; i++) weight[2 * inDim + i] = i === 0 ? 127 : i - 0.5 - inDim / 2;
+      const { values, scales } = quantizePerOutputChannel(weight, outDim, inDim);
+      for (let o = 0; o < outDim; o++) {
+        const max = Math.max(...weight.subarray(o * inDim, (o + 1) * inDim).map(Math.abs));
+        assert.equal(scales[o], Math.fround(max / 127));
+        for (let i = 0; i < inDim; i++) {
+          const x = weight[o * inDim + i] / scales[o];
+          const nearest = Math.abs(x - Math.trunc(x)) === 0.5 ? 2 * Math.round(x / 2) : Math.round(x);
+          assert.equal(values[i * outDim + o], nearest + 0, `[${outDim}, ${inDim}] row ${o} column ${i}: ${x}`);
+        }
+      }
+    }
+  });
+
+  it('quantizes bf16 bits exactly as their fp32 widening', () => {
+    const prng = new Prng(5);
+    for (const [outDim, inDim] of [[5, 3], [8, 12], [64, 48], [7, 1]]) {
+      const bits = float32ToBf16(prng.normalArray(outDim * inDim, 0, 0.02));
+      bits.fill(0, 0, inDim); // an all-zero row (scale 1)
+      bits[inDim] = 0x8000; // -0
+      const fromBits = quantizeBf16PerOutputChannel(bits, outDim, inDim);
+      const widened = quantizePerOutputChannel(bf16ToFloat32(bits), outDim, inDim);
+      assert.deepEqual(fromBits.scales, widened.scales);
+      assert.deepEqual(fromBits.values, widened.values);
+      assert.equal(fromBits.scales[0], 1);
+    }
+    assert.throws(() => quantizeBf16PerOutputChannel(new Uint16Array(5), 2, 3), /5 values for a \[2, 3\] weight/);
   });
 
   it('refuses a weight whose length does not match its shape', () => {
