@@ -1,7 +1,7 @@
 /**
  * One decoder layer loaded as the runtime loads it, phase by phase (reading and widening, the rest of the
  * serialisation, onnxruntime's session creation), in fp32 and int8, twice each. Writes a 1-layer OLMoE-1B-7B-
- * shaped bf16 checkpoint to CK (default /work/ckpt/olmoe1; ARCH=qwen3 for Qwen3-30B-A3B's shapes) on first use.
+ * shaped bf16 checkpoint to CK (default a folder in the temp dir, kept for the next run; ARCH=qwen3 for Qwen3-30B-A3B's shapes) on first use.
  * Run: node --import tsx bench/layerLoad.measure.ts   (PREC=int8 for one precision)
  */
 import * as fs from 'node:fs';

@@ -20,7 +20,9 @@
  * Run: npm run bench -- real   (or node --expose-gc --import tsx bench/realShape.bench.ts)
  * Environment: BENCH_MEMORY_BUDGET (GB, default 6); BENCH_REAL_TOKENS (profile tokens, default 16384);
  * BENCH_REAL_MODELS (olmoe,qwen3); BENCH_REAL_LAYERS (overrides both models' layer counts, for quick checks);
- * BENCH_REAL_DIR (write the checkpoints there and keep them for the next run instead of a temporary folder).
+ * BENCH_REAL_DIR (write the checkpoints there and keep them for the next run instead of a temporary folder);
+ * BENCH_REAL_PRECISIONS (fp32,int8: the profile cases to run); BENCH_REAL_TORCH=0 (skip the cut's agreement
+ * and PyTorch rounds), for a quick re-measurement of the streaming cases alone.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -45,6 +47,7 @@ const THREADS = 2;
 const SEQUENCE_LENGTH = 256;
 const BUDGET = Number(process.env.BENCH_MEMORY_BUDGET ?? 6) * GB;
 const PROFILE_TOKENS = Number(process.env.BENCH_REAL_TOKENS ?? 16384);
+const PROFILE_PRECISIONS = PRECISIONS.filter((p) => !process.env.BENCH_REAL_PRECISIONS || process.env.BENCH_REAL_PRECISIONS.split(',').includes(p));
 /** Tokens of the loss comparison on the cuts, and of each PyTorch round (8 sequences of 256). */
 const CUT_AGREEMENT_TOKENS = 4096;
 const TORCH_TOKENS = 2048;
@@ -151,7 +154,7 @@ async function main(): Promise<void> {
       const sequences = randomSequences(PROFILE_TOKENS / SEQUENCE_LENGTH, full.spec.vocabSize, 7);
       const sequencesFile = writeSequences(root, `${model.key}-profile`, sequences);
       const streamed = new Map<Precision, ChildOutcome>();
-      for (const precision of PRECISIONS) {
+      for (const precision of PROFILE_PRECISIONS) {
         const profile = async (folder: string, spec: ModelSpec, run: string, memoryBudget: number, rssLimit: number, warmUp: boolean) => {
           const load = loadavg()[0].toFixed(1);
           const selectedFile = join(root, `${model.key}-${run}-${precision}.selected`);
@@ -169,6 +172,7 @@ async function main(): Promise<void> {
       }
       const streamedAgreement = agreementOfFiles(join(root, `${model.key}-streamed-fp32.selected`), join(root, `${model.key}-streamed-int8.selected`), streamed);
       if (streamedAgreement) verdicts.push(`${model.name}, int8 against fp32, streamed profile of ${PROFILE_TOKENS} tokens: ${formatAgreement(streamedAgreement)}`);
+      if (process.env.BENCH_REAL_TORCH === '0') continue;
       const cutSequencesFile = writeSequences(root, `${model.key}-cut-agreement`, randomSequences(CUT_AGREEMENT_TOKENS / SEQUENCE_LENGTH, full.spec.vocabSize, 11));
       const cutAgreement = await runChild({ kind: 'agreement', folder: cut.folder, memoryBudget: totalmem(), sequencesFile: cutSequencesFile }, availableMemory() - 0.5 * GB);
       const agreementText = cutAgreement.result?.agreement ? formatAgreement(cutAgreement.result.agreement) : `not measured (${cutAgreement.failure})`;
