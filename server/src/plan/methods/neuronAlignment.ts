@@ -11,11 +11,13 @@
  * similarity of s's neuron k and j's neuron order[k] over all permutations: a linear assignment, solved
  * exactly by the Hungarian algorithm (the `munkres` package) on the cost 1 − cosine.
  *
- * Cost: the similarity takes I² · 3H multiply-adds and the assignment O(I³) per merged expert; for the
- * demo models (I = 320, 160) a layer aligns in well under a second. Past `MAX_ALIGNED_NEURONS` a layer
- * merges without alignment and the plan says why (Mixtral-8x7B's I = 14336 would take about 3·10^12
- * operations per merged expert in the editor's process). The result is a plan field, `neuronOrder`,
- * that every consumer of a merge applies (runtime/neuronOrder.ts).
+ * Cost: the similarity takes I² · 3H multiply-adds and the assignment O(I³) per merged expert. Measured
+ * on the shared 2-core machine under load (so pessimistic): I = 320, H = 128 (the Mixtral demo) 0.3 to 1 s
+ * of similarity and 0.2 s of assignment per merged expert; I = 1024, H = 256 6.5 s of assignment. Past
+ * `MAX_ALIGNED_NEURONS` a layer merges without alignment and the plan says why; at the cap, with
+ * H = 4096, the similarity alone is 2·10^11 multiply-adds per merged expert, minutes in the editor's
+ * process (Mixtral-8x7B's I = 14336 would be 2.5·10^12 and an assignment far too large). The result is
+ * a plan field, `neuronOrder`, that every consumer of a merge applies (runtime/neuronOrder.ts).
  */
 import munkres from 'munkres';
 import type { NeuronOrder } from '../../runtime/neuronOrder';
@@ -72,9 +74,11 @@ export function neuronSimilarity(a: ExpertMatrices, b: ExpertMatrices, I: number
   const width = 3 * H;
   return Array.from({ length: I }, (_, k) => {
     const row = new Float64Array(I);
+    const u = va.subarray(k * width, (k + 1) * width);
     for (let m = 0; m < I; m++) {
+      const v = vb.subarray(m * width, (m + 1) * width);
       let dot = 0;
-      for (let x = 0; x < width; x++) dot += va[k * width + x] * vb[m * width + x];
+      for (let x = 0; x < width; x++) dot += u[x] * v[x];
       row[m] = dot;
     }
     return row;
