@@ -260,7 +260,7 @@ describe('plan files in the language server', () => {
     const reversed = Array.from({ length: I }, (_, k) => I - 1 - k);
     const merged: PlanLayer[] = [{ layer: 0, keptExperts: [0, 2], mergeMatrix: [[0.5, 0.5, 0, 0, 0, 0, 0, 0], [0, 0, 0.25, 0.75, 0, 0, 0, 0]], routerMap: [[1, 0, 0, 0, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0, 0, 0]], neuronOrder: { 1: reversed } }, goodLayers[1]];
     const aligned = await open(formatPlan(plan(merged)));
-    assert.deepEqual(aligned.diagnostics.filter((d) => /neuronOrder/.test(d.message)), []);
+    assert.deepEqual(aligned.diagnostics.filter((d) => /neuronOrder/.test(JSON.stringify(d.message))), []);
     const alignedHover = await server.connection.sendRequest(HoverRequest.type, { textDocument: { uri: aligned.uri }, position: positionOf(aligned.document, '"layer": 0', 2) });
     const alignedText = (alignedHover?.contents as MarkupContent).value;
     assert.match(alignedText, /expert 0 absorbs 1 \(0\.5, neurons aligned\)/);

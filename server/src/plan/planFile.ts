@@ -463,7 +463,7 @@ function checkNeuronOrder(layer: PlanLayer, node: Node, numExperts: number, inte
   const orderNode = property(node, 'neuronOrder');
   if (orderNode?.type !== 'object' || !layer.neuronOrder) return;
   if (!layer.mergeMatrix) report('error', 'neuronOrder', orderNode, 'neuronOrder renumbers experts that are merged; it needs a mergeMatrix');
-  const refusal = spec && neuronOrderRefusal(spec, layer.layer);
+  const refusal = spec?.layers[layer.layer]?.kind === 'moe' ? neuronOrderRefusal(spec, layer.layer) : undefined;
   if (refusal) report('error', 'neuronOrder', orderNode, `neuronOrder cannot apply to layer ${layer.layer}: ${refusal}`);
   const size = intermediate ?? Object.values(layer.neuronOrder)[0]?.length ?? 0;
   for (const entry of orderNode.children ?? []) {
