@@ -21,10 +21,12 @@
  * changes. The permutations are the plan's `neuronOrder`, which the runtime and both exports apply.
  * Layers whose experts cannot be renumbered (fused or MXFP4/FP8 experts) or whose assignment would be too
  * large (more than 4096 neurons) merge unaligned, and the plan records why (`neuronAlignmentSkipped`).
- * Measured on the Mixtral demo (notes/uncurl-neuron-alignment.md, held-out loss keeping 4 of 8, own
- * calibration, mean of 3 seeds): arithmetic 3.794 unaligned → 1.957 aligned (random 2.811, frequency
- * 1.286), records 2.670 → 1.607 (random 3.333, frequency 1.200), code 5.125 → 5.094, prose 5.403 → 5.397:
- * aligned UNCURL beats random on every domain, and still trails frequency pruning.
+ * Measured (notes/uncurl-neuron-alignment.md, held-out loss, own calibration, mean of 3 seeds) on the
+ * Mixtral demo keeping 4 of 8: arithmetic 3.794 unaligned → 1.957 aligned (random 2.811, frequency
+ * 1.286), records 2.670 → 1.607 (random 3.333, frequency 1.200), code 5.125 → 5.094, prose 5.403 → 5.397;
+ * on the OLMoE demo (8 of 16) code 5.544 → 5.225 (random 5.405), prose 6.034 → 5.677 (5.708), arithmetic
+ * 2.347 → 2.022 (2.251), records 2.363 → 1.634 (3.169). Aligned UNCURL beats random on every domain of
+ * both models and still trails frequency pruning (by 0.28 to 0.80 nats on OLMoE).
  *
  * Where merging unaligned experts fails (why alignment is the default), measured on the OLMoE demo
  * (demo/models-extra/olmoe, 8 of 16 kept, calibrated on code, before alignment existed): averaging two independently trained SwiGLU experts averages unrelated
