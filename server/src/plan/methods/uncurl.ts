@@ -29,8 +29,9 @@
  * both models and still trails frequency pruning (by 0.28 to 0.80 nats on OLMoE).
  *
  * Where merging unaligned experts fails (why alignment is the default), measured on the OLMoE demo
- * (demo/models-extra/olmoe, 8 of 16 kept, calibrated on code, before alignment existed): averaging two independently trained SwiGLU experts averages unrelated
- * intermediate neurons, and silu(g)·u is not linear, so the merged expert does not compute the average
+ * (demo/models-extra/olmoe, 8 of 16 kept, calibrated on code, before alignment existed): averaging two
+ * independently trained SwiGLU experts averages unrelated intermediate neurons, and silu(g)·u is not
+ * linear, so the merged expert does not compute the average
  * of its members' outputs: its output is smaller and points elsewhere. Output compensation's least-squares
  * factors show it: close to 1 for kept experts that merged nothing (0.995 to 1.01 in layer 2), but 4.8, 8.3
  * and −1.9 for merged ones in layer 0 and −14.7 in layer 1, i.e. the merged expert's output is nearly
