@@ -113,7 +113,7 @@ const commands: Record<string, Command> = {
     },
   },
   plan: {
-    usage: 'moe-studio plan --model DIR --method NAME --keep N|--keep-share X --calibration FILE[,FILE] [--field F] [--seed S] [--budget N] [--similarity cosine|correlation] [--repair routerRefit,outputCompensation] [--resume FILE.moeplan.json] [--profile FILE] [--share X] [--max-loss-increase NATS] [--threads N] --out FILE.moeplan.json [--memory-budget SIZE] [--precision fp32|int8]',
+    usage: 'moe-studio plan --model DIR --method NAME --keep N|--keep-share X --calibration FILE[,FILE] [--field F] [--seed S] [--budget N] [--similarity cosine|correlation] [--no-neuron-alignment] [--repair routerRefit,outputCompensation] [--resume FILE.moeplan.json] [--profile FILE] [--share X] [--max-loss-increase NATS] [--threads N] --out FILE.moeplan.json [--memory-budget SIZE] [--precision fp32|int8]',
     description: 'Make a plan (random, frequency, softCount, reap, naee, uncurl, eep; or adaptiveGating with --share or --max-loss-increase and no --keep) from calibration data; never overwrites --out.',
     async run({ options }) {
       configureRuntimes(options);
@@ -133,6 +133,8 @@ const commands: Record<string, Command> = {
             ...(options.has('budget') && { budget: integerOption(options, 'budget', 1) }),
             // UNCURL's similarity (checked, with its message, where plan parameters are read).
             ...(options.has('similarity') && { similarity: options.get('similarity') }),
+            // UNCURL merges unaligned (neuron k with neuron k) instead of aligning neurons first.
+            ...(options.has('no-neuron-alignment') && { neuronAlignment: false }),
             // A global expert budget shared out across layers by marginal loss (checked where plan parameters are read).
             ...(options.has('keep-share') && { keepShare: Number(options.get('keep-share')) }),
             // Closed-form repairs after the method (checked where plan parameters are read).
@@ -149,7 +151,7 @@ const commands: Record<string, Command> = {
           onProgress: (message, eep) => progress.update(eep ? { label: 'EEP search', done: eep.evaluations, total: options.has('budget') ? Number(options.get('budget')) : undefined, unit: `evaluations (${message})` } : { label: message }),
         });
         progress.finish();
-        for (const layer of plan.layers) console.log(`layer ${layer.layer}: keeps ${layer.keptExperts.join(', ')}${layer.mergeMatrix ? ' (merged)' : ''}${layer.outputScale ? ` (output scales ${layer.outputScale.map((s) => s.toFixed(3)).join(', ')})` : ''}${layer.adaptiveThreshold !== undefined ? `, adaptive gating T = ${layer.adaptiveThreshold.toFixed(3)}` : ''}`);
+        for (const layer of plan.layers) console.log(`layer ${layer.layer}: keeps ${layer.keptExperts.join(', ')}${layer.mergeMatrix ? ` (merged${layer.neuronOrder ? ', neurons aligned' : ''})` : ''}${layer.outputScale ? ` (output scales ${layer.outputScale.map((s) => s.toFixed(3)).join(', ')})` : ''}${layer.adaptiveThreshold !== undefined ? `, adaptive gating T = ${layer.adaptiveThreshold.toFixed(3)}` : ''}`);
         console.log(planPath);
         for (const warning of warnings) process.stderr.write(`warning: ${warning}\n`);
       } finally {

@@ -31,7 +31,7 @@ const validPlan = () => ({
 });
 
 const layerValue = fc.oneof(
-  fc.record({ layer: fc.oneof(fc.nat(3), hostileJson), keptExperts: fc.oneof(fc.array(fc.integer({ min: -1, max: 5 }), { maxLength: 5 }), hostileJson), mergeMatrix: hostileJson, routerMap: hostileJson, adaptiveThreshold: hostileJson }, { requiredKeys: [] }),
+  fc.record({ layer: fc.oneof(fc.nat(3), hostileJson), keptExperts: fc.oneof(fc.array(fc.integer({ min: -1, max: 5 }), { maxLength: 5 }), hostileJson), mergeMatrix: hostileJson, routerMap: hostileJson, adaptiveThreshold: hostileJson, neuronOrder: fc.oneof(fc.dictionary(fc.constantFrom('0', '1', '3', '9', '-1', 'x', '__proto__'), fc.oneof(fc.array(fc.integer({ min: -1, max: 9 }), { maxLength: 9 }), hostileJson), { maxKeys: 3 }), hostileJson) }, { requiredKeys: [] }),
   hostileJson,
 );
 const planInputs = jsonText(

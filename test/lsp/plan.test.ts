@@ -254,6 +254,17 @@ describe('plan files in the language server', () => {
     const layerText = (layerHover?.contents as MarkupContent).value;
     assert.match(layerText, /Keeps 4 of 8 experts: pruning factor E\/E′ = 2\.0×/);
     assert.match(layerText, /Removed: 0, 2, 5, 7/);
+
+    // A merge with neuron orders says which absorbed experts were renumbered first; a valid order draws no diagnostic.
+    const I = checkpoint.spec.layers[0].kind === 'moe' ? checkpoint.spec.layers[0].moe.expert.intermediateSize : 0;
+    const reversed = Array.from({ length: I }, (_, k) => I - 1 - k);
+    const merged: PlanLayer[] = [{ layer: 0, keptExperts: [0, 2], mergeMatrix: [[0.5, 0.5, 0, 0, 0, 0, 0, 0], [0, 0, 0.25, 0.75, 0, 0, 0, 0]], routerMap: [[1, 0, 0, 0, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0, 0, 0]], neuronOrder: { 1: reversed } }, goodLayers[1]];
+    const aligned = await open(formatPlan(plan(merged)));
+    assert.deepEqual(aligned.diagnostics.filter((d) => /neuronOrder/.test(JSON.stringify(d.message))), []);
+    const alignedHover = await server.connection.sendRequest(HoverRequest.type, { textDocument: { uri: aligned.uri }, position: positionOf(aligned.document, '"layer": 0', 2) });
+    const alignedText = (alignedHover?.contents as MarkupContent).value;
+    assert.match(alignedText, /expert 0 absorbs 1 \(0\.5, neurons aligned\)/);
+    assert.match(alignedText, /expert 2 absorbs 3 \(0\.75\)$/m);
   });
 
   it('completes method names, method parameters and unused expert ids', async () => {

@@ -175,6 +175,10 @@ async function sparseMoe(
     }
   }
   for (let j = 0; j < E && names.expert; j++) experts.push(await readMlp(names.expert(j), read));
+  // Neuron orders renumber an expert's intermediate neurons (gate and up rows, down columns). Applied here to
+  // every expert that has one, copied ones too: renumbering one expert alone changes nothing it computes,
+  // so only the pairing of neurons in a merge can differ.
+  for (const [key, order] of Object.entries(plan.neuronOrder ?? {})) experts[Number(key)] = renumbered(experts[Number(key)], order, H);
   // The plan, applied to the weights directly: W_r' = W_RM W_r, expert_i' = Σ_j W_EM[i][j] expert_j.
   const router = plan.routerMap ? combineRows(plan.routerMap, (j) => originalRouter.subarray(j * H, (j + 1) * H)) : originalRouter;
   const routed = plan.mergeMatrix
@@ -274,6 +278,22 @@ function swiglu(x: Matrix, w: MlpWeights, intermediate: number, hidden: number):
 }
 
 /** Σ_j coefficients[i][j] · row(j), stacked for every i. */
+/** Expert with its neuron k taken from neuron order[k]: gate'[k,:] = gate[order[k],:], up likewise, down'[:,k] = down[:,order[k]]. */
+function renumbered(expert: MlpWeights, order: number[], H: number): MlpWeights {
+  const I = order.length;
+  const gate = new Float64Array(I * H);
+  const up = new Float64Array(I * H);
+  const down = new Float64Array(H * I);
+  for (let k = 0; k < I; k++) {
+    for (let h = 0; h < H; h++) {
+      gate[k * H + h] = expert.gate[order[k] * H + h];
+      up[k * H + h] = expert.up[order[k] * H + h];
+      down[h * I + k] = expert.down[h * I + order[k]];
+    }
+  }
+  return { gate, up, down };
+}
+
 function combineRows(coefficients: number[][], row: (j: number) => ArrayLike<number>): Float64Array {
   const width = row(0).length;
   const out = new Float64Array(coefficients.length * width);

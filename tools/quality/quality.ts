@@ -63,8 +63,9 @@ interface Variant {
   granularity?: CompensationGranularity;
   /**
    * Diagnostic, not a method (left out of the bars): UNCURL's survivors kept as they are and the rest of
-   * each cluster dropped, i.e. UNCURL's choice of experts without its merge. Set against "uncurl" it
-   * measures what averaging the unaligned cluster members costs.
+   * each cluster dropped, i.e. UNCURL's choice of experts without its merge. Set against "uncurl" and
+   * "uncurl (unaligned)" it measures what averaging the cluster members costs, with and without aligning
+   * their neurons first.
    */
   survivorsOnly?: boolean;
   /**
@@ -85,6 +86,8 @@ const ALL_VARIANTS: Variant[] = [
   { label: 'reap', method: 'reap', seeded: false },
   { label: 'naee', method: 'naee', seeded: false },
   { label: 'uncurl', method: 'uncurl', seeded: true },
+  // UNCURL as the paper merges: neuron k averaged with neuron k (the default aligns neurons first).
+  { label: 'uncurl (unaligned)', method: 'uncurl', seeded: true, parameters: { neuronAlignment: false } },
   { label: 'eep (prune)', method: 'eep', seeded: true, phase: 'prune' },
   { label: 'eep (merge)', method: 'eep', seeded: true, phase: 'merge' },
   { label: 'frequency + compensation', method: 'frequency', seeded: false, repairs: COMPENSATION },
@@ -100,7 +103,7 @@ const ALL_VARIANTS: Variant[] = [
 const chosenVariants = option('variants')?.split(',');
 const VARIANTS = chosenVariants ? ALL_VARIANTS.filter((v) => chosenVariants.includes(v.label)) : ALL_VARIANTS;
 
-const SWEEP_LABELS = ['random', 'frequency', 'reap', 'naee', 'uncurl', 'frequency + compensation', 'reap + compensation', 'naee + compensation', 'uncurl + compensation'];
+const SWEEP_LABELS = ['random', 'frequency', 'reap', 'naee', 'uncurl', 'uncurl (unaligned)', 'frequency + compensation', 'reap + compensation', 'naee + compensation', 'uncurl + compensation'];
 const SWEEP_VARIANTS = SWEEP_LABELS.map((label) => ALL_VARIANTS.find((v) => v.label === label)!);
 /**
  * NAEE's reconstruction and both repairs are fitted on the first this-many calibration tokens per layer
@@ -370,7 +373,7 @@ function sweepSvg(counts: number[], series: { method: string; values: number[] }
   const high = Math.ceil(Math.max(...all) * 2) / 2;
   const x = (count: number) => margin.left + ((Math.max(...counts) - count) / (Math.max(...counts) - Math.min(...counts))) * (width - margin.left - margin.right);
   const y = (value: number) => margin.top + ((high - value) / (high - low)) * (height - margin.top - margin.bottom);
-  const colours = ['#888888', '#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#17becf', '#e377c2', '#bcbd22', '#ff7f0e'];
+  const colours = ['#888888', '#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#8c564b', '#17becf', '#e377c2', '#bcbd22', '#ff7f0e'];
   const parts = [`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`, `<rect width="100%" height="100%" fill="white"/>`, `<text x="${width / 2}" y="20" text-anchor="middle" font-size="14">${title}</text>`];
   for (let v = low; v <= high + 1e-9; v += 0.5) parts.push(`<line x1="${margin.left}" x2="${width - margin.right}" y1="${y(v)}" y2="${y(v)}" stroke="#eee"/><text x="${margin.left - 6}" y="${y(v) + 4}" text-anchor="end">${v.toFixed(1)}</text>`);
   for (const c of counts) parts.push(`<text x="${x(c)}" y="${height - margin.bottom + 18}" text-anchor="middle">${c}</text>`);

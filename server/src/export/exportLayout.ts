@@ -13,6 +13,7 @@ import { SCALE_SUFFIX } from '../checkpoint/fp8Weights';
 import { fusedExpertTensors, type FusedRole } from './fusedExpertTensors';
 import { ExportError } from './exportErrors';
 import { oneHotIndex, type ResolvedExportPlan, type ResolvedMoeLayer } from './exportPlan';
+import { mergeTermOrder } from '../runtime/neuronOrder';
 
 export interface SourceTensor {
   name: string;
@@ -35,12 +36,21 @@ export interface ExportSource {
 
 export type Segment =
   | { kind: 'raw'; source: string; byteOffset: number; byteLength: number }
-  | { kind: 'combine'; elements: number; terms: { source: string; elementOffset: number; coefficient: number }[] }
+  /**
+   * Σ c·(element range of a source); a term with `neuronOrder` is an expert's gate or up [I, H] with its rows
+   * renumbered, or its down [H, I] with its columns renumbered (runtime/neuronOrder.ts), before it is added.
+   */
+  | { kind: 'combine'; elements: number; terms: { source: string; elementOffset: number; coefficient: number; neuronOrder?: TermNeuronOrder }[] }
   /**
    * One expert of an MXFP4 weight (`weight`_blocks / _scales, [E, rows, groups, 16] / [E, rows, groups]) as Σ c·W over
    * source experts, decoded, summed in fp32 and re-encoded (checkpoint/mxfp4.ts); `part` says which bytes this is.
    */
   | { kind: 'mxfp4'; part: 'blocks' | 'scales'; weight: string; rows: number; groups: number; terms: { expert: number; coefficient: number }[] };
+
+export interface TermNeuronOrder {
+  axis: 'rows' | 'columns';
+  order: number[];
+}
 
 export type TensorAction = 'kept' | 'renamed' | 'merged' | 'sliced' | 'mapped';
 
@@ -166,7 +176,11 @@ function expertOutputs(spec: ModelSpec, layer: ResolvedMoeLayer, require: (name:
         continue;
       }
       if (require(names.expert!(0)[role]).dtype === 'F8_E4M3') throw new ExportError('invalidSource', fp8MergeRefusal(layer.index, name));
-      outputs.push(mergedExpert(name, role, row, (j) => require(names.expert!(j)[role])));
+      const orderOf = (j: number): TermNeuronOrder | undefined => {
+        const order = mergeTermOrder(mergeRow, j, layer.neuronOrder);
+        return order && { axis: role === 'down' ? 'columns' : 'rows', order };
+      };
+      outputs.push(mergedExpert(name, role, row, (j) => require(names.expert!(j)[role]), orderOf));
     }
   });
   return outputs;
@@ -223,8 +237,8 @@ function fp8MergeRefusal(layer: number, name: string): string {
   return `Layer ${layer}: ${name} would be a merged or scaled expert, but the checkpoint stores its experts in FP8 (F8_E4M3 with weight_scale_inv block scales). MoE Studio does not re-encode new weights in FP8, so it exports only plans that keep experts whole (pruning, top-k); merge or compensate on a BF16 copy of the model instead.`;
 }
 
-function mergedExpert(name: string, role: Role, row: number[], sourceOf: (j: number) => SourceTensor): OutputTensor {
-  const terms = row.flatMap((coefficient, j) => (coefficient === 0 ? [] : [{ tensor: sourceOf(j), coefficient }]));
+function mergedExpert(name: string, role: Role, row: number[], sourceOf: (j: number) => SourceTensor, orderOf: (j: number) => TermNeuronOrder | undefined): OutputTensor {
+  const terms = row.flatMap((coefficient, j) => (coefficient === 0 ? [] : [{ tensor: sourceOf(j), coefficient, neuronOrder: orderOf(j) }]));
   // An all-zero row is a legal (if odd) plan: a zero expert, shaped like expert 0.
   const shapeOf = terms[0]?.tensor ?? sourceOf(0);
   for (const { tensor } of terms) {
@@ -244,7 +258,7 @@ function mergedExpert(name: string, role: Role, row: number[], sourceOf: (j: num
       {
         kind: 'combine',
         elements: elementCount(shapeOf.shape),
-        terms: terms.map(({ tensor, coefficient }) => ({ source: tensor.name, elementOffset: 0, coefficient })),
+        terms: terms.map(({ tensor, coefficient, neuronOrder }) => ({ source: tensor.name, elementOffset: 0, coefficient, ...(neuronOrder && { neuronOrder }) })),
       },
     ],
   };

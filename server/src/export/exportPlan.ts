@@ -8,6 +8,7 @@ import type { ModelSpec, MoeSpec } from '../checkpoint/modelSpec';
 import type { PlanLayer } from '../plan/planFile';
 import { planLayerGroupReason } from '../plan/groupLimit';
 import { ExportError } from './exportErrors';
+import { type NeuronOrder, neuronOrderProblem, neuronOrderRefusal } from '../runtime/neuronOrder';
 
 /**
  * One layer as the plan file has it (server/src/plan/planFile.ts), keyed by layer index instead of
@@ -51,6 +52,8 @@ export interface ResolvedMoeLayer {
   topK: number;
   /** Row i: new expert i's down projection times this (output compensation); absent: all 1. */
   outputScale?: number[];
+  /** Neuron orders of merged experts (runtime/neuronOrder.ts); absent: none renumbered. */
+  neuronOrder?: NeuronOrder;
 }
 
 export interface ResolvedExportPlan {
@@ -124,6 +127,11 @@ export function resolveExportPlan(spec: ModelSpec, plan: ExportPlan): ResolvedEx
     if (scale !== undefined && (!Array.isArray(scale) || scale.length !== kept.length || !scale.every(Number.isFinite))) {
       fail(`outputScale must have ${kept.length} finite numbers (one per kept expert)`);
     }
+    const neuronOrder = layerPlan.neuronOrder;
+    if (neuronOrder !== undefined) {
+      const problem = layerPlan.mergeMatrix ? neuronOrderRefusal(spec, layer.index) ?? neuronOrderProblem(neuronOrder, E, layer.moe.expert.intermediateSize) : 'neuronOrder needs a mergeMatrix';
+      if (problem) fail(problem);
+    }
     const topK = layerPlan.topK ?? layer.moe.topK;
     if (!Number.isInteger(topK) || topK < 1 || topK > kept.length) fail(`topK ${topK} is not in 1..${kept.length}`);
     if (problems.length) continue;
@@ -140,6 +148,7 @@ export function resolveExportPlan(spec: ModelSpec, plan: ExportPlan): ResolvedEx
       merged: expertRows.some((row) => oneHotIndex(row) === undefined),
       topK,
       ...(scale && scale.some((s) => s !== 1) ? { outputScale: [...scale] } : {}),
+      ...(neuronOrder && Object.keys(neuronOrder).length ? { neuronOrder } : {}),
     });
   }
   if (problems.length) throw new ExportError('invalidPlan', `The export plan is invalid:\n${problems.map((p) => `  - ${p}`).join('\n')}`);

@@ -54,6 +54,7 @@ export function toExportPlan(plan: MoePlan, spec: ModelSpec): ExportPlan {
       ...(layer.mergeMatrix ? { mergeMatrix: layer.mergeMatrix } : {}),
       ...(layer.routerMap ? { routerMap: layer.routerMap } : {}),
       ...(layer.outputScale ? { outputScale: layer.outputScale } : {}),
+      ...(layer.neuronOrder ? { neuronOrder: layer.neuronOrder } : {}),
       // The runtime drops slots beyond the kept experts (their probability is 0), so k caps at E'.
       topK: Math.min(layer.topK ?? layerSpec.moe.topK, layer.keptExperts.length),
       ...(layer.adaptiveThreshold !== undefined ? { adaptiveThreshold: layer.adaptiveThreshold } : {}),

@@ -15,6 +15,8 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { encodeSafetensorsHeader } from '../checkpoint/safetensorsWriter';
 import { bytesPerElement, decodeToFloat32, encodeFloat32, isComputeDType } from '../checkpoint/dtype';
+import type { DType } from '../checkpoint/modelSpec';
+import { permuteColumns, permuteRows } from '../runtime/neuronOrder';
 import { dequantizeMxfp4Rows, encodeMxfp4Rows, MXFP4_BLOCK, MXFP4_BLOCK_BYTES, mxfp4BlocksName, mxfp4ScalesName } from '../checkpoint/mxfp4';
 import { configText, exportedConfig } from './exportConfig';
 import { ExportError } from './exportErrors';
@@ -244,13 +246,20 @@ async function* shardChunks(shard: Shard, reader: SourceReader): AsyncGenerator<
       if (!isComputeDType(dtype)) throw new Error(`${tensor.name}: cannot combine ${dtype} values.`);
       const elementBytes = bytesPerElement(dtype);
       const chunkElements = CHUNK_BYTES / 4;
+      // A renumbered term reads its whole expert (one [I, H] or [H, I] matrix), so such a merge is summed whole.
+      const whole = segment.terms.some((term) => term.neuronOrder) ? await renumberedSum(segment, reader, dtype) : undefined;
       for (let start = 0; start < segment.elements; start += chunkElements) {
         const count = Math.min(chunkElements, segment.elements - start);
         // Same arithmetic and order as the runtime's mergeExperts: fp32 accumulation of c·w, then one rounding.
-        const sum = new Float32Array(count);
-        for (const term of segment.terms) {
-          const values = decodeToFloat32(await reader.read(term.source, (term.elementOffset + start) * elementBytes, count * elementBytes), dtype);
-          for (let x = 0; x < count; x++) sum[x] += term.coefficient * values[x];
+        let sum: Float32Array;
+        if (whole) {
+          sum = whole.subarray(start, start + count);
+        } else {
+          sum = new Float32Array(count);
+          for (const term of segment.terms) {
+            const values = decodeToFloat32(await reader.read(term.source, (term.elementOffset + start) * elementBytes, count * elementBytes), dtype);
+            for (let x = 0; x < count; x++) sum[x] += term.coefficient * values[x];
+          }
         }
         const bad = sum.findIndex((value) => !Number.isFinite(value));
         if (bad >= 0) {
@@ -266,6 +275,19 @@ async function* shardChunks(shard: Shard, reader: SourceReader): AsyncGenerator<
     }
     if (produced !== tensor.byteLength) throw new Error(`${tensor.name}: produced ${produced} bytes, expected ${tensor.byteLength}.`);
   }
+}
+
+/** Σ c·W of a combine segment with renumbered terms, term by term in the runtime's order (layerWeights.ts mergeExperts). */
+async function renumberedSum(segment: Extract<Segment, { kind: 'combine' }>, reader: SourceReader, dtype: DType): Promise<Float32Array> {
+  const elementBytes = bytesPerElement(dtype);
+  const sum = new Float32Array(segment.elements);
+  for (const term of segment.terms) {
+    const read = decodeToFloat32(await reader.read(term.source, term.elementOffset * elementBytes, segment.elements * elementBytes), dtype);
+    const order = term.neuronOrder;
+    const values = !order ? read : order.axis === 'rows' ? permuteRows(read, order.order, segment.elements / order.order.length) : permuteColumns(read, order.order);
+    for (let x = 0; x < sum.length; x++) sum[x] += term.coefficient * values[x];
+  }
+  return sum;
 }
 
 /**

@@ -144,9 +144,9 @@ export function planComposedGraph(spec: ModelSpec, weights: WeightSource, resolv
     if (layer.kind === 'moe') {
       const layerPlan = planned.get(layer.index);
       const runtimePlan = layerPlan?.planned
-        ? resolveLayerPlan(layer.index, layer.moe, { routerMap: layerPlan.routerRows, mergeMatrix: layerPlan.expertRows, outputScale: layerPlan.outputScale, topK: layerPlan.topK, adaptiveThreshold: adaptiveThresholds[layer.index] })
+        ? resolveLayerPlan(layer.index, layer.moe, { routerMap: layerPlan.routerRows, mergeMatrix: layerPlan.expertRows, outputScale: layerPlan.outputScale, neuronOrder: layerPlan.neuronOrder, topK: layerPlan.topK, adaptiveThreshold: adaptiveThresholds[layer.index] })
         : resolveLayerPlan(layer.index, layer.moe, { adaptiveThreshold: adaptiveThresholds[layer.index] });
-      if (runtimePlan.mergeMatrix) experts = mergeExperts(layerWeightSet.experts!, runtimePlan.mergeMatrix, runtimePlan.outputScale, mergedMxfp4(spec, layer));
+      if (runtimePlan.mergeMatrix) experts = mergeExperts(layerWeightSet.experts!, runtimePlan.mergeMatrix, { outputScale: runtimePlan.outputScale, neuronOrder: runtimePlan.neuronOrder, mxfp4: mergedMxfp4(spec, layer) });
       baked = bakedPlanInputs(prefix, layer.moe.numExperts, runtimePlan);
       for (const tensor of baked) bindings[tensor.name.slice(prefix.length)] = tensor.name;
       if (routerLogits) frame.output(`${prefix}${LayerIO.routerLogits}`, OnnxModelIO.routerLogits(layer.index), 'float', ['tokens', runtimePlan.routedExperts]);

@@ -10,7 +10,8 @@ import { type EepParameters, type EepProgress, type FitnessFunction, type Fitnes
 import { type LayerErrorFunction, naeePruning } from './methods/naee';
 import { type Repair, type RepairSource, applyRepairs } from './methods/repairs';
 import { frequencyPruning, randomPruning, reapPruning, softCountPruning } from './methods/ranking';
-import { type UncurlSimilarity, uncurlMerging } from './methods/uncurl';
+import { type AlignmentSource, alignMerges } from './methods/neuronAlignment';
+import { UNCURL_DEFAULTS, type UncurlSimilarity, uncurlMerging } from './methods/uncurl';
 import { type MoePlan, PLAN_SCHEMA, PLAN_VERSION, type PlanLayer, isUniformExpertCount, moeLayerCount } from './planFile';
 import { predictSavings } from './savings';
 import type { ExpertTarget, LayerStatistics, MoeLayerShape } from './statistics';
@@ -21,7 +22,7 @@ export type PlanMethod =
   | { name: 'softCount' }
   | { name: 'reap' }
   | { name: 'naee'; exhaustiveLimit?: number }
-  | { name: 'uncurl'; restarts?: number; similarity?: UncurlSimilarity }
+  | { name: 'uncurl'; restarts?: number; similarity?: UncurlSimilarity; neuronAlignment?: boolean }
   | ({ name: 'eep' } & Partial<Omit<EepParameters, 'seed'>>)
   /**
    * Adaptive gating alone: every expert stays. Thresholds reach `singleExpertShare` (a plan option),
@@ -46,6 +47,8 @@ export interface PlanInputs {
   gatingQuality?: { baseline: number; candidates: readonly number[]; at: (layer: number, threshold: number) => Promise<number> };
   /** The repairs' calibration data (router logits, expert outputs, the full layer's output). */
   repair?: RepairSource;
+  /** UNCURL's neuron alignment: the experts' weights. */
+  alignment?: AlignmentSource;
 }
 
 export interface PlanOptions {
@@ -109,6 +112,12 @@ export async function generatePlan(method: PlanMethod, inputs: PlanInputs, optio
       break;
     case 'uncurl':
       layers = uncurlMerging(statistics(), target(), { seed, restarts: method.restarts, similarity: method.similarity });
+      if (method.neuronAlignment ?? UNCURL_DEFAULTS.neuronAlignment) {
+        if (!inputs.alignment) throw new Error('UNCURL\'s neuron alignment needs the experts\' weights');
+        const aligned = await alignMerges(layers, inputs.alignment, options.signal);
+        layers = aligned.layers;
+        parameters = { ...parameters, neuronAlignment: true, ...aligned.record };
+      }
       break;
     case 'naee':
       if (!inputs.layerError) throw new Error('naee needs a layerError callback');

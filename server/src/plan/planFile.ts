@@ -8,6 +8,7 @@ import { jsonNestingDepth, MAX_JSON_DEPTH } from '../boundedJson';
 import { type Node, type ParseError, findNodeAtLocation, parseTree, printParseErrorCode } from 'jsonc-parser';
 import type { ModelSpec } from '../checkpoint/modelSpec';
 import { analyseHfExactness } from './hfExactness';
+import { type NeuronOrder, neuronOrderRefusal, permutationProblem } from '../runtime/neuronOrder';
 
 export const PLAN_SCHEMA = 'moe-studio.plan';
 export const PLAN_VERSION = 1;
@@ -43,6 +44,12 @@ export interface PlanLayer {
    * (output compensation). Exact in a Hugging Face export: the exported down_proj is scaled.
    */
   outputScale?: number[];
+  /**
+   * Per original expert id (the object's keys): the order of its intermediate neurons where a mergeMatrix
+   * row combines it with other experts, position k holding its original neuron neuronOrder[j][k]
+   * (UNCURL's alignment; runtime/neuronOrder.ts). Renumbering leaves an expert's function unchanged.
+   */
+  neuronOrder?: NeuronOrder;
   /** Experts per token in this layer; the model's top-k when absent. */
   topK?: number;
   /** Adaptive gating: a token keeps the experts after its first only when p1 - p2 <= adaptiveThreshold. */
@@ -120,7 +127,8 @@ export type PlanProblemCode =
   | 'duplicateLayer'
   | 'topK'
   | 'pruningFactor'
-  | 'claimMismatch';
+  | 'claimMismatch'
+  | 'neuronOrder';
 
 export interface PlanProblem {
   severity: 'error' | 'warning' | 'information';
@@ -266,6 +274,10 @@ class PlanReader {
         mergeMatrix: this.optional(o, 'mergeMatrix', matrix),
         routerMap: this.optional(o, 'routerMap', matrix),
         outputScale: this.optional(o, 'outputScale', (v) => this.array(v, (x) => this.number(x))),
+        neuronOrder: this.optional(o, 'neuronOrder', (v) => this.object(v, (orders) => Object.fromEntries((orders.children ?? []).flatMap((p) => {
+          const order = p.children?.[1] && this.array(p.children[1], (x) => this.integer(x, 0));
+          return order ? [[p.children![0].value as string, order]] : [];
+        })))),
         topK: this.optional(o, 'topK', (v) => this.integer(v, 1)),
         adaptiveThreshold: this.optional(o, 'adaptiveThreshold', (v) => this.number(v)),
       };
@@ -379,6 +391,7 @@ function checkPlan(plan: MoePlan, root: Node, problems: PlanProblem[], spec?: Mo
       report('error', 'notMoeLayer', layerIndexNode, `the model has no layer ${layer.layer} (it has ${plan.model.numLayers})`);
     }
     checkLayer(layer, node, numExperts, modelTopK, report);
+    checkNeuronOrder(layer, node, numExperts, layerSpec?.kind === 'moe' ? layerSpec.moe.expert.intermediateSize : undefined, report, spec);
   }
   checkClaims(plan, root, report, spec);
   return layerRanges;
@@ -438,6 +451,32 @@ function checkLayer(layer: PlanLayer, node: Node, numExperts: number, modelTopK:
       title: `Set topK to ${keptCount}`,
       edits: [{ ...rangeOf(topKNode), newText: String(keptCount) }],
     });
+  }
+}
+
+/**
+ * `neuronOrder`: keys are expert ids of the layer, each value a permutation of the expert's intermediate
+ * neurons (their count from the model when it is at hand, else the first order's length), only beside
+ * a mergeMatrix, and never for a layer whose experts cannot be renumbered (fused or MXFP4 experts).
+ */
+function checkNeuronOrder(layer: PlanLayer, node: Node, numExperts: number, intermediate: number | undefined, report: Report, spec?: ModelSpec): void {
+  const orderNode = property(node, 'neuronOrder');
+  if (orderNode?.type !== 'object' || !layer.neuronOrder) return;
+  if (!layer.mergeMatrix) report('error', 'neuronOrder', orderNode, 'neuronOrder renumbers experts that are merged; it needs a mergeMatrix');
+  const refusal = spec?.layers[layer.layer]?.kind === 'moe' ? neuronOrderRefusal(spec, layer.layer) : undefined;
+  if (refusal) report('error', 'neuronOrder', orderNode, `neuronOrder cannot apply to layer ${layer.layer}: ${refusal}`);
+  const size = intermediate ?? Object.values(layer.neuronOrder)[0]?.length ?? 0;
+  for (const entry of orderNode.children ?? []) {
+    const [keyNode, valueNode] = entry.children ?? [];
+    if (!keyNode) continue;
+    const key = keyNode.value as string;
+    if (!/^\d+$/.test(key) || (numExperts > 0 && Number(key) >= numExperts)) {
+      report('error', 'unknownExpert', keyNode, `neuronOrder names expert "${key}": layer ${layer.layer} has experts 0..${numExperts - 1}`);
+      continue;
+    }
+    const order = layer.neuronOrder[Number(key)];
+    const problem = valueNode?.type === 'array' && order ? permutationProblem(order, size) : undefined;
+    if (problem) report('error', 'neuronOrder', valueNode!, `neuronOrder of expert ${key} ${problem}`);
   }
 }
 

@@ -29,6 +29,7 @@ export function toLayerPlan(layer: PlanLayer, numExperts: number): LayerPlan | u
       routerMap: layer.routerMap ?? oneHotRows(layer.keptExperts, numExperts),
       mergeMatrix: layer.mergeMatrix ?? oneHotRows(layer.keptExperts, numExperts),
       ...(layer.outputScale ? { outputScale: layer.outputScale } : {}),
+      ...(layer.neuronOrder ? { neuronOrder: layer.neuronOrder } : {}),
       ...gating,
     };
   }

@@ -2,6 +2,7 @@ import type { FusedExpertNames, LayerSpec, MlpTensorNames, ModelSpec, WeightSour
 import { mxfp4RoundTrip } from '../checkpoint/mxfp4';
 import { gptOssExpert } from './gptOssExperts';
 import type { WeightData, WeightReader } from './graphBuilder';
+import { mergeTermOrder, type NeuronOrder, permuteColumns, permuteRows } from './neuronOrder';
 
 /** A SwiGLU MLP's weights in HF layout: gate/up [intermediate, hidden], down [hidden, intermediate]; GPT-OSS experts have biases too. */
 export interface MlpWeights {
@@ -97,18 +98,22 @@ function fusedExpert(spec: ModelSpec, source: WeightSource, names: FusedExpertNa
 /**
  * Experts of a merged layer: new expert i = Σ_j mergeMatrix[i][j] · expert j, for gate, up and down alike;
  * with `outputScale`, new expert i's down projection is also multiplied by outputScale[i] (which scales its
- * output exactly, since the down projection is linear).
+ * output exactly, since the down projection is linear); with `neuronOrder`, an expert combined with others
+ * has its intermediate neurons renumbered first (neuronOrder.ts), which leaves its function unchanged.
  */
-export function mergeExperts(experts: MlpWeights[], mergeMatrix: number[][], outputScale?: number[], mxfp4?: MergedMxfp4): MlpWeights[] {
+export function mergeExperts(experts: MlpWeights[], mergeMatrix: number[][], options: MergeOptions = {}): MlpWeights[] {
+  const { outputScale, mxfp4, neuronOrder } = options;
   return mergeMatrix.map((row, i) => {
     // An MXFP4 checkpoint stores a merged (or rescaled) expert re-encoded (export/hfExport.ts): evaluate exactly that.
     const copyOf = row.filter((c) => c !== 0).length === 1 && row.includes(1) && (outputScale?.[i] ?? 1) === 1;
     const stored = (values: Float32Array, rows: number, inputs: number) => (mxfp4 && !copyOf ? mxfp4RoundTrip(values, rows, inputs) : values);
-    const combine = (pick: (e: MlpWeights) => WeightData, scale: number, shape?: [number, number]): WeightData => async () => {
+    const combine = (pick: (e: MlpWeights) => WeightData, scale: number, axis: 'rows' | 'columns' | 'none', shape?: [number, number]): WeightData => async () => {
       let out: Float32Array | undefined;
       for (const [j, coefficient] of row.entries()) {
         if (coefficient === 0) continue;
-        const source = await resolveWeight(pick(experts[j]));
+        const order = axis === 'none' ? undefined : mergeTermOrder(row, j, neuronOrder);
+        const read = await resolveWeight(pick(experts[j]));
+        const source = !order ? read : axis === 'rows' ? permuteRows(read, order, read.length / order.length) : permuteColumns(read, order);
         out ??= new Float32Array(source.length);
         const c = coefficient * scale;
         for (let x = 0; x < out.length; x++) out[x] += c * source[x];
@@ -118,11 +123,25 @@ export function mergeExperts(experts: MlpWeights[], mergeMatrix: number[][], out
     };
     const scale = outputScale?.[i] ?? 1;
     const [I, H] = mxfp4 ? [mxfp4.intermediate, mxfp4.hidden] : [0, 0];
-    const merged: MlpWeights = { gate: combine((e) => e.gate, 1, mxfp4 && [I, H]), up: combine((e) => e.up, 1, mxfp4 && [I, H]), down: combine((e) => e.down, scale, mxfp4 && [H, I]) };
+    const merged: MlpWeights = {
+      gate: combine((e) => e.gate, 1, 'rows', mxfp4 && [I, H]),
+      up: combine((e) => e.up, 1, 'rows', mxfp4 && [I, H]),
+      down: combine((e) => e.down, scale, 'columns', mxfp4 && [H, I]),
+    };
     // Biases combine like their weights (GPT-OSS); the down bias is part of the output the scale multiplies.
-    if (experts[0].gateBias) Object.assign(merged, { gateBias: combine((e) => e.gateBias!, 1), upBias: combine((e) => e.upBias!, 1), downBias: combine((e) => e.downBias!, scale) });
+    // A gate or up bias has one value per neuron (rows of width 1) and follows its neurons; the down bias does not.
+    if (experts[0].gateBias) Object.assign(merged, { gateBias: combine((e) => e.gateBias!, 1, 'rows'), upBias: combine((e) => e.upBias!, 1, 'rows'), downBias: combine((e) => e.downBias!, scale, 'none') });
     return merged;
   });
+}
+
+export interface MergeOptions {
+  /** Per merged row: its down projection times this (output compensation). */
+  outputScale?: number[];
+  /** The layer's experts are MXFP4: merged ones are evaluated re-encoded. */
+  mxfp4?: MergedMxfp4;
+  /** Neuron orders of experts that are merged (UNCURL's alignment). */
+  neuronOrder?: NeuronOrder;
 }
 
 /** The expert shape of an MXFP4 checkpoint's layer, whose merged experts are re-encoded (absent: stored as floats). */

@@ -15,7 +15,11 @@ import { layerWeightBytes, MemoryPlan, mergedLayerBytes, planMemory, Precision }
 import { loadHeld, MemoryLedger } from './memoryLedger';
 import { PrefixCache, batchKey } from './prefixCache';
 import { LayerResidency } from './residency';
+import { neuronOrderRefusal } from './neuronOrder';
 import { firstChangedLayer, resolveLayerPlan, ResolvedLayerPlan } from './runtimePlan';
+
+/** What a merged layer's session is built from. */
+type MergedLayer = Pick<ResolvedLayerPlan, 'outputScale' | 'neuronOrder'> & { mergeMatrix: number[][] };
 import { BatchTablesCache, rotaryDimOf } from './positionTables';
 
 export interface EngineOptions {
@@ -292,7 +296,7 @@ export class ModelEngine {
     let mergeSeconds: number | undefined;
     if (mergeMatrix && layerSpec.kind === 'moe') {
       const started = performance.now();
-      const merged = await this.mergedSession(layerSpec, mergeMatrix, undefined, false);
+      const merged = await this.mergedSession(layerSpec, { mergeMatrix }, false);
       await merged.release();
       mergeSeconds = (performance.now() - started) / 1000;
     }
@@ -388,8 +392,11 @@ export class ModelEngine {
    * ones take at most a quarter of the hidden states' RAM; otherwise it is built for the pass and
    * released after the layer. Its bytes are held in the ledger either way.
    */
-  async mergedSession(layer: LayerSpec, mergeMatrix: number[][], outputScale: number[] | undefined, mayCache: boolean): Promise<{ session: ort.InferenceSession; release: () => Promise<void> }> {
-    const key = JSON.stringify([mergeMatrix, outputScale]);
+  async mergedSession(layer: LayerSpec, merge: MergedLayer, mayCache: boolean): Promise<{ session: ort.InferenceSession; release: () => Promise<void> }> {
+    const { mergeMatrix, outputScale, neuronOrder } = merge;
+    const key = JSON.stringify([mergeMatrix, outputScale, neuronOrder]);
+    const refusal = neuronOrder && neuronOrderRefusal(this.spec, layer.index);
+    if (refusal) throw new Error(`plan for layer ${layer.index}: neuronOrder cannot apply: ${refusal}`);
     const current = this.mergedSessions.get(layer.index);
     if (current?.key === key) return { session: current.session, release: async () => {} };
     const bytes = mergedLayerBytes(this.spec, layer, mergeMatrix.length, this.memory.precision);
@@ -400,7 +407,7 @@ export class ModelEngine {
       this.mergedSessions.delete(layer.index);
     }
     const original = layerWeights(this.spec, this.weights, layer);
-    const { session, unhold } = await loadHeld(this.ledger, bytes, () => loadGraph(buildLayerGraph(this.spec, layer, original, mergeExperts(original.experts!, mergeMatrix, outputScale, mergedMxfp4(this.spec, layer)), { precision: this.options.precision }), this.options));
+    const { session, unhold } = await loadHeld(this.ledger, bytes, () => loadGraph(buildLayerGraph(this.spec, layer, original, mergeExperts(original.experts!, mergeMatrix, { outputScale, neuronOrder, mxfp4: mergedMxfp4(this.spec, layer) }), { precision: this.options.precision }), this.options));
     if (keep) {
       this.mergedSessions.set(layer.index, { key, session, bytes, unhold });
       return { session, release: async () => {} };
@@ -611,7 +618,7 @@ class Pass {
         continue;
       }
       const mayCache = groups.length === 0;
-      groups.push({ planIds: new Set([planId]), acquire: () => this.engine.mergedSession(spec.layers[l], plan.mergeMatrix!, plan.outputScale, mayCache) });
+      groups.push({ planIds: new Set([planId]), acquire: () => this.engine.mergedSession(spec.layers[l], { mergeMatrix: plan.mergeMatrix!, outputScale: plan.outputScale, neuronOrder: plan.neuronOrder }, mayCache) });
     }
     if (unmerged.size === 0) return groups;
     const own = {

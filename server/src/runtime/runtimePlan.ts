@@ -1,4 +1,5 @@
 import type { MoeSpec } from '../checkpoint/modelSpec';
+import { type NeuronOrder, neuronOrderProblem } from './neuronOrder';
 
 /**
  * How one MoE layer is changed at run time. Every field is optional; an absent layer runs unchanged.
@@ -14,6 +15,11 @@ export interface LayerPlan {
    * compensation's least-squares scales. Needs `mergeMatrix` (the scaled weights are a merged layer's own).
    */
   outputScale?: number[];
+  /**
+   * Per original expert id: its intermediate neurons' order where a merge row combines it with others
+   * (neuronOrder.ts; UNCURL's alignment). Needs `mergeMatrix`.
+   */
+  neuronOrder?: NeuronOrder;
   /** Over the E' routed experts: false takes an expert out of routing (its logit becomes -inf). */
   keptExperts?: boolean[];
   /** Overrides the number of experts each token uses. */
@@ -37,6 +43,7 @@ export interface ResolvedLayerPlan {
   adaptiveThreshold: number;
   mergeMatrix?: number[][];
   outputScale?: number[];
+  neuronOrder?: NeuronOrder;
 }
 
 export function resolveLayerPlan(layerIndex: number, moe: MoeSpec, plan: LayerPlan = {}): ResolvedLayerPlan {
@@ -56,6 +63,11 @@ export function resolveLayerPlan(layerIndex: number, moe: MoeSpec, plan: LayerPl
     if (!plan.mergeMatrix) fail('outputScale needs a mergeMatrix (one-hot rows for kept experts)');
     if (plan.outputScale.length !== routedExperts) fail(`outputScale has ${plan.outputScale.length} entries, expected ${routedExperts}`);
     if (!plan.outputScale.every(Number.isFinite)) fail('outputScale has a value that is not a finite number');
+  }
+  if (plan.neuronOrder) {
+    if (!plan.mergeMatrix) fail('neuronOrder needs a mergeMatrix (it renumbers experts that are merged)');
+    const problem = neuronOrderProblem(plan.neuronOrder, E, moe.expert.intermediateSize);
+    if (problem) fail(problem);
   }
   const routerMapTransposed = new Float32Array(E * routedExperts);
   for (let i = 0; i < routedExperts; i++) {
@@ -78,6 +90,7 @@ export function resolveLayerPlan(layerIndex: number, moe: MoeSpec, plan: LayerPl
     adaptiveThreshold,
     mergeMatrix: plan.mergeMatrix,
     ...(plan.outputScale ? { outputScale: plan.outputScale } : {}),
+    ...(plan.neuronOrder ? { neuronOrder: plan.neuronOrder } : {}),
   };
 }
 

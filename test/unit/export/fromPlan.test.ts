@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { CheckpointLoad } from '../../../server/src/checkpoint';
 import { ExportError, exportPlanFile, loadPlanForExport, parseByteSize, previewPlanFile, progressMessage, toExportPlan } from '../../../server/src/export';
+import { type ExportPlan, resolveExportPlan } from '../../../server/src/export/exportPlan';
 import { formatPlan, type MoePlan } from '../../../server/src/plan';
 import { moeLayers, writeAndLoad } from './exportFixtures';
 
@@ -102,6 +103,27 @@ describe('plan → export plan', () => {
     assert.match(result.modelCard!, /REAP pruning, 4 experts per layer/);
     assert.match(result.modelCard!, /\| perplexity \| 7\.1 \| 7\.9 \|/);
     assert.equal(result.modelCard, await readFile(join(root, 'exported', 'README.md'), 'utf8'));
+  });
+
+  it('carries neuron orders to the export, and refuses them for fused experts (Granite MoE) and bad orders', async () => {
+    const I = source.spec.layers[0].kind === 'moe' ? source.spec.layers[0].moe.expert.intermediateSize : 0;
+    const reversed = Array.from({ length: I }, (_, k) => I - 1 - k);
+    const merge = { keptExperts: [0, 2], mergeMatrix: [[0.5, 0.5, 0, 0, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0, 0, 0]], neuronOrder: { 1: reversed } };
+    const aligned = plan({ layers: moeLayers(source.spec).map((layer) => ({ layer, ...merge })), uniformExpertCount: true });
+    const exportPlan = toExportPlan(aligned, source.spec);
+    assert.deepEqual(exportPlan.layers[moeLayers(source.spec)[0]].neuronOrder, { 1: reversed });
+    const resolved = resolveExportPlan(source.spec, exportPlan);
+    assert.deepEqual(resolved.layers[0].neuronOrder, { 1: reversed });
+    const bad = toExportPlan(plan({ layers: [{ layer: moeLayers(source.spec)[0], ...merge, neuronOrder: { 1: reversed.slice(1) } }] }), source.spec);
+    assert.throws(() => resolveExportPlan(source.spec, bad), (error: Error) => error instanceof ExportError && new RegExp(`neuronOrder of expert 1 has ${I - 1} entries`).test(error.message));
+    const granite = await writeAndLoad(join(root, 'granite'), { architecture: 'GraniteMoeForCausalLM', seed: 2, numLayers: 2 });
+    try {
+      const layer = moeLayers(granite.spec)[0];
+      const fused: ExportPlan = { layers: { [layer]: merge }, huggingFace: { exact: true } };
+      assert.throws(() => resolveExportPlan(granite.spec, fused), (error: Error) => error instanceof ExportError && /fused/.test(error.message));
+    } finally {
+      await granite.weights.close();
+    }
   });
 
   it('describes progress as bytes of the total and a rate', () => {

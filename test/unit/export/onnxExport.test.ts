@@ -11,6 +11,7 @@ import { toExportPlan } from '../../../server/src/export/fromPlan';
 import { exportOnnx } from '../../../server/src/export/onnxExport';
 import { toRuntimePlan, type MoePlan, type PlanLayer } from '../../../server/src/plan';
 import { ModelEngine } from '../../../server/src/runtime/modelEngine';
+import { Prng } from '../../support/prng';
 import { assertClose, randomSequences } from '../runtime/runtimeFixtures';
 import { failingFileSystem, moeLayers, snapshot, writeAndLoad } from './exportFixtures';
 
@@ -122,6 +123,28 @@ describe('ONNX export', () => {
       }
     });
   }
+
+  it('OlmoeForCausalLM: merged experts with neuron orders (UNCURL\'s alignment) give the runtime\'s logits', async () => {
+    const source = await writeAndLoad(fresh('olmoe-aligned-source'), { architecture: 'OlmoeForCausalLM', seed: 5, numLayers: 3 });
+    try {
+      const plan = testPlan(source);
+      const prng = new Prng(4);
+      const merged = plan.layers[1];
+      const layerSpec = source.spec.layers[merged.layer];
+      assert.ok(layerSpec.kind === 'moe');
+      const I = layerSpec.moe.expert.intermediateSize;
+      plan.layers[1] = { ...merged, neuronOrder: { 1: prng.permutation(I), 4: prng.permutation(I) } };
+      const target = join(root, `olmoe-aligned-${counter++}.onnx`);
+      await exportOnnx(source, toExportPlan(plan, source.spec), target);
+      const expected = await runtimeLogits(source, plan);
+      const unaligned = await runtimeLogits(source, { ...plan, layers: [plan.layers[0], merged] });
+      assert.ok(expected[0].some((v, i) => Math.abs(v - unaligned[0][i]) > 1e-4), 'the neuron orders change the merge');
+      const { logits } = await onnxLogits(target, source.spec.vocabSize);
+      expected.forEach((sequence, s) => assertClose(logits[s], sequence, `sequence ${s} logits`));
+    } finally {
+      await source.weights.close();
+    }
+  });
 
   it('puts weights in page-aligned external data above the threshold, with the same logits', async () => {
     const source = await writeAndLoad(fresh('external-source'), { architecture: 'MixtralForCausalLM', seed: 8, numLayers: 2 });

@@ -7,6 +7,7 @@ import { loadCheckpoint } from '../../../server/src/checkpoint';
 import { exportHuggingFace, type ExportLayerPlan } from '../../../server/src/export';
 import { ModelEngine } from '../../../server/src/runtime/modelEngine';
 import type { RuntimePlan } from '../../../server/src/runtime/runtimePlan';
+import { Prng } from '../../support/prng';
 import { assertClose, randomSequences } from '../runtime/runtimeFixtures';
 import { moeLayers, planFor, writeAndLoad } from './exportFixtures';
 
@@ -27,11 +28,14 @@ const PLANS: Record<string, ExportLayerPlan> = {
     routerMap: [[0.5, 0.5, 0, 0, 0, 0, 0, 0], oneHot(3), oneHot(5), [0, 0, 0, 0, 0, 0, 0.5, 0.5]],
   },
 };
+/** The merge with UNCURL's alignment: each merged member's neurons renumbered (expert 3 is copied, its order changes nothing). */
+const prng = new Prng(16);
+PLANS['aligned merge'] = { ...PLANS.merge, neuronOrder: { 1: prng.permutation(32), 4: prng.permutation(32), 6: prng.permutation(32), 3: prng.permutation(32) } };
 
 /** What the runtime needs to compute the same model from the unchanged source. */
 function runtimePlanOf(layers: number[], plan: ExportLayerPlan): RuntimePlan {
   const rows = plan.keptExperts.map(oneHot);
-  return { layers: Object.fromEntries(layers.map((layer) => [layer, { routerMap: plan.routerMap ?? rows, mergeMatrix: plan.mergeMatrix ?? rows, topK: plan.topK }])) };
+  return { layers: Object.fromEntries(layers.map((layer) => [layer, { routerMap: plan.routerMap ?? rows, mergeMatrix: plan.mergeMatrix ?? rows, topK: plan.topK, ...(plan.neuronOrder && { neuronOrder: plan.neuronOrder }) }])) };
 }
 
 async function logits(folder: string, plan?: RuntimePlan): Promise<Float32Array[]> {

@@ -9,6 +9,7 @@ import { toRuntimePlan } from '../../../server/src/plan/runtimeConversion';
 import { predictSavings } from '../../../server/src/plan/savings';
 import type { LayerStatistics } from '../../../server/src/plan/statistics';
 import { resolveLayerPlan } from '../../../server/src/runtime/runtimePlan';
+import { Prng } from '../../support/prng';
 import { tinySpec } from './tinySpec';
 
 test('prune-only layers become a mask over E; merged layers become E\' × E matrices the runtime accepts', () => {
@@ -113,8 +114,15 @@ test('the JSON schema is valid JSON and accepts generated plans', async () => {
     layer, tokenCount: [5, 0, 9, 3, 7, 1, 8, 2], softCount: [0, 0, 0, 0, 0, 0, 0, 0],
     routerLogitSimilarity: Array.from({ length: 8 }, (_, i) => Array.from({ length: 8 }, (_, j) => (i === j || (i ^ j) === 1 ? 1 : 0))),
   }));
-  const plan = await generatePlan({ name: 'uncurl' }, { statistics }, { spec, model: { folder: 'model', fingerprint: 'abc' }, calibration: { datasets: ['a.jsonl'] }, dtype: 'BF16', targetExperts: 4 });
+  // Random experts (I = 3, H = 4): UNCURL's default alignment writes neuron orders, which the schema must accept.
+  const prng = new Prng(5);
+  const experts = Array.from({ length: 8 }, () => ({ gate: prng.normalArray(12, 0, 1), up: prng.normalArray(12, 0, 1), down: prng.normalArray(12, 0, 1) }));
+  const alignment = { hidden: 4, intermediate: () => 3, refusal: () => undefined, expert: async (_layer: number, id: number) => experts[id] };
+  const plan = await generatePlan({ name: 'uncurl' }, { statistics, alignment }, { spec, model: { folder: 'model', fingerprint: 'abc' }, calibration: { datasets: ['a.jsonl'] }, dtype: 'BF16', targetExperts: 4 });
+  assert.equal(plan.method.parameters.neuronAlignment, true);
   const reparsed = JSON.parse(formatPlan(plan));
+  assert.ok(reparsed.layers.some((l: { neuronOrder?: object }) => l.neuronOrder), 'some merged expert was renumbered');
+  assert.deepEqual(parsePlan(formatPlan(plan), spec).problems, []);
   assert.deepEqual(validate(schema, reparsed, schema), []);
   assert.deepEqual(reparsed.layers[0].keptExperts, [0, 2, 4, 6]); // pairs {0,1} {2,3} {4,5} {6,7}, the more used survives
   assert.deepEqual(validate(schema, { ...reparsed, layers: [{ layer: 0 }] }, schema), ['$.layers[0]: missing keptExperts']);

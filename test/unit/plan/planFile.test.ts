@@ -34,7 +34,7 @@ test('a well-formed plan parses without problems and survives format → parse',
   const parsed = parsePlan(text, tinySpec());
   assert.deepEqual(parsed.problems, []);
   assert.equal(parsed.valid, true);
-  assert.deepEqual(parsed.plan!.layers[1], { layer: 1, keptExperts: [0, 2, 5, 7], mergeMatrix: undefined, routerMap: undefined, outputScale: undefined, topK: undefined, adaptiveThreshold: undefined });
+  assert.deepEqual(parsed.plan!.layers[1], { layer: 1, keptExperts: [0, 2, 5, 7], mergeMatrix: undefined, routerMap: undefined, outputScale: undefined, neuronOrder: undefined, topK: undefined, adaptiveThreshold: undefined });
   assert.equal(parsed.layerRanges.length, 2);
   assert.match(text, /"keptExperts": \[0, 2, 5, 7\]/);
 });
@@ -137,6 +137,31 @@ test('output scales: one per kept expert, and a removed duplicate takes its scal
   const fixed = parsePlan(applyFix(duplicate, fix), tinySpec()).plan!;
   assert.deepEqual(fixed.layers[0].keptExperts, [0, 1]);
   assert.deepEqual(fixed.layers[0].outputScale, [1, 2]);
+});
+
+test('neuron orders: parsed per expert, survive format → parse, and each is a permutation of the expert\'s neurons beside a mergeMatrix', () => {
+  const merge = [[0.5, 0.5, 0, 0, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0, 0, 0]];
+  const layers = (neuronOrder: unknown, extra: Record<string, unknown> = {}) => [{ layer: 0, keptExperts: [0, 2], mergeMatrix: merge, neuronOrder, ...extra }, { layer: 1, keptExperts: [0, 2] }];
+  const text = formatPlan(basePlan(layers({ 1: [2, 0, 1] })) as unknown as MoePlan);
+  assert.match(text, /"neuronOrder": \{\n\s+"1": \[2, 0, 1\]\n/);
+  const parsed = parsePlan(text, tinySpec());
+  assert.deepEqual(parsed.problems, []);
+  assert.deepEqual(parsed.plan!.layers[0].neuronOrder, { 1: [2, 0, 1] });
+  const problems = (neuronOrder: unknown, extra?: Record<string, unknown>, spec = tinySpec()) => {
+    const source = JSON.stringify(basePlan(layers(neuronOrder, extra)));
+    return parsePlan(source, spec).problems.filter((p) => p.severity === 'error').map((p) => [p.code, p.message, at(source, p)]);
+  };
+  assert.deepEqual(problems({ 1: [0, 0, 1] }), [['neuronOrder', 'neuronOrder of expert 1 lists neuron 0 twice', '[0,0,1]']]);
+  assert.deepEqual(problems({ 1: [1, 0] }), [['neuronOrder', 'neuronOrder of expert 1 has 2 entries; an expert has 3 intermediate neurons', '[1,0]']]);
+  assert.deepEqual(problems({ 1: [0, 1, 3] }), [['neuronOrder', 'neuronOrder of expert 1 has 3, not a neuron in 0..2', '[0,1,3]']]);
+  assert.deepEqual(problems({ 9: [0, 1, 2] }), [['unknownExpert', 'neuronOrder names expert "9": layer 0 has experts 0..7', '"9"']]);
+  assert.deepEqual(problems({ 1: [2, 0, 1] }, { mergeMatrix: undefined }).map(([code, message]) => [code, message]), [['neuronOrder', 'neuronOrder renumbers experts that are merged; it needs a mergeMatrix']]);
+  const [fused] = problems({ 1: [2, 0, 1] }, {}, tinySpec({ fusedExperts: true }));
+  assert.equal(fused[0], 'neuronOrder');
+  assert.match(fused[1], /neuronOrder cannot apply to layer 0: .* fused/);
+  // Without the model, the first order's length stands for the neuron count.
+  const source = JSON.stringify(basePlan(layers({ 1: [1, 0], 3: [0, 1, 2] })));
+  assert.deepEqual(parsePlan(source).problems.map((p) => p.message), ['neuronOrder of expert 3 has 3 entries; an expert has 2 intermediate neurons']);
 });
 
 test('a duplicate beside an id the parser drops: the fix removes the element, and rows only when there is one per element (fuzz regression)', () => {

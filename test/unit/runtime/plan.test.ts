@@ -79,6 +79,68 @@ describe('runtime plans match the reference with the same plan applied', () => {
   it('DeepseekV2ForCausalLM (group_limited_greedy)', () => checkPlans('DeepseekV2ForCausalLM', { deepseek: { firstKDenseReplace: 0, topkMethod: 'group_limited_greedy', nGroup: 2, topkGroup: 1 } }));
   it('Glm4MoeForCausalLM', () => checkPlans('Glm4MoeForCausalLM', { deepseek: { firstKDenseReplace: 0, useQkNorm: true } }));
 
+  // Neuron orders (UNCURL's alignment) renumber merged experts' neurons: the merge pairs other neurons, the function of each expert is unchanged.
+  const shuffled = (n: number) => prng.permutation(n);
+  for (const architecture of ['MixtralForCausalLM', 'Qwen2MoeForCausalLM', 'OlmoeForCausalLM'] as const) {
+    it(`${architecture}: merged experts with neuron orders match the reference, and differ from the unaligned merge`, async () => {
+      await withCheckpoint({ architecture, seed: 13, numLayers: 2, numExperts: E, mlpOnlyLayers: [] }, async ({ spec, weights }) => {
+        const engine = await ModelEngine.create(spec, weights);
+        try {
+          const I = spec.layers[0].kind === 'moe' ? spec.layers[0].moe.expert.intermediateSize : 0;
+          const sequences = randomSequences([8, 5], spec.vocabSize, 9);
+          // Expert 5 is copied (row 3): its order must change nothing.
+          const neuronOrder = { 1: shuffled(I), 3: shuffled(I), 5: shuffled(I) };
+          const unaligned: RuntimePlan = { layers: { 0: { routerMap: pairMerge, mergeMatrix: pairMerge }, 1: { routerMap: pairMerge, mergeMatrix: pairMerge } } };
+          const aligned: RuntimePlan = { layers: { 0: { ...unaligned.layers[0], neuronOrder }, 1: { ...unaligned.layers[1], neuronOrder: { 0: shuffled(I) } } } };
+          const [plain, result] = [await engine.forward({ sequences, outputs: { logits: 'all' }, plan: unaligned }), await engine.forward({ sequences, outputs: { logits: 'all' }, plan: aligned })];
+          assert.ok(result.sequences[0].logits!.some((v, i) => Math.abs(v - plain.sequences[0].logits![i]) > 1e-4), 'the neuron orders change the merge');
+          for (const [s, tokens] of sequences.entries()) {
+            const reference = await referenceForward(spec, weights, tokens, aligned);
+            assertClose(result.sequences[s].logits!, reference.logits, `sequence ${s} logits`);
+          }
+          // Orders on copied experts only change nothing at all.
+          const copiesOnly: RuntimePlan = { layers: { 0: { routerMap: identity(6), mergeMatrix: identity(6), neuronOrder: { 2: shuffled(I) } } } };
+          const copies = await engine.forward({ sequences, outputs: { logits: 'all' }, plan: copiesOnly });
+          const plainCopies = await engine.forward({ sequences, outputs: { logits: 'all' }, plan: { layers: { 0: { routerMap: identity(6), mergeMatrix: identity(6) } } } });
+          assert.deepEqual(copies.sequences[0].logits, plainCopies.sequences[0].logits);
+        } finally {
+          await engine.close();
+        }
+      });
+    });
+  }
+
+  it('refuses neuron orders for fused experts (Granite MoE) and malformed ones', async () => {
+    await withCheckpoint({ architecture: 'GraniteMoeForCausalLM', seed: 13, numLayers: 2, numExperts: E, mlpOnlyLayers: [] }, async ({ spec, weights }) => {
+      const engine = await ModelEngine.create(spec, weights);
+      try {
+        const I = spec.layers[0].kind === 'moe' ? spec.layers[0].moe.expert.intermediateSize : 0;
+        const sequences = randomSequences([4], spec.vocabSize);
+        await assert.rejects(engine.forward({ sequences, outputs: { loss: true }, plan: { layers: { 0: { routerMap: pairMerge, mergeMatrix: pairMerge, neuronOrder: { 1: shuffled(I) } } } } }), /layer 0: neuronOrder cannot apply: .*fused/);
+      } finally {
+        await engine.close();
+      }
+    });
+    await withCheckpoint({ architecture: 'MixtralForCausalLM' }, async ({ spec, weights }) => {
+      const engine = await ModelEngine.create(spec, weights);
+      try {
+        const I = spec.layers[0].kind === 'moe' ? spec.layers[0].moe.expert.intermediateSize : 0;
+        const sequences = randomSequences([4], spec.vocabSize);
+        const twice = shuffled(I);
+        twice[1] = twice[0];
+        const bad: [RuntimePlan, RegExp][] = [
+          [{ layers: { 0: { neuronOrder: { 1: shuffled(I) } } } }, /layer 0: neuronOrder needs a mergeMatrix/],
+          [{ layers: { 0: { routerMap: pairMerge, mergeMatrix: pairMerge, neuronOrder: { 1: shuffled(I - 1) } } } }, new RegExp(`neuronOrder of expert 1 has ${I - 1} entries`)],
+          [{ layers: { 0: { routerMap: pairMerge, mergeMatrix: pairMerge, neuronOrder: { 1: twice } } } }, /neuronOrder of expert 1 lists neuron \d+ twice/],
+          [{ layers: { 0: { routerMap: pairMerge, mergeMatrix: pairMerge, neuronOrder: { 9: shuffled(I) } } } }, /neuronOrder names expert "9"/],
+        ];
+        for (const [plan, message] of bad) await assert.rejects(engine.forward({ sequences, outputs: { loss: true }, plan }), message);
+      } finally {
+        await engine.close();
+      }
+    });
+  });
+
   it('adaptive gating drops second experts and renormalises to 1 (Mixtral)', async () => {
     await withCheckpoint({ architecture: 'MixtralForCausalLM', seed: 4 }, async ({ spec, weights }) => {
       const engine = await ModelEngine.create(spec, weights);

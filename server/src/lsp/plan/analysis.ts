@@ -101,6 +101,8 @@ export interface LayerEntry {
   keptExperts: number[];
   mergeMatrix?: number[][];
   routerMap?: number[][];
+  /** Experts with a `neuronOrder` (renumbered before they are merged). */
+  alignedExperts?: number[];
   topK?: number;
   adaptiveThreshold?: number;
 }
@@ -114,11 +116,13 @@ export function readLayerEntry(node: Node): LayerEntry {
   const numbers = (x: unknown) => (Array.isArray(x) ? x.filter((v): v is number => typeof v === 'number') : []);
   const matrix = (x: unknown) => (Array.isArray(x) ? x.map(numbers) : undefined);
   const threshold = value('adaptiveThreshold');
+  const orders = value('neuronOrder');
   return {
     layer: integer(value('layer')),
     keptExperts: numbers(value('keptExperts')),
     mergeMatrix: matrix(value('mergeMatrix')),
     routerMap: matrix(value('routerMap')),
+    ...(orders && typeof orders === 'object' && !Array.isArray(orders) ? { alignedExperts: Object.keys(orders).filter((key) => /^\d+$/.test(key)).map(Number) } : {}),
     topK: integer(value('topK')),
     adaptiveThreshold: typeof threshold === 'number' ? threshold : undefined,
   };

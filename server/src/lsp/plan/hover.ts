@@ -88,7 +88,7 @@ function layerHover(entry: LayerEntry, numExperts: number): string {
   }
   const merges = (entry.mergeMatrix ?? []).flatMap((row, i) => {
     const expert = entry.keptExperts[i];
-    const absorbed = row.flatMap((w, j) => (w !== 0 && j !== expert ? [`${j} (${format(w)})`] : []));
+    const absorbed = row.flatMap((w, j) => (w !== 0 && j !== expert ? [`${j} (${format(w)}${entry.alignedExperts?.includes(j) ? ', neurons aligned' : ''})`] : []));
     return absorbed.length > 0 ? [`- expert ${expert} absorbs ${absorbed.join(', ')}`] : [];
   });
   lines.push('', merges.length > 0 ? ['Merged experts:', ...merges].join('\n') : entry.mergeMatrix ? 'No expert merges another.' : 'Pure pruning: no merge matrix.');

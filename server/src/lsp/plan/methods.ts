@@ -67,7 +67,7 @@ export const METHODS: Record<MethodName, MethodInfo> = {
     ],
   },
   uncurl: {
-    summary: 'Merges experts by spectral clustering of router logits, weighted by usage (Sarkar et al. 2024).',
+    summary: 'Merges experts by spectral clustering of router logits, weighted by usage (Sarkar et al. 2024), each merged expert\'s neurons first aligned to the survivor\'s.',
     parameters: [
       targetExperts,
       keepShare,
@@ -76,6 +76,12 @@ export const METHODS: Record<MethodName, MethodInfo> = {
         name: 'similarity',
         description: '"cosine" of the experts\' router-logit columns (the paper), or "correlation": the same columns centred first, which keeps apart experts that split a task\'s tokens between them instead of merging every expert the task uses.',
         defaultValue: constant(UNCURL_DEFAULTS.similarity),
+      },
+      {
+        name: 'neuronAlignment',
+        description:
+          'Before an expert is merged into its cluster\'s survivor, renumber its intermediate neurons to best match the survivor\'s (Hungarian assignment on the cosine of each neuron\'s gate row, up row and down column), so the merge averages matched neurons; renumbering leaves the expert\'s function unchanged. Writes `neuronOrder`. `false` merges neuron k with neuron k. Layers with fused or quantised (MXFP4, FP8) experts, or more than 4096 intermediate neurons, merge unaligned and the plan says why (`neuronAlignmentSkipped`). CLI: `--no-neuron-alignment`.',
+        defaultValue: constant(UNCURL_DEFAULTS.neuronAlignment),
       },
       repairs,
       singleExpertShare,

@@ -67,7 +67,9 @@ export function planMethod(name: GenerateMethodName, parameters: Record<string, 
       if (similarity !== undefined && !UNCURL_SIMILARITIES.includes(similarity as UncurlSimilarity)) {
         throw new UserError(`The uncurl parameter "similarity" must be ${UNCURL_SIMILARITIES.map((x) => `"${x}"`).join(' or ')}.`);
       }
-      return { name, ...defined({ restarts: numberParameter('restarts'), similarity: similarity as UncurlSimilarity | undefined }) };
+      const neuronAlignment = parameters.neuronAlignment;
+      if (neuronAlignment !== undefined && typeof neuronAlignment !== 'boolean') throw new UserError('The uncurl parameter "neuronAlignment" must be true or false.');
+      return { name, ...defined({ restarts: numberParameter('restarts'), similarity: similarity as UncurlSimilarity | undefined, neuronAlignment }) };
     }
     case 'adaptiveGating': {
       const bound = numberParameter('maxLossIncrease');

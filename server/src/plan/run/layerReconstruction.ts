@@ -18,6 +18,7 @@
  */
 import type { ClampedSwiglu, ModelSpec, MoeSpec, WeightSource } from '../../checkpoint/modelSpec';
 import { layerWeights, mergedMxfp4, mergeExperts, type MergedMxfp4, type MlpWeights, resolveWeight } from '../../runtime/layerWeights';
+import type { NeuronOrder } from '../../runtime/neuronOrder';
 import type { CompensationSums } from '../methods/outputCompensation';
 import type { PlanLayer } from '../planFile';
 import { oneHotRows } from '../runtimeConversion';
@@ -189,7 +190,7 @@ export class LayerReconstruction {
     const rows = plan.keptExperts.length;
     const routerMap = plan.routerMap ?? oneHotRows(plan.keptExperts, E);
     const mergeRows = plan.mergeMatrix ?? oneHotRows(plan.keptExperts, E);
-    const outputs = await this.rowOutputs(cache, mergeRows);
+    const outputs = await this.rowOutputs(cache, mergeRows, plan.neuronOrder);
     const k = Math.min(plan.topK ?? cache.moe.topK, rows);
     const gram = new Float64Array(rows * rows);
     const cross = new Float64Array(rows);
@@ -255,7 +256,7 @@ export class LayerReconstruction {
   }
 
   /** Each planned row's output on every calibration token: the cached one for a copy, computed for a merge. */
-  private async rowOutputs(cache: LayerCache, mergeRows: number[][]): Promise<Float32Array[]> {
+  private async rowOutputs(cache: LayerCache, mergeRows: number[][], neuronOrder: NeuronOrder | undefined): Promise<Float32Array[]> {
     const outputs: Float32Array[] = [];
     for (const row of mergeRows) {
       const copyOf = row.filter((c) => c !== 0).length === 1 ? row.indexOf(1) : -1;
@@ -263,7 +264,7 @@ export class LayerReconstruction {
         outputs.push(cache.outputs[copyOf]);
         continue;
       }
-      const [merged] = mergeExperts(cache.experts, [row], undefined, cache.mxfp4);
+      const [merged] = mergeExperts(cache.experts, [row], { mxfp4: cache.mxfp4, neuronOrder });
       outputs.push(await expertOutputs(cache.inputs, cache.tokens, this.hidden, cache.moe, merged));
     }
     return outputs;
