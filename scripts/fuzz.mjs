@@ -2,7 +2,7 @@
 // `npm run fuzz -- [--seconds N] [--inputs M] [--only surface[,surface]]`: the fuzz suite's surfaces
 // (test/fuzz) from fresh seeds, each until N seconds or M inputs, whichever comes first (default 60 s),
 // instead of the fixed, seeded inputs `npm test` runs. They run outside node:test
-// (test/fuzz/plainRunner.ts), which is about 20 times faster per await. A failing input is saved
+// (test/fuzz/plainRunner.ts), 10-20% cheaper per input, and can be picked. A failing input is saved
 // under test/fuzz/regressions/ and replayed by every later run, `npm test` included.
 // FUZZ_REPORT=<file> appends one JSON line of figures per surface.
 import { spawnSync } from 'node:child_process';

@@ -4,9 +4,9 @@
  * - `npm test` (the `fuzz` stage) runs each surface as a node:test test on a fixed number of inputs
  *   from a fixed seed, so CI is repeatable and time-boxed.
  * - `npm run fuzz` (scripts/fuzz.mjs) runs the same surfaces outside node:test (FUZZ_PLAIN=1, see
- *   plainRunner.ts) from a fresh seed, for FUZZ_INPUTS inputs or FUZZ_SECONDS seconds a surface,
- *   whichever comes first: node:test's async bookkeeping makes every await inside a test() about 20
- *   times slower, which a long run cannot afford.
+ *   plainRunner.ts) from a fresh seed (or FUZZ_SEED), for FUZZ_INPUTS inputs or FUZZ_SECONDS seconds
+ *   a surface, whichever comes first, one surface or a few at a time (FUZZ_ONLY). Outside node:test
+ *   the same inputs cost 10-20% less CPU (README.md).
  * - The oracle: a valid input is accepted, an invalid one is a user error (the project's own kind)
  *   whose message names the file, carries no stack lines and stays under the message cap; always
  *   within a time limit and with bounded memory.
@@ -167,7 +167,7 @@ export async function fuzzSurface(surface: string, inputs: fc.Arbitrary<Uint8Arr
   // The machine is shared, so rates are per CPU-second of this process, not per wall second.
   const cpuBefore = process.cpuUsage();
   const started = performance.now();
-  const seed = LONG ? Date.now() ^ (Math.random() * 2 ** 31) : seedOf(surface);
+  const seed = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : LONG ? Date.now() ^ (Math.random() * 2 ** 31) : seedOf(surface);
   let count = 0;
   let failing: Uint8Array | undefined;
   let failure: unknown;

@@ -1,7 +1,7 @@
 /**
  * Runs the fuzz surfaces outside node:test, for `npm run fuzz` (scripts/fuzz.mjs): the same
- * properties, set-up and oracle as the test files, but without node:test's async bookkeeping, which
- * makes every await inside a test() about 20 times slower. FUZZ_ONLY=<surface>[,<surface>] picks
+ * properties, set-up and oracle as the test files, without node:test's bookkeeping around every
+ * await (10-20% of the CPU, README.md), and one surface or a few at a time. FUZZ_ONLY=<surface>[,<surface>] picks
  * surfaces; FUZZ_INPUTS and FUZZ_SECONDS bound each (harness.ts). FUZZ_REPORT=<file> appends one JSON
  * line per finished surface. Exit 1 if any surface failed.
  */
