@@ -174,6 +174,8 @@ export async function fuzzSurface(surface: string, inputs: fc.Arbitrary<Uint8Arr
   const result = await fc.check(
     fc.asyncProperty(inputs, async (input) => {
       count++;
+      // A long run says how far it is, so a slow surface can be judged (and stopped) before its end.
+      if (LONG && count % 10_000 === 0) console.log(`fuzz ${surface}: ${count} inputs after ${((performance.now() - started) / 1000).toFixed(0)} s`);
       try {
         await property(input);
       } catch (error) {
