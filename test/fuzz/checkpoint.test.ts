@@ -1,40 +1,49 @@
 /**
  * Fuzzing the checkpoint readers: safetensors headers and data, the sharded index, config.json and
  * tokenizer.json, each written into a real model folder and opened the way `info`/`profile` open it.
+ * Each surface has one folder, set up once, and each input overwrites only the file it replaces:
+ * writing a whole model folder per input cost more than the reading under test.
  */
 import fc from 'fast-check';
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { after, before, test } from 'node:test';
 import { loadCheckpoint } from '../../server/src/checkpoint';
 import { SafetensorsFile } from '../../server/src/checkpoint/safetensors';
 import { openWeights } from '../../server/src/checkpoint/weightFiles';
 import { writeRandomCheckpoint } from '../support/randomCheckpoint';
-import { expectCleanOutcome, fuzzSurface, hostileJson, jsonText, utf8 } from './harness';
+import { afterSurfaces, beforeSurfaces, FUZZ_TMP, expectCleanOutcome, fuzzSurface, hostileJson, jsonText, surface, utf8 } from './harness';
 
 let root: string;
 let valid: string;
-before(async () => {
-  root = mkdtempSync(path.join(tmpdir(), 'moe-fuzz-checkpoint-'));
+/** The valid checkpoint's config.json and tokenizer.json, parsed once. */
+let validConfig: Record<string, unknown>;
+let validTokenizer: Record<string, unknown>;
+beforeSurfaces(async () => {
+  root = mkdtempSync(path.join(FUZZ_TMP, 'moe-fuzz-checkpoint-'));
   valid = path.join(root, 'valid');
   await writeRandomCheckpoint(valid, { architecture: 'MixtralForCausalLM', numLayers: 1, numExperts: 2, topK: 1, hiddenSize: 8, numHeads: 2, numKvHeads: 1, expertIntermediateSize: 8 });
+  validConfig = JSON.parse(readFileSync(path.join(valid, 'config.json'), 'utf8')) as Record<string, unknown>;
+  validTokenizer = JSON.parse(readFileSync(path.join(valid, 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
 });
-after(() => rmSync(root, { recursive: true, force: true }));
+afterSurfaces(() => rmSync(root, { recursive: true, force: true }));
 
-let folders = 0;
-function freshFolder(): string {
-  const folder = path.join(root, `case-${folders++}`);
-  return folder;
-}
+const MODEL_FILES = ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'];
 
-/** A model folder: the valid checkpoint with `file` replaced by `bytes`. */
-function folderWith(file: string, bytes: Uint8Array, keep: string[] = ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']): string {
-  const folder = freshFolder();
-  require('node:fs').mkdirSync(folder);
-  for (const name of keep) if (name !== file) copyFileSync(path.join(valid, name), path.join(folder, name));
-  writeFileSync(path.join(folder, file), bytes);
-  return folder;
+/**
+ * The surface's model folder, made once with copies of `keep` from the valid checkpoint; `write`
+ * replaces the fuzzed file in it and returns the folder.
+ */
+function surfaceFolder(name: string, file: string, keep: string[] = MODEL_FILES): (bytes: Uint8Array) => string {
+  let folder: string | undefined;
+  return (bytes) => {
+    if (folder === undefined) {
+      folder = path.join(root, name);
+      mkdirSync(folder);
+      for (const kept of keep) if (kept !== file) copyFileSync(path.join(valid, kept), path.join(folder, kept));
+    }
+    writeFileSync(path.join(folder, file), bytes);
+    return folder;
+  };
 }
 
 const DTYPES = ['F32', 'F16', 'BF16', 'I64', 'I32', 'U8', 'BOOL', 'F8_E4M3', 'F64', 'Q4', ''];
@@ -68,10 +77,10 @@ const safetensorsBytes: fc.Arbitrary<Uint8Array> = fc
     return bytes;
   });
 
-test('fuzz: safetensors headers and data', async () => {
+surface('safetensors', 'fuzz: safetensors headers and data', async () => {
+  const write = surfaceFolder('safetensors', 'model.safetensors', []);
   await fuzzSurface('safetensors', safetensorsBytes, async (bytes) => {
-    const folder = folderWith('model.safetensors', bytes, []);
-    const file = path.join(folder, 'model.safetensors');
+    const file = path.join(write(bytes), 'model.safetensors');
     await expectCleanOutcome(file, async () => {
       const opened = await SafetensorsFile.open(file);
       try {
@@ -80,7 +89,6 @@ test('fuzz: safetensors headers and data', async () => {
         await opened.close();
       }
     });
-    rmSync(folder, { recursive: true, force: true });
   });
 });
 
@@ -91,12 +99,11 @@ const indexBytes = jsonText(
   ),
 );
 
-test('fuzz: sharded index', async () => {
+surface('index', 'fuzz: sharded index', async () => {
+  const write = surfaceFolder('index', 'model.safetensors.index.json', ['model.safetensors']);
   await fuzzSurface('index', indexBytes, async (bytes) => {
-    const folder = folderWith('model.safetensors.index.json', bytes, ['model.safetensors']);
-    const file = path.join(folder, 'model.safetensors.index.json');
-    await expectCleanOutcome(file, async () => (await openWeights(folder)).close());
-    rmSync(folder, { recursive: true, force: true });
+    const folder = write(bytes);
+    await expectCleanOutcome(path.join(folder, 'model.safetensors.index.json'), async () => (await openWeights(folder)).close());
   });
 });
 
@@ -111,12 +118,11 @@ function configBytes(validConfig: () => Record<string, unknown>): fc.Arbitrary<U
   );
 }
 
-test('fuzz: config.json', async () => {
-  const validConfig = () => JSON.parse(require('node:fs').readFileSync(path.join(valid, 'config.json'), 'utf8')) as Record<string, unknown>;
-  await fuzzSurface('config', configBytes(validConfig), async (bytes) => {
-    const folder = folderWith('config.json', bytes);
+surface('config', 'fuzz: config.json', async () => {
+  const write = surfaceFolder('config', 'config.json');
+  await fuzzSurface('config', configBytes(() => validConfig), async (bytes) => {
+    const folder = write(bytes);
     await expectCleanOutcome(path.join(folder, 'config.json'), async () => (await loadCheckpoint(folder)).weights.close());
-    rmSync(folder, { recursive: true, force: true });
   });
 });
 
@@ -125,17 +131,17 @@ test('fuzz: config.json', async () => {
  * a catastrophically backtracking pattern hangs the tokenizer synchronously, which no in-process
  * deadline can interrupt (see the regression test in test/unit/checkpoint/hostileInput.test.ts).
  */
-test('fuzz: tokenizer.json', async () => {
-  const validTokenizer = () => JSON.parse(require('node:fs').readFileSync(path.join(valid, 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
+surface('tokenizer', 'fuzz: tokenizer.json', async () => {
   const parts = ['model', 'normalizer', 'pre_tokenizer', 'decoder', 'post_processor', 'added_tokens', 'truncation', 'padding'];
   const inputs = jsonText(
     fc.oneof(
-      { weight: 5, arbitrary: fc.dictionary(fc.constantFrom(...parts), fc.oneof(hostileJson, fc.record({ type: fc.constantFrom('BPE', 'WordPiece', 'Unigram', 'ByteLevel', 'Metaspace', 'Sequence', 'Split', 'NFC', 'Lowercase', 'constructor'), vocab: hostileJson, merges: hostileJson, pattern: fc.record({ Regex: fc.constantFrom('\\s+', '[a-z]+', '.', '(') }), pretokenizers: hostileJson }, { requiredKeys: ['type'] }))).map((changes) => ({ ...validTokenizer(), ...changes })) },
+      { weight: 5, arbitrary: fc.dictionary(fc.constantFrom(...parts), fc.oneof(hostileJson, fc.record({ type: fc.constantFrom('BPE', 'WordPiece', 'Unigram', 'ByteLevel', 'Metaspace', 'Sequence', 'Split', 'NFC', 'Lowercase', 'constructor'), vocab: hostileJson, merges: hostileJson, pattern: fc.record({ Regex: fc.constantFrom('\\s+', '[a-z]+', '.', '(') }), pretokenizers: hostileJson }, { requiredKeys: ['type'] }))).map((changes) => ({ ...validTokenizer, ...changes })) },
       { weight: 1, arbitrary: hostileJson },
     ),
   );
+  const write = surfaceFolder('tokenizer', 'tokenizer.json');
   await fuzzSurface('tokenizer', inputs, async (bytes) => {
-    const folder = folderWith('tokenizer.json', bytes);
+    const folder = write(bytes);
     await expectCleanOutcome(path.join(folder, 'tokenizer.json'), async () => {
       const checkpoint = await loadCheckpoint(folder);
       try {
@@ -144,6 +150,5 @@ test('fuzz: tokenizer.json', async () => {
         await checkpoint.weights.close();
       }
     });
-    rmSync(folder, { recursive: true, force: true });
   });
 });

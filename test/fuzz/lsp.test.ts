@@ -5,17 +5,16 @@
  */
 import fc from 'fast-check';
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
 import { ErrorCodes as LspErrorCodes, ResponseError } from 'vscode-languageserver-protocol';
 import { ErrorCodes, REQUEST_PARAM_SCHEMAS } from '../../common/protocol';
 import { startServer, type ServerUnderTest } from '../support/lspClient';
-import { fuzzSurface, hostileJson, utf8, INPUT_TIME_LIMIT_MS } from './harness';
+import { afterSurfaces, beforeSurfaces, fuzzSurface, hostileJson, utf8, INPUT_TIME_LIMIT_MS, surface } from './harness';
 
 let server: ServerUnderTest;
-before(async () => {
+beforeSurfaces(async () => {
   server = await startServer({ trusted: false });
 });
-after(() => server.stop());
+afterSurfaces(() => server.stop());
 
 const methods = Object.keys(REQUEST_PARAM_SCHEMAS);
 const field = fc.constantFrom('uri', 'folder', 'folders', 'model', 'field', 'settings', 'plan', 'datasets', 'calibration', 'format', 'target', 'methods', 'counts', 'seed', 'output', 'a', 'b', 'workDoneToken', 'evaluation', 'metric');
@@ -34,7 +33,7 @@ const requests = fc.tuple(fc.constantFrom(...methods), params).map(([method, val
 
 const ANSWERED_CODES = new Set<number>([LspErrorCodes.InvalidParams, ErrorCodes.InvalidInput, ErrorCodes.Untrusted, ErrorCodes.Cancelled]);
 
-test('fuzz: LSP requests with wrong parameter shapes', async () => {
+surface('lsp', 'fuzz: LSP requests with wrong parameter shapes', async () => {
   await fuzzSurface('lsp', requests, async (bytes) => {
     const { method, params: value } = JSON.parse(new TextDecoder().decode(bytes)) as { method: string; params: unknown };
     let timer: NodeJS.Timeout | undefined;

@@ -1,6 +1,6 @@
 /** The checkpoint stage's public surface: open a model folder; read and write safetensors. */
 
-export { loadCheckpoint, type CheckpointLoad } from './loadCheckpoint';
+export { loadCheckpoint, type CheckpointLoad, type CheckpointWeightsLoad, type LoadCheckpointOptions } from './loadCheckpoint';
 export { CheckpointError, type CheckpointErrorCode } from './errors';
 export { parseModelConfig } from './config';
 export { listExpectedTensors, type ExpectedTensor } from './expectedTensors';

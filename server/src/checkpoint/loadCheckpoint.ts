@@ -1,6 +1,10 @@
 /**
  * Opens a model folder: config.json -> ModelSpec, weights (validated against the spec, read lazily),
  * tokenizer. Nothing else in MoE Studio reads these files directly.
+ *
+ * The tokenizer is optional: building one parses tokenizer.json (megabytes for real models) and
+ * checks its patterns, which a reader of weights and config alone (an export preview) never needs,
+ * and a broken tokenizer.json should not stop what does not tokenize.
  */
 
 import { stat } from 'node:fs/promises';
@@ -42,11 +46,21 @@ async function readConfig(folder: string): Promise<Record<string, unknown>> {
   throw new CheckpointError('invalidConfig', `${path} is not a JSON object.`, path);
 }
 
+/** A checkpoint opened without its tokenizer: config, spec and weights. */
+export type CheckpointWeightsLoad = Omit<CheckpointLoad, 'tokenizer'>;
+
+export interface LoadCheckpointOptions {
+  /** false: do not read tokenizer.json at all (default true). */
+  tokenizer?: boolean;
+}
+
 /**
  * `path` is the model folder; a file inside it (config.json, a .safetensors shard) stands for its
  * folder. A pickle file is refused outright.
  */
-export async function loadCheckpoint(path: string): Promise<CheckpointLoad> {
+export async function loadCheckpoint(path: string): Promise<CheckpointLoad>;
+export async function loadCheckpoint(path: string, options: { tokenizer: false }): Promise<CheckpointWeightsLoad>;
+export async function loadCheckpoint(path: string, options: LoadCheckpointOptions = {}): Promise<CheckpointLoad | CheckpointWeightsLoad> {
   const target = resolve(path);
   let isFile: boolean;
   try {
@@ -70,8 +84,9 @@ export async function loadCheckpoint(path: string): Promise<CheckpointLoad> {
     const fp8 = fp8Quantization(config, join(folder, CONFIG_FILE));
     const weights = fp8 ? new Fp8BlockWeights(stored, fp8, folder) : stored;
     validateWeights(spec, weights, folder);
-    const tokenizer = await loadTokenizer(folder, config);
-    return { folder, config, spec, weights, tokenizer, uncomputableTensors: weights.uncomputableTensors() };
+    const opened = { folder, config, spec, weights, uncomputableTensors: weights.uncomputableTensors() };
+    if (options.tokenizer === false) return opened;
+    return { ...opened, tokenizer: await loadTokenizer(folder, config) };
   } catch (error) {
     await stored.close();
     throw error;

@@ -6,7 +6,8 @@
 import * as path from 'node:path';
 import type { EvaluationMetric } from '../../../common/protocol';
 import { ExportError } from '../export';
-import { loadPlanForExport, type PlanForExport } from '../export/fromPlan';
+import type { CheckpointWeightsLoad } from '../checkpoint';
+import { loadPlanForPreview, type PlanForExport } from '../export/fromPlan';
 import { UserError } from '../errors';
 import type { ModelSpec } from '../checkpoint/modelSpec';
 import { formatPlan, toRuntimePlan, type MoePlan, type PlanEvaluation, type PlanLayer } from '../plan';
@@ -52,13 +53,17 @@ export interface EvaluationRun {
   signal?: AbortSignal;
 }
 
-/** A loaded plan, checked against its model (architecture, experts, layers and, when both have one, fingerprint). */
-export async function loadCheckedPlan(planFile: string, unsavedText?: string, workspaceFolders: readonly string[] = []): Promise<PlanForExport & { identity: ModelIdentity }> {
-  let loaded: PlanForExport;
+/**
+ * A loaded plan, checked against its model (architecture, experts, layers and, when both have one,
+ * fingerprint). The model is opened without its tokenizer: the plan preview reads config and
+ * weights only, and an evaluation tokenizes through the runtime it loads afterwards.
+ */
+export async function loadCheckedPlan(planFile: string, unsavedText?: string, workspaceFolders: readonly string[] = []): Promise<PlanForExport<CheckpointWeightsLoad> & { identity: ModelIdentity }> {
+  let loaded: PlanForExport<CheckpointWeightsLoad>;
   try {
     // The workspace folders the request knows (a plan in plans/ names its model relative to one), then
     // the working directory, which is the workspace for a single-folder editor and for the CLI.
-    loaded = await loadPlanForExport(planFile, [...workspaceFolders, process.cwd()], unsavedText);
+    loaded = await loadPlanForPreview(planFile, [...workspaceFolders, process.cwd()], unsavedText);
   } catch (error) {
     if (error instanceof ExportError) throw new UserError(error.message);
     throw error;

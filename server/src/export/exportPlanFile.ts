@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ExportFormat } from '../../../common/protocol';
-import { loadPlanForExport } from './fromPlan';
+import { loadPlanForExport, loadPlanForPreview } from './fromPlan';
 import type { WrittenFile } from './hashedFile';
 import { exportHuggingFace, type ExportProgress } from './hfExport';
 import { exportOnnx } from './onnxExport';
@@ -33,8 +33,9 @@ export interface PlanFileExportResult {
   staleRemoved: string[];
 }
 
+/** What the export of a plan would write; the model's tokenizer is not read. */
 export async function previewPlanFile(planFile: string): Promise<ExportPreview> {
-  const { source, exportPlan } = await loadPlanForExport(planFile);
+  const { source, exportPlan } = await loadPlanForPreview(planFile);
   try {
     return previewExport(source, exportPlan);
   } finally {

@@ -7,7 +7,7 @@
 
 import { resolve } from 'node:path';
 import { MAX_METADATA_BYTES, readRegularFile } from '../regularFile';
-import { CheckpointError, loadCheckpoint, type CheckpointLoad } from '../checkpoint';
+import { CheckpointError, loadCheckpoint, type CheckpointLoad, type CheckpointWeightsLoad } from '../checkpoint';
 import type { ModelSpec } from '../checkpoint/modelSpec';
 import { analyseHfExactness, parsePlan, type MoePlan, type PlanEvaluation } from '../plan';
 import { resolvePlanPath } from '../lsp/plan/resources';
@@ -88,11 +88,11 @@ function evaluationRecord(evaluations: readonly PlanEvaluation[]): ExportPlan['e
   };
 }
 
-export interface PlanForExport {
+export interface PlanForExport<Source extends CheckpointWeightsLoad = CheckpointLoad> {
   planFile: string;
   plan: MoePlan;
   /** The checkpoint the plan names, open: close `source.weights` when done. */
-  source: CheckpointLoad;
+  source: Source;
   exportPlan: ExportPlan;
 }
 
@@ -103,7 +103,19 @@ export interface PlanForExport {
  * working directory), never against the folders above: a plan from elsewhere must not pick up
  * whatever model happens to sit in some parent folder.
  */
-export async function loadPlanForExport(planFile: string, workspaceFolders: readonly string[] = [process.cwd()], unsavedText?: string): Promise<PlanForExport> {
+export function loadPlanForExport(planFile: string, workspaceFolders: readonly string[] = [process.cwd()], unsavedText?: string): Promise<PlanForExport> {
+  return openPlanModel(planFile, workspaceFolders, unsavedText, (folder) => loadCheckpoint(folder));
+}
+
+/**
+ * As `loadPlanForExport`, without the tokenizer: a preview reads config and tensor headers only, so
+ * it neither pays for building the tokenizer nor fails on a tokenizer.json it would never use.
+ */
+export function loadPlanForPreview(planFile: string, workspaceFolders: readonly string[] = [process.cwd()], unsavedText?: string): Promise<PlanForExport<CheckpointWeightsLoad>> {
+  return openPlanModel(planFile, workspaceFolders, unsavedText, (folder) => loadCheckpoint(folder, { tokenizer: false }));
+}
+
+async function openPlanModel<Source extends CheckpointWeightsLoad>(planFile: string, workspaceFolders: readonly string[], unsavedText: string | undefined, load: (folder: string) => Promise<Source>): Promise<PlanForExport<Source>> {
   const file = resolve(planFile);
   // The editor's text when given (a live preview of unsaved edits); paths still resolve against the file's place.
   let text: string;
@@ -118,7 +130,7 @@ export async function loadPlanForExport(planFile: string, workspaceFolders: read
     throw new ExportError('invalidPlan', `${file} is not a plan file with a model folder${problemList(shape.problems)}`);
   }
   const folder = await resolvePlanPath(shape.plan.model.folder, file, workspaceFolders);
-  const source = await loadCheckpoint(folder).catch((error: unknown) => {
+  const source = await load(folder).catch((error: unknown) => {
     // Say which plan named the folder: the model's own message names only the model's files.
     if (error instanceof CheckpointError) throw new CheckpointError(error.code, `${file} names the model ${folder}: ${error.message}`, error.file);
     throw error;

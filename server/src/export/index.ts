@@ -9,5 +9,5 @@ export { nodeFileSystem, type ExportFileSystem, type WritableFile } from './expo
 export { MOE_STUDIO_CONFIG_KEY } from './exportConfig';
 export { exportOnnx, type OnnxExportOptions, type OnnxExportResult } from './onnxExport';
 export { OnnxModelIO } from './onnxGraph';
-export { checkPlanMatchesModel, loadPlanForExport, toExportPlan, type PlanForExport } from './fromPlan';
+export { checkPlanMatchesModel, loadPlanForExport, loadPlanForPreview, toExportPlan, type PlanForExport } from './fromPlan';
 export { exportPlanFile, previewPlanFile, progressMessage, parseByteSize, type PlanFileExportOptions, type PlanFileExportResult } from './exportPlanFile';

@@ -399,6 +399,34 @@ function checkPlan(plan: MoePlan, root: Node, problems: PlanProblem[], spec?: Mo
 
 type Report = (severity: PlanProblem['severity'], code: PlanProblemCode, node: Node, message: string, fix?: PlanProblem['fix']) => void;
 
+/**
+ * Problems of one kind reported per element of one array, at most: past it one problem on the array
+ * says how many more there are. A plan listing expert 1 288,000 times made 288,000 diagnostics, each
+ * with a quick fix (2.3 s to analyse, and an editor that has to draw them all).
+ */
+export const MAX_ELEMENT_PROBLEMS = 50;
+
+/** A report whose quick fix is built only when the problem is reported: building it for every suppressed one was 40% of the cost. */
+type CappedReport = (severity: PlanProblem['severity'], code: PlanProblemCode, node: Node, message: string, fix?: () => PlanProblem['fix']) => void;
+
+/** `report` for the elements of `arrayNode`, capped per problem code; `finish` adds the summaries. */
+function cappedReport(report: Report, arrayNode: Node, describe: (more: number, code: PlanProblemCode) => string): { report: CappedReport; finish: () => void } {
+  const counts = new Map<PlanProblemCode, { severity: PlanProblem['severity']; count: number }>();
+  return {
+    report: (severity, code, node, message, fix) => {
+      const seen = counts.get(code) ?? { severity, count: 0 };
+      seen.count++;
+      counts.set(code, seen);
+      if (seen.count <= MAX_ELEMENT_PROBLEMS) report(severity, code, node, message, fix?.());
+    },
+    finish: () => {
+      for (const [code, { severity, count }] of counts) {
+        if (count > MAX_ELEMENT_PROBLEMS) report(severity, code, arrayNode, describe(count - MAX_ELEMENT_PROBLEMS, code));
+      }
+    },
+  };
+}
+
 function checkLayer(layer: PlanLayer, node: Node, numExperts: number, modelTopK: number | undefined, report: Report): void {
   const keptNode = property(node, 'keptExperts');
   const keptCount = layer.keptExperts.length;
@@ -406,20 +434,23 @@ function checkLayer(layer: PlanLayer, node: Node, numExperts: number, modelTopK:
     const elements = keptNode.children ?? [];
     if (elements.length === 0) report('error', 'emptyLayer', keptNode, `layer ${layer.layer} keeps no expert; keep at least one (or remove the layer entry to leave it unchanged)`);
     const seen = new Set<number>();
+    const perElement = cappedReport(report, keptNode, (more, code) =>
+      `${more.toLocaleString('en-US')} more ${code === 'duplicateExpert' ? 'experts listed twice' : 'experts that do not exist'} in layer ${layer.layer}'s keptExperts`);
     for (const [i, element] of elements.entries()) {
       const id = element.value;
       if (typeof id !== 'number' || !Number.isInteger(id)) continue;
-      if (numExperts > 0 && id >= numExperts) report('error', 'unknownExpert', element, `expert ${id} does not exist: layer ${layer.layer} has experts 0..${numExperts - 1}`);
+      if (numExperts > 0 && id >= numExperts) perElement.report('error', 'unknownExpert', element, `expert ${id} does not exist: layer ${layer.layer} has experts 0..${numExperts - 1}`);
       if (seen.has(id)) {
-        report('error', 'duplicateExpert', element, `expert ${id} is listed twice`, {
+        perElement.report('error', 'duplicateExpert', element, `expert ${id} is listed twice`, () => ({
           title: `Remove the duplicate expert ${id}`,
           // Rows follow the listed elements (a row per element as written), not the parsed ids:
           // with an id the parser dropped (-1), `keptCount` is shorter and row i may not exist.
           edits: [removeArrayElement(elements, i), ...matrixRowRemovals(node, i, elements.length)],
-        });
+        }));
       }
       seen.add(id);
     }
+    perElement.finish();
     if (numExperts > 0 && keptCount > 0) {
       const factor = numExperts / keptCount;
       const threshold = pruningFactorThreshold(numExperts);
@@ -433,12 +464,14 @@ function checkLayer(layer: PlanLayer, node: Node, numExperts: number, modelTopK:
     if (matrixNode?.type !== 'array') continue;
     const rows = matrixNode.children ?? [];
     if (rows.length !== keptCount) report('error', 'matrixShape', matrixNode, `${key} has ${rows.length} rows; it needs one per kept expert (${keptCount})`);
+    const perRow = cappedReport(report, matrixNode, (more) => `${more.toLocaleString('en-US')} more rows of ${key} in layer ${layer.layer} have the wrong number of columns`);
     for (const row of rows) {
       const columns = row.children?.length ?? 0;
       if (row.type === 'array' && numExperts > 0 && columns !== numExperts) {
-        report('error', 'matrixShape', row, `${key} row has ${columns} columns; it needs one per original expert (${numExperts})`);
+        perRow.report('error', 'matrixShape', row, `${key} row has ${columns} columns; it needs one per original expert (${numExperts})`);
       }
     }
+    perRow.finish();
   }
   const scaleNode = property(node, 'outputScale');
   if (scaleNode?.type === 'array' && (scaleNode.children?.length ?? 0) !== keptCount) {

@@ -1,10 +1,10 @@
 /** The plan file adapted to an ExportPlan: layers, exactness, provenance, and a clear error for a plan made for another model. */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { CheckpointLoad } from '../../../server/src/checkpoint';
+import { CheckpointError, loadCheckpoint, type CheckpointLoad } from '../../../server/src/checkpoint';
 import { ExportError, exportPlanFile, loadPlanForExport, parseByteSize, previewPlanFile, progressMessage, toExportPlan } from '../../../server/src/export';
 import { type ExportPlan, resolveExportPlan } from '../../../server/src/export/exportPlan';
 import { formatPlan, type MoePlan } from '../../../server/src/plan';
@@ -124,6 +124,21 @@ describe('plan → export plan', () => {
     } finally {
       await granite.weights.close();
     }
+  });
+
+  it('previews without reading the tokenizer: a garbage tokenizer.json still previews, the same as the intact model', async () => {
+    const folder = join(root, 'garbage-tokenizer');
+    await mkdir(folder);
+    await cp(join(root, 'model'), join(folder, 'model'), { recursive: true });
+    await writeFile(join(folder, 'model', 'tokenizer.json'), '{"model": [[[ not json');
+    // The full loader does read it, so the preview below succeeds only because it skips the tokenizer.
+    await assert.rejects(loadCheckpoint(join(folder, 'model')), (error: unknown) => error instanceof CheckpointError && /tokenizer\.json/.test(error.message));
+    await writeFile(join(folder, 'x.moeplan.json'), formatPlan(plan()));
+    const preview = await previewPlanFile(join(folder, 'x.moeplan.json'));
+    assert.deepEqual(preview, await previewPlanFile(await writePlan('intact.moeplan.json', plan())));
+    const opened = await loadCheckpoint(join(folder, 'model'), { tokenizer: false });
+    await opened.weights.close();
+    assert.equal('tokenizer' in opened, false);
   });
 
   it('describes progress as bytes of the total and a rate', () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type MoePlan, type PlanProblem, formatPlan, parsePlan } from '../../../server/src/plan/planFile';
+import { MAX_ELEMENT_PROBLEMS, type MoePlan, type PlanProblem, formatPlan, parsePlan } from '../../../server/src/plan/planFile';
 import { tinySpec } from './tinySpec';
 
 function basePlan(layers: unknown[], overrides: Record<string, unknown> = {}): Record<string, unknown> {
@@ -177,4 +177,24 @@ test('a duplicate beside an id the parser drops: the fix removes the element, an
   const aligned = JSON.stringify(basePlan([{ layer: 0, keptExperts: [0, 1, 1], mergeMatrix: [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]] }]));
   const fix = parsePlan(aligned, tinySpec()).problems.find((p) => p.code === 'duplicateExpert')!;
   assert.match(applyFix(aligned, fix), /"keptExperts":\[0,1\],"mergeMatrix":\[\[1,0,0,0\],\[0,1,0,0\]\]/);
+});
+
+test('per-element problems of one array are capped, the rest summed up in one problem on the array (a hostile plan from the fuzz suite, plan-f6ae20…)', () => {
+  // 100,000 entries of expert 1 (99,999 duplicates) and 1,000 of expert 9 (none exists in 8; 999 more duplicates).
+  const kept = [...new Array<number>(100_000).fill(1), ...new Array<number>(1_000).fill(9)];
+  const rows = Array.from({ length: 300 }, () => [1, 0]);
+  const text = formatPlan(basePlan([{ layer: 0, keptExperts: kept, mergeMatrix: rows }]) as unknown as MoePlan);
+  const problems = parsePlan(text, tinySpec()).problems;
+  const duplicates = problems.filter((p) => p.code === 'duplicateExpert');
+  assert.equal(duplicates.length, MAX_ELEMENT_PROBLEMS + 1);
+  assert.ok(duplicates.slice(0, MAX_ELEMENT_PROBLEMS).every((p) => p.message === 'expert 1 is listed twice' && p.fix));
+  assert.equal(duplicates[MAX_ELEMENT_PROBLEMS].message, `${(99_999 + 999 - MAX_ELEMENT_PROBLEMS).toLocaleString('en-US')} more experts listed twice in layer 0's keptExperts`);
+  assert.match(at(text, duplicates[MAX_ELEMENT_PROBLEMS]), /^\[\s*1,/, 'the summary points at the whole keptExperts array');
+  const unknown = problems.filter((p) => p.code === 'unknownExpert');
+  assert.equal(unknown.length, MAX_ELEMENT_PROBLEMS + 1);
+  assert.equal(unknown[MAX_ELEMENT_PROBLEMS].message, `${1_000 - MAX_ELEMENT_PROBLEMS} more experts that do not exist in layer 0's keptExperts`);
+  // 300 rows of 2 columns where 8 are needed, and one problem for the row count (300 rows, 101,000 kept).
+  const shapes = problems.filter((p) => p.code === 'matrixShape');
+  assert.deepEqual(shapes.map((p) => p.message).slice(-1), [`${300 - MAX_ELEMENT_PROBLEMS} more rows of mergeMatrix in layer 0 have the wrong number of columns`]);
+  assert.equal(shapes.length, 1 + MAX_ELEMENT_PROBLEMS + 1);
 });
