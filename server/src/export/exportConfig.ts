@@ -12,7 +12,8 @@
  *                           count, and stock loaders refuse the model (the router shapes do not match):
  *                           they need the same count in every layer. Our own loader reads it
  *                           (checkpoint/config.ts), so such an export can be profiled and evaluated here.
- *   plan, evaluation        the plan's record and evaluation, verbatim
+ *   plan, evaluation        the plan's record and evaluation, verbatim but for the layers' neuronOrder
+ *                           (applied to the exported weights, and megabytes on a real model)
  */
 
 import { findArchitecture } from '../checkpoint/config';

@@ -66,7 +66,9 @@ export function toExportPlan(plan: MoePlan, spec: ModelSpec): ExportPlan {
   return {
     layers,
     huggingFace: { exact: exactness.exact, reasons: exactness.reasons },
-    planRecord: plan,
+    // Neuron orders are in the exported weights already, and on a real model they are megabytes of
+    // integers (OLMoE-1B-7B: 64 x 1024 a layer) that config.json would carry one per line.
+    planRecord: { ...plan, layers: plan.layers.map(({ neuronOrder: _applied, ...layer }) => layer) },
     evaluation: evaluationRecord(plan.evaluations ?? []),
     method: typeof target === 'number' ? `${label}, ${target} experts per layer` : label,
     calibrationData: plan.calibration?.datasets?.length ? plan.calibration.datasets.join(', ') : undefined,

@@ -114,6 +114,10 @@ describe('plan → export plan', () => {
     assert.deepEqual(exportPlan.layers[moeLayers(source.spec)[0]].neuronOrder, { 1: reversed });
     const resolved = resolveExportPlan(source.spec, exportPlan);
     assert.deepEqual(resolved.layers[0].neuronOrder, { 1: reversed });
+    // The config's record of the plan leaves the orders out (they are in the weights), and only them.
+    const record = exportPlan.planRecord as MoePlan;
+    assert.deepEqual(record.layers.map((layer) => 'neuronOrder' in layer), aligned.layers.map(() => false));
+    assert.deepEqual(record.layers.map((layer) => layer.mergeMatrix), aligned.layers.map((layer) => layer.mergeMatrix));
     const bad = toExportPlan(plan({ layers: [{ layer: moeLayers(source.spec)[0], ...merge, neuronOrder: { 1: reversed.slice(1) } }] }), source.spec);
     assert.throws(() => resolveExportPlan(source.spec, bad), (error: Error) => error instanceof ExportError && new RegExp(`neuronOrder of expert 1 has ${I - 1} entries`).test(error.message));
     const granite = await writeAndLoad(join(root, 'granite'), { architecture: 'GraniteMoeForCausalLM', seed: 2, numLayers: 2 });
