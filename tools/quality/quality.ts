@@ -74,6 +74,11 @@ interface Variant {
    * per-expert compensation, the router refit, UNCURL's centred similarity.
    */
   ownOnly?: boolean;
+  /**
+   * The product's method as it was before a change, kept beside it for comparison (UNCURL without neuron
+   * alignment): in the tables and the sweep, but not one of the methods the bars hold to account.
+   */
+  comparison?: boolean;
 }
 
 const COMPENSATION: Repair[] = ['outputCompensation'];
@@ -87,7 +92,7 @@ const ALL_VARIANTS: Variant[] = [
   { label: 'naee', method: 'naee', seeded: false },
   { label: 'uncurl', method: 'uncurl', seeded: true },
   // UNCURL as the paper merges: neuron k averaged with neuron k (the default aligns neurons first).
-  { label: 'uncurl (unaligned)', method: 'uncurl', seeded: true, parameters: { neuronAlignment: false } },
+  { label: 'uncurl (unaligned)', method: 'uncurl', seeded: true, parameters: { neuronAlignment: false }, comparison: true },
   { label: 'eep (prune)', method: 'eep', seeded: true, phase: 'prune' },
   { label: 'eep (merge)', method: 'eep', seeded: true, phase: 'merge' },
   { label: 'frequency + compensation', method: 'frequency', seeded: false, repairs: COMPENSATION },
@@ -307,9 +312,9 @@ function report(m: Measurements): string[] {
   lines.push(`| --- | ${DOMAINS.map(() => '---').join(' | ')} |`);
   for (const variant of VARIANTS) lines.push(`| ${variant.label}${variant.ownOnly && !variant.survivorsOnly ? ' (own only)' : ''} | ${DOMAINS.map((d) => { if (variant.ownOnly) return fmt(table[d][variant.label][d]); const o = bestOther(d, variant.label); return `${fmt(table[d][variant.label][d])} / ${fmt(table[d][variant.label][o])} (${o[0]})`; }).join(' | ')} |`);
   lines.push('', `Bars (per domain; "beat other calibrations" means lower loss than the same method calibrated on each other domain that routes differently from it, i.e. whose mean JSD of expert usage is at least ${ROUTES_DIFFERENTLY} bits; rows marked "own only" are side measurements, calibrated on the domain itself and left out of these two bars):`, '');
-  const taskSpecific = VARIANTS.filter((v) => v.method !== 'random' && !v.ownOnly).map((v) => v.label);
+  const taskSpecific = VARIANTS.filter((v) => v.method !== 'random' && !v.ownOnly && !v.comparison).map((v) => v.label);
   // The best method is sought among every method, side measurements included; the diagnostic is no method.
-  const methods = VARIANTS.filter((v) => !v.survivorsOnly);
+  const methods = VARIANTS.filter((v) => !v.survivorsOnly && !v.comparison);
   const listMissing = (all: string[], passed: string[]) => (passed.length < all.length ? ` (not: ${all.filter((l) => !passed.includes(l)).join(', ')})` : '');
   /** a minus b on d's held-out rows (own calibration), with its 95% half-width. */
   const versus = (d: string, a: string, b: string) => {
