@@ -277,7 +277,6 @@ function swiglu(x: Matrix, w: MlpWeights, intermediate: number, hidden: number):
   return linear(gate, w.down, hidden);
 }
 
-/** Σ_j coefficients[i][j] · row(j), stacked for every i. */
 /** Expert with its neuron k taken from neuron order[k]: gate'[k,:] = gate[order[k],:], up likewise, down'[:,k] = down[:,order[k]]. */
 function renumbered(expert: MlpWeights, order: number[], H: number): MlpWeights {
   const I = order.length;
@@ -294,6 +293,7 @@ function renumbered(expert: MlpWeights, order: number[], H: number): MlpWeights 
   return { gate, up, down };
 }
 
+/** Σ_j coefficients[i][j] · row(j), stacked for every i. */
 function combineRows(coefficients: number[][], row: (j: number) => ArrayLike<number>): Float64Array {
   const width = row(0).length;
   const out = new Float64Array(coefficients.length * width);

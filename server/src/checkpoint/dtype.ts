@@ -65,9 +65,16 @@ if (endianness() !== 'LE') {
 
 /** bf16 is the top half of an fp32, so widening is a 16-bit shift. */
 export function bf16ToFloat32(bits: Uint16Array): Float32Array {
-  const words = new Uint32Array(bits.length);
-  for (let i = 0; i < bits.length; i++) words[i] = bits[i] << 16;
-  return new Float32Array(words.buffer);
+  const out = new Float32Array(bits.length);
+  widenBf16Into(bits, out);
+  return out;
+}
+
+/** Widens `bits` into the first `bits.length` values of `target` (a buffer reused tensor after tensor). */
+export function widenBf16Into(bits: Uint16Array, target: Float32Array): void {
+  if (target.length < bits.length) throw new Error(`widenBf16Into: ${bits.length} values into ${target.length}`);
+  const words = new Int32Array(target.buffer, target.byteOffset, bits.length);
+  for (let i = 0, n = bits.length; i < n; i++) words[i] = bits[i] << 16;
 }
 
 // A 64K-entry table makes f16 widening one lookup per element; it costs 256 KiB, built on first use.

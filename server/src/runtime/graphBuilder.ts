@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { widenBf16Into } from '../checkpoint/dtype';
 import { AttributeType, ModelProto, OnnxDType, OnnxDTypeName } from './onnxSchema';
 
 export type Dim = number | string;
@@ -184,27 +185,24 @@ async function writeExternalData(initializers: Initializer[], dataFile: string, 
   // and garbage collection as the widening itself.
   const widened = [new WideningBuffer(), new WideningBuffer()];
   const external = initializers.filter((init) => !init.inline);
-  const reading = new Map<Initializer, Promise<Uint8Array>>();
-  const startReading = (k: number) => {
-    const init = external[k];
-    if (!init || reading.has(init)) return;
-    const bytes = bytesOf(init, widened[k % 2]);
+  const startReading = (k: number): Promise<Uint8Array> | undefined => {
+    if (k >= external.length) return undefined;
+    const bytes = bytesOf(external[k], widened[k % 2]);
     bytes.catch(() => undefined); // awaited in turn below; a failure ahead of that is not unhandled
-    reading.set(init, bytes);
+    return bytes;
   };
   try {
     let offset = 0;
     let k = 0;
+    let reading = startReading(0);
     const tensors: object[] = [];
     for (const init of initializers) {
       if (init.inline) {
         tensors.push(tensorProto(init, await bytesOf(init)));
         continue;
       }
-      startReading(k);
-      const bytes = await reading.get(init)!;
-      reading.delete(init);
-      startReading(++k);
+      const bytes = await reading!;
+      reading = startReading(++k);
       // Page alignment lets onnxruntime memory-map each tensor in place instead of copying it.
       offset = Math.ceil(offset / 4096) * 4096;
       fs.writeSync(fd, bytes, 0, bytes.byteLength, offset);
@@ -227,15 +225,14 @@ async function writeExternalData(initializers: Initializer[], dataFile: string, 
   }
 }
 
-/** A reusable fp32 buffer that bf16 bits are widened into (a bf16 value is the top half of its fp32). */
+/** A reusable fp32 buffer that bf16 bits are widened into. */
 class WideningBuffer {
-  private words = new Int32Array(0);
+  private values = new Float32Array(0);
 
   widen(bits: Uint16Array): Uint8Array {
-    if (this.words.length < bits.length) this.words = new Int32Array(bits.length);
-    const words = this.words;
-    for (let i = 0, n = bits.length; i < n; i++) words[i] = bits[i] << 16;
-    return new Uint8Array(words.buffer, 0, bits.length * 4);
+    if (this.values.length < bits.length) this.values = new Float32Array(bits.length);
+    widenBf16Into(bits, this.values);
+    return new Uint8Array(this.values.buffer, 0, bits.length * 4);
   }
 }
 

@@ -13,6 +13,8 @@
  * stored bits (`quantizeBf16PerOutputChannel`), without an fp32 copy of the tensor: the same values,
  * bit for bit, as widening first.
  */
+import { widenBf16Into } from '../checkpoint/dtype';
+
 export interface QuantizedWeight {
   /** [in, out], row-major: the transpose of the HF layout. */
   values: Int8Array;
@@ -51,12 +53,11 @@ export function quantizeBf16PerOutputChannel(bits: Uint16Array, outDim: number, 
   }
   const values = new Int8Array(outDim * inDim);
   // ROWS rows at a time are widened into a small buffer that stays in cache while they are transposed.
-  const widened = new Int32Array(ROWS * inDim);
-  const rows32 = new Float32Array(widened.buffer);
+  const widened = new Float32Array(ROWS * inDim);
   for (let o = 0; o < outDim; o += ROWS) {
     const rows = Math.min(ROWS, outDim - o);
-    for (let k = 0, source = o * inDim, count = rows * inDim; k < count; k++) widened[k] = bits[source + k] << 16;
-    quantizeRows(rows32, 0, values, o, rows, outDim, inDim, scales);
+    widenBf16Into(bits.subarray(o * inDim, (o + rows) * inDim), widened);
+    quantizeRows(widened, 0, values, o, rows, outDim, inDim, scales);
   }
   return { values, scales };
 }
