@@ -22,7 +22,8 @@
  * BENCH_REAL_MODELS (olmoe,qwen3); BENCH_REAL_LAYERS (overrides both models' layer counts, for quick checks);
  * BENCH_REAL_DIR (write the checkpoints there and keep them for the next run instead of a temporary folder);
  * BENCH_REAL_PRECISIONS (fp32,int8: the profile cases to run); BENCH_REAL_TORCH=0 (skip the cut's agreement
- * and PyTorch rounds), for a quick re-measurement of the streaming cases alone.
+ * and PyTorch rounds), for a quick re-measurement of the streaming cases alone; BENCH_REAL_WRITE_AHEAD=compare (each
+ * streamed profile also without the layer writer, side by side).
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -47,6 +48,8 @@ const THREADS = 2;
 const SEQUENCE_LENGTH = 256;
 const BUDGET = Number(process.env.BENCH_MEMORY_BUDGET ?? 6) * GB;
 const PROFILE_TOKENS = Number(process.env.BENCH_REAL_TOKENS ?? 16384);
+/** BENCH_REAL_WRITE_AHEAD=compare: also each streamed profile without the layer writer, in the same run. */
+const COMPARE_WRITE_AHEAD = process.env.BENCH_REAL_WRITE_AHEAD === 'compare';
 const PROFILE_PRECISIONS = PRECISIONS.filter((p) => !process.env.BENCH_REAL_PRECISIONS || process.env.BENCH_REAL_PRECISIONS.split(',').includes(p));
 /** Tokens of the loss comparison on the cuts, and of each PyTorch round (8 sequences of 256). */
 const CUT_AGREEMENT_TOKENS = 4096;
@@ -82,7 +85,7 @@ const MODELS: RealModel[] = [
 
 /** What a child process runs; its result is the last line it prints. */
 type Case =
-  | { kind: 'profile'; folder: string; precision: Precision; memoryBudget: number; sequencesFile: string; warmUp: boolean; selectedFile: string }
+  | { kind: 'profile'; folder: string; precision: Precision; memoryBudget: number; sequencesFile: string; warmUp: boolean; selectedFile: string; writeAhead?: boolean }
   | { kind: 'forward'; folder: string; precision: Precision; memoryBudget: number; sequencesFile: string; repeats: number }
   | { kind: 'agreement'; folder: string; memoryBudget: number; sequencesFile: string };
 
@@ -155,10 +158,10 @@ async function main(): Promise<void> {
       const sequencesFile = writeSequences(root, `${model.key}-profile`, sequences);
       const streamed = new Map<Precision, ChildOutcome>();
       for (const precision of PROFILE_PRECISIONS) {
-        const profile = async (folder: string, spec: ModelSpec, run: string, memoryBudget: number, rssLimit: number, warmUp: boolean) => {
+        const profile = async (folder: string, spec: ModelSpec, run: string, memoryBudget: number, rssLimit: number, warmUp: boolean, writeAhead?: boolean) => {
           const load = loadavg()[0].toFixed(1);
           const selectedFile = join(root, `${model.key}-${run}-${precision}.selected`);
-          const outcome = await runChild({ kind: 'profile', folder, precision, memoryBudget, sequencesFile, warmUp, selectedFile }, rssLimit);
+          const outcome = await runChild({ kind: 'profile', folder, precision, memoryBudget, sequencesFile, warmUp, selectedFile, writeAhead }, rssLimit);
           rows.push({ model: model.name, precision, run, layers: spec.layers.length, tokens: PROFILE_TOKENS, outcome, flops: forwardFlops(spec, sequences) - headFlops(spec, PROFILE_TOKENS), load });
           return outcome;
         };
@@ -169,6 +172,11 @@ async function main(): Promise<void> {
         streamed.set(precision, stream);
         verdicts.push(memoryVerdict(model.name, precision, stream));
         verdicts.push(streamingVerdict(model.name, precision, resident, stream, cut.spec.layers.length, full.spec.layers.length));
+        if (COMPARE_WRITE_AHEAD) {
+          // The same streamed profile with every layer written in turn on the runtime's thread (as before the layer writer).
+          const inTurn = await profile(full.folder, full.spec, 'streamed, written in turn', BUDGET, BUDGET + 1 * GB, false, false);
+          verdicts.push(streamingVerdict(`${model.name} (layers written in turn)`, precision, resident, inTurn, cut.spec.layers.length, full.spec.layers.length));
+        }
       }
       const streamedAgreement = agreementOfFiles(join(root, `${model.key}-streamed-fp32.selected`), join(root, `${model.key}-streamed-int8.selected`), streamed);
       if (streamedAgreement) verdicts.push(`${model.name}, int8 against fp32, streamed profile of ${PROFILE_TOKENS} tokens: ${formatAgreement(streamedAgreement)}`);
@@ -309,7 +317,7 @@ async function runCase(c: Case): Promise<void> {
     return;
   }
   let start = performance.now();
-  const runtime = await ModelRuntime.open(c.folder, { ...options, precision: c.precision });
+  const runtime = await ModelRuntime.open(c.folder, { ...options, precision: c.precision, ...(c.kind === 'profile' && c.writeAhead === false ? { writeAhead: false } : {}) });
   const openSeconds = (performance.now() - start) / 1000;
   try {
     if (c.kind === 'profile') {

@@ -32,6 +32,7 @@ const nodeEntries = [
   { entryPoints: ['server/src/server.ts'], outfile: 'dist/server.js' },
   { entryPoints: ['server/src/cli.ts'], outfile: 'dist/cli.js', banner: { js: '#!/usr/bin/env node' } },
   { entryPoints: ['server/src/runtime/worker.ts'], outfile: 'dist/runtimeWorker.js', optional: true },
+  { entryPoints: ['server/src/runtime/layerWriterWorker.ts'], outfile: 'dist/layerWriterWorker.js', optional: true },
   { entryPoints: ['server/src/datasets/recordsWorker.ts'], outfile: 'dist/recordsWorker.js' },
   { entryPoints: ['server/src/checkpoint/tokenizerWorker.ts'], outfile: 'dist/tokenizerWorker.js' },
 ];

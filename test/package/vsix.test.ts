@@ -48,7 +48,7 @@ before(async () => {
 test('holds the manifest and every bundle', () => {
   const bundles = ['extension.vsixmanifest', 'extension/package.json', 'extension/dist/client.js', 'extension/dist/server.js', 'extension/dist/cli.js', 'extension/dist/recordsWorker.js', 'extension/dist/tokenizerWorker.js'];
   // The build makes the inference worker once its source exists.
-  if (existsSync(join(repoRoot, 'server', 'src', 'runtime', 'worker.ts'))) bundles.push('extension/dist/runtimeWorker.js');
+  if (existsSync(join(repoRoot, 'server', 'src', 'runtime', 'worker.ts'))) bundles.push('extension/dist/runtimeWorker.js', 'extension/dist/layerWriterWorker.js');
   for (const file of bundles) {
     assert.ok(names().includes(file), `${file} missing from ${vsixPath}`);
   }

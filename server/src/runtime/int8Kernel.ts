@@ -23,6 +23,11 @@ export function int8WeightLevels(): Promise<number> {
 
 let probe: Promise<number> | undefined;
 
+/** Another thread's probe result for this process (the layer writer quantizes as the runtime worker does). */
+export function presetInt8WeightLevels(levels: number): void {
+  probe = Promise.resolve(levels);
+}
+
 /** Rows, inner size and columns of the probe: a block large enough for onnxruntime's main kernel. */
 const [M, K, N] = [16, 128, 32];
 

@@ -28,7 +28,7 @@ export interface MemoryPlan {
   residentLayers: number[];
   /** Every layer's weights in this precision, as onnxruntime holds them (the prepacked copy). */
   layerBytes: number[];
-  /** The process baseline, and the embedding and head where they are resident: held for the runtime's lifetime. */
+  /** The process baseline, the embedding and head where they are resident, and the layer writer when it writes ahead: held for the runtime's lifetime. */
   fixedBytes: number;
   /** The embedding as a JS fp32 copy. Resident only when every layer is; otherwise its rows are read from the checkpoint per batch. */
   embeddingBytes: number;
@@ -48,6 +48,13 @@ export interface MemoryPlan {
   hiddenStateBytes: number;
   /** Weight bytes loaded per pass over every layer (0 when resident). */
   streamedBytesPerPass: number;
+  /**
+   * Whether streamed layers are written ahead by the layer writer's thread while the layer before them
+   * runs (layerWriter.ts): when layers stream and the budget has `writerBytes` beyond the floor.
+   */
+  writeAhead: boolean;
+  /** What the layer writer holds (counted in the budget when `writeAhead`). */
+  writerBytes: number;
   /** One line for the CLI and the output channel. */
   summary: string;
 }
@@ -64,6 +71,8 @@ const GB = 1e9;
 const MiB = 2 ** 20;
 /** Node, V8 and onnxruntime's own baseline in the worker (measured: about 150-250 MB before any session). */
 const PROCESS_BASELINE_BYTES = 300 * MiB;
+/** A worker thread's V8 heap and the checkpoint's index, in the layer writer. */
+const WRITER_BASELINE_BYTES = 64 * MiB;
 /** At least this much RAM for the work set's hidden states before spilling; what the budget leaves goes to them too. */
 export const MIN_HIDDEN_STATE_BYTES = 256 * MiB;
 /**
@@ -87,6 +96,13 @@ export function defaultMemoryBudget(totalBytes = os.totalmem()): number {
  * biases and the router stay fp32 (routing decides which experts run, and is tiny).
  */
 export function layerWeightBytes(spec: ModelShape, layer: LayerSpec, precision: Precision): number {
+  const { matrices, fp32Params } = layerParameters(spec, layer);
+  const matrixBytes = matrices.reduce((sum, [rows, cols]) => sum + (precision === 'int8' ? rows * cols + 4 * rows : 4 * rows * cols), 0);
+  return matrixBytes + 4 * fp32Params;
+}
+
+/** A layer's projection and expert matrices ([out, in] each) and its other (fp32) parameters. */
+function layerParameters(spec: ModelShape, layer: LayerSpec): { matrices: [rows: number, cols: number][]; fp32Params: number } {
   const H = spec.hiddenSize;
   const { numHeads, numKvHeads, headDim, qkvBias, qkNorm } = spec.attention;
   const mla = mlaShapes(spec.attention, H);
@@ -112,8 +128,18 @@ export function layerWeightBytes(spec: ModelShape, layer: LayerSpec, precision: 
       if (layer.moe.sharedExpert.gated) fp32Params += H;
     }
   }
-  const matrixBytes = matrices.reduce((sum, [rows, cols]) => sum + (precision === 'int8' ? rows * cols + 4 * rows : 4 * rows * cols), 0);
-  return matrixBytes + 4 * fp32Params;
+  return { matrices, fp32Params };
+}
+
+/**
+ * What the layer writer (layerWriter.ts) holds while it writes a layer ahead: its thread's own heap and,
+ * for the largest matrix, the tensor being read from the checkpoint and the one being written, each
+ * stored (up to 4 bytes a parameter) and widened to fp32 (4 bytes): 16 bytes a parameter at most.
+ */
+export function layerWriterBytes(spec: ModelShape): number {
+  let largest = 0;
+  for (const layer of spec.layers) for (const [rows, cols] of layerParameters(spec, layer).matrices) largest = Math.max(largest, rows * cols);
+  return WRITER_BASELINE_BYTES + 16 * largest;
 }
 
 /**
@@ -144,6 +170,8 @@ export interface MemoryPlanOptions {
   maxBatchTokens?: number;
   /** Overrides the RAM for hidden states (tests force spilling with it). */
   hiddenStateBytes?: number;
+  /** Overrides what the layer writer is priced at (tests make room for it beside a tiny model with it). */
+  writerBytes?: number;
 }
 
 /**
@@ -172,12 +200,13 @@ export function planMemory(spec: ModelShape, options: MemoryPlanOptions = {}): M
   const streamingSlotBytes = Math.max(2 * largest, largest + workBytes, 2 * headBytes, headBytes + workBytes);
   const streamingFloorBytes = PROCESS_BASELINE_BYTES + streamingSlotBytes + minHidden;
   const needs = `needs ${formatBytes(totalBytes)} as ${precision}; budget ${formatBytes(budgetBytes)}`;
-  const base = { precision, budgetBytes, layerBytes, embeddingBytes, headBytes, workBytes, streamingSlotBytes, streamingFloorBytes, totalBytes };
+  const writerBytes = options.writerBytes ?? layerWriterBytes(spec);
+  const base = { precision, budgetBytes, layerBytes, embeddingBytes, headBytes, workBytes, streamingSlotBytes, streamingFloorBytes, totalBytes, writerBytes };
   const L = spec.layers.length;
   if (totalBytes <= budgetBytes) {
     const hiddenStateBytes = options.hiddenStateBytes ?? budgetBytes - (totalBytes - minHidden);
     const fixedBytes = PROCESS_BASELINE_BYTES + embeddingBytes + headBytes;
-    return { ...base, fixedBytes, embeddingResident: true, headResident: true, policy: 'resident', residentLayers: spec.layers.map((l) => l.index), hiddenStateBytes, streamedBytesPerPass: 0, summary: `${needs}: all ${L} layers resident` };
+    return { ...base, fixedBytes, embeddingResident: true, headResident: true, policy: 'resident', residentLayers: spec.layers.map((l) => l.index), hiddenStateBytes, streamedBytesPerPass: 0, writeAhead: false, summary: `${needs}: all ${L} layers resident` };
   }
   if (streamingFloorBytes > budgetBytes) {
     const unit = streamingSlotBytes === 2 * headBytes || streamingSlotBytes === headBytes + workBytes ? `the head takes ${formatBytes(headBytes)}` : `one layer takes up to ${formatBytes(largest)}`;
@@ -187,9 +216,12 @@ export function planMemory(spec: ModelShape, options: MemoryPlanOptions = {}): M
         `Raise moeStudio.memoryBudget (--memory-budget) to at least ${formatBytes(Math.ceil(streamingFloorBytes / 1e8) * 1e8)}${precision === 'fp32' ? ', or use int8 precision' : ''}.`,
     );
   }
-  // What fits beside the slot, in order of what streaming it would cost: the head (every pass with a
-  // loss loads it), then the deepest layers; the embedding's rows are cheap to read per batch.
+  // What fits beside the slot, in order of what streaming it would cost: writing the next layer ahead
+  // (it hides part of each streamed layer's conversion), the head (every pass with a loss loads it), then
+  // the deepest layers; the embedding's rows are cheap to read per batch.
   let used = streamingFloorBytes;
+  const writeAhead = used + writerBytes <= budgetBytes;
+  if (writeAhead) used += writerBytes;
   const headResident = used + headBytes <= budgetBytes;
   if (headResident) used += headBytes;
   const residentLayers: number[] = [];
@@ -197,7 +229,7 @@ export function planMemory(spec: ModelShape, options: MemoryPlanOptions = {}): M
     residentLayers.unshift(l);
     used += layerBytes[l];
   }
-  const fixedBytes = PROCESS_BASELINE_BYTES + (headResident ? headBytes : 0);
+  const fixedBytes = PROCESS_BASELINE_BYTES + (headResident ? headBytes : 0) + (writeAhead ? writerBytes : 0);
   const streamed = L - residentLayers.length;
   const streamedBytesPerPass = layerBytes.reduce((sum, bytes, l) => (residentLayers.includes(l) ? sum : sum + bytes), 0);
   const seconds = Math.max(1, Math.round(streamedBytesPerPass / ASSUMED_LOAD_BYTES_PER_SECOND));
@@ -212,6 +244,7 @@ export function planMemory(spec: ModelShape, options: MemoryPlanOptions = {}): M
     residentLayers,
     hiddenStateBytes: options.hiddenStateBytes ?? budgetBytes - used + minHidden,
     streamedBytesPerPass,
+    writeAhead,
     summary: `${needs}: ${kept}, about ${seconds} s of weight loading per pass`,
   };
 }

@@ -10,11 +10,13 @@ import { buildHeadGraph, headBiases, HeadIO } from './headGraph';
 import { ExpertOutputsIO, buildExpertOutputsGraph } from './expertOutputsGraph';
 import { HiddenStore } from './hiddenStore';
 import { buildLayerGraph, LayerIO } from './layerGraph';
-import { layerWeights, mergedMxfp4, mergeExperts } from './layerWeights';
+import { layerWeights, mergedMxfp4, mergeExperts, tensorReader } from './layerWeights';
 import { layerWeightBytes, MemoryPlan, mergedLayerBytes, planMemory, Precision } from './memoryBudget';
 import { loadHeld, MemoryLedger } from './memoryLedger';
 import { PrefixCache, batchKey } from './prefixCache';
 import { LayerResidency } from './residency';
+import { LayerWriter } from './layerWriter';
+import { int8WeightLevels } from './int8Kernel';
 import { neuronOrderRefusal } from './neuronOrder';
 import { firstChangedLayer, resolveLayerPlan, ResolvedLayerPlan } from './runtimePlan';
 
@@ -37,6 +39,15 @@ export interface EngineOptions {
   precision?: Precision;
   /** RAM for the work set's hidden states before they spill to a temporary file (default: what the budget leaves). */
   hiddenStateBytes?: number;
+  /** What the layer writer is priced at (default `layerWriterBytes`; tests shrink it to fit beside tiny models). */
+  writerBytes?: number;
+  /**
+   * The checkpoint's folder: when layers stream and the plan allows it, a second thread writes the next
+   * streamed layer while the current one runs (layerWriter.ts). Without it every layer is written in turn.
+   */
+  checkpointFolder?: string;
+  /** false: never write layers ahead, even where the plan allows it (the bench's side-by-side baseline). */
+  writeAhead?: boolean;
 }
 
 /** One layer and the head timed on one batch (the warm-up of an estimate). */
@@ -145,6 +156,7 @@ export class ModelEngine {
     private readonly residency: LayerResidency<ort.InferenceSession>,
     private readonly options: EngineOptions,
     private readonly ledger: MemoryLedger,
+    private readonly writer?: LayerWriter,
   ) {
     // Cached prefixes and merged layers take their RAM from the hidden states' share of the budget.
     this.prefixCache = new PrefixCache(Math.min(options.prefixCacheBytes ?? 256 * 1024 * 1024, memory.hiddenStateBytes / 4));
@@ -155,23 +167,38 @@ export class ModelEngine {
   /** Plans the memory first: a budget that cannot hold one layer and the work fails here, before anything loads. */
   static async create(spec: ModelSpec, weights: WeightSource, options: EngineOptions = {}): Promise<ModelEngine> {
     const { tensors: _names, ...shape } = spec;
-    const memory = planMemory(shape, { budgetBytes: options.memoryBudget, precision: options.precision, hiddenStateBytes: options.hiddenStateBytes });
+    const memory = planMemory(shape, { budgetBytes: options.memoryBudget, precision: options.precision, hiddenStateBytes: options.hiddenStateBytes, writerBytes: options.writerBytes });
     const ledger = new MemoryLedger();
     // The head's bytes are held by the residency that loads it (resident or streamed), not as a fixed part.
     ledger.add(memory.fixedBytes - (memory.headResident ? memory.headBytes : 0));
     const embedding = await EmbeddingRows.open(spec, weights, memory.embeddingResident);
     const L = spec.layers.length;
     const loadHead = () => {
-      const lmHead = spec.tensors.lmHead ? () => weights.readFloat32(spec.tensors.lmHead!) : (embedding.resident ?? (() => weights.readFloat32(spec.tensors.embedTokens)));
-      return loadGraph(buildHeadGraph(spec, () => weights.readFloat32(spec.tensors.finalNorm), lmHead, headBiases(spec, weights)), options);
+      // A stored bf16 lm_head is widened tensor by tensor into the writer's reused buffer (tensorReader):
+      // a fresh fp32 copy (Qwen3-30B-A3B: 1.24 GB) cost seconds of first-touch page faults per load.
+      const lmHead = spec.tensors.lmHead ? tensorReader(weights, spec.tensors.lmHead) : (embedding.resident ?? tensorReader(weights, spec.tensors.embedTokens));
+      return loadGraph(buildHeadGraph(spec, tensorReader(weights, spec.tensors.finalNorm), lmHead, headBiases(spec, weights)), options);
     };
-    const loadLayer = (index: number) => loadGraph(buildLayerGraph(spec, spec.layers[index], layerWeights(spec, weights, spec.layers[index]), undefined, { precision: options.precision }), options);
+    const externalDataThreshold = options.externalDataThreshold ?? DEFAULT_EXTERNAL_DATA_THRESHOLD;
+    const writer = memory.writeAhead && options.writeAhead !== false && options.checkpointFolder && !options.externalDataDir
+      ? new LayerWriter({ folder: options.checkpointFolder, precision: memory.precision, externalDataThreshold, int8Levels: memory.precision === 'int8' ? await int8WeightLevels() : undefined })
+      : undefined;
+    const loadLayer = async (index: number) => {
+      const ahead = await writer?.take(index);
+      if (!ahead) return loadGraph(buildLayerGraph(spec, spec.layers[index], layerWeights(spec, weights, spec.layers[index]), undefined, { precision: options.precision }), options);
+      try {
+        return await createSession(ahead.model, options);
+      } finally {
+        removeScratch(ahead.dir);
+      }
+    };
     const residency = new LayerResidency(memory, (unit) => (unit === L ? loadHead() : loadLayer(unit)), ledger);
     try {
       await residency.open();
-      return new ModelEngine(spec, memory, weights, embedding, residency, options, ledger);
+      return new ModelEngine(spec, memory, weights, embedding, residency, options, ledger, writer);
     } catch (error) {
       await residency.close();
+      await writer?.close();
       throw error;
     }
   }
@@ -363,8 +390,29 @@ export class ModelEngine {
       merged.unhold();
     }
     await this.residency.close();
+    await this.writer?.close();
     this.mergedSessions.clear();
     this.prefixCache.clear();
+  }
+
+  /** Layers loaded from files the layer writer wrote ahead, and the seconds their loads waited for it. */
+  get writtenAhead(): { layers: number; waitSeconds: number } {
+    return { layers: this.writer?.taken ?? 0, waitSeconds: this.writer?.waitSeconds ?? 0 };
+  }
+
+  /**
+   * Asks the layer writer (when there is one) for the streamed layer a pass loads after layer `l`: the
+   * next one that is not resident, or after the last the first one, since long work is a series of
+   * requests (a profile's work sets, a search's generations) that each start at the first layer. One
+   * written for a request that does not come is dropped by the next `ahead` or at close.
+   */
+  writeAheadAfter(l: number): void {
+    if (!this.writer) return;
+    const resident = new Set(this.memory.residentLayers);
+    const L = this.spec.layers.length;
+    for (let next = l + 1; next <= l + L; next++) {
+      if (!resident.has(next % L)) return this.writer.ahead(next % L);
+    }
   }
 
   /** @internal The pieces a Pass works with. */
@@ -624,6 +672,8 @@ class Pass {
     const own = {
       planIds: unmerged,
       acquire: async () => {
+        // The next streamed layer is written on the writer's thread while this one loads and runs.
+        this.engine.writeAheadAfter(l);
         const session = await internals.residency.acquire(l);
         return { session, release: () => internals.residency.release(l, session) };
       },
@@ -731,14 +781,20 @@ async function loadGraph(graph: GraphBuilder, options: EngineOptions): Promise<o
   try {
     return await createSession(model, options);
   } finally {
-    // Loaded and prepacked, the files are no longer read. Where a mapping still holds them open (Windows)
-    // removal fails, and they are left to the OS's temp cleaning.
-    try {
-      if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
-      else if (model.kind === 'file') for (const file of [model.modelPath, model.weightsPath]) fs.rmSync(file, { force: true });
-    } catch {
-      // see above
-    }
+    if (scratch) removeScratch(scratch);
+    else if (model.kind === 'file') for (const file of [model.modelPath, model.weightsPath]) removeScratch(file);
+  }
+}
+
+/**
+ * Loaded and prepacked, a session's files are no longer read. Where a mapping still holds them open
+ * (Windows) removal fails, and they are left to the OS's temp cleaning.
+ */
+function removeScratch(file: string): void {
+  try {
+    fs.rmSync(file, { recursive: true, force: true });
+  } catch {
+    // see above
   }
 }
 

@@ -22,6 +22,8 @@ export class LayerResidency<S extends Releasable> {
 
   private readonly bytes: number[];
   private readonly residentUnits: number[];
+  /** The head's unit when it is pinned but loaded on first use (layers stream); else -1. */
+  private readonly lazyHead: number;
 
   constructor(
     memory: MemoryPlan,
@@ -29,16 +31,32 @@ export class LayerResidency<S extends Releasable> {
     private readonly ledger = new MemoryLedger(),
   ) {
     this.bytes = [...memory.layerBytes, memory.headBytes];
+    this.lazyHead = memory.policy !== 'resident' && memory.headResident ? memory.layerBytes.length : -1;
     this.residentUnits = [...memory.residentLayers, ...(memory.headResident ? [memory.layerBytes.length] : [])];
   }
 
+  /**
+   * Loads the resident layers. When layers stream, a pinned head is loaded when first asked for, then
+   * kept: work without losses or logits (a profile) never needs it, and on Qwen3-30B-A3B it is 1.2 GB
+   * and seconds to load. Loading it later is priced: the streaming slot holds twice the head, and no
+   * layer is in the slot when a pass reaches the head.
+   */
   async open(): Promise<void> {
-    for (const unit of this.residentUnits) this.resident.set(unit, await loadHeld(this.ledger, this.bytes[unit], () => this.load(unit)));
+    for (const unit of this.residentUnits) if (unit !== this.lazyHead) await this.loadResident(unit);
   }
 
   /** The layer's session, loading it when it is not resident; hand it back with `release`. */
   async acquire(layer: number): Promise<S> {
-    return this.resident.get(layer)?.session ?? (await this.timedLoad(layer));
+    const resident = this.resident.get(layer)?.session;
+    if (resident) return resident;
+    if (layer === this.lazyHead) return this.loadResident(layer);
+    return this.timedLoad(layer);
+  }
+
+  private async loadResident(unit: number): Promise<S> {
+    const held = await loadHeld(this.ledger, this.bytes[unit], () => this.load(unit));
+    this.resident.set(unit, held);
+    return held.session;
   }
 
   async release(layer: number, session: S): Promise<void> {

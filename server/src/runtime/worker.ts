@@ -28,7 +28,7 @@ async function handle(message: WorkerRequest): Promise<void> {
     switch (message.type) {
       case 'open': {
         checkpoint = await loadCheckpoint(message.folder);
-        engine = await ModelEngine.create(checkpoint.spec, checkpoint.weights, message.options).catch(async (error) => {
+        engine = await ModelEngine.create(checkpoint.spec, checkpoint.weights, { ...message.options, checkpointFolder: checkpoint.folder }).catch(async (error) => {
           await checkpoint?.weights.close();
           throw error;
         });

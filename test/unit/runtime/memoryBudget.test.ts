@@ -22,6 +22,20 @@ describe('memory budget', () => {
     assert.equal(layerWeightBytes(tiny, tiny.layers[0], 'int8'), 120 + 4 * 32 + 4 * 16);
   });
 
+  it('prices the layer writer by the largest matrix and writes ahead only when the budget has it beyond the floor', () => {
+    // The largest matrices are q and o, 4 x 4: 16 parameters at 16 bytes, beside the writer thread's 64 MiB.
+    const probe = planMemory(tiny, { hiddenStateBytes: 1000, budgetBytes: 1e12 });
+    assert.equal(probe.writerBytes, 64 * 2 ** 20 + 16 * 16);
+    assert.equal(probe.writeAhead, false, 'all resident: nothing streams');
+    const floor = probe.streamingFloorBytes;
+    const atFloor = planMemory(tiny, { hiddenStateBytes: 1000, budgetBytes: floor, writerBytes: 100 });
+    const withWriter = planMemory(tiny, { hiddenStateBytes: 1000, budgetBytes: floor + 100, writerBytes: 100 });
+    assert.deepEqual([atFloor.policy, atFloor.writeAhead], ['streamed', false]);
+    assert.deepEqual([withWriter.policy, withWriter.writeAhead], ['streamed', true]);
+    // The writer is held for the runtime's lifetime, so it is a fixed part.
+    assert.equal(withWriter.fixedBytes - atFloor.fixedBytes, 100);
+  });
+
   it('defaults to half the RAM minus 1 GB, at least 2 GB', () => {
     assert.equal(defaultMemoryBudget(16e9), 7e9);
     assert.equal(defaultMemoryBudget(4e9), 2e9);

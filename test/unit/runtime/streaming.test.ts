@@ -1,5 +1,6 @@
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { loadCheckpoint } from '../../../server/src/checkpoint';
@@ -125,6 +126,90 @@ describe('layer-major execution under a memory budget', () => {
         } finally {
           await engine.close();
         }
+      }
+    });
+  });
+
+  it('layers written ahead on the layer writer\'s thread give bit-identical results, in fp32 and int8, and leave no files', { timeout: 120_000 }, async () => {
+    await withCheckpoint({ architecture: 'Qwen2MoeForCausalLM', dtype: 'BF16', seed: 6, numLayers: 4, numExperts: 8, topK: 2 }, async ({ spec, weights, folder }) => {
+      const { tensors: _names, ...shape } = spec;
+      const sequences = randomSequences([9, 14, 5, 11], spec.vocabSize, 4);
+      const plan: RuntimePlan = { layers: { 1: { keptExperts: [true, false, true, true, false, true, true, true] } } };
+      const before = new Set(fs.readdirSync(os.tmpdir()));
+      for (const precision of ['fp32', 'int8'] as const) {
+        const floor = planMemory(shape, { budgetBytes: 1e15, hiddenStateBytes: SPILL_BYTES, precision }).streamingFloorBytes;
+        // The writer's real price (its thread's heap) is larger than this whole model; priced below one layer here.
+        const writerBytes = 1e5;
+        const resident = await ModelEngine.create(spec, weights, { precision });
+        // Both of the writer's outputs: protobuf bytes (small layers) and external data files (threshold 1 KiB).
+        const engines = [0, 1].map((files) =>
+          ModelEngine.create(spec, weights, { precision, memoryBudget: floor + writerBytes, hiddenStateBytes: SPILL_BYTES, writerBytes, checkpointFolder: folder, ...(files ? { externalDataThreshold: 1024 } : {}) }),
+        );
+        try {
+          for (const engine of await Promise.all(engines)) {
+            assert.equal(engine.memory.policy, 'streamed');
+            assert.ok(engine.memory.writeAhead, 'the budget holds the writer beside the floor');
+            for (const request of [
+              { sequences, outputs: { loss: true, logits: 'all' as const, moe: true, moeInputs: true }, maxBatchTokens: 24 },
+              { sequences, outputs: { loss: true }, plan, maxBatchTokens: 24 },
+            ]) {
+              assertIdentical(await engine.forward(request), await resident.forward(request), `${precision}, written ahead`);
+            }
+            // Two passes of 4 layers: every layer after the first pass's first came from the writer.
+            assert.equal(engine.writtenAhead.layers, 2 * spec.layers.length - 1, `${precision}: layers loaded from the writer's files`);
+          }
+        } finally {
+          await resident.close();
+          for (const engine of engines) await (await engine).close();
+        }
+        assert.equal(planMemory(shape, { budgetBytes: floor, hiddenStateBytes: SPILL_BYTES, writerBytes, precision }).writeAhead, false, 'at the floor layers are written in turn');
+      }
+      const left = fs.readdirSync(os.tmpdir()).filter((name) => name.startsWith('moe-runtime-ahead-') && !before.has(name));
+      assert.deepEqual(left, [], 'written-ahead folders are removed');
+    });
+  });
+
+  it('a layer writer that cannot write (here: no checkpoint at its folder) leaves layers to be written in turn, with the same results', async () => {
+    await withCheckpoint({ architecture: 'MixtralForCausalLM', seed: 5, numLayers: 3, numExperts: 4 }, async ({ spec, weights }) => {
+      const { tensors: _names, ...shape } = spec;
+      const floor = planMemory(shape, { budgetBytes: 1e15, hiddenStateBytes: SPILL_BYTES }).streamingFloorBytes;
+      const missing = path.join(os.tmpdir(), `moe-no-checkpoint-${process.pid}`);
+      const engine = await ModelEngine.create(spec, weights, { memoryBudget: floor + 1e5, hiddenStateBytes: SPILL_BYTES, writerBytes: 1e5, checkpointFolder: missing });
+      const resident = await ModelEngine.create(spec, weights);
+      try {
+        assert.ok(engine.memory.writeAhead);
+        const request = { sequences: randomSequences([8, 5, 12], spec.vocabSize, 6), outputs: { loss: true, moe: true }, maxBatchTokens: 16 };
+        for (let pass = 0; pass < 2; pass++) assertIdentical(await engine.forward(request), await resident.forward(request), `pass ${pass}`);
+        assert.equal(engine.writtenAhead.layers, 0);
+        assert.equal(engine.loading.loads, 2 * (spec.layers.length + 1), 'every layer and the head loaded in turn, twice');
+      } finally {
+        await engine.close();
+        await resident.close();
+      }
+    });
+  });
+
+  it('a pinned head is loaded by the first work that needs it, not at open: a profile never loads it', async () => {
+    await withCheckpoint({ architecture: 'OlmoeForCausalLM', seed: 3, numLayers: 3 }, async ({ spec, weights }) => {
+      const engine = await ModelEngine.create(spec, weights, budgets(spec).partial);
+      try {
+        assert.equal(engine.memory.headResident, true);
+        const sequences = randomSequences([6, 9], spec.vocabSize, 2);
+        // The ledger also holds the prefix cache's few kilobytes, so the head shows as a step of its size.
+        const { headBytes } = engine.memory;
+        const opened = engine.memoryAccount.currentBytes;
+        await engine.forward({ sequences, outputs: { moe: true } });
+        const profiled = engine.memoryAccount.currentBytes;
+        assert.ok(profiled - opened < headBytes / 4, `captures alone: the head is not loaded (${profiled - opened} bytes more, head ${headBytes})`);
+        await engine.forward({ sequences, outputs: { loss: true } });
+        const step = engine.memoryAccount.currentBytes - profiled;
+        assert.ok(step >= headBytes && step < 1.25 * headBytes, `a loss loads the head, which then stays (${step} bytes more, head ${headBytes})`);
+        const loads = engine.loading.loads;
+        // New sequences: the prefix cache holds the last ones' final hidden states.
+        await engine.forward({ sequences: randomSequences([7, 5], spec.vocabSize, 9), outputs: { loss: true } });
+        assert.equal(engine.loading.loads - loads, spec.layers.length - 1, 'the next pass streams the layers only');
+      } finally {
+        await engine.close();
       }
     });
   });
