@@ -133,13 +133,15 @@ function layerParameters(spec: ModelShape, layer: LayerSpec): { matrices: [rows:
 
 /**
  * What the layer writer (layerWriter.ts) holds while it writes a layer ahead: its thread's own heap and,
- * for the largest matrix, the tensor being read from the checkpoint and the one being written, each
- * stored (up to 4 bytes a parameter) and widened to fp32 (4 bytes): 16 bytes a parameter at most.
+ * for the largest matrix, the tensor read ahead and the one being written. In fp32 that is two stored
+ * bf16 tensors (2 bytes a parameter each) and the two reused fp32 buffers they are widened into (4 each):
+ * 12 bytes a parameter (an fp32 checkpoint's tensors are written as read: 8). In int8, the stored bits of
+ * both and the int8 values of one: 5, counted as 6 for the quantizer's row buffers.
  */
-export function layerWriterBytes(spec: ModelShape): number {
+export function layerWriterBytes(spec: ModelShape, precision: Precision): number {
   let largest = 0;
   for (const layer of spec.layers) for (const [rows, cols] of layerParameters(spec, layer).matrices) largest = Math.max(largest, rows * cols);
-  return WRITER_BASELINE_BYTES + 16 * largest;
+  return WRITER_BASELINE_BYTES + (precision === 'int8' ? 6 : 12) * largest;
 }
 
 /**
@@ -200,7 +202,7 @@ export function planMemory(spec: ModelShape, options: MemoryPlanOptions = {}): M
   const streamingSlotBytes = Math.max(2 * largest, largest + workBytes, 2 * headBytes, headBytes + workBytes);
   const streamingFloorBytes = PROCESS_BASELINE_BYTES + streamingSlotBytes + minHidden;
   const needs = `needs ${formatBytes(totalBytes)} as ${precision}; budget ${formatBytes(budgetBytes)}`;
-  const writerBytes = options.writerBytes ?? layerWriterBytes(spec);
+  const writerBytes = options.writerBytes ?? layerWriterBytes(spec, precision);
   const base = { precision, budgetBytes, layerBytes, embeddingBytes, headBytes, workBytes, streamingSlotBytes, streamingFloorBytes, totalBytes, writerBytes };
   const L = spec.layers.length;
   if (totalBytes <= budgetBytes) {

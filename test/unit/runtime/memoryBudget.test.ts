@@ -23,9 +23,11 @@ describe('memory budget', () => {
   });
 
   it('prices the layer writer by the largest matrix and writes ahead only when the budget has it beyond the floor', () => {
-    // The largest matrices are q and o, 4 x 4: 16 parameters at 16 bytes, beside the writer thread's 64 MiB.
+    // The largest matrices are q and o, 4 x 4: 16 parameters at 12 bytes in fp32 (two bf16 tensors and two fp32 buffers)
+    // and 6 in int8, beside the writer thread's 64 MiB.
     const probe = planMemory(tiny, { hiddenStateBytes: 1000, budgetBytes: 1e12 });
-    assert.equal(probe.writerBytes, 64 * 2 ** 20 + 16 * 16);
+    assert.equal(probe.writerBytes, 64 * 2 ** 20 + 12 * 16);
+    assert.equal(planMemory(tiny, { hiddenStateBytes: 1000, budgetBytes: 1e12, precision: 'int8' }).writerBytes, 64 * 2 ** 20 + 6 * 16);
     assert.equal(probe.writeAhead, false, 'all resident: nothing streams');
     const floor = probe.streamingFloorBytes;
     const atFloor = planMemory(tiny, { hiddenStateBytes: 1000, budgetBytes: floor, writerBytes: 100 });
