@@ -33,9 +33,10 @@
  * cached search cannot spin. Before, 20 generations per phase stopped a 1,000-evaluation search at about
  * 500 evaluations.
  *
- * Neuron alignment (our addition, the default): every merge-phase candidate's merged experts are
- * renumbered to match their row's kept expert before averaging, and carry the orders as `neuronOrder`
- * (the rule, and why it costs nothing per candidate, in eepAlignment.ts). It needs the experts' weights
+ * Neuron alignment (our addition, the default): before a merge-phase row averages experts, each merged
+ * expert is renumbered to match a kept expert (the one whose router row is most like its own), and the
+ * candidate carries the orders as `neuronOrder` (the rule, and why it costs nothing per candidate, in
+ * eepAlignment.ts). It needs the experts' weights
  * (`alignment`); without them, or with `neuronAlignment: false`, rows average neuron k with neuron k.
  *
  * Reproducible from the seed: candidates are drawn before they are scored and scored one at a time, so
@@ -95,7 +96,7 @@ export interface EepParameters {
    */
   significance: number;
   /**
-   * Renumber merged experts' neurons to match their row's kept expert (eepAlignment.ts). Takes effect
+   * Renumber merged experts' neurons to match a kept expert's (eepAlignment.ts). Takes effect
    * only with `alignment`; the result records whether it did.
    */
   neuronAlignment: boolean;
