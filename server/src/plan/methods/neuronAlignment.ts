@@ -151,13 +151,13 @@ export function pairAlignment(source: AlignmentSource): PairAlignment {
 export async function alignMerges(layers: PlanLayer[], source: AlignmentSource, signal?: AbortSignal): Promise<{ layers: PlanLayer[]; record: AlignmentRecord }> {
   const skipped: Record<number, string> = {};
   const aligned: PlanLayer[] = [];
+  const align = pairAlignment(source);
   for (const layer of layers) {
     const merges = (layer.mergeMatrix ?? []).map((row, i) => ({ anchor: layer.keptExperts[i], members: row.flatMap((c, j) => (c !== 0 && j !== layer.keptExperts[i] ? [j] : [])) })).filter((m) => m.members.length > 0);
     if (merges.length === 0) {
       aligned.push(layer);
       continue;
     }
-    const I = source.intermediate(layer.layer);
     const refusal = alignmentRefusal(source, layer.layer);
     if (refusal) {
       skipped[layer.layer] = refusal;
@@ -166,14 +166,11 @@ export async function alignMerges(layers: PlanLayer[], source: AlignmentSource, 
     }
     const neuronOrder: NeuronOrder = {};
     for (const { anchor, members } of merges) {
-      const anchorWeights = await source.expert(layer.layer, anchor);
       for (const member of members) {
         throwIfAborted(signal);
         if (neuronOrder[member]) throw new Error(`layer ${layer.layer}: expert ${member} is merged into more than one row; one neuron order cannot serve both`);
-        const order = alignNeurons(anchorWeights, await source.expert(layer.layer, member), I, source.hidden);
+        const order = await align(layer.layer, anchor, member);
         if (order.some((m, k) => m !== k)) neuronOrder[member] = order;
-        // A big layer must not starve the language server's other requests.
-        await new Promise((resolve) => setImmediate(resolve));
       }
     }
     aligned.push(Object.keys(neuronOrder).length ? { ...layer, neuronOrder } : layer);
