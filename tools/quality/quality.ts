@@ -123,6 +123,24 @@ const FIT_TOKENS = Number(option('fit-tokens') ?? (SMOKE ? 512 : 2048));
 /** "Own calibration beats the others'" is asked only of domains that route differently from it (mean JSD of expert usage, bits). */
 const ROUTES_DIFFERENTLY = 0.1;
 
+/** How far a merge moved from its kept experts: the share of Σ|W_EM| off the rows' own experts and the largest such entry. */
+function mergeSize(layers: PlanLayer[]): string {
+  const merged = layers.filter((l) => l.mergeMatrix);
+  if (merged.length === 0) return 'prune-only (the merge phase found no significant gain)';
+  let off = 0;
+  let all = 0;
+  let largest = 0;
+  for (const l of merged) {
+    l.mergeMatrix!.forEach((row, i) => row.forEach((c, j) => {
+      all += Math.abs(c);
+      if (j === l.keptExperts[i]) return;
+      off += Math.abs(c);
+      largest = Math.max(largest, Math.abs(c));
+    }));
+  }
+  return `merged, ${((100 * off) / all).toFixed(1)}% of |W_EM| off the kept experts, largest off entry ${largest.toFixed(3)}`;
+}
+
 async function main(): Promise<void> {
   const from = option('report-from');
   if (from) {
@@ -159,6 +177,7 @@ async function main(): Promise<void> {
           fitness: (plan) => evaluator.score(plan), populationSize: EEP.populationSize, eliteSize: EEP.eliteSize, generations: EEP.generations, budget: 1000,
           neuronAlignment, alignment: neuronAlignment ? await (alignment ??= calibration.alignmentSource()) : undefined,
         });
+        process.stderr.write(`eep ${path.basename(calibration.files[0])} seed ${seed}${neuronAlignment ? '' : ' unaligned'}: ${mergeSize(result.layers)}\n`);
         return { prune: result.pruned!.layers, merge: result.layers };
       })();
       eepCache.set(key, runs);
