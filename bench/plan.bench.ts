@@ -3,7 +3,8 @@
  * - NAEE, exhaustive for 8 experts keeping 4 (70 subsets per layer), including the captured forward and
  *   every expert's output on the calibration tokens (bar: 60 s);
  * - EEP, 400 candidate evaluations on 32 calibration sequences of 256 tokens, seeded with the heuristics'
- *   plans from NAEE's capture (bar: 5 minutes on 2 cores). The seeds' cost is reported, not counted.
+ *   plans from NAEE's capture, its merged experts' neurons aligned as a plan run aligns them (bar: 5
+ *   minutes on 2 cores, the alignment included). The seeds' cost is reported, not counted.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -11,6 +12,7 @@ import { loadCheckpoint } from '../server/src/checkpoint';
 import { Evaluator } from '../server/src/evaluate';
 import { eepSearch, moeLayerShapes, naeePruning } from '../server/src/plan';
 import { DEFAULT_NAEE_TOKENS, LayerReconstruction, captureCalibration, heuristicPlans } from '../server/src/plan/run';
+import { checkpointAlignmentSource } from '../server/src/plan/run/alignmentSource';
 import { toRuntimePlan } from '../server/src/plan/runtimeConversion';
 import { modelIdentity, RuntimePool } from '../server/src/profile/run';
 
@@ -47,12 +49,14 @@ async function main(): Promise<void> {
   started = performance.now();
   const seeds = await heuristicPlans(capture.statistics, shapes, 4, async (layer, kept) => reconstruction.error(layer, kept));
   const seedSeconds = (performance.now() - started) / 1000;
-  await checkpoint.weights.close();
   const evaluator = new Evaluator(runtime, { kind: 'text', sequences });
   await evaluator.fitness({ layers: {} }); // warm the sessions
   started = performance.now();
-  const eep = await eepSearch({ layers: shapes, target: 4, fitness: (plan) => evaluator.score(plan), seed: 0, budget: EEP_BUDGET, initial: seeds });
+  const expertDtype = checkpoint.weights.info(identity.spec.tensors.layer(shapes[0].layer).expert!(0).gate).dtype;
+  const alignment = checkpointAlignmentSource(identity.spec, checkpoint.weights, expertDtype);
+  const eep = await eepSearch({ layers: shapes, target: 4, fitness: (plan) => evaluator.score(plan), seed: 0, budget: EEP_BUDGET, initial: seeds, alignment });
   const eepSeconds = (performance.now() - started) / 1000;
+  await checkpoint.weights.close();
   const seedLoss = Math.min(...(await Promise.all(seeds.map(async (plan) => -(await evaluator.fitness(toRuntimePlan(plan, (layer) => shapes.find((s) => s.layer === layer)!.numExperts)))))));
   rows.push({
     name: `EEP, ${eep.evaluations} evaluations, ${SEQUENCES}×${LENGTH} tokens`,

@@ -133,7 +133,7 @@ const commands: Record<string, Command> = {
             ...(options.has('budget') && { budget: integerOption(options, 'budget', 1) }),
             // UNCURL's similarity (checked, with its message, where plan parameters are read).
             ...(options.has('similarity') && { similarity: options.get('similarity') }),
-            // UNCURL merges unaligned (neuron k with neuron k) instead of aligning neurons first.
+            // UNCURL and EEP merge unaligned (neuron k with neuron k) instead of aligning neurons first.
             ...(options.has('no-neuron-alignment') && { neuronAlignment: false }),
             // A global expert budget shared out across layers by marginal loss (checked where plan parameters are read).
             ...(options.has('keep-share') && { keepShare: Number(options.get('keep-share')) }),

@@ -16,6 +16,7 @@ import { applyRepairs, type Repair } from '../../server/src/plan/methods/repairs
 import type { CompensationGranularity } from '../../server/src/plan/methods/outputCompensation';
 import { Evaluator, loadSamples, runtimePlanFor } from '../../server/src/evaluate';
 import { eepSearch, moeLayerShapes, pairedDifference, type PlanLayer } from '../../server/src/plan';
+import type { AlignmentSource } from '../../server/src/plan/methods/neuronAlignment';
 import type { RuntimePlan } from '../../server/src/runtime';
 import { Calibration, captureCalibration, makePlan } from '../../server/src/plan/run';
 import { modelIdentity, RuntimePool } from '../../server/src/profile/run';
@@ -75,8 +76,8 @@ interface Variant {
    */
   ownOnly?: boolean;
   /**
-   * The product's method as it was before a change, kept beside it for comparison (UNCURL without neuron
-   * alignment): in the tables and the sweep, but not one of the methods the bars hold to account.
+   * The product's method as it was before a change, kept beside it for comparison (UNCURL and EEP without
+   * neuron alignment): in the tables and the sweep, but not one of the methods the bars hold to account.
    */
   comparison?: boolean;
 }
@@ -95,6 +96,8 @@ const ALL_VARIANTS: Variant[] = [
   { label: 'uncurl (unaligned)', method: 'uncurl', seeded: true, parameters: { neuronAlignment: false }, comparison: true },
   { label: 'eep (prune)', method: 'eep', seeded: true, phase: 'prune' },
   { label: 'eep (merge)', method: 'eep', seeded: true, phase: 'merge' },
+  // EEP's merge as the paper merges: neuron k averaged with neuron k (the default aligns neurons first).
+  { label: 'eep (unaligned)', method: 'eep', seeded: true, phase: 'merge', parameters: { neuronAlignment: false }, comparison: true },
   { label: 'frequency + compensation', method: 'frequency', seeded: false, repairs: COMPENSATION },
   { label: 'reap + compensation', method: 'reap', seeded: false, repairs: COMPENSATION },
   { label: 'naee + compensation', method: 'naee', seeded: false, repairs: COMPENSATION },
@@ -120,6 +123,24 @@ const FIT_TOKENS = Number(option('fit-tokens') ?? (SMOKE ? 512 : 2048));
 /** "Own calibration beats the others'" is asked only of domains that route differently from it (mean JSD of expert usage, bits). */
 const ROUTES_DIFFERENTLY = 0.1;
 
+/** How far a merge moved from its kept experts: the share of Σ|W_EM| off the rows' own experts and the largest such entry. */
+function mergeSize(layers: PlanLayer[]): string {
+  const merged = layers.filter((l) => l.mergeMatrix);
+  if (merged.length === 0) return 'prune-only (the merge phase found no significant gain)';
+  let off = 0;
+  let all = 0;
+  let largest = 0;
+  for (const l of merged) {
+    l.mergeMatrix!.forEach((row, i) => row.forEach((c, j) => {
+      all += Math.abs(c);
+      if (j === l.keptExperts[i]) return;
+      off += Math.abs(c);
+      largest = Math.max(largest, Math.abs(c));
+    }));
+  }
+  return `merged, ${((100 * off) / all).toFixed(1)}% of |W_EM| off the kept experts, largest off entry ${largest.toFixed(3)}`;
+}
+
 async function main(): Promise<void> {
   const from = option('report-from');
   if (from) {
@@ -143,8 +164,10 @@ async function main(): Promise<void> {
     return calibration;
   };
   const eepCache = new Map<string, Promise<{ prune: PlanLayer[]; merge: PlanLayer[] }>>();
-  const eepRuns = (calibration: Calibration, seed: number) => {
-    const key = `${calibration.files.join()}\0${seed}`;
+  /** One source for every search, so each pair of experts is aligned once for the whole run. */
+  let alignment: Promise<AlignmentSource> | undefined;
+  const eepRuns = (calibration: Calibration, seed: number, neuronAlignment: boolean) => {
+    const key = `${calibration.files.join()}\0${seed}\0${neuronAlignment}`;
     let runs = eepCache.get(key);
     if (!runs) {
       runs = (async () => {
@@ -152,7 +175,9 @@ async function main(): Promise<void> {
         const result = await eepSearch({
           layers: moeLayerShapes(identity.spec), target: KEEP, seed, initial: await calibration.heuristicPlans(KEEP),
           fitness: (plan) => evaluator.score(plan), populationSize: EEP.populationSize, eliteSize: EEP.eliteSize, generations: EEP.generations, budget: 1000,
+          neuronAlignment, alignment: neuronAlignment ? await (alignment ??= calibration.alignmentSource()) : undefined,
         });
+        process.stderr.write(`eep ${path.basename(calibration.files[0])} seed ${seed}${neuronAlignment ? '' : ' unaligned'}: ${mergeSize(result.layers)}\n`);
         return { prune: result.pruned!.layers, merge: result.layers };
       })();
       eepCache.set(key, runs);
@@ -179,7 +204,7 @@ async function main(): Promise<void> {
       base = makePlan(calibration, { method: variant.method, targetExperts: keep, seed, parameters: variant.parameters }, { modelFolder: MODEL_FOLDER, datasets: calibration.files }).then((p) => p.layers);
       basePlans.set(key, base);
     }
-    let layers = variant.method === 'eep' ? (await eepRuns(calibration, seed))[variant.phase ?? 'merge'] : await base!;
+    let layers = variant.method === 'eep' ? (await eepRuns(calibration, seed, variant.parameters?.neuronAlignment !== false))[variant.phase ?? 'merge'] : await base!;
     if (variant.survivorsOnly) layers = layers.map((l) => ({ layer: l.layer, keptExperts: l.keptExperts }));
     if (variant.repairs) layers = (await applyRepairs(layers, variant.repairs, await calibration.layerError(), { granularity: variant.granularity })).layers;
     return layers;
@@ -339,7 +364,8 @@ function report(m: Measurements): string[] {
     const eep = row['eep (merge)'] && row['eep (prune)']
       ? `; EEP merge ≤ EEP prune: ${row['eep (merge)'][d] <= row['eep (prune)'][d] ? 'yes' : 'no'} (${versus(d, 'eep (merge)', 'eep (prune)')})`
       : '';
-    lines.push(`- ${d}: beat random ${beatsRandom.length}/${taskSpecific.length}${listMissing(taskSpecific, beatsRandom)}; beat other calibrations ${beatsOthers.length}/${taskSpecific.length}${listMissing(taskSpecific, beatsOthers)}${halfOfFrequency}${eep}; ${routing}`);
+    const eepAlignment = row['eep (merge)'] && row['eep (unaligned)'] ? `; EEP merge aligned minus unaligned ${versus(d, 'eep (merge)', 'eep (unaligned)')}` : '';
+    lines.push(`- ${d}: beat random ${beatsRandom.length}/${taskSpecific.length}${listMissing(taskSpecific, beatsRandom)}; beat other calibrations ${beatsOthers.length}/${taskSpecific.length}${listMissing(taskSpecific, beatsOthers)}${halfOfFrequency}${eep}${eepAlignment}; ${routing}`);
   }
   const held = (key: 'random' | 'others' | 'half') => DOMAINS.filter((d) => verdicts[d][key]);
   const summary = (key: 'random' | 'others' | 'half', text: string) => `- ${text}: ${held(key).length === DOMAINS.length ? 'holds on every domain' : `holds on ${held(key).join(', ') || 'no domain'}; not on ${DOMAINS.filter((d) => !verdicts[d][key]).join(', ')}`}`;

@@ -6,7 +6,7 @@ import type { DType, ModelSpec } from '../checkpoint/modelSpec';
 import { UserError } from '../errors';
 import { analyseHfExactness } from './hfExactness';
 import { adaptiveGatingForShare, adaptiveGatingWithinQuality } from './methods/adaptiveGating';
-import { type EepParameters, type EepProgress, type FitnessFunction, type FitnessManyFunction, eepSearch, searchRecord } from './methods/eep';
+import { DEFAULT_EEP_PARAMETERS, type EepParameters, type EepProgress, type FitnessFunction, type FitnessManyFunction, eepSearch, searchRecord } from './methods/eep';
 import { type LayerErrorFunction, naeePruning } from './methods/naee';
 import { type Repair, type RepairSource, applyRepairs } from './methods/repairs';
 import { frequencyPruning, randomPruning, reapPruning, softCountPruning } from './methods/ranking';
@@ -47,7 +47,7 @@ export interface PlanInputs {
   gatingQuality?: { baseline: number; candidates: readonly number[]; at: (layer: number, threshold: number) => Promise<number> };
   /** The repairs' calibration data (router logits, expert outputs, the full layer's output). */
   repair?: RepairSource;
-  /** UNCURL's neuron alignment: the experts' weights. */
+  /** UNCURL's and EEP's neuron alignment: the experts' weights. */
   alignment?: AlignmentSource;
 }
 
@@ -125,9 +125,12 @@ export async function generatePlan(method: PlanMethod, inputs: PlanInputs, optio
       break;
     case 'eep': {
       if (!inputs.fitness) throw new Error('eep needs a fitness callback');
-      const result = await eepSearch({ ...methodParameters, layers: shapes, target: target(), fitness: inputs.fitness, fitnessMany: inputs.fitnessMany, initial: inputs.initial, seed, signal: options.signal, onGeneration: options.onGeneration });
+      const merges = (method.phases ?? DEFAULT_EEP_PARAMETERS.phases).includes('merge');
+      if (merges && (method.neuronAlignment ?? DEFAULT_EEP_PARAMETERS.neuronAlignment) && !inputs.alignment) throw new Error('EEP\'s neuron alignment needs the experts\' weights');
+      const result = await eepSearch({ ...methodParameters, layers: shapes, target: target(), fitness: inputs.fitness, fitnessMany: inputs.fitnessMany, initial: inputs.initial, alignment: inputs.alignment, seed, signal: options.signal, onGeneration: options.onGeneration });
       const { seed: _recordedSeparately, ...searched } = result.parameters;
-      parameters = { ...searched, bestFitness: result.fitness, evaluations: result.evaluations, search: searchRecord(result.history) };
+      const skipped = result.neuronAlignmentSkipped ? { neuronAlignmentSkipped: result.neuronAlignmentSkipped } : {};
+      parameters = { ...searched, ...skipped, bestFitness: result.fitness, evaluations: result.evaluations, search: searchRecord(result.history) };
       layers = result.layers;
       break;
     }

@@ -7,6 +7,7 @@ import type { PlanMethodName } from '../../../common/protocol';
 import { parsePlan } from '../../../server/src/plan';
 import type { EepSearchRecord } from '../../../server/src/plan';
 import { eepSearch } from '../../../server/src/plan/methods/eep';
+import { mergedMembers } from '../../../server/src/plan/methods/eepAlignment';
 import { Calibration, generatePlanFile, layerPreview, makePlan, planRelativePath, readPlanToResume, toPlanStatistics } from '../../../server/src/plan/run';
 import { modelIdentity, profileDataset, RuntimePool } from '../../../server/src/profile/run';
 import { defaultProfilePath, loadProfile } from '../../../server/src/profile/profileFile';
@@ -214,6 +215,26 @@ describe('plan generation from a model and calibration data', () => {
       plan.forEach((value, g) => assert.ok(candidate[g] >= value && (g === 0 || value >= plan[g - 1])));
     }
     assert.equal(search.merge!.plan.at(-1), Number((first.method.parameters.bestFitness as number).toFixed(6)));
+  });
+
+  it('EEP aligns its merged experts\' neurons by default, and records it; "neuronAlignment": false merges unaligned', async () => {
+    const run = async (name: string, parameters: Record<string, unknown>) => (await generatePlanFile({
+      model: checkpoint.folder, method: 'eep', targetExperts: 3, seed: 7, calibration: [{ file: calibrationFile }], output: path.join(dir, `${name}.moeplan.json`), runtimes, threads: 1,
+      parameters: { ...SMALL_EEP, budget: 16, ...parameters },
+    })).plan;
+    const aligned = await run('eep-aligned', {});
+    assert.equal(aligned.method.parameters.neuronAlignment, true);
+    const merged = aligned.layers.filter((layer) => layer.mergeMatrix);
+    assert.ok(merged.length > 0, 'the merge phase ran');
+    for (const layer of merged) {
+      // Random experts never align to the identity, so every expert the rule aligns has an order, and only those.
+      assert.deepEqual(Object.keys(layer.neuronOrder ?? {}).map(Number), mergedMembers(layer), `layer ${layer.layer}`);
+      for (const kept of layer.keptExperts) assert.equal(layer.neuronOrder?.[kept], undefined, 'kept experts keep their numbering');
+    }
+    const unaligned = await run('eep-unaligned', { neuronAlignment: false });
+    assert.equal(unaligned.method.parameters.neuronAlignment, false);
+    assert.ok(unaligned.layers.every((layer) => layer.neuronOrder === undefined));
+    await assert.rejects(run('eep-bad-alignment', { neuronAlignment: 'no' }), /"neuronAlignment" must be true or false/);
   });
 
   it('EEP scoring a whole generation in one pass finds what scoring one candidate at a time finds', async () => {

@@ -101,6 +101,12 @@ export const METHODS: Record<MethodName, MethodInfo> = {
       { name: 'mutationRate', description: 'Share of matrix entries a merge-phase mutation perturbs.', defaultValue: constant(eep.mutationRate) },
       { name: 'samples', description: 'Calibration sequences (or multiple-choice items) the fitness scores.', defaultValue: constant(DEFAULT_EEP_SAMPLES) },
       { name: 'significance', description: 'Standard errors (paired, over calibration samples) by which a candidate must beat the plan so far to replace it; 0 takes any gain.', defaultValue: constant(eep.significance) },
+      {
+        name: 'neuronAlignment',
+        description:
+          'Before a merge-phase row averages experts, renumber each merged expert\'s intermediate neurons to best match a kept expert\'s (Hungarian assignment on the cosine of each neuron\'s gate row, up row and down column): the kept expert whose router row is most like its own (where pruning sends its tokens). Kept experts are never renumbered; each merged expert is aligned once per search. Writes `neuronOrder`. `false` merges neuron k with neuron k. Layers with fused or quantised (MXFP4, FP8) experts, or more than 4096 intermediate neurons, merge unaligned and the plan says why (`neuronAlignmentSkipped`). CLI: `--no-neuron-alignment`.',
+        defaultValue: constant(eep.neuronAlignment),
+      },
       repairs,
       singleExpertShare,
     ],

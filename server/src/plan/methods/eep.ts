@@ -33,11 +33,19 @@
  * cached search cannot spin. Before, 20 generations per phase stopped a 1,000-evaluation search at about
  * 500 evaluations.
  *
+ * Neuron alignment (our addition, the default): before a merge-phase row averages experts, each merged
+ * expert is renumbered to match a kept expert (the one whose router row is most like its own), and the
+ * candidate carries the orders as `neuronOrder` (the rule, and why it costs nothing per candidate, in
+ * eepAlignment.ts). It needs the experts' weights
+ * (`alignment`); without them, or with `neuronAlignment: false`, rows average neuron k with neuron k.
+ *
  * Reproducible from the seed: candidates are drawn before they are scored and scored one at a time, so
  * an asynchronous fitness (however long each call takes) cannot change the random stream.
  */
 import type { RuntimePlan } from '../../runtime/runtimePlan';
 import type { PlanLayer } from '../planFile';
+import { EepAlignment } from './eepAlignment';
+import type { AlignmentSource } from './neuronAlignment';
 import { SeededRandom } from '../prng';
 import { oneHotRows, toRuntimePlan } from '../runtimeConversion';
 import { type ExpertTarget, type MoeLayerShape, targetFor, throwIfAborted } from '../statistics';
@@ -87,6 +95,11 @@ export interface EepParameters {
    * be returned instead of it (0: any gain). Needs a fitness with per-sample scores.
    */
   significance: number;
+  /**
+   * Renumber merged experts' neurons to match a kept expert's (eepAlignment.ts). Takes effect
+   * only with `alignment`; the result records whether it did.
+   */
+  neuronAlignment: boolean;
 }
 
 export const DEFAULT_EEP_PARAMETERS: EepParameters = {
@@ -99,6 +112,7 @@ export const DEFAULT_EEP_PARAMETERS: EepParameters = {
   sigma: 0.05,
   mutationRate: 0.1,
   significance: 2,
+  neuronAlignment: true,
 };
 
 export interface EepOptions extends Partial<EepParameters> {
@@ -113,6 +127,8 @@ export interface EepOptions extends Partial<EepParameters> {
    * identity merges (or from their own matrices).
    */
   initial?: PlanLayer[][];
+  /** The experts' weights, for the merge phase's neuron alignment (shared by searches that pass the same source). */
+  alignment?: AlignmentSource;
   signal?: AbortSignal;
   onGeneration?: (progress: EepProgress) => void;
 }
@@ -125,6 +141,8 @@ export interface EepResult {
   evaluations: number;
   history: EepProgress[];
   parameters: EepParameters;
+  /** Layers the merge phase merged unaligned, with the reason (fused or quantised experts, too many neurons). */
+  neuronAlignmentSkipped?: Record<number, string>;
 }
 
 interface Scored {
@@ -134,7 +152,11 @@ interface Scored {
 }
 
 export async function eepSearch(options: EepOptions): Promise<EepResult> {
-  const parameters: EepParameters = { ...DEFAULT_EEP_PARAMETERS, ...definedOnly(options) };
+  const requested: EepParameters = { ...DEFAULT_EEP_PARAMETERS, ...definedOnly(options) };
+  const parameters: EepParameters = { ...requested, neuronAlignment: requested.neuronAlignment && options.alignment !== undefined };
+  const alignment = parameters.neuronAlignment ? new EepAlignment(options.alignment!, options.signal) : undefined;
+  /** A candidate as it is scored and returned: merged layers with their neuron orders. */
+  const aligned = async (layers: PlanLayer[]) => (alignment ? alignment.attach(layers) : layers);
   const { populationSize, generations, budget, phases } = parameters;
   const eliteSize = Math.max(1, Math.min(parameters.eliteSize, populationSize));
   const random = new SeededRandom(parameters.seed);
@@ -149,6 +171,7 @@ export async function eepSearch(options: EepOptions): Promise<EepResult> {
     if (!incumbent || significantlyBetter(candidate, incumbent, parameters.significance)) incumbent = candidate;
   };
 
+  /** Scores an aligned candidate (or finds it in the cache). */
   const score = async (layers: PlanLayer[]): Promise<Scored | undefined> => {
     const key = cacheKey(layers);
     const known = cache.get(key);
@@ -162,7 +185,9 @@ export async function eepSearch(options: EepOptions): Promise<EepResult> {
     consider(scored);
     return scored;
   };
-  const scoreAll = async (candidates: PlanLayer[][]) => {
+  const scoreAll = async (drawn: PlanLayer[][]) => {
+    const candidates: PlanLayer[][] = [];
+    for (const layers of drawn) candidates.push(await aligned(layers));
     if (options.fitnessMany) {
       // The candidates `score` would evaluate, in its order, scored together; `score` then finds them cached.
       const fresh = new Map<string, PlanLayer[]>();
@@ -257,6 +282,7 @@ export async function eepSearch(options: EepOptions): Promise<EepResult> {
     evaluations,
     history,
     parameters,
+    ...(alignment ? alignment.record() : {}),
   };
 }
 

@@ -41,6 +41,8 @@ export interface AlignmentSource {
   /** Why `layer`'s experts cannot be renumbered (fused or quantised experts); undefined when they can. */
   refusal(layer: number): string | undefined;
   expert(layer: number, id: number): Promise<ExpertMatrices>;
+  /** The layer's router weight [E, H], row-major (EEP chooses which kept expert each merged expert is aligned to by it). */
+  router?(layer: number): Promise<Float32Array>;
 }
 
 export interface AlignmentRecord {
@@ -100,6 +102,47 @@ export function alignNeurons(anchor: ExpertMatrices, member: ExpertMatrices, I: 
   return bestAssignment(neuronSimilarity(anchor, member, I, H));
 }
 
+/** Why `layer`'s merges go unaligned (the source refuses, or the assignment would be too large); undefined when they can be aligned. */
+export function alignmentRefusal(source: AlignmentSource, layer: number): string | undefined {
+  const I = source.intermediate(layer);
+  return source.refusal(layer) ?? (I > MAX_ALIGNED_NEURONS ? `experts have ${I} intermediate neurons, more than the ${MAX_ALIGNED_NEURONS} an exact assignment is computed for` : undefined);
+}
+
+/** `alignNeurons(anchor, member)` of one layer's experts, read from a source. */
+export type PairAlignment = (layer: number, anchor: number, member: number) => Promise<number[]>;
+
+const pairAlignments = new WeakMap<AlignmentSource, PairAlignment>();
+
+/**
+ * The source's pair alignments, each computed once and then remembered (only the orders, I numbers a
+ * pair, never the weights, which on a real model are gigabytes a layer). One memory per source, so every
+ * search given the same source (EEP's candidates, and the quality tool's searches over calibrations and
+ * seeds) shares it: the alignment depends on the weights alone.
+ */
+export function pairAlignment(source: AlignmentSource): PairAlignment {
+  let align = pairAlignments.get(source);
+  if (!align) {
+    const known = new Map<string, Promise<number[]>>();
+    align = (layer, anchor, member) => {
+      const key = `${layer} ${anchor} ${member}`;
+      let order = known.get(key);
+      if (!order) {
+        order = (async () => {
+          const computed = alignNeurons(await source.expert(layer, anchor), await source.expert(layer, member), source.intermediate(layer), source.hidden);
+          // A big layer must not starve the language server's other requests.
+          await new Promise((resolve) => setImmediate(resolve));
+          return computed;
+        })();
+        order.catch(() => known.delete(key));
+        known.set(key, order);
+      }
+      return order;
+    };
+    pairAlignments.set(source, align);
+  }
+  return align;
+}
+
 /**
  * Neuron orders for every merge of the plan's layers: in each merge row, every expert but the anchor
  * (the row's kept expert, UNCURL's survivor) is renumbered to match the anchor. Each expert is merged into
@@ -108,14 +151,14 @@ export function alignNeurons(anchor: ExpertMatrices, member: ExpertMatrices, I: 
 export async function alignMerges(layers: PlanLayer[], source: AlignmentSource, signal?: AbortSignal): Promise<{ layers: PlanLayer[]; record: AlignmentRecord }> {
   const skipped: Record<number, string> = {};
   const aligned: PlanLayer[] = [];
+  const align = pairAlignment(source);
   for (const layer of layers) {
     const merges = (layer.mergeMatrix ?? []).map((row, i) => ({ anchor: layer.keptExperts[i], members: row.flatMap((c, j) => (c !== 0 && j !== layer.keptExperts[i] ? [j] : [])) })).filter((m) => m.members.length > 0);
     if (merges.length === 0) {
       aligned.push(layer);
       continue;
     }
-    const I = source.intermediate(layer.layer);
-    const refusal = source.refusal(layer.layer) ?? (I > MAX_ALIGNED_NEURONS ? `experts have ${I} intermediate neurons, more than the ${MAX_ALIGNED_NEURONS} an exact assignment is computed for` : undefined);
+    const refusal = alignmentRefusal(source, layer.layer);
     if (refusal) {
       skipped[layer.layer] = refusal;
       aligned.push(layer);
@@ -123,14 +166,11 @@ export async function alignMerges(layers: PlanLayer[], source: AlignmentSource, 
     }
     const neuronOrder: NeuronOrder = {};
     for (const { anchor, members } of merges) {
-      const anchorWeights = await source.expert(layer.layer, anchor);
       for (const member of members) {
         throwIfAborted(signal);
         if (neuronOrder[member]) throw new Error(`layer ${layer.layer}: expert ${member} is merged into more than one row; one neuron order cannot serve both`);
-        const order = alignNeurons(anchorWeights, await source.expert(layer.layer, member), I, source.hidden);
+        const order = await align(layer.layer, anchor, member);
         if (order.some((m, k) => m !== k)) neuronOrder[member] = order;
-        // A big layer must not starve the language server's other requests.
-        await new Promise((resolve) => setImmediate(resolve));
       }
     }
     aligned.push(Object.keys(neuronOrder).length ? { ...layer, neuronOrder } : layer);

@@ -22,8 +22,7 @@ import type { PlanLayer } from '../planFile';
 import type { ExpertTarget, LayerStatistics, MoeLayerShape } from '../statistics';
 import { LayerReconstruction } from './layerReconstruction';
 import type { AlignmentSource } from '../methods/neuronAlignment';
-import { layerWeights, resolveWeight } from '../../runtime/layerWeights';
-import { neuronOrderRefusal } from '../../runtime/neuronOrder';
+import { checkpointAlignmentSource } from './alignmentSource';
 import { captureCalibration, toPlanStatistics, type CalibrationCapture } from './statistics';
 
 export type MethodName = PlanMethod['name'];
@@ -139,7 +138,7 @@ export class Calibration {
     const inputs: PlanInputs = {};
     if (options.needsStatistics || ['frequency', 'softCount', 'reap', 'uncurl'].includes(method)) inputs.statistics = await this.statistics(options.signal);
     if (parameters.repairs) inputs.repair = await this.layerError(options.signal);
-    if (method === 'uncurl') inputs.alignment = await this.alignmentSource();
+    if (method === 'uncurl' || method === 'eep') inputs.alignment = await this.alignmentSource();
     if (method === 'naee') {
       const reconstruction = await this.layerError(options.signal);
       inputs.layerError = async (layer, kept) => reconstruction.error(layer, kept);
@@ -189,26 +188,9 @@ export class Calibration {
     return curves;
   }
 
-  /** UNCURL's neuron alignment: experts' weights read from the checkpoint when a merge needs them. */
+  /** UNCURL's and EEP's neuron alignment: experts' weights read from the checkpoint when a merge needs them. */
   async alignmentSource(): Promise<AlignmentSource> {
-    const checkpoint = await this.openCheckpoint();
-    const { spec } = this.identity;
-    const dtype = await this.dtype();
-    const moe = (layer: number) => {
-      const layerSpec = spec.layers[layer];
-      if (layerSpec?.kind !== 'moe') throw new Error(`layer ${layer} is not an MoE layer`);
-      return layerSpec;
-    };
-    return {
-      hidden: spec.hiddenSize,
-      intermediate: (layer) => moe(layer).moe.expert.intermediateSize,
-      // FP8 experts: a merged expert is refused at export (exportLayout.ts), so neither a merge nor its alignment could be written.
-      refusal: (layer) => (dtype === 'F8_E4M3' ? 'the experts are stored in FP8; neuron orders apply only to F32, F16 and BF16 experts' : neuronOrderRefusal(spec, layer)),
-      expert: async (layer, id) => {
-        const expert = layerWeights(spec, checkpoint.weights, moe(layer)).experts![id];
-        return { gate: await resolveWeight(expert.gate), up: await resolveWeight(expert.up), down: await resolveWeight(expert.down) };
-      },
-    };
+    return checkpointAlignmentSource(this.identity.spec, (await this.openCheckpoint()).weights, await this.dtype());
   }
 
   /** The checkpoint's storage dtype (of its expert weights), for the plan's byte savings. */

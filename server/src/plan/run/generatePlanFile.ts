@@ -49,7 +49,7 @@ export interface PlanRecord {
   profile?: string;
 }
 
-const EEP_KEYS = ['populationSize', 'generations', 'eliteSize', 'budget', 'phases', 'sigma', 'mutationRate', 'significance'] as const;
+const EEP_KEYS = ['populationSize', 'generations', 'eliteSize', 'budget', 'phases', 'sigma', 'mutationRate', 'significance', 'neuronAlignment'] as const;
 
 /** The generatePlan method object for a method name and the request's free-form parameters. */
 export function planMethod(name: GenerateMethodName, parameters: Record<string, unknown> = {}): PlanMethod {
@@ -80,7 +80,10 @@ export function planMethod(name: GenerateMethodName, parameters: Record<string, 
       const method: Record<string, unknown> = { name };
       for (const key of EEP_KEYS) {
         if (parameters[key] === undefined) continue;
-        if (key === 'phases') {
+        if (key === 'neuronAlignment') {
+          if (typeof parameters.neuronAlignment !== 'boolean') throw new UserError('The eep parameter "neuronAlignment" must be true or false.');
+          method.neuronAlignment = parameters.neuronAlignment;
+        } else if (key === 'phases') {
           const phases = parameters.phases;
           if (!Array.isArray(phases) || phases.length === 0 || !phases.every((p) => p === 'prune' || p === 'merge')) throw new UserError('The eep parameter "phases" must list "prune" and/or "merge".');
           method.phases = phases;
