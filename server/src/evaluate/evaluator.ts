@@ -118,14 +118,14 @@ export class Evaluator {
    * Time and peak memory of scoring `variants` plans at once, `repeats` times over (EEP: a generation per
    * repeat), from a warm-up on these samples. With `withFullModel` the full model rides along (KL, agreement).
    */
-  estimate(work: { variants?: number; repeats?: number; withFullModel?: boolean; merges?: WorkShape['merges'] } = {}): Promise<WorkEstimate> {
+  estimate(work: { variants?: number; repeats?: number; withFullModel?: boolean; merges?: WorkShape['merges']; alongside?: WorkShape['alongside'] } = {}): Promise<WorkEstimate> {
     const sequences = this.samples.kind === 'text' ? this.samples.sequences : this.samples.items.flatMap((item) => item.choices.map((c) => c.ids));
     const variants = (work.variants ?? 1) + (work.withFullModel ? 1 : 0);
     const chunks = work.withFullModel ? chunkByTokens(sequences, Math.max(1, Math.floor(this.maxLogitFloats / this.runtime.model.vocabSize / variants))) : [sequences];
     const tokens = sequences.reduce((sum, s) => sum + s.length, 0);
     // The warm-up runs a batch like the work's: a chunk for KL and agreement can be a single sequence.
     const batchTokens = Math.min(2048, Math.max(...chunks.map((chunk) => chunk.reduce((sum, s) => sum + s.length, 0))));
-    const shape: WorkShape = { tokens, variants, repeats: work.repeats, passesPerRepeat: this.runtime.memory.policy === 'resident' ? 1 : chunks.length, batchTokens, merges: work.merges };
+    const shape: WorkShape = { tokens, variants, repeats: work.repeats, passesPerRepeat: this.runtime.memory.policy === 'resident' ? 1 : chunks.length, batchTokens, merges: work.merges, alongside: work.alongside };
     return estimateWork(this.runtime, sequences.slice(0, 64), shape, work.withFullModel ? { loss: true, logits: 'all' } : { loss: true });
   }
 

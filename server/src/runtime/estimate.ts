@@ -27,6 +27,8 @@ export interface WorkShape {
   hostSecondsPerToken?: number;
   /** Merged layers the whole work builds (EEP's merge phase: candidates x MoE layers), each like `matrix` (rows: merged experts). */
   merges?: { builds: number; matrix: number[][] };
+  /** Work the caller does in turn with the runtime's, measured by the caller (EEP's neuron alignment), and what it is. */
+  alongside?: { seconds: number; what: string };
 }
 
 export interface WorkEstimate {
@@ -104,7 +106,8 @@ export function extrapolate(input: ExtrapolationInput): WorkEstimate {
 
   let mergingSeconds = 0;
   if (work.merges && timing.mergeSeconds !== undefined) mergingSeconds = work.merges.builds * timing.mergeSeconds;
-  const seconds = Math.max(computeSeconds + loadingSeconds + mergingSeconds, work.tokens * repeats * (work.hostSecondsPerToken ?? 0));
+  const alongside = work.alongside?.seconds ?? 0;
+  const seconds = Math.max(computeSeconds + loadingSeconds + mergingSeconds, work.tokens * repeats * (work.hostSecondsPerToken ?? 0)) + alongside;
 
   // Weights held at once, plus the hidden states of a work set (all variants), as far as RAM holds them before spilling.
   const residentBytes = memory.residentLayers.reduce((sum, l) => sum + memory.layerBytes[l], 0);
@@ -117,6 +120,7 @@ export function extrapolate(input: ExtrapolationInput): WorkEstimate {
   const parts = [
     ...(loadingSeconds > 0 ? [`${formatDuration(loadingSeconds)} of it loading weights, ${passes} pass${passes === 1 ? '' : 'es'}`] : []),
     ...(mergingSeconds > 0 ? [`${formatDuration(mergingSeconds)} building ${work.merges!.builds} merged layers`] : []),
+    ...(alongside > 0 ? [`${formatDuration(alongside)} ${work.alongside!.what}`] : []),
   ];
   const detail = parts.length > 0 ? ` (${parts.join('; ')})` : '';
   return { seconds, loadingSeconds, mergingSeconds, peakBytes, summary: `estimated ${formatDuration(seconds)}${detail}, peak memory about ${formatBytes(peakBytes)}` };

@@ -6,7 +6,7 @@ import { extrapolate, type ExtrapolationInput } from '../../../server/src/runtim
 import { layerWeightBytes, planMemory } from '../../../server/src/runtime/memoryBudget';
 import type { LayerTiming } from '../../../server/src/runtime/modelEngine';
 import { eepSearch } from '../../../server/src/plan/methods/eep';
-import { eepWork, eepWorkShape } from '../../../server/src/plan/run/eepEstimate';
+import { eepAlignmentPairs, eepWork, eepWorkShape, measureEepAlignment } from '../../../server/src/plan/run/eepEstimate';
 import { randomCheckpointConfig } from '../../support/randomCheckpoint';
 
 const { tensors: _names, ...shape } = parseModelConfig(randomCheckpointConfig({ architecture: 'MixtralForCausalLM', numLayers: 4, numExperts: 8, hiddenSize: 64 }));
@@ -50,6 +50,12 @@ describe('estimate arithmetic', () => {
     // 4000 tokens x 3 repeats x 0.01 s = 120 s > 100 s
     assert.ok(Math.abs(extrapolate(input({ work: { ...work, hostSecondsPerToken: 0.01 } })).seconds - 120) < 1e-9);
   });
+
+  it('work the caller does in turn (EEP\'s alignment) adds its seconds and says what it is', () => {
+    const estimate = extrapolate(input({ work: { ...work, alongside: { seconds: 20, what: 'aligning the neurons of 16 merged experts' } } }));
+    assert.ok(Math.abs(estimate.seconds - 120) < 1e-9, `${estimate.seconds}`);
+    assert.match(estimate.summary, /^estimated 2 min 0 s \(31 s of it loading weights, 6 passes; 15 s building 5 merged layers; 20 s aligning the neurons of 16 merged experts\)/);
+  });
 });
 
 describe("EEP's work shape", () => {
@@ -87,5 +93,40 @@ describe("EEP's work shape", () => {
       assert.ok(Math.abs(merged - predicted.mergedLayerBuilds) <= 0.3 * predicted.mergedLayerBuilds, `budget ${budget}: ${merged} merged layers, predicted ${predicted.mergedLayerBuilds}`);
       assert.ok(evaluations >= Math.min(budget, 16) && calls.length >= 1);
     }
+  });
+});
+
+describe("EEP's neuron alignment in its estimate", () => {
+  it('counts one assignment per expert a layer does not keep, leaving out refused and too-wide layers', () => {
+    const layers = [
+      { layer: 0, numExperts: 8, intermediate: 320 },
+      { layer: 1, numExperts: 8, intermediate: 320 },
+      { layer: 2, numExperts: 8, intermediate: 5000 }, // above MAX_ALIGNED_NEURONS (4096)
+      { layer: 3, numExperts: 16, intermediate: 320 },
+    ];
+    // Keeping 4: 4 + (refused) + (too wide) + 12.
+    assert.equal(eepAlignmentPairs(layers, 4, (layer) => (layer === 1 ? 'fused experts' : undefined)), 16);
+    assert.equal(eepAlignmentPairs(layers, 8, () => undefined), 8);
+  });
+
+  it("prices them from one measured assignment on the source's own experts", async () => {
+    const I = 6;
+    const H = 4;
+    const expert = (seed: number) => {
+      const values = (n: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 7 + i));
+      return { gate: values(I * H), up: values(I * H), down: values(H * I) };
+    };
+    const read: number[] = [];
+    const source = {
+      hidden: H,
+      intermediate: () => I,
+      refusal: () => undefined,
+      expert: async (_layer: number, id: number) => (read.push(id), expert(id)),
+    };
+    const measured = await measureEepAlignment(source, [{ layer: 0, numExperts: 4, intermediate: I }, { layer: 1, numExperts: 4, intermediate: I }], 2);
+    assert.equal(measured!.pairs, 4);
+    assert.ok(measured!.seconds > 0);
+    assert.deepEqual(read, [0, 1], 'one anchor and one member read');
+    assert.equal(await measureEepAlignment(source, [{ layer: 0, numExperts: 4, intermediate: I }], 4), undefined, 'nothing merged: nothing to align');
   });
 });

@@ -5,6 +5,7 @@
  */
 import type { WorkShape } from '../../runtime';
 import { DEFAULT_EEP_PARAMETERS, type EepParameters } from '../methods/eep';
+import { alignNeurons, type AlignmentSource, MAX_ALIGNED_NEURONS } from '../methods/neuronAlignment';
 
 export interface EepWork {
   /** Generations over both phases: one pass each (the whole population scored together). */
@@ -62,4 +63,28 @@ export function eepWorkShape(work: EepWork, keptExperts: number, numExperts: num
     repeats: Math.max(1, work.passes),
     ...(work.mergedLayerBuilds > 0 ? { merges: { builds: work.mergedLayerBuilds, matrix: typicalMergeMatrix(keptExperts, numExperts) } } : {}),
   };
+}
+
+/**
+ * Neuron alignment in the merge phase (eepAlignment.ts): every expert a layer does not keep is aligned
+ * once per search to a kept one, so E − E′ assignments per MoE layer that the source does not refuse
+ * (fused or quantised experts, or more intermediate neurons than MAX_ALIGNED_NEURONS).
+ */
+export function eepAlignmentPairs(layers: { layer: number; numExperts: number; intermediate: number }[], keptExperts: number, refusal: (layer: number) => string | undefined): number {
+  return layers.reduce((sum, { layer, numExperts, intermediate }) => (refusal(layer) || intermediate > MAX_ALIGNED_NEURONS ? sum : sum + Math.max(0, numExperts - keptExperts)), 0);
+}
+
+/**
+ * Seconds the merge phase's alignment takes, from one measured assignment (reading the member expert
+ * and aligning it to another): on OLMoE-1B-7B's I = 1024 one assignment is seconds, and 16 layers of
+ * 56 unkept experts make hundreds of them, which the search's estimate would otherwise leave out.
+ */
+export async function measureEepAlignment(source: AlignmentSource, layers: { layer: number; numExperts: number; intermediate: number }[], keptExperts: number): Promise<{ pairs: number; seconds: number } | undefined> {
+  const pairs = eepAlignmentPairs(layers, keptExperts, (layer) => source.refusal(layer));
+  const sample = layers.find(({ layer, intermediate, numExperts }) => numExperts > 1 && !source.refusal(layer) && intermediate <= MAX_ALIGNED_NEURONS);
+  if (pairs === 0 || !sample) return undefined;
+  const anchor = await source.expert(sample.layer, 0);
+  const started = performance.now();
+  alignNeurons(anchor, await source.expert(sample.layer, 1), sample.intermediate, source.hidden);
+  return { pairs, seconds: (pairs * (performance.now() - started)) / 1000 };
 }

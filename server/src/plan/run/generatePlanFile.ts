@@ -13,7 +13,8 @@ import { RuntimePool } from '../../profile/run/runtimePool';
 import { sharedRuntimes } from '../../profile/run/profileDataset';
 import type { ModelSpec } from '../../checkpoint/modelSpec';
 import { generatePlan, type PlanMethod } from '../generatePlan';
-import { type EepParameters, type EepProgress } from '../methods/eep';
+import { DEFAULT_EEP_PARAMETERS, type EepParameters, type EepProgress } from '../methods/eep';
+import type { AlignmentSource } from '../methods/neuronAlignment';
 import type { WorkEstimate } from '../../runtime';
 import { allocateExperts } from '../methods/layerBudget';
 import { REPAIRS, type Repair } from '../methods/repairs';
@@ -23,7 +24,7 @@ import { describeHeavyMerges, heavyMerges, sharesFromCounts } from '../mergeWarn
 import { formatPlan, type MoePlan, parsePlan } from '../planFile';
 import { profileCalibration } from './calibrationProfile';
 import { Calibration, DEFAULT_CALIBRATION_ROWS, DEFAULT_EEP_SAMPLES, type CalibrationFile, type CalibrationParameters } from './calibration';
-import { eepWork, eepWorkShape } from './eepEstimate';
+import { eepWork, eepWorkShape, measureEepAlignment } from './eepEstimate';
 
 export interface PlanRequestOptions {
   method: GenerateMethodName;
@@ -157,7 +158,7 @@ export async function makePlan(calibration: Calibration, options: PlanRequestOpt
   if (options.method === 'eep') options.onProgress?.('Starting from the pruning heuristics (frequency, soft count, REAP, NAEE)');
   const inputs = await calibration.inputsFor(method.name, calibrationParameters, { needsStatistics, target, signal: options.signal });
   if (options.resume) inputs.initial = [options.resume.plan.layers, ...(inputs.initial ?? [])];
-  if (method.name === 'eep') options.onProgress?.(`Searching (EEP): ${(await eepEstimate(calibration, method, calibrationParameters, target!)).summary}`);
+  if (method.name === 'eep') options.onProgress?.(`Searching (EEP): ${(await eepEstimate(calibration, method, calibrationParameters, target!, inputs.alignment)).summary}`);
   else options.onProgress?.(options.method === 'naee' ? 'Searching expert subsets (NAEE)' : calibrationParameters.gatingQuality ? 'Measuring each layer\'s loss at candidate thresholds' : 'Choosing experts');
   const plan = await generatePlan(method, inputs, {
     spec: calibration.identity.spec,
@@ -290,11 +291,15 @@ function defined<T extends Record<string, unknown>>(object: T): Partial<T> {
 }
 
 /** EEP's whole search: a pass per generation with its candidates side by side (each layer loaded once per generation), and the merge phase's merged layers. */
-function eepEstimate(calibration: Calibration, method: PlanMethod, parameters: CalibrationParameters, target: ExpertTarget): Promise<WorkEstimate> {
+async function eepEstimate(calibration: Calibration, method: PlanMethod, parameters: CalibrationParameters, target: ExpertTarget, alignment?: AlignmentSource): Promise<WorkEstimate> {
   const moe = calibration.identity.spec.layers.flatMap((l) => (l.kind === 'moe' ? [l] : []));
   const kept = typeof target === 'number' ? target : (Object.values(target)[0] ?? moe[0]?.moe.numExperts ?? 1);
-  const work = eepWork(method as Partial<EepParameters>, moe.length);
-  return calibration.evaluator(parameters.samples ?? DEFAULT_EEP_SAMPLES).estimate(eepWorkShape(work, kept, moe[0]?.moe.numExperts ?? kept));
+  const eep = { ...DEFAULT_EEP_PARAMETERS, ...(method as Partial<EepParameters>) };
+  const work = eepWork(eep, moe.length);
+  const aligns = alignment && eep.neuronAlignment && work.mergedLayerBuilds > 0;
+  const aligning = aligns ? await measureEepAlignment(alignment, moe.map((l) => ({ layer: l.index, numExperts: l.moe.numExperts, intermediate: l.moe.expert.intermediateSize })), kept) : undefined;
+  const alongside = aligning && { seconds: aligning.seconds, what: `aligning the neurons of ${aligning.pairs} merged experts` };
+  return calibration.evaluator(parameters.samples ?? DEFAULT_EEP_SAMPLES).estimate({ ...eepWorkShape(work, kept, moe[0]?.moe.numExperts ?? kept), ...(alongside ? { alongside } : {}) });
 }
 
 /** One line per EEP generation; says so when a candidate leads the plan only within the calibration noise. */
