@@ -13,15 +13,14 @@ import { ModelRuntime } from '../server/src/runtime/modelRuntime';
 import { Prng } from '../test/support/prng';
 import { parseModelConfig } from '../server/src/checkpoint/config';
 import { openWeights } from '../server/src/checkpoint';
-import { buildLayerGraph } from '../server/src/runtime/layerGraph';
-import { layerWeights } from '../server/src/runtime/layerWeights';
+import { checkpointLayerGraph } from '../server/src/runtime/layerGraph';
 const folder = process.env.CK ?? path.join(os.tmpdir(), 'moe-layer-load');
 async function serializeOnce(precision: string) {
   const spec = parseModelConfig(JSON.parse(fs.readFileSync(path.join(folder, 'config.json'), 'utf8')));
   const weights: any = await (openWeights as any)(folder, spec);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'layer-write-'));
   const t = performance.now();
-  const g = buildLayerGraph(spec, spec.layers[0], layerWeights(spec, weights, spec.layers[0]), undefined, { precision: precision as any });
+  const g = checkpointLayerGraph(spec, weights, 0, precision as any);
   await g.serialize({ externalDataDir: dir, externalDataThreshold: 32 << 20 });
   const s = (performance.now() - t) / 1000;
   fs.rmSync(dir, { recursive: true, force: true });

@@ -5,10 +5,10 @@
  * known shape at load (the fast first line); anything that still takes too long on a row is killed
  * here, with a message naming tokenizer.json and the row, and the next request starts a fresh worker.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker, type WorkerOptions } from 'node:worker_threads';
 import { deserializeError, type SerializedError } from '../runtime/runtimeProtocol';
+import { workerEntry } from '../workerEntry';
 import { CheckpointError } from './errors';
 import { TOKENIZER_FILE } from './tokenizer';
 import type { RowTokenizer, TokenizedRow, TokenizeRequest } from './tokenizeRow';
@@ -35,10 +35,7 @@ export const DEFAULT_LOAD_MS = 60_000;
 const WORKER_HEAP_MB = 2048;
 
 function workerScript(): { script: string; options: WorkerOptions } {
-  const bundled = path.join(__dirname, 'tokenizerWorker.js');
-  if (fs.existsSync(bundled)) return { script: bundled, options: {} };
-  const source = path.join(__dirname, 'tokenizerWorker.ts');
-  return { script: `require('tsx/cjs'); require(${JSON.stringify(source)});`, options: { eval: true } };
+  return workerEntry(__dirname, 'tokenizerWorker.js', 'tokenizerWorker.ts');
 }
 
 export class SandboxedTokenizer implements RowTokenizer {

@@ -1,7 +1,7 @@
-import type { ClampedSwiglu, LayerSpec, ModelSpec, MoeSpec } from '../checkpoint/modelSpec';
+import type { ClampedSwiglu, LayerSpec, ModelSpec, MoeSpec, WeightSource } from '../checkpoint/modelSpec';
 import { GraphBuilder, WeightData } from './graphBuilder';
 import { OnnxDType } from './onnxSchema';
-import type { LayerWeights, MlpWeights } from './layerWeights';
+import { layerWeights, type LayerWeights, type MlpWeights } from './layerWeights';
 import type { Precision } from './memoryBudget';
 import { deepseekTopK } from './deepseekRouting';
 import { mlaAttentionContext } from './mlaAttention';
@@ -41,6 +41,17 @@ export interface LayerGraphOptions {
  * With `precision: 'int8'` the projections of attention, experts, shared expert and dense MLP multiply int8
  * weights (quantizedLinear.ts); router, norms, embedding and head stay fp32, so routing sees exact weights.
  */
+/**
+ * Decoder layer `index` as the checkpoint stores it (no merged experts): what the runtime worker loads and
+ * what the layer writer (layerWriterWorker.ts) writes ahead for it, built by this one function so that both
+ * threads' files give the same session.
+ */
+export function checkpointLayerGraph(spec: ModelSpec, weights: WeightSource, index: number, precision?: Precision): GraphBuilder {
+  const layer = spec.layers[index];
+  if (!layer) throw new Error(`layer ${index} is not in the model (${spec.layers.length} layers)`);
+  return buildLayerGraph(spec, layer, layerWeights(spec, weights, layer), undefined, { precision });
+}
+
 export function buildLayerGraph(spec: ModelSpec, layer: LayerSpec, weights: LayerWeights, experts?: MlpWeights[], options: LayerGraphOptions = {}): GraphBuilder {
   const precision = options.precision ?? 'fp32';
   const g = new GraphBuilder(`layer${layer.index}`);

@@ -7,15 +7,15 @@
  * only creates the session. What the writer holds is one tensor at a time and the files it writes (disk
  * and page cache, not the process's heap), priced by `planMemory` as `writerBytes`.
  *
- * Measured on the 2-vCPU VM (one Qwen3-30B-A3B layer, 8192 tokens, `bench/layerLoad.measure.ts`'s
- * checkpoint), a forward and a layer write run alone and then at once: int8 4.9-5.6 s in sequence
- * against 4.3-4.4 s together, fp32 11.1-13.6 s against 7.3-9.2 s (the two cores are shared, so the
+ * Measured on the 2-vCPU VM (`bench/layerWriter.measure.ts`: one Qwen3-30B-A3B layer, 8192 tokens), a
+ * forward and a layer write run alone and then at once: int8 4.9-5.6 s in sequence against 4.3-4.4 s together, fp32 11.1-13.6 s against 7.3-9.2 s (the two cores are shared, so the
  * writer slows the forward; on more cores the write is nearly free).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Worker, type WorkerOptions } from 'node:worker_threads';
+import { Worker } from 'node:worker_threads';
+import { workerEntry } from '../workerEntry';
 import type { SerializedModel } from './graphBuilder';
 import type { Precision } from './memoryBudget';
 import { deserializeError, type SerializedError } from './runtimeProtocol';
@@ -38,7 +38,7 @@ export interface LayerWriterRequest {
 
 export type LayerWriterResponse = { id: number; model: SerializedModel } | { id: number; error: SerializedError };
 
-/** A layer written ahead: its files in `dir` (removed by whoever takes it, or by `discard`). */
+/** A layer written ahead: its files in `dir` (removed by whoever takes it, or when it is dropped or the writer closes). */
 export interface WrittenLayer {
   layer: number;
   dir: string;
@@ -47,13 +47,6 @@ export interface WrittenLayer {
 
 /** Layers kept written ahead: the one a pass is about to take and the one being written after it. */
 const KEPT = 2;
-
-function writerScript(): { script: string; options: WorkerOptions } {
-  const bundled = path.join(__dirname, 'layerWriterWorker.js');
-  if (fs.existsSync(bundled)) return { script: bundled, options: {} };
-  const source = path.join(__dirname, 'layerWriterWorker.ts');
-  return { script: `require('tsx/cjs'); require(${JSON.stringify(source)});`, options: { eval: true } };
-}
 
 /**
  * The writer's thread, started on first use, and the layers it wrote ahead. `ahead(l)` starts writing
@@ -86,7 +79,7 @@ export class LayerWriter {
     } catch (error) {
       // No scratch folder or no thread: layers are written in turn, as without a writer.
       this.failure = error instanceof Error ? error : new Error(String(error));
-      if (dir) removeQuietly(dir);
+      if (dir) removeScratch(dir);
       return;
     }
     model.catch(() => undefined); // awaited by take, or dropped
@@ -109,7 +102,7 @@ export class LayerWriter {
       this.waitSeconds += (performance.now() - started) / 1000;
       return { model, dir: written.dir };
     } catch {
-      removeQuietly(written.dir);
+      removeScratch(written.dir);
       return undefined;
     }
   }
@@ -119,15 +112,15 @@ export class LayerWriter {
     this.written.clear();
     await this.worker?.terminate();
     this.worker = undefined;
-    for (const { dir } of written) removeQuietly(dir);
+    for (const { dir } of written) removeScratch(dir);
   }
 
   /** Forgets a layer written ahead; its files are removed once its write ends. */
   private drop(written: WrittenLayer): void {
     this.written.delete(written.layer);
     written.model.then(
-      () => removeQuietly(written.dir),
-      () => removeQuietly(written.dir),
+      () => removeScratch(written.dir),
+      () => removeScratch(written.dir),
     );
   }
 
@@ -144,7 +137,7 @@ export class LayerWriter {
 
   private start(): Worker {
     if (this.worker) return this.worker;
-    const { script, options } = writerScript();
+    const { script, options } = workerEntry(__dirname, 'layerWriterWorker.js', 'layerWriterWorker.ts');
     const worker = new Worker(script, { ...options, workerData: this.setup });
     worker.on('message', (response: LayerWriterResponse) => {
       const waiting = this.pending.get(response.id);
@@ -168,10 +161,14 @@ export class LayerWriter {
   }
 }
 
-function removeQuietly(dir: string): void {
+/**
+ * Removes a session's scratch files or folder. Loaded and prepacked, they are no longer read; where a
+ * mapping still holds them open (Windows) removal fails, and they are left to the OS's temp cleaning.
+ */
+export function removeScratch(file: string): void {
   try {
-    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(file, { recursive: true, force: true });
   } catch {
-    // a mapping may still hold the files open (Windows); the OS's temp cleaning takes them
+    // see above
   }
 }

@@ -2,14 +2,13 @@
  * Worker-thread entry of the layer writer (bundled as dist/layerWriterWorker.js; layerWriter.ts starts
  * it). It opens the checkpoint once, without a tokenizer, and on each request serialises one decoder
  * layer's graph, with its weights as ONNX external data, into the folder it is given: exactly what the
- * runtime worker would write for the same layer (the same buildLayerGraph and layerWeights), so loading
+ * runtime worker would write for the same layer (the same checkpointLayerGraph), so loading
  * either file gives the same session.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadCheckpoint } from '../checkpoint';
 import { presetInt8WeightLevels } from './int8Kernel';
-import { buildLayerGraph } from './layerGraph';
-import { layerWeights } from './layerWeights';
+import { checkpointLayerGraph } from './layerGraph';
 import { serializeError } from './runtimeProtocol';
 import type { LayerWriterRequest, LayerWriterResponse, LayerWriterSetup } from './layerWriter';
 
@@ -30,9 +29,7 @@ port.on('message', (request: LayerWriterRequest) => {
 async function write(request: LayerWriterRequest): Promise<void> {
   try {
     const { spec, weights } = await opened;
-    const layer = spec.layers[request.layer];
-    if (!layer) throw new Error(`layer ${request.layer} is not in the model (${spec.layers.length} layers)`);
-    const graph = buildLayerGraph(spec, layer, layerWeights(spec, weights, layer), undefined, { precision: setup.precision });
+    const graph = checkpointLayerGraph(spec, weights, request.layer, setup.precision);
     const model = await graph.serialize({ externalDataDir: request.dir, externalDataThreshold: setup.externalDataThreshold });
     port!.postMessage({ id: request.id, model } satisfies LayerWriterResponse, model.kind === 'bytes' ? [model.bytes.buffer as ArrayBuffer] : []);
   } catch (error) {

@@ -9,13 +9,13 @@ import { EmbeddingRows } from './embeddingRows';
 import { buildHeadGraph, headBiases, HeadIO } from './headGraph';
 import { ExpertOutputsIO, buildExpertOutputsGraph } from './expertOutputsGraph';
 import { HiddenStore } from './hiddenStore';
-import { buildLayerGraph, LayerIO } from './layerGraph';
+import { buildLayerGraph, checkpointLayerGraph, LayerIO } from './layerGraph';
 import { layerWeights, mergedMxfp4, mergeExperts, tensorReader } from './layerWeights';
 import { layerWeightBytes, MemoryPlan, mergedLayerBytes, planMemory, Precision } from './memoryBudget';
 import { loadHeld, MemoryLedger } from './memoryLedger';
 import { PrefixCache, batchKey } from './prefixCache';
 import { LayerResidency } from './residency';
-import { LayerWriter } from './layerWriter';
+import { LayerWriter, removeScratch } from './layerWriter';
 import { int8WeightLevels } from './int8Kernel';
 import { neuronOrderRefusal } from './neuronOrder';
 import { firstChangedLayer, resolveLayerPlan, ResolvedLayerPlan } from './runtimePlan';
@@ -185,7 +185,7 @@ export class ModelEngine {
       : undefined;
     const loadLayer = async (index: number) => {
       const ahead = await writer?.take(index);
-      if (!ahead) return loadGraph(buildLayerGraph(spec, spec.layers[index], layerWeights(spec, weights, spec.layers[index]), undefined, { precision: options.precision }), options);
+      if (!ahead) return loadGraph(checkpointLayerGraph(spec, weights, index, options.precision), options);
       try {
         return await createSession(ahead.model, options);
       } finally {
@@ -786,17 +786,7 @@ async function loadGraph(graph: GraphBuilder, options: EngineOptions): Promise<o
   }
 }
 
-/**
- * Loaded and prepacked, a session's files are no longer read. Where a mapping still holds them open
- * (Windows) removal fails, and they are left to the OS's temp cleaning.
- */
-function removeScratch(file: string): void {
-  try {
-    fs.rmSync(file, { recursive: true, force: true });
-  } catch {
-    // see above
-  }
-}
+
 
 function createSession(model: SerializedModel, options: EngineOptions): Promise<ort.InferenceSession> {
   const sessionOptions: ort.InferenceSession.SessionOptions = {

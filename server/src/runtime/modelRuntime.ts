@@ -1,10 +1,9 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { Worker, WorkerOptions } from 'node:worker_threads';
 import { ForwardCancelledError, ForwardProgress, ForwardRequest, ForwardResult, ForwardVariantsRequest } from './forwardTypes';
 import type { MemoryPlan } from './memoryBudget';
 import type { EngineOptions, LayerTiming } from './modelEngine';
 import { deserializeError, ModelSummary, WorkerRequest, WorkerResponse } from './runtimeProtocol';
+import { workerEntry } from '../workerEntry';
 
 export type RuntimeOptions = EngineOptions;
 
@@ -20,17 +19,9 @@ export interface ForwardCallOptions {
   onProgress?: (progress: ForwardProgress) => void;
 }
 
-/**
- * How to start the worker. Bundled, dist/runtimeWorker.js sits next to the bundle running this code.
- * Under tsx (tests, benches) this file is server/src/runtime/modelRuntime.ts and the worker is worker.ts
- * beside it; Node 20 workers ignore an `--import tsx` loader for a .ts entry, so a one-line CommonJS
- * bootstrap registers tsx's require hook first and then requires the TypeScript worker.
- */
+/** How to start the worker: dist/runtimeWorker.js bundled, worker.ts beside this file under tsx (workerEntry). */
 export function resolveWorkerPath(): { script: string; options: WorkerOptions } {
-  const bundled = path.join(__dirname, 'runtimeWorker.js');
-  if (fs.existsSync(bundled)) return { script: bundled, options: {} };
-  const source = path.join(__dirname, 'worker.ts');
-  return { script: `require('tsx/cjs'); require(${JSON.stringify(source)});`, options: { eval: true } };
+  return workerEntry(__dirname, 'runtimeWorker.js', 'worker.ts');
 }
 
 /**

@@ -12,30 +12,14 @@ import type { RuntimePlan } from '../../../server/src/runtime/runtimePlan';
 import { Prng } from '../../support/prng';
 import { referenceForward } from '../../support/referenceForward';
 import { assertClose, randomSequences, withCheckpoint } from '../runtime/runtimeFixtures';
+import { countingSource, randomExpert as randomExpertOf, renumber as renumberOf } from '../../support/expertMatrices';
 
 const prng = new Prng(41);
 const I = 10;
 const H = 4;
 
-function randomExpert(): ExpertMatrices {
-  const matrix = (n: number) => Float32Array.from({ length: n }, () => prng.normal());
-  return { gate: matrix(I * H), up: matrix(I * H), down: matrix(H * I) };
-}
-
-/** Written out by index: neuron k of the result is neuron order[k] of `expert` (gate and up rows, down columns). */
-function renumber(expert: ExpertMatrices, order: number[]): ExpertMatrices {
-  const gate = new Float32Array(I * H);
-  const up = new Float32Array(I * H);
-  const down = new Float32Array(H * I);
-  for (let k = 0; k < I; k++) {
-    for (let h = 0; h < H; h++) {
-      gate[k * H + h] = expert.gate[order[k] * H + h];
-      up[k * H + h] = expert.up[order[k] * H + h];
-      down[h * I + k] = expert.down[h * I + order[k]];
-    }
-  }
-  return { gate, up, down };
-}
+const randomExpert = () => randomExpertOf(prng, I, H);
+const renumber = (expert: ExpertMatrices, order: number[]) => renumberOf(expert, order, I, H);
 
 const inverse = (p: number[]) => {
   const q = new Array<number>(p.length);
@@ -76,8 +60,7 @@ function swiglu(expert: { gate: ArrayLike<number>; up: ArrayLike<number>; down: 
 const ROUTER = Float32Array.from([1, 0, 0, 0, 0.9, 0.1, 0, 0, 0, 0, 1, 0, 0, 0.1, 0.9, 0]);
 
 function sourceOf(experts: ExpertMatrices[], overrides: Partial<AlignmentSource> = {}): AlignmentSource & { reads: number[] } {
-  const reads: number[] = [];
-  return { reads, hidden: H, intermediate: () => I, refusal: () => undefined, expert: async (_layer, id) => (reads.push(id), experts[id]), router: async () => ROUTER, ...overrides };
+  return countingSource(experts, I, H, { router: async () => ROUTER, ...overrides });
 }
 
 describe('EEP neuron alignment', () => {

@@ -4,32 +4,18 @@ import { type AlignmentSource, alignMerges, alignNeurons, bestAssignment, type E
 import { mergeExperts, resolveWeight } from '../../../server/src/runtime/layerWeights';
 import { permuteColumns, permuteRows } from '../../../server/src/runtime/neuronOrder';
 import { Prng } from '../../support/prng';
+import { countingSource, randomExpert as randomExpertOf, renumber as renumberOf } from '../../support/expertMatrices';
 
 const prng = new Prng(16);
 const I = 12;
 const H = 5;
 
-function randomExpert(intermediate = I, hidden = H): ExpertMatrices {
-  const matrix = (n: number) => Float32Array.from({ length: n }, () => prng.normal());
-  return { gate: matrix(intermediate * hidden), up: matrix(intermediate * hidden), down: matrix(hidden * intermediate) };
-}
+const randomExpert = (intermediate = I, hidden = H) => randomExpertOf(prng, intermediate, hidden);
 
 const randomPermutation = (n: number) => prng.permutation(n);
 
-/** Written out by index, not with the production helpers: row k of gate/up and column k of down from neuron order[k]. */
-function renumber(expert: ExpertMatrices, order: number[], intermediate = I, hidden = H): ExpertMatrices {
-  const gate = new Float32Array(intermediate * hidden);
-  const up = new Float32Array(intermediate * hidden);
-  const down = new Float32Array(hidden * intermediate);
-  for (let k = 0; k < intermediate; k++) {
-    for (let h = 0; h < hidden; h++) {
-      gate[k * hidden + h] = expert.gate[order[k] * hidden + h];
-      up[k * hidden + h] = expert.up[order[k] * hidden + h];
-      down[h * intermediate + k] = expert.down[h * intermediate + order[k]];
-    }
-  }
-  return { gate, up, down };
-}
+/** Written out by index, not with the production helpers (test/support/expertMatrices.ts). */
+const renumber = (expert: ExpertMatrices, order: number[], intermediate = I, hidden = H) => renumberOf(expert, order, intermediate, hidden);
 
 /** y = W_down (silu(W_gate x) ⊙ W_up x) in float64. */
 function swiglu(expert: ExpertMatrices, x: number[], intermediate = I, hidden = H): number[] {
@@ -127,20 +113,7 @@ describe('neuron alignment', () => {
 });
 
 describe('alignMerges', () => {
-  const sourceOf = (experts: ExpertMatrices[], overrides: Partial<AlignmentSource> = {}): AlignmentSource & { reads: number[] } => {
-    const reads: number[] = [];
-    return {
-      reads,
-      hidden: H,
-      intermediate: () => I,
-      refusal: () => undefined,
-      expert: async (_layer, id) => {
-        reads.push(id);
-        return experts[id];
-      },
-      ...overrides,
-    };
-  };
+  const sourceOf = (experts: ExpertMatrices[], overrides: Partial<AlignmentSource> = {}) => countingSource(experts, I, H, overrides);
 
   it('renumbers every merged member to its row\'s kept expert and leaves kept-only rows and pruned layers alone', async () => {
     const base = [randomExpert(), randomExpert()];
