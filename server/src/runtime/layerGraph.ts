@@ -39,7 +39,8 @@ export interface LayerGraphOptions {
  * Builds one decoder layer (attention + MoE or dense MLP) as an ONNX graph, HF semantics throughout.
  * `experts` overrides the checkpoint's experts, which is how merged plans get their own weights.
  * With `precision: 'int8'` the projections of attention, experts, shared expert and dense MLP multiply int8
- * weights (quantizedLinear.ts); router, norms, embedding and head stay fp32, so routing sees exact weights.
+ * weights (quantizedLinear.ts), as the head's lm_head does (headGraph.ts); router, norms and embedding stay fp32, so
+ * routing sees exact weights.
  */
 /**
  * Decoder layer `index` as the checkpoint stores it (no merged experts): what the runtime worker loads and

@@ -101,6 +101,13 @@ export function layerWeightBytes(spec: ModelShape, layer: LayerSpec, precision: 
   return matrixBytes + 4 * fp32Params;
 }
 
+/** The head session's weights: lm_head (fp32, or int8 with a 4-byte scale per vocabulary row) and the final norm. */
+export function headWeightBytes(spec: ModelShape, precision: Precision): number {
+  const V = spec.vocabSize;
+  const H = spec.hiddenSize;
+  return (precision === 'int8' ? V * H + 4 * V : 4 * V * H) + 4 * H;
+}
+
 /** A layer's projection and expert matrices ([out, in] each) and its other (fp32) parameters. */
 function layerParameters(spec: ModelShape, layer: LayerSpec): { matrices: [rows: number, cols: number][]; fp32Params: number } {
   const H = spec.hiddenSize;
@@ -189,17 +196,22 @@ export function planMemory(spec: ModelShape, options: MemoryPlanOptions = {}): M
   const budgetBytes = options.budgetBytes ?? defaultMemoryBudget();
   const layerBytes = spec.layers.map((layer) => layerWeightBytes(spec, layer, precision));
   const embeddingBytes = 4 * spec.vocabSize * spec.hiddenSize;
-  // The head session holds its own lm_head (a tied embedding too), plus the final norm.
-  const headBytes = 4 * spec.vocabSize * spec.hiddenSize + 4 * spec.hiddenSize;
+  // The head session holds its own lm_head (a tied embedding too), plus the final norm; in int8 the lm_head
+  // is int8 with a scale per vocabulary row (headGraph.ts).
+  const headBytes = headWeightBytes(spec, precision);
+  // Loading it holds its finished weights twice (the file onnxruntime maps and its prepacked copy), or in
+  // int8 the stored tensor, read whole, beside the int8 values quantized from it: 2 bytes a weight from
+  // bf16, 4 from fp32 (the shape does not say which, so the larger), plus the 1 of the values.
+  const headLoadBytes = precision === 'int8' ? 5 * spec.vocabSize * spec.hiddenSize + 4 * spec.vocabSize : 2 * headBytes;
   const workBytes = batchWorkBytes(spec, options.maxBatchTokens ?? 2048);
   const largest = Math.max(...layerBytes);
   const allLayers = layerBytes.reduce((a, b) => a + b, 0);
   const minHidden = options.hiddenStateBytes ?? MIN_HIDDEN_STATE_BYTES;
-  const totalBytes = PROCESS_BASELINE_BYTES + embeddingBytes + headBytes + allLayers + Math.max(largest, workBytes) + minHidden;
+  const totalBytes = PROCESS_BASELINE_BYTES + embeddingBytes + headBytes + allLayers + Math.max(largest, workBytes, headLoadBytes - headBytes) + minHidden;
   // Streaming: the embedding's rows come from the checkpoint and the head may pass through the slot too,
   // so that one layer (Qwen3-30B-A3B's is 2.5 GB in fp32, its 152k-row embedding and head 1.2 GB each) is
   // what the floor is made of.
-  const streamingSlotBytes = Math.max(2 * largest, largest + workBytes, 2 * headBytes, headBytes + workBytes);
+  const streamingSlotBytes = Math.max(2 * largest, largest + workBytes, headLoadBytes, headBytes + workBytes);
   const streamingFloorBytes = PROCESS_BASELINE_BYTES + streamingSlotBytes + minHidden;
   const needs = `needs ${formatBytes(totalBytes)} as ${precision}; budget ${formatBytes(budgetBytes)}`;
   const writerBytes = options.writerBytes ?? layerWriterBytes(spec, precision);
@@ -211,7 +223,7 @@ export function planMemory(spec: ModelShape, options: MemoryPlanOptions = {}): M
     return { ...base, fixedBytes, embeddingResident: true, headResident: true, policy: 'resident', residentLayers: spec.layers.map((l) => l.index), hiddenStateBytes, streamedBytesPerPass: 0, writeAhead: false, summary: `${needs}: all ${L} layers resident` };
   }
   if (streamingFloorBytes > budgetBytes) {
-    const unit = streamingSlotBytes === 2 * headBytes || streamingSlotBytes === headBytes + workBytes ? `the head takes ${formatBytes(headBytes)}` : `one layer takes up to ${formatBytes(largest)}`;
+    const unit = streamingSlotBytes === headLoadBytes || streamingSlotBytes === headBytes + workBytes ? `the head takes ${formatBytes(headBytes)}` : `one layer takes up to ${formatBytes(largest)}`;
     throw new MemoryBudgetError(
       `The model cannot run within a memory budget of ${formatBytes(budgetBytes)} as ${precision}: ${unit} (${formatBytes(streamingSlotBytes)} while it loads or runs a batch of ${formatBytes(workBytes)}), ` +
         `the process ${formatBytes(PROCESS_BASELINE_BYTES)}, and the work set's hidden states at least ${formatBytes(minHidden)}, ${formatBytes(streamingFloorBytes)} in all. ` +

@@ -177,7 +177,7 @@ export class ModelEngine {
       // A stored bf16 lm_head is widened tensor by tensor into the writer's reused buffer (tensorReader):
       // a fresh fp32 copy (Qwen3-30B-A3B: 1.24 GB) cost seconds of first-touch page faults per load.
       const lmHead = spec.tensors.lmHead ? tensorReader(weights, spec.tensors.lmHead) : (embedding.resident ?? tensorReader(weights, spec.tensors.embedTokens));
-      return loadGraph(buildHeadGraph(spec, tensorReader(weights, spec.tensors.finalNorm), lmHead, headBiases(spec, weights)), options);
+      return loadGraph(buildHeadGraph(spec, tensorReader(weights, spec.tensors.finalNorm), lmHead, headBiases(spec, weights), memory.precision), options);
     };
     const externalDataThreshold = options.externalDataThreshold ?? DEFAULT_EXTERNAL_DATA_THRESHOLD;
     const writer = memory.writeAhead && options.writeAhead !== false && options.checkpointFolder && !options.externalDataDir

@@ -1,5 +1,7 @@
 import * as assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import * as ort from 'onnxruntime-node';
+import { buildHeadGraph, HeadIO } from '../../../server/src/runtime/headGraph';
 import { layerWeights } from '../../../server/src/runtime/layerWeights';
 import { buildLayerGraph } from '../../../server/src/runtime/layerGraph';
 import { ModelEngine } from '../../../server/src/runtime/modelEngine';
@@ -35,7 +37,7 @@ describe('int8 weights', () => {
             const actual = result.sequences[s];
             // Each int8 product is off by about 1.3e-2 of its output's RMS (bench/int8Matmul.measure.ts: weights
             // rounded to 8 bits per channel and activations to 8 bits per tensor). Three layers of such products
-            // on the residual stream and the fp32 head keep the logits within a few percent of their scale (observed
+            // on the residual stream and the int8 head keep the logits within a few percent of their scale (observed
             // 0.016-0.040 on these fixtures): 0.1 leaves room for that and still fails on a wrong scale, layout or transposition (errors of O(1)).
             const logitError = relativeMaxError(actual.logits!, reference.logits);
             assert.ok(logitError < 0.1, `sequence ${s} logits: relative error ${logitError}`);
@@ -103,6 +105,52 @@ describe('int8 weights', () => {
       const outChannels = (numHeads + 2 * numKvHeads) * headDim + H + layer.moe.numExperts * (2 * layer.moe.expert.intermediateSize + H);
       // int8 = fp32 - 4 bytes per projection weight + 1 byte per weight + a 4-byte scale per output channel.
       assert.equal(int8, fp32 - 3 * projections + 4 * outChannels);
+    });
+  });
+
+  it('multiplies the head in int8: logits near the float64 product, nll their log-softmax, a quarter of the bytes', async () => {
+    await withCheckpoint({ architecture: 'Qwen3MoeForCausalLM', seed: 6, numLayers: 1 }, async ({ spec, weights }) => {
+      const H = spec.hiddenSize;
+      const V = spec.vocabSize;
+      const norm = await weights.readFloat32(spec.tensors.finalNorm);
+      const lmHead = await weights.readFloat32(spec.tensors.lmHead ?? spec.tensors.embedTokens);
+      const build = (precision: 'fp32' | 'int8') => buildHeadGraph(spec, norm, lmHead, {}, precision);
+      // lm_head: 4 bytes a weight in fp32; 1 and a 4-byte scale per vocabulary row in int8 (the norm, fp32 in
+      // both, and the graph's constants cancel).
+      assert.equal(build('int8').weightBytes() - build('fp32').weightBytes(), V * H + 4 * V - 4 * V * H);
+      const model = await build('int8').serialize();
+      assert.equal(model.kind, 'bytes');
+      const session = await ort.InferenceSession.create((model as { bytes: Uint8Array }).bytes);
+      try {
+        const rows = 5;
+        const hidden = Float32Array.from({ length: rows * H }, (_, i) => Math.sin(i * 0.37) * (1 + (i % 7)));
+        const targets = Int32Array.from({ length: rows }, (_, r) => (r * 31) % V);
+        const out = await session.run({ [HeadIO.hidden]: new ort.Tensor('float32', hidden, [rows, H]), [HeadIO.targets]: new ort.Tensor('int32', targets, [rows]) });
+        const logits = out[HeadIO.logits].data as Float32Array;
+        const nll = out[HeadIO.nll].data as Float32Array;
+        // Float64: RMSNorm, then the product with the fp32 lm_head.
+        const expected = new Float64Array(rows * V);
+        for (let r = 0; r < rows; r++) {
+          const x = hidden.subarray(r * H, (r + 1) * H);
+          const rms = Math.sqrt(x.reduce((sum, v) => sum + v * v, 0) / H + spec.rmsNormEps);
+          for (let v = 0; v < V; v++) {
+            let dot = 0;
+            for (let h = 0; h < H; h++) dot += ((x[h] / rms) * norm[h]) * lmHead[v * H + h];
+            expected[r * V + v] = dot;
+          }
+        }
+        // One int8 product: about 1.3e-2 of the output's RMS, a few percent of its largest value.
+        const error = relativeMaxError(logits, expected);
+        assert.ok(error < 0.05 && error > 1e-5, `int8 head logits: relative error ${error}`);
+        for (let r = 0; r < rows; r++) {
+          const row = logits.subarray(r * V, (r + 1) * V);
+          const max = Math.max(...row);
+          const logSum = max + Math.log(row.reduce((sum, v) => sum + Math.exp(v - max), 0));
+          assert.ok(Math.abs(nll[r] - (logSum - row[targets[r]])) < 1e-4, `row ${r}: nll ${nll[r]}`);
+        }
+      } finally {
+        await session.release();
+      }
     });
   });
 });
