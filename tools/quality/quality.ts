@@ -80,6 +80,12 @@ interface Variant {
    * neuron alignment): in the tables and the sweep, but not one of the methods the bars hold to account.
    */
   comparison?: boolean;
+  /**
+   * A global expert budget (`keepShare`): as many experts in all as `keep` in every layer, shared out across
+   * layers by each layer's measured marginal loss, so layers keep different counts (exact in MoE Studio's
+   * loader; stock loaders need one count in every layer). Counts below the model's top-k are not planned.
+   */
+  globalBudget?: boolean;
 }
 
 const COMPENSATION: Repair[] = ['outputCompensation'];
@@ -103,6 +109,8 @@ const ALL_VARIANTS: Variant[] = [
   { label: 'naee + compensation', method: 'naee', seeded: false, repairs: COMPENSATION },
   { label: 'uncurl + compensation', method: 'uncurl', seeded: true, repairs: COMPENSATION },
   { label: 'eep + compensation', method: 'eep', seeded: true, phase: 'merge', repairs: COMPENSATION },
+  { label: 'frequency (global budget)', method: 'frequency', seeded: false, globalBudget: true },
+  { label: 'naee (global budget)', method: 'naee', seeded: false, globalBudget: true },
   { label: 'naee + compensation (per layer)', method: 'naee', seeded: false, repairs: COMPENSATION, granularity: 'layer', ownOnly: true },
   { label: 'eep + refit + compensation', method: 'eep', seeded: true, phase: 'merge', repairs: REFIT_AND_COMPENSATION, ownOnly: true },
   { label: 'uncurl (centred)', method: 'uncurl', seeded: true, parameters: { similarity: 'correlation' }, ownOnly: true },
@@ -111,7 +119,7 @@ const ALL_VARIANTS: Variant[] = [
 const chosenVariants = option('variants')?.split(',');
 const VARIANTS = chosenVariants ? ALL_VARIANTS.filter((v) => chosenVariants.includes(v.label)) : ALL_VARIANTS;
 
-const SWEEP_LABELS = ['random', 'frequency', 'reap', 'naee', 'uncurl', 'uncurl (unaligned)', 'frequency + compensation', 'reap + compensation', 'naee + compensation', 'uncurl + compensation'];
+const SWEEP_LABELS = ['random', 'frequency', 'reap', 'naee', 'uncurl', 'uncurl (unaligned)', 'frequency + compensation', 'reap + compensation', 'naee + compensation', 'uncurl + compensation', 'frequency (global budget)', 'naee (global budget)'];
 const SWEEP_VARIANTS = SWEEP_LABELS.map((label) => ALL_VARIANTS.find((v) => v.label === label)!);
 /**
  * NAEE's reconstruction and both repairs are fitted on the first this-many calibration tokens per layer
@@ -154,6 +162,7 @@ async function main(): Promise<void> {
   const moe = identity.spec.layers.find((l) => l.kind === 'moe')!;
   const numExperts = moe.kind === 'moe' ? moe.moe.numExperts : 0;
   const KEEP = numExperts / 2;
+  const topK = moe.kind === 'moe' ? moe.moe.topK : 1;
   const calibrations = new Map<string, Calibration>();
   const calibrationFor = async (domain: string) => {
     let calibration = calibrations.get(domain);
@@ -198,10 +207,11 @@ async function main(): Promise<void> {
     return plan;
   };
   const variantPlan = async (calibration: Calibration, variant: Variant, keep: number, seed: number): Promise<PlanLayer[]> => {
-    const key = `${calibration.files.join()}\0${variant.method}\0${JSON.stringify(variant.parameters ?? {})}\0${keep}\0${seed}`;
+    const request = variant.globalBudget ? { targetExperts: undefined, parameters: { ...variant.parameters, keepShare: keep / numExperts } } : { targetExperts: keep, parameters: variant.parameters };
+    const key = `${calibration.files.join()}\0${variant.method}\0${JSON.stringify(request)}\0${seed}`;
     let base = basePlans.get(key);
     if (!base && variant.method !== 'eep') {
-      base = makePlan(calibration, { method: variant.method, targetExperts: keep, seed, parameters: variant.parameters }, { modelFolder: MODEL_FOLDER, datasets: calibration.files }).then((p) => p.layers);
+      base = makePlan(calibration, { method: variant.method, seed, ...request }, { modelFolder: MODEL_FOLDER, datasets: calibration.files }).then((p) => p.layers);
       basePlans.set(key, base);
     }
     let layers = variant.method === 'eep' ? (await eepRuns(calibration, seed, variant.parameters?.neuronAlignment !== false))[variant.phase ?? 'merge'] : await base!;
@@ -271,6 +281,11 @@ async function main(): Promise<void> {
     for (const count of counts) {
       if (count === numExperts) {
         values.push(baselines[sweepDomain]);
+        continue;
+      }
+      // A global budget below top-k experts a layer is not one: every layer keeps at least its top-k.
+      if (variant.globalBudget && count < topK) {
+        values.push(NaN);
         continue;
       }
       const layers = await planFor(await calibrationFor(sweepDomain), variant, count, 0);
@@ -348,7 +363,7 @@ function report(m: Measurements): string[] {
     const halfWidth = 1.96 * standardError;
     return `${signed(difference)} ± ${halfWidth.toFixed(4)}${difference - halfWidth > 0 ? ', significantly worse' : difference + halfWidth < 0 ? ', significantly better' : ''}`;
   };
-  const verdicts: Record<string, { random: boolean; others: boolean; half: boolean }> = {};
+  const verdicts: Record<string, { random: boolean; others: boolean; half: boolean; uniformHalf: boolean }> = {};
   for (const d of DOMAINS) {
     const row = table[d];
     const differentlyRouted = others(d).filter((c) => routingDivergence[d][c] >= ROUTES_DIFFERENTLY);
@@ -358,8 +373,12 @@ function report(m: Measurements): string[] {
     const divergence = others(d).map((c) => `${c[0]} ${routingDivergence[d][c].toFixed(3)}`).join(', ');
     const increase = (label: string) => row[label][d] - baselines[d];
     const half = row.frequency ? increase(bestOverall) <= increase('frequency') / 2 : false;
-    verdicts[d] = { random: beatsRandom.length === taskSpecific.length, others: beatsOthers.length === taskSpecific.length, half };
-    const halfOfFrequency = row.frequency ? `; best (${bestOverall}) loss increase ${signed(increase(bestOverall))} against frequency's ${signed(increase('frequency'))}: ${half ? 'at most half' : 'more than half'} (best minus frequency ${bestOverall === 'frequency' ? '0' : versus(d, bestOverall, 'frequency')})` : '';
+    // The same question asked of plans that stock loaders take: one count in every layer.
+    const bestUniform = methods.filter((v) => !v.globalBudget).reduce((a, v) => (row[v.label][d] < row[a.label][d] ? v : a)).label;
+    const uniformHalf = row.frequency ? increase(bestUniform) <= increase('frequency') / 2 : false;
+    verdicts[d] = { random: beatsRandom.length === taskSpecific.length, others: beatsOthers.length === taskSpecific.length, half, uniformHalf };
+    const uniformNote = bestUniform === bestOverall ? '' : `; best with one count in every layer (${bestUniform}) ${signed(increase(bestUniform))}: ${uniformHalf ? 'at most half' : 'more than half'}`;
+    const halfOfFrequency = row.frequency ? `; best (${bestOverall}) loss increase ${signed(increase(bestOverall))} against frequency's ${signed(increase('frequency'))}: ${half ? 'at most half' : 'more than half'} (best minus frequency ${bestOverall === 'frequency' ? '0' : versus(d, bestOverall, 'frequency')})${uniformNote}` : '';
     const routing = `routing divergence to the other calibrations (JSD of expert usage, bits, mean over layers): ${divergence}${differentlyRouted.length < 3 ? ` (${others(d).filter((c) => !differentlyRouted.includes(c)).join(', ')} below ${ROUTES_DIFFERENTLY}: routes alike, not asked)` : ''}`;
     const eep = row['eep (merge)'] && row['eep (prune)']
       ? `; EEP merge ≤ EEP prune: ${row['eep (merge)'][d] <= row['eep (prune)'][d] ? 'yes' : 'no'} (${versus(d, 'eep (merge)', 'eep (prune)')})`
@@ -367,14 +386,15 @@ function report(m: Measurements): string[] {
     const eepAlignment = row['eep (merge)'] && row['eep (unaligned)'] ? `; EEP merge aligned minus unaligned ${versus(d, 'eep (merge)', 'eep (unaligned)')}` : '';
     lines.push(`- ${d}: beat random ${beatsRandom.length}/${taskSpecific.length}${listMissing(taskSpecific, beatsRandom)}; beat other calibrations ${beatsOthers.length}/${taskSpecific.length}${listMissing(taskSpecific, beatsOthers)}${halfOfFrequency}${eep}${eepAlignment}; ${routing}`);
   }
-  const held = (key: 'random' | 'others' | 'half') => DOMAINS.filter((d) => verdicts[d][key]);
-  const summary = (key: 'random' | 'others' | 'half', text: string) => `- ${text}: ${held(key).length === DOMAINS.length ? 'holds on every domain' : `holds on ${held(key).join(', ') || 'no domain'}; not on ${DOMAINS.filter((d) => !verdicts[d][key]).join(', ')}`}`;
-  lines.push('', 'The bars on this model:', '', summary('half', 'best method\'s loss increase at most half of frequency\'s'), summary('random', 'every task-specific method beats random'), summary('others', 'own-domain calibration beats the differently routed domains\' for every method'));
+  type Bar = 'random' | 'others' | 'half' | 'uniformHalf';
+  const held = (key: Bar) => DOMAINS.filter((d) => verdicts[d][key]);
+  const summary = (key: Bar, text: string) => `- ${text}: ${held(key).length === DOMAINS.length ? 'holds on every domain' : `holds on ${held(key).join(', ') || 'no domain'}; not on ${DOMAINS.filter((d) => !verdicts[d][key]).join(', ')}`}`;
+  lines.push('', 'The bars on this model:', '', summary('half', 'best method\'s loss increase at most half of frequency\'s'), summary('uniformHalf', 'the same among plans with one count in every layer (what stock loaders take)'), summary('random', 'every task-specific method beats random'), summary('others', 'own-domain calibration beats the differently routed domains\' for every method'));
   lines.push('', 'The ± figures are 95% intervals of the paired held-out difference (the first named minus the second, in nats; each row\'s loss share compared row by row, so the rows\' own difficulty cancels); "significantly worse" where the whole interval is above 0.');
   lines.push('', 'Adaptive gating on the full model (every layer, all experts kept), held-out data:', '', '| domain | T | single-expert tokens | loss change |', '| --- | --- | --- | --- |');
   for (const g of gating) lines.push(`| ${g.domain} | ${g.t} | ${(100 * g.share).toFixed(1)}% | ${g.change >= 0 ? '+' : ''}${g.change.toFixed(4)} |`);
   lines.push('', `![Held-out loss against experts kept](${sweepFile})`, '', `| method | ${counts.join(' | ')} |`, `| --- | ${counts.map(() => '---').join(' | ')} |`);
-  for (const s of series) lines.push(`| ${s.method} | ${s.values.map(fmt).join(' | ')} |`);
+  for (const s of series) lines.push(`| ${s.method} | ${s.values.map((v) => (planned(v) ? fmt(v) : '–')).join(' | ')} |`);
   lines.push('', `Generated by \`node --import tsx tools/quality/quality.ts${m.command ? ' ' + m.command : ''}\` in ${m.minutes.toFixed(1)} minutes.`);
   return lines;
 }
@@ -395,25 +415,33 @@ function signed(x: number): string {
 }
 
 /** A line chart as plain SVG: one polyline per method, the full model as a dashed reference. */
+/** A sweep point that was planned: NaN (null once saved as JSON) where the variant has no plan at that count. */
+function planned(value: number | null): value is number {
+  return typeof value === 'number' && Number.isFinite(value);
+}
+
 function sweepSvg(counts: number[], series: { method: string; values: number[] }[], baseline: number, title: string, numExperts: number): string {
   const width = 780;
   const height = 420;
   const margin = { left: 60, right: 200, top: 40, bottom: 50 };
-  const all = series.flatMap((s) => s.values).concat(baseline);
+  const all = series.flatMap((s) => s.values.filter(planned)).concat(baseline);
   const low = Math.floor(Math.min(...all) * 2) / 2;
   const high = Math.ceil(Math.max(...all) * 2) / 2;
   const x = (count: number) => margin.left + ((Math.max(...counts) - count) / (Math.max(...counts) - Math.min(...counts))) * (width - margin.left - margin.right);
   const y = (value: number) => margin.top + ((high - value) / (high - low)) * (height - margin.top - margin.bottom);
-  const colours = ['#888888', '#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#8c564b', '#17becf', '#e377c2', '#bcbd22', '#ff7f0e'];
+  const colours = ['#888888', '#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#8c564b', '#17becf', '#e377c2', '#bcbd22', '#ff7f0e', '#1f77b4', '#2ca02c'];
   const parts = [`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`, `<rect width="100%" height="100%" fill="white"/>`, `<text x="${width / 2}" y="20" text-anchor="middle" font-size="14">${title}</text>`];
   for (let v = low; v <= high + 1e-9; v += 0.5) parts.push(`<line x1="${margin.left}" x2="${width - margin.right}" y1="${y(v)}" y2="${y(v)}" stroke="#eee"/><text x="${margin.left - 6}" y="${y(v) + 4}" text-anchor="end">${v.toFixed(1)}</text>`);
   for (const c of counts) parts.push(`<text x="${x(c)}" y="${height - margin.bottom + 18}" text-anchor="middle">${c}</text>`);
-  parts.push(`<text x="${(margin.left + width - margin.right) / 2}" y="${height - 10}" text-anchor="middle">experts kept per layer (of ${numExperts})</text>`);
+  parts.push(`<text x="${(margin.left + width - margin.right) / 2}" y="${height - 10}" text-anchor="middle">experts kept per layer (of ${numExperts}; a global budget: the mean over layers)</text>`);
   parts.push(`<text x="16" y="${height / 2}" transform="rotate(-90 16 ${height / 2})" text-anchor="middle">held-out loss (nats)</text>`);
   parts.push(`<line x1="${margin.left}" x2="${width - margin.right}" y1="${y(baseline)}" y2="${y(baseline)}" stroke="black" stroke-dasharray="4 4"/>`);
   series.forEach((s, i) => {
     const colour = colours[i % colours.length];
-    parts.push(`<polyline fill="none" stroke="${colour}" stroke-width="2" points="${s.values.map((v, j) => `${x(counts[j]).toFixed(1)},${y(v).toFixed(1)}`).join(' ')}"/>`);
+    // A global budget's line is dashed in its uniform method's colour; its x is the mean count per layer.
+    const dash = s.method.includes('global budget') ? ' stroke-dasharray="6 3"' : '';
+    const points = s.values.map((v, j) => (planned(v) ? `${x(counts[j]).toFixed(1)},${y(v).toFixed(1)}` : '')).filter(Boolean);
+    parts.push(`<polyline fill="none" stroke="${colour}" stroke-width="2"${dash} points="${points.join(' ')}"/>`);
     parts.push(`<text x="${width - margin.right + 10}" y="${margin.top + 16 * i + 10}" fill="${colour}">${s.method}</text>`);
   });
   parts.push(`<text x="${width - margin.right + 10}" y="${margin.top + 16 * series.length + 10}">full model (dashed)</text>`, '</svg>');

@@ -101,6 +101,25 @@ describe('plan generation from a model and calibration data', () => {
     );
   });
 
+  it('measures a calibration\'s layer cost curves once for every plan with a global budget', async () => {
+    const identity = await modelIdentity(checkpoint.folder);
+    const calibration = await Calibration.load(await runtimes.get(identity, 1), identity, [{ file: calibrationFile }]);
+    try {
+      const curves = calibration.layerCostCurves();
+      assert.strictEqual(calibration.layerCostCurves(), curves, 'the same measurement, not a second one');
+      const frequency = await makePlan(calibration, { method: 'frequency', seed: 0, parameters: { keepShare: 0.5 } }, { modelFolder: 'model', datasets: [] });
+      const softCount = await makePlan(calibration, { method: 'softCount', seed: 0, parameters: { keepShare: 0.5 } }, { modelFolder: 'model', datasets: [] });
+      assert.strictEqual(calibration.layerCostCurves(), curves);
+      // Every layer's curve ends at the full model's loss, so both plans shared one baseline.
+      const measured = await curves;
+      assert.equal(new Set(measured.map((c) => c.cost[c.numExperts])).size, 1);
+      assert.deepEqual(frequency.method.parameters.targetExperts, softCount.method.parameters.targetExperts, 'one allocation from one set of curves');
+      assert.notStrictEqual(calibration.layerCostCurves(4), curves, 'another sample count is another measurement');
+    } finally {
+      await calibration.close();
+    }
+  });
+
   it('resumes an EEP search from its plan file: never worse than the plan it continues, and says so', async () => {
     const first = path.join(dir, 'eep-first.moeplan.json');
     const { plan: before } = await generatePlanFile({ model: checkpoint.folder, method: 'eep', targetExperts: 4, seed: 2, calibration: [{ file: calibrationFile }], output: first, runtimes, threads: 1, parameters: { ...SMALL_EEP, significance: 0 } });

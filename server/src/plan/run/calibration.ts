@@ -64,6 +64,8 @@ export class Calibration {
   private checkpoint?: Promise<CheckpointLoad>;
   private readonly evaluators = new Map<number, Evaluator>();
   private profileStatistics?: Promise<LayerStatistics[]>;
+  /** Cost curves by sample count: every method and count planned with a global budget shares them. */
+  private readonly costCurves = new Map<number, Promise<LayerCostCurve[]>>();
 
   private constructor(
     readonly model: OpenModel,
@@ -167,7 +169,18 @@ export class Calibration {
    * `samples` sequences) with that layer alone keeping its k most-used experts, k from the model's
    * top-k to all. Layers × (E − top-k) forwards, each resuming at its layer from the prefix cache.
    */
-  async layerCostCurves(samples = DEFAULT_EEP_SAMPLES, signal?: AbortSignal): Promise<LayerCostCurve[]> {
+  layerCostCurves(samples = DEFAULT_EEP_SAMPLES, signal?: AbortSignal): Promise<LayerCostCurve[]> {
+    let curves = this.costCurves.get(samples);
+    if (!curves) {
+      curves = this.measureCostCurves(samples, signal);
+      this.costCurves.set(samples, curves);
+      // A cancelled or failed measurement is not remembered.
+      curves.catch(() => this.costCurves.delete(samples));
+    }
+    return curves;
+  }
+
+  private async measureCostCurves(samples: number, signal?: AbortSignal): Promise<LayerCostCurve[]> {
     const statistics = await this.statistics(signal);
     const evaluator = this.evaluator(samples);
     const full = -(await evaluator.fitness({ layers: {} }, signal));
