@@ -151,7 +151,7 @@ export function planComposedGraph(spec: ModelSpec, weights: WeightSource, resolv
       for (const tensor of baked) bindings[tensor.name.slice(prefix.length)] = tensor.name;
       if (routerLogits) frame.output(`${prefix}${LayerIO.routerLogits}`, OnnxModelIO.routerLogits(layer.index), 'float', ['tokens', runtimePlan.routedExperts]);
     }
-    parts.push({ prefix, builder: buildLayerGraph(spec, layer, layerWeightSet, experts), bindings, baked });
+    parts.push({ prefix, builder: buildLayerGraph(spec, layer, layerWeightSet, experts, { portable: true }), bindings, baked });
     hidden = `${prefix}${LayerIO.hiddenOut}`;
   }
 

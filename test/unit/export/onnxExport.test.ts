@@ -4,7 +4,9 @@ import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
+import { ModelProto } from '../../../server/src/runtime/onnxSchema';
 import { loadCheckpoint, type CheckpointLoad } from '../../../server/src/checkpoint';
 import { ExportError } from '../../../server/src/export';
 import { toExportPlan } from '../../../server/src/export/fromPlan';
@@ -118,6 +120,10 @@ describe('ONNX export', () => {
         const [first, second] = moeLayers(source.spec);
         assert.equal(outputs[`router_logits_${first}`].dims[1], 4);
         assert.equal(outputs[`router_logits_${second}`].dims[1], 3);
+        // Standard operators only, so any ONNX runtime loads it: no onnxruntime contrib op (the runtime's own
+        // layers use com.microsoft.RotaryEmbedding and DynamicQuantizeMatMul).
+        const model = ModelProto.decode(readFileSync(target)) as unknown as { graph: { node: { opType: string; domain?: string }[] } };
+        assert.deepEqual(model.graph.node.filter((n) => n.domain && n.domain !== 'ai.onnx').map((n) => `${n.domain}.${n.opType}`), []);
       } finally {
         await source.weights.close();
       }
