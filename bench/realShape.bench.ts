@@ -23,7 +23,8 @@
  * BENCH_REAL_DIR (write the checkpoints there and keep them for the next run instead of a temporary folder);
  * BENCH_REAL_PRECISIONS (fp32,int8: the profile cases to run); BENCH_REAL_TORCH=0 (skip the cut's agreement
  * and PyTorch rounds), for a quick re-measurement of the streaming cases alone; BENCH_REAL_WRITE_AHEAD=compare (each
- * streamed profile also without the layer writer, side by side).
+ * streamed profile also without the layer writer, side by side); BENCH_REAL_TORCH_ROUNDS and _REPEATS (3 and 2:
+ * alternating rounds against PyTorch, and forwards per process in each).
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -54,8 +55,8 @@ const PROFILE_PRECISIONS = PRECISIONS.filter((p) => !process.env.BENCH_REAL_PREC
 /** Tokens of the loss comparison on the cuts, and of each PyTorch round (8 sequences of 256). */
 const CUT_AGREEMENT_TOKENS = 4096;
 const TORCH_TOKENS = 2048;
-const TORCH_ROUNDS = 3;
-const TORCH_REPEATS = 2;
+const TORCH_ROUNDS = Number(process.env.BENCH_REAL_TORCH_ROUNDS ?? 3);
+const TORCH_REPEATS = Number(process.env.BENCH_REAL_TORCH_REPEATS ?? 2);
 
 interface RealModel {
   key: string;
