@@ -369,13 +369,15 @@ function report(m: Measurements): string[] {
     const differentlyRouted = others(d).filter((c) => routingDivergence[d][c] >= ROUTES_DIFFERENTLY);
     const beatsRandom = taskSpecific.filter((l) => row[l][d] < row.random[d]);
     const beatsOthers = taskSpecific.filter((l) => differentlyRouted.every((c) => row[l][d] < row[l][c]));
-    const bestOverall = methods.reduce((a, v) => (row[v.label][d] < row[a.label][d] ? v : a)).label;
+    const best = (among: Variant[]) => among.reduce((a, v) => (row[v.label][d] < row[a.label][d] ? v : a)).label;
+    const bestOverall = best(methods);
     const divergence = others(d).map((c) => `${c[0]} ${routingDivergence[d][c].toFixed(3)}`).join(', ');
     const increase = (label: string) => row[label][d] - baselines[d];
-    const half = row.frequency ? increase(bestOverall) <= increase('frequency') / 2 : false;
+    const atMostHalf = (label: string) => (row.frequency ? increase(label) <= increase('frequency') / 2 : false);
+    const half = atMostHalf(bestOverall);
     // The same question asked of plans that stock loaders take: one count in every layer.
-    const bestUniform = methods.filter((v) => !v.globalBudget).reduce((a, v) => (row[v.label][d] < row[a.label][d] ? v : a)).label;
-    const uniformHalf = row.frequency ? increase(bestUniform) <= increase('frequency') / 2 : false;
+    const bestUniform = best(methods.filter((v) => !v.globalBudget));
+    const uniformHalf = atMostHalf(bestUniform);
     verdicts[d] = { random: beatsRandom.length === taskSpecific.length, others: beatsOthers.length === taskSpecific.length, half, uniformHalf };
     const uniformNote = bestUniform === bestOverall ? '' : `; best with one count in every layer (${bestUniform}) ${signed(increase(bestUniform))}: ${uniformHalf ? 'at most half' : 'more than half'}`;
     const halfOfFrequency = row.frequency ? `; best (${bestOverall}) loss increase ${signed(increase(bestOverall))} against frequency's ${signed(increase('frequency'))}: ${half ? 'at most half' : 'more than half'} (best minus frequency ${bestOverall === 'frequency' ? '0' : versus(d, bestOverall, 'frequency')})${uniformNote}` : '';

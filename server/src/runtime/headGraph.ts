@@ -1,8 +1,7 @@
 import type { ModelSpec, WeightSource } from '../checkpoint/modelSpec';
 import { GraphBuilder, WeightData } from './graphBuilder';
-import { layerNormOp, rmsNormOp } from './layerGraph';
+import { layerNormOp, linearOp, rmsNormOp } from './layerGraph';
 import type { Precision } from './memoryBudget';
-import { quantizedLinearOp } from './quantizedLinear';
 
 export const HeadIO = {
   hidden: 'hidden', // [rows, hidden]: only the rows whose logits or loss are wanted
@@ -32,21 +31,14 @@ export function buildHeadGraph(spec: ModelSpec, finalNorm: WeightData, lmHead: W
   const normed = spec.layerNorm
     ? layerNormOp(g, hidden, g.weight('final_norm', finalNorm, [H]), g.weight('final_norm_bias', biases.finalNorm!, [H]), spec.rmsNormEps)
     : rmsNormOp(g, hidden, g.weight('final_norm', finalNorm, [H]), spec.rmsNormEps);
-  // Gemm with transB reads lm_head in its stored [vocab, hidden] layout, so a tied embedding needs no transpose.
-  // Granite MoE divides the logits by `logits_scaling`: Gemm's alpha, in the same pass.
+  // linearOp reads lm_head in its stored [vocab, hidden] layout, so a tied embedding needs no transpose.
+  // Granite MoE divides the logits by `logits_scaling`: the product's scale (Gemm's alpha in fp32).
   const logitsScaling = spec.scaling?.logitsScaling ?? 1;
-  const lmHeadBias = biases.lmHead ? [g.weight('lm_head_bias', biases.lmHead, [spec.vocabSize])] : [];
-  const logits = precision === 'int8' ? int8Logits(g, normed, lmHead, spec.vocabSize, H, logitsScaling, lmHeadBias[0]) : g.op('Gemm', [normed, g.weight('lm_head', lmHead, [spec.vocabSize, H]), ...lmHeadBias], { transB: 1, ...(logitsScaling !== 1 && { alpha: { float: 1 / logitsScaling } }) });
+  const lmHeadBias = biases.lmHead && g.weight('lm_head_bias', biases.lmHead, [spec.vocabSize]);
+  const logits = linearOp(g, normed, 'lm_head', lmHead, spec.vocabSize, H, lmHeadBias, precision, 1 / logitsScaling);
   const logProbs = g.op('LogSoftmax', [logits], { axis: -1 });
   const picked = g.op('GatherElements', [logProbs, g.op('Unsqueeze', [targets, g.constInt64([1])])], { axis: 1 });
   g.output(logits, HeadIO.logits, 'float', ['rows', spec.vocabSize]);
   g.output(g.op('Neg', [g.op('Reshape', [picked, g.constInt64([-1])])]), HeadIO.nll, 'float', ['rows']);
   return g;
-}
-
-/** What the fp32 Gemm computes, alpha (x W^T) + bias, with W as int8: the scaling before the bias, as Gemm's alpha is. */
-function int8Logits(g: GraphBuilder, normed: string, lmHead: WeightData, vocab: number, H: number, logitsScaling: number, bias?: string): string {
-  let logits = quantizedLinearOp(g, normed, 'lm_head', lmHead, vocab, H);
-  if (logitsScaling !== 1) logits = g.op('Mul', [logits, g.constFloat([1 / logitsScaling])]);
-  return bias ? g.op('Add', [logits, bias]) : logits;
 }

@@ -42,13 +42,6 @@ export interface LayerGraphOptions {
 }
 
 /**
- * Builds one decoder layer (attention + MoE or dense MLP) as an ONNX graph, HF semantics throughout.
- * `experts` overrides the checkpoint's experts, which is how merged plans get their own weights.
- * With `precision: 'int8'` the projections of attention, experts, shared expert and dense MLP multiply int8
- * weights (quantizedLinear.ts), as the head's lm_head does (headGraph.ts); router, norms and embedding stay fp32, so
- * routing sees exact weights.
- */
-/**
  * Decoder layer `index` as the checkpoint stores it (no merged experts): what the runtime worker loads and
  * what the layer writer (layerWriterWorker.ts) writes ahead for it, built by this one function so that both
  * threads' files give the same session.
@@ -59,6 +52,13 @@ export function checkpointLayerGraph(spec: ModelSpec, weights: WeightSource, ind
   return buildLayerGraph(spec, layer, layerWeights(spec, weights, layer), undefined, { precision });
 }
 
+/**
+ * Builds one decoder layer (attention + MoE or dense MLP) as an ONNX graph, HF semantics throughout.
+ * `experts` overrides the checkpoint's experts, which is how merged plans get their own weights.
+ * With `precision: 'int8'` the projections of attention, experts, shared expert and dense MLP multiply int8
+ * weights (quantizedLinear.ts), as the head's lm_head does (headGraph.ts); router, norms and embedding stay fp32, so
+ * routing sees exact weights.
+ */
 export function buildLayerGraph(spec: ModelSpec, layer: LayerSpec, weights: LayerWeights, experts?: MlpWeights[], options: LayerGraphOptions = {}): GraphBuilder {
   const precision = options.precision ?? 'fp32';
   const g = new GraphBuilder(`layer${layer.index}`);
@@ -189,9 +189,9 @@ export function layerNormOp(g: GraphBuilder, x: string, weight: string, bias: st
 /**
  * y = x W^T (+ c) on rows: Gemm with transB reads the HF [out, in] layout as is, so no transposed copy is made.
  * `addend` (Gemm's C) is a bias row or a residual [rows, out], added in the same pass. Every projection goes
- * through here; with precision int8 it is quantizedLinearOp's instead.
+ * through here, the head's lm_head too; with precision int8 it is quantizedLinearOp's instead.
  */
-function linearOp(g: GraphBuilder, x: string, name: string, weight: WeightData, outDim: number, inDim: number, addend?: string, precision: Precision = 'fp32', scale = 1): string {
+export function linearOp(g: GraphBuilder, x: string, name: string, weight: WeightData, outDim: number, inDim: number, addend?: string, precision: Precision = 'fp32', scale = 1): string {
   // `scale` (Gemm's alpha) multiplies the product only, as Granite MoE's residual multiplier does: C + scale · x W^T.
   if (precision === 'int8') {
     if (scale === 1) return quantizedLinearOp(g, x, name, weight, outDim, inDim, addend);
