@@ -49,7 +49,9 @@ export async function estimateWork(runtime: ModelRuntime, sample: Int32Array[], 
   const { model, memory } = runtime;
   const layer = Math.max(0, model.layers.findIndex((l) => l.kind === 'moe'));
   const batch = fullBatch(sample, work.batchTokens ?? BATCH_TOKENS);
-  const timing = await runtime.measureLayer(layer, batch, work.merges?.matrix);
+  // A streamed layer is loaded once per pass and run on every batch of it, for every variant.
+  const runsPerLoad = Math.ceil(work.tokens / (work.passesPerRepeat ?? 1) / (work.batchTokens ?? BATCH_TOKENS)) * (work.variants ?? 1);
+  const timing = await runtime.measureLayer(layer, batch, work.merges?.matrix, runsPerLoad);
   let forwardSecondsPerToken: number | undefined;
   if (memory.policy === 'resident') {
     const tokens = batch.reduce((n, s) => n + s.length, 0);

@@ -183,16 +183,16 @@ export class ModelEngine {
     const writer = memory.writeAhead && options.writeAhead !== false && options.checkpointFolder && !options.externalDataDir
       ? new LayerWriter({ folder: options.checkpointFolder, precision: memory.precision, externalDataThreshold, int8Levels: memory.precision === 'int8' ? await int8WeightLevels() : undefined })
       : undefined;
-    const loadLayer = async (index: number) => {
+    const loadLayer = async (index: number, prepack: boolean) => {
       const ahead = await writer?.take(index);
-      if (!ahead) return loadGraph(checkpointLayerGraph(spec, weights, index, options.precision), options);
+      if (!ahead) return loadGraph(checkpointLayerGraph(spec, weights, index, options.precision), options, prepack);
       try {
-        return await createSession(ahead.model, options);
+        return await createSession(ahead.model, options, prepack);
       } finally {
         removeScratch(ahead.dir);
       }
     };
-    const residency = new LayerResidency(memory, (unit) => (unit === L ? loadHead() : loadLayer(unit)), ledger);
+    const residency = new LayerResidency(memory, (unit, prepack) => (unit === L ? loadHead() : loadLayer(unit, prepack)), ledger);
     try {
       await residency.open();
       return new ModelEngine(spec, memory, weights, embedding, residency, options, ledger, writer);
@@ -204,8 +204,8 @@ export class ModelEngine {
   }
 
   /** Seconds spent loading layers that are not resident, and how many loads, since open. */
-  get loading(): { loads: number; seconds: number; bytes: number } {
-    return { loads: this.residency.loads, seconds: this.residency.loadSeconds, bytes: this.residency.loadedBytes };
+  get loading(): { loads: number; seconds: number; bytes: number; unpacked: number } {
+    return { loads: this.residency.loads, seconds: this.residency.loadSeconds, bytes: this.residency.loadedBytes, unpacked: this.residency.unpackedLoads };
   }
 
   /**
@@ -276,7 +276,7 @@ export class ModelEngine {
    * head, timed on one batch of `sequences`, each run twice (the second run is the steady cost). The hidden state fed is the embedding: the cost of a layer
    * does not depend on its input's values, only on its routing, which the first layer's input has too.
    */
-  async measureLayer(layer: number, sequences: Int32Array[], mergeMatrix?: number[][]): Promise<LayerTiming> {
+  async measureLayer(layer: number, sequences: Int32Array[], mergeMatrix?: number[][], runsPerLoad = 1): Promise<LayerTiming> {
     const { spec } = this;
     const [batch] = makeBatches(sequences, DEFAULT_MAX_BATCH_TOKENS);
     const ids = batch.indices.map((i) => sequences[i]);
@@ -293,7 +293,9 @@ export class ModelEngine {
     const layerSpec = spec.layers[layer];
     if (layerSpec.kind === 'moe') Object.assign(feeds, planFeeds(resolveLayerPlan(layer, layerSpec.moe), layerSpec));
     const loadStarted = performance.now();
-    const session = await this.residency.acquire(layer);
+    // Loaded as a pass that runs it `runsPerLoad` times would load it (prepacked or not: prepacksFor).
+    const prepack = prepacksFor(this.memory.precision, runsPerLoad);
+    const session = await this.residency.acquire(layer, prepack);
     let firstRun = 0;
     let secondRun = 0;
     try {
@@ -312,7 +314,7 @@ export class ModelEngine {
     let reloadSeconds = 0;
     if (!resident) {
       const started = performance.now();
-      const again = await this.residency.acquire(layer);
+      const again = await this.residency.acquire(layer, prepack);
       try {
         await this.run(again, feeds, [LayerIO.hiddenOut]);
       } finally {
@@ -600,7 +602,7 @@ class Pass {
       // One session at a time: the streaming slot the memory plan prices holds one layer, so the
       // variants' merged layers are built, run on every batch and released one after the other.
       const next = states.map(() => new Map<number, number>());
-      for (const group of this.sessionGroups(l, planIds)) {
+      for (const group of this.sessionGroups(l, planIds, states)) {
         this.stopIfAsked();
         const { session, release } = await group.acquire();
         try {
@@ -654,7 +656,7 @@ class Pass {
    * every plan that does not merge, then one merged session per merging plan. Only the pass's first
    * merge of a layer may take the layer's cache slot; others are built for this pass.
    */
-  private sessionGroups(l: number, planIds: Set<number>): { planIds: Set<number>; acquire: () => Promise<{ session: ort.InferenceSession; release: () => Promise<void> }> }[] {
+  private sessionGroups(l: number, planIds: Set<number>, states: BatchState[]): { planIds: Set<number>; acquire: () => Promise<{ session: ort.InferenceSession; release: () => Promise<void> }> }[] {
     const { spec, internals } = this.engine;
     const unmerged = new Set<number>();
     const groups: ReturnType<Pass['sessionGroups']> = [];
@@ -674,11 +676,19 @@ class Pass {
       acquire: async () => {
         // The next streamed layer is written on the writer's thread while this one loads and runs.
         this.engine.writeAheadAfter(l);
-        const session = await internals.residency.acquire(l);
+        const session = await internals.residency.acquire(l, prepacksFor(this.engine.memory.precision, this.runsAt(l, unmerged, states)));
         return { session, release: () => internals.residency.release(l, session) };
       },
     };
     return [own, ...groups];
+  }
+
+  /** How many runs of layer l's session the variants with a plan in `planIds` make over these batches (one per entering state and plan, as runLayer groups them). */
+  private runsAt(l: number, planIds: Set<number>, states: BatchState[]): number {
+    const { lineage, planIds: ids } = this.lineages;
+    let runs = 0;
+    for (const state of states) runs += new Set(this.active(state, l).flatMap((v) => (planIds.has(ids[v][l]) ? [`${lineage[v][l]} ${ids[v][l]}`] : []))).size;
+    return runs;
   }
 
   /** Runs the variants whose layer-l plan is in `planIds` on one batch, adding their outputs to `next` (lineage -> store key). */
@@ -774,12 +784,12 @@ function planFeeds(plan: ResolvedLayerPlan, layer: LayerSpec): Record<string, or
 }
 
 /** Serialises a graph (through external data in a scratch folder when it is large) and loads it. */
-async function loadGraph(graph: GraphBuilder, options: EngineOptions): Promise<ort.InferenceSession> {
+async function loadGraph(graph: GraphBuilder, options: EngineOptions, prepack = true): Promise<ort.InferenceSession> {
   const externalDataThreshold = options.externalDataThreshold ?? DEFAULT_EXTERNAL_DATA_THRESHOLD;
   const scratch = !options.externalDataDir && graph.weightBytes() > externalDataThreshold ? fs.mkdtempSync(path.join(os.tmpdir(), 'moe-runtime-')) : undefined;
   const model = await graph.serialize({ externalDataDir: options.externalDataDir ?? scratch, externalDataThreshold });
   try {
-    return await createSession(model, options);
+    return await createSession(model, options, prepack);
   } finally {
     if (scratch) removeScratch(scratch);
     else if (model.kind === 'file') for (const file of [model.modelPath, model.weightsPath]) removeScratch(file);
@@ -788,7 +798,24 @@ async function loadGraph(graph: GraphBuilder, options: EngineOptions): Promise<o
 
 
 
-function createSession(model: SerializedModel, options: EngineOptions): Promise<ort.InferenceSession> {
+/**
+ * Whether a layer loaded for `runs` runs of its session (batches x the variant states a pass runs it on)
+ * is prepacked. onnxruntime prepacks every constant weight of its MatMuls when it creates a session;
+ * without that, the kernel packs the weights on each run instead. Measured on the OLMoE-1B-7B 4-layer cut
+ * in int8 (Zen 5, 2 threads, alternating processes): opening the 4 layers and the head took 25.6-37.0 s
+ * prepacked against 11.2-13.9 s not (prepacking is 3-6 s of an int8 layer's load, most of it first-touch
+ * faults of fresh memory on these VMs), and a 2048-token forward 1.88-2.02 s against 2.45-2.81 s (about
+ * 0.1-0.2 s a layer and run more, unpacked). So a streamed int8 layer that runs fewer than 24 times
+ * before it is released (a 48k-token work set of one variant) is not prepacked.
+ * Only int8: its products are sums of integers, so the unpacked kernel gives the same bits (streaming.test.ts
+ * compares streamed with resident results bit for bit). fp32's unpacked Gemm adds in another order (logits
+ * about 3e-7 apart), and results must not depend on the memory budget, so fp32 always prepacks.
+ */
+export function prepacksFor(precision: Precision, runs: number): boolean {
+  return precision !== 'int8' || runs >= 24;
+}
+
+function createSession(model: SerializedModel, options: EngineOptions, prepack = true): Promise<ort.InferenceSession> {
   const sessionOptions: ort.InferenceSession.SessionOptions = {
     intraOpNumThreads: options.threads ?? 1,
     interOpNumThreads: 1,
@@ -802,7 +829,7 @@ function createSession(model: SerializedModel, options: EngineOptions): Promise<
     enableCpuMemArena: false,
     // No busy-waiting between ops: it burns the editor's CPU and, on a loaded machine, made two threads
     // slower than one (measured: 2-thread MatMul 78 ms spinning vs 52 ms not, 1 thread 50 ms).
-    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' }, ...(prepack ? {} : { disable_prepacking: '1' }) } },
   };
   return model.kind === 'bytes' ? ort.InferenceSession.create(model.bytes, sessionOptions) : ort.InferenceSession.create(model.modelPath, sessionOptions);
 }

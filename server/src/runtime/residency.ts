@@ -19,6 +19,8 @@ export class LayerResidency<S extends Releasable> {
   loads = 0;
   loadSeconds = 0;
   loadedBytes = 0;
+  /** Of those loads, the ones not prepacked (`prepacksFor`). */
+  unpackedLoads = 0;
 
   private readonly bytes: number[];
   private readonly residentUnits: number[];
@@ -27,7 +29,8 @@ export class LayerResidency<S extends Releasable> {
 
   constructor(
     memory: MemoryPlan,
-    private readonly load: (unit: number) => Promise<S>,
+    /** `prepack`: whether onnxruntime prepacks the weights (see `prepacksFor`); a resident unit always does. */
+    private readonly load: (unit: number, prepack: boolean) => Promise<S>,
     private readonly ledger = new MemoryLedger(),
   ) {
     this.bytes = [...memory.layerBytes, memory.headBytes];
@@ -45,16 +48,19 @@ export class LayerResidency<S extends Releasable> {
     for (const unit of this.residentUnits) if (unit !== this.lazyHead) await this.loadResident(unit);
   }
 
-  /** The layer's session, loading it when it is not resident; hand it back with `release`. */
-  async acquire(layer: number): Promise<S> {
+  /**
+   * The layer's session, loading it when it is not resident; hand it back with `release`. `prepack`
+   * says how a layer loaded now for this pass alone is loaded (default: prepacked); resident ones are.
+   */
+  async acquire(layer: number, prepack = true): Promise<S> {
     const resident = this.resident.get(layer)?.session;
     if (resident) return resident;
     if (layer === this.lazyHead) return this.loadResident(layer);
-    return this.timedLoad(layer);
+    return this.timedLoad(layer, prepack);
   }
 
   private async loadResident(unit: number): Promise<S> {
-    const held = await loadHeld(this.ledger, this.bytes[unit], () => this.load(unit));
+    const held = await loadHeld(this.ledger, this.bytes[unit], () => this.load(unit, true));
     this.resident.set(unit, held);
     return held.session;
   }
@@ -74,11 +80,12 @@ export class LayerResidency<S extends Releasable> {
     this.resident.clear();
   }
 
-  private async timedLoad(layer: number): Promise<S> {
+  private async timedLoad(layer: number, prepack: boolean): Promise<S> {
     const started = performance.now();
-    const { session, unhold } = await loadHeld(this.ledger, this.bytes[layer], () => this.load(layer));
+    const { session, unhold } = await loadHeld(this.ledger, this.bytes[layer], () => this.load(layer, prepack));
     this.streamed.set(session, unhold);
     this.loads++;
+    if (!prepack) this.unpackedLoads++;
     this.loadSeconds += (performance.now() - started) / 1000;
     this.loadedBytes += this.bytes[layer];
     return session;
