@@ -203,7 +203,7 @@ export class ModelEngine {
     }
   }
 
-  /** Seconds spent loading layers that are not resident, and how many loads, since open. */
+  /** Seconds spent loading layers that are not resident, how many loads, and how many of them were not prepacked (`prepacksFor`), since open. */
   get loading(): { loads: number; seconds: number; bytes: number; unpacked: number } {
     return { loads: this.residency.loads, seconds: this.residency.loadSeconds, bytes: this.residency.loadedBytes, unpacked: this.residency.unpackedLoads };
   }
