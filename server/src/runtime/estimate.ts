@@ -83,6 +83,7 @@ export interface ExtrapolationInput {
  * - loading: per pass, every streamed layer at the warm-up's rate per byte; the first pass at the rate
  *   of the first load (the checkpoint read from disk), later ones at the reload's rate when the streamed
  *   layers' checkpoint bytes (bf16: half their fp32 bytes) fit the page cache, else at the first rate;
+ *   and once, the pinned layers no pass has loaded yet, at the warm-up's pinned load's rate;
  * - merging: every merged layer the work builds, at the measured build of one like it;
  * - host: the caller's own work overlaps the runtime's, so the slower side sets the pace.
  */
@@ -105,6 +106,8 @@ export function extrapolate(input: ExtrapolationInput): WorkEstimate {
     loadingSeconds = streamedBytes * (perByte + (passes - 1) * laterPerByte);
   }
   if (input.withHead && !memory.headResident) loadingSeconds += passes * timing.headLoadSeconds;
+  const pinned = timing.pinnedLoad;
+  if (pinned && pinned.bytes > 0) loadingSeconds += pinned.pendingBytes * (pinned.seconds / pinned.bytes);
 
   let mergingSeconds = 0;
   if (work.merges && timing.mergeSeconds !== undefined) mergingSeconds = work.merges.builds * timing.mergeSeconds;

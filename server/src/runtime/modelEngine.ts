@@ -64,6 +64,11 @@ export interface LayerTiming {
   headLoadSeconds: number;
   /** Building (merging, loading) and releasing one merged session of the layer, when a merge matrix was given. */
   mergeSeconds?: number;
+  /**
+   * When layers stream and some pinned layers were not loaded yet: one pinned layer's load (seconds,
+   * its bytes) and the bytes of the pinned layers still to load, which the next pass loads.
+   */
+  pinnedLoad?: { seconds: number; bytes: number; pendingBytes: number };
 }
 
 /** What a pass may be told and asked between layers. */
@@ -203,9 +208,13 @@ export class ModelEngine {
     }
   }
 
-  /** Seconds spent loading layers that are not resident, how many loads, and how many of them were not prepacked (`prepacksFor`), since open. */
-  get loading(): { loads: number; seconds: number; bytes: number; unpacked: number } {
-    return { loads: this.residency.loads, seconds: this.residency.loadSeconds, bytes: this.residency.loadedBytes, unpacked: this.residency.unpackedLoads };
+  /**
+   * Since open: loads of layers that are not resident (with their bytes, and how many were not prepacked:
+   * `prepacksFor`), loads of pinned layers on first use (`pinned`), and the seconds of both.
+   */
+  get loading(): { loads: number; seconds: number; bytes: number; unpacked: number; pinned: number } {
+    const r = this.residency;
+    return { loads: r.loads, seconds: r.loadSeconds + r.pinnedLoadSeconds, bytes: r.loadedBytes, unpacked: r.unpackedLoads, pinned: r.pinnedLoads };
   }
 
   /**
@@ -292,6 +301,8 @@ export class ModelEngine {
     };
     const layerSpec = spec.layers[layer];
     if (layerSpec.kind === 'moe') Object.assign(feeds, planFeeds(resolveLayerPlan(layer, layerSpec.moe), layerSpec));
+    // A pinned layer that no pass has loaded yet is loaded now and kept (its load is the pinned sample below).
+    const pinnedHere = this.memory.residentLayers.includes(layer) && this.residency.needsLoad(layer);
     const loadStarted = performance.now();
     // Loaded as a pass that runs it `runsPerLoad` times would load it (prepacked or not: prepacksFor).
     const prepack = prepacksFor(this.memory.precision, runsPerLoad);
@@ -322,6 +333,21 @@ export class ModelEngine {
       }
       reloadSeconds = Math.max(0, (performance.now() - started) / 1000 - layerSeconds);
     }
+    // When layers stream, the first pass loads the pinned layers (prepacked, then kept): one is loaded
+    // now and timed, and the estimate prices the others at its rate.
+    let pinnedLoad: LayerTiming['pinnedLoad'];
+    const pinnedBytes = (layers: number[]) => layers.reduce((sum, l) => sum + this.memory.layerBytes[l], 0);
+    if (pinnedHere) {
+      const pending = this.memory.residentLayers.filter((l) => this.residency.needsLoad(l));
+      pinnedLoad = { seconds: Math.max(0, (firstRun - loadStarted) / 1000 - layerSeconds), bytes: this.memory.layerBytes[layer], pendingBytes: pinnedBytes(pending) };
+    } else {
+      const [sample, ...pending] = this.memory.residentLayers.filter((l) => this.residency.needsLoad(l));
+      if (sample !== undefined) {
+        const started = performance.now();
+        await this.residency.release(sample, await this.residency.acquire(sample));
+        pinnedLoad = { seconds: (performance.now() - started) / 1000, bytes: this.memory.layerBytes[sample], pendingBytes: pinnedBytes(pending) };
+      }
+    }
     let mergeSeconds: number | undefined;
     if (mergeMatrix && layerSpec.kind === 'moe') {
       const started = performance.now();
@@ -351,6 +377,7 @@ export class ModelEngine {
       layerSeconds,
       headSeconds,
       headLoadSeconds: this.memory.headResident ? 0 : Math.max(0, (headFirstRun - headStarted) / 1000 - headSeconds),
+      ...(pinnedLoad ? { pinnedLoad } : {}),
       ...(mergeSeconds !== undefined ? { mergeSeconds } : {}),
     };
   }
@@ -410,10 +437,10 @@ export class ModelEngine {
    */
   writeAheadAfter(l: number): void {
     if (!this.writer) return;
-    const resident = new Set(this.memory.residentLayers);
     const L = this.spec.layers.length;
     for (let next = l + 1; next <= l + L; next++) {
-      if (!resident.has(next % L)) return this.writer.ahead(next % L);
+      // A pinned layer the first pass has not loaded yet is written ahead like a streamed one.
+      if (this.residency.needsLoad(next % L)) return this.writer.ahead(next % L);
     }
   }
 

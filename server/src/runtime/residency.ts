@@ -7,10 +7,11 @@ export interface Releasable {
 }
 
 /**
- * Which decoder layers (and the head) are loaded, as the memory plan says: its resident ones once, at
- * open, for the runtime's lifetime; any other loaded when a pass reaches it and released when the pass
- * leaves it. Unit `L` (one past the last layer) is the head. Also counts the loads, so progress and
- * estimates can say what streaming costs, and holds each loaded unit's bytes in the engine's ledger.
+ * Which decoder layers (and the head) are loaded, as the memory plan says: its resident ones once, for
+ * the runtime's lifetime (at open when every layer is resident, else when a pass first reaches them);
+ * any other loaded when a pass reaches it and released when the pass leaves it. Unit `L` (one past the
+ * last layer) is the head. Also counts the loads, so progress and estimates can say what streaming
+ * costs, and holds each loaded unit's bytes in the engine's ledger.
  */
 export class LayerResidency<S extends Releasable> {
   private readonly resident = new Map<number, { session: S; unhold: () => void }>();
@@ -21,11 +22,14 @@ export class LayerResidency<S extends Releasable> {
   loadedBytes = 0;
   /** Of those loads, the ones not prepacked (`prepacksFor`). */
   unpackedLoads = 0;
+  /** Pinned units loaded by a pass on first use (layers stream), and their time. */
+  pinnedLoads = 0;
+  pinnedLoadSeconds = 0;
 
   private readonly bytes: number[];
   private readonly residentUnits: number[];
-  /** The head's unit when it is pinned but loaded on first use (layers stream); else -1. */
-  private readonly lazyHead: number;
+  /** The pinned units loaded on first use, not at open: all of them when layers stream; else none. */
+  private readonly lazy: Set<number>;
 
   constructor(
     memory: MemoryPlan,
@@ -34,18 +38,27 @@ export class LayerResidency<S extends Releasable> {
     private readonly ledger = new MemoryLedger(),
   ) {
     this.bytes = [...memory.layerBytes, memory.headBytes];
-    this.lazyHead = memory.policy !== 'resident' && memory.headResident ? memory.layerBytes.length : -1;
     this.residentUnits = [...memory.residentLayers, ...(memory.headResident ? [memory.layerBytes.length] : [])];
+    this.lazy = new Set(memory.policy === 'resident' ? [] : this.residentUnits);
   }
 
   /**
-   * Loads the resident layers. When layers stream, a pinned head is loaded when first asked for, then
-   * kept: work without losses or logits (a profile) never needs it, and on Qwen3-30B-A3B it is 1.2 GB
-   * and seconds to load. Loading it later is priced: the streaming slot holds twice the head, and no
-   * layer is in the slot when a pass reaches the head.
+   * Loads the resident layers when every layer is. When layers stream, a pinned layer or head is loaded
+   * when a pass first asks for it, then kept:
+   * - the layer writer writes it ahead while the layer before it runs, as it does a streamed one; loaded
+   *   at open, one after the other, the 8 pinned int8 layers of OLMoE-1B-7B at 6 GB took 42-66 s before
+   *   the first token ran (runtime README, "Pinned layers on first use");
+   * - work without losses or logits (a profile) never needs the head (Qwen3-30B-A3B: 1.2 GB, seconds).
+   * Loading one later is priced: a pass takes one unit at a time, so the streaming slot, which holds
+   * twice a layer and twice the head, is empty when it loads.
    */
   async open(): Promise<void> {
-    for (const unit of this.residentUnits) if (unit !== this.lazyHead) await this.loadResident(unit);
+    for (const unit of this.residentUnits) if (!this.lazy.has(unit)) await this.loadResident(unit);
+  }
+
+  /** Whether acquiring the unit now loads it: it is streamed, or pinned and not loaded yet. */
+  needsLoad(unit: number): boolean {
+    return !this.resident.has(unit);
   }
 
   /**
@@ -55,7 +68,13 @@ export class LayerResidency<S extends Releasable> {
   async acquire(layer: number, prepack = true): Promise<S> {
     const resident = this.resident.get(layer)?.session;
     if (resident) return resident;
-    if (layer === this.lazyHead) return this.loadResident(layer);
+    if (this.lazy.has(layer)) {
+      const started = performance.now();
+      const session = await this.loadResident(layer);
+      this.pinnedLoads++;
+      this.pinnedLoadSeconds += (performance.now() - started) / 1000;
+      return session;
+    }
     return this.timedLoad(layer, prepack);
   }
 

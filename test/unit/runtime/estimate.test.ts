@@ -46,6 +46,13 @@ describe('estimate arithmetic', () => {
     assert.ok(Math.abs(estimate.seconds - 87) < 1e-9);
   });
 
+  it('pinned layers no pass has loaded yet are loaded once, at the warm-up\'s pinned rate', () => {
+    // 3 s for a 100-byte pinned layer, 250 bytes still to load: 7.5 s once, beside the 31 s above
+    const pinnedLoad = { seconds: 3, bytes: 100, pendingBytes: 250 };
+    assert.ok(Math.abs(extrapolate(input({ timing: { ...timing, pinnedLoad } })).loadingSeconds - 38.5) < 1e-9);
+    assert.ok(Math.abs(extrapolate(input({ timing: { ...timing, pinnedLoad: { ...pinnedLoad, pendingBytes: 0 } } })).loadingSeconds - 31) < 1e-9);
+  });
+
   it('the caller\'s own work sets the pace when it is slower than the runtime', () => {
     // 4000 tokens x 3 repeats x 0.01 s = 120 s > 100 s
     assert.ok(Math.abs(extrapolate(input({ work: { ...work, hostSecondsPerToken: 0.01 } })).seconds - 120) < 1e-9);

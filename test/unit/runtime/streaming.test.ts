@@ -165,6 +165,21 @@ describe('layer-major execution under a memory budget', () => {
           for (const engine of engines) await (await engine).close();
         }
         assert.equal(planMemory(shape, { budgetBytes: floor, hiddenStateBytes: SPILL_BYTES, writerBytes, precision }).writeAhead, false, 'at the floor layers are written in turn');
+        // With the head and the last layer pinned too: the first pass writes the pinned layer ahead like the others.
+        const probe = planMemory(shape, { budgetBytes: 1e15, hiddenStateBytes: SPILL_BYTES, precision });
+        const reference = await ModelEngine.create(spec, weights, { precision });
+        const partial = await ModelEngine.create(spec, weights, { precision, memoryBudget: floor + writerBytes + probe.headBytes + probe.layerBytes[spec.layers.length - 1], hiddenStateBytes: SPILL_BYTES, writerBytes, checkpointFolder: folder });
+        try {
+          assert.deepEqual([partial.memory.policy, partial.memory.writeAhead, partial.memory.residentLayers], ['partial', true, [spec.layers.length - 1]]);
+          const request = { sequences, outputs: { loss: true, moe: true }, maxBatchTokens: 24 };
+          for (let pass = 0; pass < 2; pass++) assertIdentical(await partial.forward(request), await reference.forward(request), `${precision}, pinned on first use, pass ${pass}`);
+          // Pass 1: layers 1-3 (3 pinned) from the writer; pass 2: the streamed layers 0-2.
+          assert.equal(partial.writtenAhead.layers, 2 * spec.layers.length - 2, `${precision}: the pinned layer came from the writer`);
+          assert.equal(partial.loading.pinned, 2, 'the pinned layer and the head, once');
+        } finally {
+          await partial.close();
+          await reference.close();
+        }
       }
       const left = fs.readdirSync(os.tmpdir()).filter((name) => name.startsWith('moe-runtime-ahead-') && !before.has(name));
       assert.deepEqual(left, [], 'written-ahead folders are removed');
@@ -191,25 +206,53 @@ describe('layer-major execution under a memory budget', () => {
     });
   });
 
-  it('a pinned head is loaded by the first work that needs it, not at open: a profile never loads it', async () => {
+  it('pinned layers and a pinned head are loaded by the first pass that needs them, not at open: a profile never loads the head', async () => {
     await withCheckpoint({ architecture: 'OlmoeForCausalLM', seed: 3, numLayers: 3 }, async ({ spec, weights }) => {
       const engine = await ModelEngine.create(spec, weights, budgets(spec).partial);
       try {
         assert.equal(engine.memory.headResident, true);
         const sequences = randomSequences([6, 9], spec.vocabSize, 2);
-        // The ledger also holds the prefix cache's few kilobytes, so the head shows as a step of its size.
-        const { headBytes } = engine.memory;
+        // The ledger also holds the prefix cache's few kilobytes, so the pinned units show as steps of their size.
+        const { headBytes, residentLayers, layerBytes } = engine.memory;
+        const pinnedBytes = residentLayers.reduce((sum, l) => sum + layerBytes[l], 0);
+        assert.equal(engine.loading.pinned, 0, 'nothing is loaded at open');
         const opened = engine.memoryAccount.currentBytes;
         await engine.forward({ sequences, outputs: { moe: true } });
         const profiled = engine.memoryAccount.currentBytes;
-        assert.ok(profiled - opened < headBytes / 4, `captures alone: the head is not loaded (${profiled - opened} bytes more, head ${headBytes})`);
+        assert.equal(engine.loading.pinned, residentLayers.length, 'the first pass loads the pinned layers');
+        const grew = profiled - opened - pinnedBytes;
+        assert.ok(grew >= 0 && grew < headBytes / 4, `captures alone: the pinned layer stays, the head is not loaded (${grew} bytes beyond the pinned layer, head ${headBytes})`);
         await engine.forward({ sequences, outputs: { loss: true } });
         const step = engine.memoryAccount.currentBytes - profiled;
         assert.ok(step >= headBytes && step < 1.25 * headBytes, `a loss loads the head, which then stays (${step} bytes more, head ${headBytes})`);
+        assert.equal(engine.loading.pinned, residentLayers.length + 1);
         const loads = engine.loading.loads;
         // New sequences: the prefix cache holds the last ones' final hidden states.
         await engine.forward({ sequences: randomSequences([7, 5], spec.vocabSize, 9), outputs: { loss: true } });
         assert.equal(engine.loading.loads - loads, spec.layers.length - 1, 'the next pass streams the layers only');
+        assert.equal(engine.loading.pinned, residentLayers.length + 1, 'pinned units load once');
+      } finally {
+        await engine.close();
+      }
+    });
+  });
+
+  it('the warm-up of an estimate loads one pinned layer, keeps it, and says what the first pass still loads', async () => {
+    await withCheckpoint({ architecture: 'OlmoeForCausalLM', seed: 4, numLayers: 4 }, async ({ spec, weights }) => {
+      const { tensors: _names, ...shape } = spec;
+      const probe = planMemory(shape, { budgetBytes: 1e15, hiddenStateBytes: SPILL_BYTES });
+      const [, , third, last] = probe.layerBytes;
+      const engine = await ModelEngine.create(spec, weights, { memoryBudget: probe.streamingFloorBytes + probe.headBytes + third + last, hiddenStateBytes: SPILL_BYTES });
+      try {
+        assert.deepEqual(engine.memory.residentLayers, [2, 3]);
+        const sequences = randomSequences([6, 9], spec.vocabSize, 5);
+        const timing = await engine.measureLayer(0, sequences);
+        assert.ok(timing.pinnedLoad && timing.pinnedLoad.seconds > 0);
+        assert.deepEqual([timing.pinnedLoad.bytes, timing.pinnedLoad.pendingBytes], [third, last], 'one pinned layer sampled, the other still to load');
+        assert.equal(engine.loading.pinned, 2, 'the sampled layer and the head (the warm-up times it) stay loaded');
+        await engine.forward({ sequences, outputs: { moe: true } });
+        assert.equal(engine.loading.pinned, 3);
+        assert.equal((await engine.measureLayer(0, sequences)).pinnedLoad, undefined, 'nothing pinned left to load');
       } finally {
         await engine.close();
       }
