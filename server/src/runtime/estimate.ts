@@ -51,7 +51,8 @@ export async function estimateWork(runtime: ModelRuntime, sample: Int32Array[], 
   const batch = fullBatch(sample, work.batchTokens ?? BATCH_TOKENS);
   // A streamed layer is loaded once per pass and run on every batch of it, for every variant.
   const runsPerLoad = Math.ceil(work.tokens / (work.passesPerRepeat ?? 1) / (work.batchTokens ?? BATCH_TOKENS)) * (work.variants ?? 1);
-  const timing = await runtime.measureLayer(layer, batch, work.merges?.matrix, runsPerLoad);
+  const passes = (work.repeats ?? 1) * (work.passesPerRepeat ?? 1);
+  const timing = await runtime.measureLayer(layer, batch, work.merges?.matrix, runsPerLoad, passes);
   let forwardSecondsPerToken: number | undefined;
   if (memory.policy === 'resident') {
     const tokens = batch.reduce((n, s) => n + s.length, 0);
@@ -83,7 +84,8 @@ export interface ExtrapolationInput {
  * - loading: per pass, every streamed layer at the warm-up's rate per byte; the first pass at the rate
  *   of the first load (the checkpoint read from disk), later ones at the reload's rate when the streamed
  *   layers' checkpoint bytes (bf16: half their fp32 bytes) fit the page cache, else at the first rate;
- *   and once, the pinned layers no pass has loaded yet, at the warm-up's pinned load's rate;
+ *   and the pinned layers no pass has loaded yet, by the first pass at the streamed layer's rate, and
+ *   when those loads were unpacked, again by the second pass, at the warm-up's prepacked reload's rate;
  * - merging: every merged layer the work builds, at the measured build of one like it;
  * - host: the caller's own work overlaps the runtime's, so the slower side sets the pace.
  */
@@ -106,8 +108,13 @@ export function extrapolate(input: ExtrapolationInput): WorkEstimate {
     loadingSeconds = streamedBytes * (perByte + (passes - 1) * laterPerByte);
   }
   if (input.withHead && !memory.headResident) loadingSeconds += passes * timing.headLoadSeconds;
-  const pinned = timing.pinnedLoad;
-  if (pinned && pinned.bytes > 0) loadingSeconds += pinned.pendingBytes * (pinned.seconds / pinned.bytes);
+  const pinned = timing.pinned;
+  if (pinned) {
+    // The first pass loads them as it loads the streamed layers; when that was unpacked, the second reloads them prepacked.
+    const firstPerByte = !resident.has(measured) && timing.loadSeconds > 0 ? timing.loadSeconds / memory.layerBytes[measured] : (pinned.prepackedPerByte ?? 0);
+    loadingSeconds += pinned.loadBytes * firstPerByte;
+    if (passes > 1) loadingSeconds += pinned.reloadBytes * (pinned.prepackedPerByte ?? firstPerByte);
+  }
 
   let mergingSeconds = 0;
   if (work.merges && timing.mergeSeconds !== undefined) mergingSeconds = work.merges.builds * timing.mergeSeconds;

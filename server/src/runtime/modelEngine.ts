@@ -65,10 +65,11 @@ export interface LayerTiming {
   /** Building (merging, loading) and releasing one merged session of the layer, when a merge matrix was given. */
   mergeSeconds?: number;
   /**
-   * When layers stream and some pinned layers were not loaded yet: one pinned layer's load (seconds,
-   * its bytes) and the bytes of the pinned layers still to load, which the next pass loads.
+   * When layers stream and pinned layers are still to load (LayerResidency.open): the bytes the next pass
+   * loads as it loads streamed layers (`prepacked` or not), the bytes a pass after it reloads prepacked
+   * (when the first loads were not), and the rate of such a reload, timed on one pinned layer.
    */
-  pinnedLoad?: { seconds: number; bytes: number; pendingBytes: number };
+  pinned?: { loadBytes: number; prepacked: boolean; reloadBytes: number; prepackedPerByte?: number };
 }
 
 /** What a pass may be told and asked between layers. */
@@ -285,7 +286,7 @@ export class ModelEngine {
    * head, timed on one batch of `sequences`, each run twice (the second run is the steady cost). The hidden state fed is the embedding: the cost of a layer
    * does not depend on its input's values, only on its routing, which the first layer's input has too.
    */
-  async measureLayer(layer: number, sequences: Int32Array[], mergeMatrix?: number[][], runsPerLoad = 1): Promise<LayerTiming> {
+  async measureLayer(layer: number, sequences: Int32Array[], mergeMatrix?: number[][], runsPerLoad = 1, passes = 1): Promise<LayerTiming> {
     const { spec } = this;
     const [batch] = makeBatches(sequences, DEFAULT_MAX_BATCH_TOKENS);
     const ids = batch.indices.map((i) => sequences[i]);
@@ -301,8 +302,6 @@ export class ModelEngine {
     };
     const layerSpec = spec.layers[layer];
     if (layerSpec.kind === 'moe') Object.assign(feeds, planFeeds(resolveLayerPlan(layer, layerSpec.moe), layerSpec));
-    // A pinned layer that no pass has loaded yet is loaded now and kept (its load is the pinned sample below).
-    const pinnedHere = this.memory.residentLayers.includes(layer) && this.residency.needsLoad(layer);
     const loadStarted = performance.now();
     // Loaded as a pass that runs it `runsPerLoad` times would load it (prepacked or not: prepacksFor).
     const prepack = prepacksFor(this.memory.precision, runsPerLoad);
@@ -333,21 +332,7 @@ export class ModelEngine {
       }
       reloadSeconds = Math.max(0, (performance.now() - started) / 1000 - layerSeconds);
     }
-    // When layers stream, the first pass loads the pinned layers (prepacked, then kept): one is loaded
-    // now and timed, and the estimate prices the others at its rate.
-    let pinnedLoad: LayerTiming['pinnedLoad'];
-    const pinnedBytes = (layers: number[]) => layers.reduce((sum, l) => sum + this.memory.layerBytes[l], 0);
-    if (pinnedHere) {
-      const pending = this.memory.residentLayers.filter((l) => this.residency.needsLoad(l));
-      pinnedLoad = { seconds: Math.max(0, (firstRun - loadStarted) / 1000 - layerSeconds), bytes: this.memory.layerBytes[layer], pendingBytes: pinnedBytes(pending) };
-    } else {
-      const [sample, ...pending] = this.memory.residentLayers.filter((l) => this.residency.needsLoad(l));
-      if (sample !== undefined) {
-        const started = performance.now();
-        await this.residency.release(sample, await this.residency.acquire(sample));
-        pinnedLoad = { seconds: (performance.now() - started) / 1000, bytes: this.memory.layerBytes[sample], pendingBytes: pinnedBytes(pending) };
-      }
-    }
+    const pinned = await this.measurePinned(prepack, passes);
     let mergeSeconds: number | undefined;
     if (mergeMatrix && layerSpec.kind === 'moe') {
       const started = performance.now();
@@ -377,9 +362,32 @@ export class ModelEngine {
       layerSeconds,
       headSeconds,
       headLoadSeconds: this.memory.headResident ? 0 : Math.max(0, (headFirstRun - headStarted) / 1000 - headSeconds),
-      ...(pinnedLoad ? { pinnedLoad } : {}),
+      ...(pinned ? { pinned } : {}),
       ...(mergeSeconds !== undefined ? { mergeSeconds } : {}),
     };
+  }
+
+  /**
+   * What the pinned layers still cost when layers stream (see LayerResidency.open): the next pass loads
+   * the ones not loaded yet as it loads a streamed layer (`prepack`), and when that is unpacked, a pass
+   * after it reloads each prepacked. For work of several passes one pinned layer is reloaded prepacked
+   * now, timed (and kept), for the estimate's rate of those reloads.
+   */
+  private async measurePinned(prepack: boolean, passes: number): Promise<LayerTiming['pinned']> {
+    const { residentLayers, layerBytes } = this.memory;
+    const bytes = (layers: number[]) => layers.reduce((sum, l) => sum + layerBytes[l], 0);
+    if (this.memory.policy === 'resident' || !residentLayers.some((l) => this.residency.needsLoad(l))) return undefined;
+    let prepackedPerByte: number | undefined;
+    if (!prepack && passes > 1) {
+      const sample = residentLayers.find((l) => this.residency.needsLoad(l))!;
+      const started = performance.now();
+      // Loaded prepacked whether it was not loaded yet or loaded unpacked.
+      await this.residency.release(sample, await this.residency.acquire(sample, true));
+      prepackedPerByte = (performance.now() - started) / 1000 / layerBytes[sample];
+    }
+    const unloaded = residentLayers.filter((l) => this.residency.isUnloaded(l));
+    const reloaded = prepack ? [] : residentLayers.filter((l) => this.residency.needsLoad(l));
+    return { loadBytes: bytes(unloaded), prepacked: prepack, reloadBytes: bytes(reloaded), ...(prepackedPerByte !== undefined ? { prepackedPerByte } : {}) };
   }
 
   /**

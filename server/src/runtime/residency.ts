@@ -14,15 +14,16 @@ export interface Releasable {
  * costs, and holds each loaded unit's bytes in the engine's ledger.
  */
 export class LayerResidency<S extends Releasable> {
-  private readonly resident = new Map<number, { session: S; unhold: () => void }>();
+  /** Loaded resident units; `prepacked` false for a pinned layer its first pass loaded without prepacking. */
+  private readonly resident = new Map<number, { session: S; unhold: () => void; prepacked: boolean }>();
   private readonly streamed = new Map<S, () => void>();
   /** Loads of layers that are not resident (what streaming costs), with their time and bytes. */
   loads = 0;
   loadSeconds = 0;
   loadedBytes = 0;
-  /** Of those loads, the ones not prepacked (`prepacksFor`). */
+  /** Loads not prepacked (`prepacksFor`): streamed layers' and pinned layers' first. */
   unpackedLoads = 0;
-  /** Pinned units loaded by a pass on first use (layers stream), and their time. */
+  /** Loads of pinned units by a pass (layers stream): first uses, and pinned layers reloaded prepacked; their time. */
   pinnedLoads = 0;
   pinnedLoadSeconds = 0;
 
@@ -46,41 +47,57 @@ export class LayerResidency<S extends Releasable> {
    * Loads the resident layers when every layer is. When layers stream, a pinned layer or head is loaded
    * when a pass first asks for it, then kept:
    * - the layer writer writes it ahead while the layer before it runs, as it does a streamed one; loaded
-   *   at open, one after the other, the 8 pinned int8 layers of OLMoE-1B-7B at 6 GB took 42-66 s before
+   *   at open, one after the other, the 8 pinned int8 layers of OLMoE-1B-7B at 6 GB took 31-66 s before
    *   the first token ran (runtime README, "Pinned layers on first use");
+   * - the first pass loads a pinned layer as it loads a streamed one (unpacked where `prepacksFor` says
+   *   so: a pass of a few batches does not win back prepacking's cost), and the next pass that reaches
+   *   it reloads it prepacked, for good: one pass (a profile of 16k tokens) never pays for prepacking,
+   *   work of many passes (a search) pays one extra unpacked load per pinned layer;
    * - work without losses or logits (a profile) never needs the head (Qwen3-30B-A3B: 1.2 GB, seconds).
    * Loading one later is priced: a pass takes one unit at a time, so the streaming slot, which holds
-   * twice a layer and twice the head, is empty when it loads.
+   * twice a layer and twice the head, is empty when it loads (a reload first releases the unpacked one).
    */
   async open(): Promise<void> {
-    for (const unit of this.residentUnits) if (!this.lazy.has(unit)) await this.loadResident(unit);
+    for (const unit of this.residentUnits) if (!this.lazy.has(unit)) await this.loadResident(unit, true);
   }
 
-  /** Whether acquiring the unit now loads it: it is streamed, or pinned and not loaded yet. */
+  /** Whether acquiring the unit now loads it: it is streamed, or pinned and not loaded (prepacked) yet. */
   needsLoad(unit: number): boolean {
+    return !this.resident.get(unit)?.prepacked;
+  }
+
+  /** Whether acquiring the pinned unit now loads it for the first time (not a prepacked reload). */
+  isUnloaded(unit: number): boolean {
     return !this.resident.has(unit);
   }
 
   /**
    * The layer's session, loading it when it is not resident; hand it back with `release`. `prepack`
-   * says how a layer loaded now for this pass alone is loaded (default: prepacked); resident ones are.
+   * says how a layer loaded now for this pass alone is loaded (default: prepacked), and how a pass
+   * first loads a pinned one (see `open`).
    */
   async acquire(layer: number, prepack = true): Promise<S> {
-    const resident = this.resident.get(layer)?.session;
-    if (resident) return resident;
-    if (this.lazy.has(layer)) {
-      const started = performance.now();
-      const session = await this.loadResident(layer);
-      this.pinnedLoads++;
-      this.pinnedLoadSeconds += (performance.now() - started) / 1000;
-      return session;
+    const held = this.resident.get(layer);
+    if (held?.prepacked) return held.session;
+    if (!this.lazy.has(layer)) return this.timedLoad(layer, prepack);
+    const started = performance.now();
+    if (held) {
+      // A later pass: the pinned layer its first pass loaded unpacked is reloaded prepacked.
+      this.resident.delete(layer);
+      await held.session.release();
+      held.unhold();
     }
-    return this.timedLoad(layer, prepack);
+    const packed = held !== undefined || prepack;
+    const session = await this.loadResident(layer, packed);
+    this.pinnedLoads++;
+    if (!packed) this.unpackedLoads++;
+    this.pinnedLoadSeconds += (performance.now() - started) / 1000;
+    return session;
   }
 
-  private async loadResident(unit: number): Promise<S> {
-    const held = await loadHeld(this.ledger, this.bytes[unit], () => this.load(unit, true));
-    this.resident.set(unit, held);
+  private async loadResident(unit: number, prepacked: boolean): Promise<S> {
+    const held = await loadHeld(this.ledger, this.bytes[unit], () => this.load(unit, prepacked));
+    this.resident.set(unit, { ...held, prepacked });
     return held.session;
   }
 

@@ -19,7 +19,7 @@ export interface SerializedError {
 export type WorkerRequest =
   | { type: 'open'; folder: string; options: EngineOptions }
   | { type: 'forward'; id: number; request: ForwardVariantsRequest; cancelFlag: SharedArrayBuffer; progress: boolean }
-  | { type: 'measure'; id: number; layer: number; sequences: Int32Array[]; mergeMatrix?: number[][]; runsPerLoad?: number }
+  | { type: 'measure'; id: number; layer: number; sequences: Int32Array[]; mergeMatrix?: number[][]; runsPerLoad?: number; passes?: number }
   | { type: 'expertOutputs'; id: number; layer: number; inputs: Float32Array; tokens: number }
   | { type: 'close' };
 

@@ -57,7 +57,7 @@ async function handle(message: WorkerRequest): Promise<void> {
       }
       case 'measure': {
         if (!engine) throw new Error('no model is open');
-        reply({ type: 'measured', id: message.id, timing: await engine.measureLayer(message.layer, message.sequences, message.mergeMatrix, message.runsPerLoad) });
+        reply({ type: 'measured', id: message.id, timing: await engine.measureLayer(message.layer, message.sequences, message.mergeMatrix, message.runsPerLoad, message.passes) });
         return;
       }
       case 'expertOutputs': {

@@ -46,11 +46,16 @@ describe('estimate arithmetic', () => {
     assert.ok(Math.abs(estimate.seconds - 87) < 1e-9);
   });
 
-  it('pinned layers no pass has loaded yet are loaded once, at the warm-up\'s pinned rate', () => {
-    // 3 s for a 100-byte pinned layer, 250 bytes still to load: 7.5 s once, beside the 31 s above
-    const pinnedLoad = { seconds: 3, bytes: 100, pendingBytes: 250 };
-    assert.ok(Math.abs(extrapolate(input({ timing: { ...timing, pinnedLoad } })).loadingSeconds - 38.5) < 1e-9);
-    assert.ok(Math.abs(extrapolate(input({ timing: { ...timing, pinnedLoad: { ...pinnedLoad, pendingBytes: 0 } } })).loadingSeconds - 31) < 1e-9);
+  it('pinned layers: loaded by the first pass at the streamed layer\'s rate, reloaded prepacked by the second when the first loads were not', () => {
+    const B = streamed.layerBytes[0];
+    // first pass: 2 layers' bytes at 2 s a layer = 4 s; 6 passes, so the reload: 3 layers' bytes at 5 s a layer = 15 s; beside the 31 s above
+    const pinned = { loadBytes: 2 * B, prepacked: false, reloadBytes: 3 * B, prepackedPerByte: 5 / B };
+    assert.ok(Math.abs(extrapolate(input({ timing: { ...timing, pinned } })).loadingSeconds - 50) < 1e-9);
+    // one pass: no reload (the streamed layers' 4 x 2 s and no head for a profile)
+    const onePass = { ...work, repeats: 1, passesPerRepeat: 1 };
+    assert.ok(Math.abs(extrapolate(input({ work: onePass, withHead: false, timing: { ...timing, pinned } })).loadingSeconds - 12) < 1e-9);
+    // loaded prepacked the first time: nothing to reload
+    assert.ok(Math.abs(extrapolate(input({ timing: { ...timing, pinned: { loadBytes: 2 * B, prepacked: true, reloadBytes: 0 } } })).loadingSeconds - 35) < 1e-9);
   });
 
   it('the caller\'s own work sets the pace when it is slower than the runtime', () => {

@@ -173,9 +173,11 @@ describe('layer-major execution under a memory budget', () => {
           assert.deepEqual([partial.memory.policy, partial.memory.writeAhead, partial.memory.residentLayers], ['partial', true, [spec.layers.length - 1]]);
           const request = { sequences, outputs: { loss: true, moe: true }, maxBatchTokens: 24 };
           for (let pass = 0; pass < 2; pass++) assertIdentical(await partial.forward(request), await reference.forward(request), `${precision}, pinned on first use, pass ${pass}`);
-          // Pass 1: layers 1-3 (3 pinned) from the writer; pass 2: the streamed layers 0-2.
-          assert.equal(partial.writtenAhead.layers, 2 * spec.layers.length - 2, `${precision}: the pinned layer came from the writer`);
-          assert.equal(partial.loading.pinned, 2, 'the pinned layer and the head, once');
+          // Pass 1: layers 1-3 (3 pinned) from the writer; pass 2: the streamed layers 0-2, and in int8 layer 3 again,
+          // reloaded prepacked (pass 1 loaded it unpacked, as it loads streamed layers).
+          const reloads = precision === 'int8' ? 1 : 0;
+          assert.equal(partial.writtenAhead.layers, 2 * spec.layers.length - 2 + reloads, `${precision}: the pinned layer came from the writer`);
+          assert.equal(partial.loading.pinned, 2 + reloads, 'the pinned layer (int8: and its prepacked reload) and the head');
         } finally {
           await partial.close();
           await reference.close();
@@ -237,24 +239,36 @@ describe('layer-major execution under a memory budget', () => {
     });
   });
 
-  it('the warm-up of an estimate loads one pinned layer, keeps it, and says what the first pass still loads', async () => {
+  it('int8 pinned layers: loaded unpacked by the first pass, reloaded prepacked by the next, the same bits; the warm-up says what is left', async () => {
     await withCheckpoint({ architecture: 'OlmoeForCausalLM', seed: 4, numLayers: 4 }, async ({ spec, weights }) => {
       const { tensors: _names, ...shape } = spec;
-      const probe = planMemory(shape, { budgetBytes: 1e15, hiddenStateBytes: SPILL_BYTES });
+      const precision = 'int8';
+      const probe = planMemory(shape, { budgetBytes: 1e15, hiddenStateBytes: SPILL_BYTES, precision });
       const [, , third, last] = probe.layerBytes;
-      const engine = await ModelEngine.create(spec, weights, { memoryBudget: probe.streamingFloorBytes + probe.headBytes + third + last, hiddenStateBytes: SPILL_BYTES });
+      const engine = await ModelEngine.create(spec, weights, { precision, memoryBudget: probe.streamingFloorBytes + probe.headBytes + third + last, hiddenStateBytes: SPILL_BYTES });
+      const resident = await ModelEngine.create(spec, weights, { precision });
       try {
         assert.deepEqual(engine.memory.residentLayers, [2, 3]);
         const sequences = randomSequences([6, 9], spec.vocabSize, 5);
-        const timing = await engine.measureLayer(0, sequences);
-        assert.ok(timing.pinnedLoad && timing.pinnedLoad.seconds > 0);
-        assert.deepEqual([timing.pinnedLoad.bytes, timing.pinnedLoad.pendingBytes], [third, last], 'one pinned layer sampled, the other still to load');
-        assert.equal(engine.loading.pinned, 2, 'the sampled layer and the head (the warm-up times it) stay loaded');
-        await engine.forward({ sequences, outputs: { moe: true } });
-        assert.equal(engine.loading.pinned, 3);
-        assert.equal((await engine.measureLayer(0, sequences)).pinnedLoad, undefined, 'nothing pinned left to load');
+        // One pass ahead: both pinned layers load with it, unpacked, and nothing is reloaded.
+        assert.deepEqual((await engine.measureLayer(0, sequences, undefined, 1, 1)).pinned, { loadBytes: third + last, prepacked: false, reloadBytes: third + last });
+        // Several: the warm-up loads layer 2 prepacked (timed, kept); layer 3 is loaded by the next pass and reloaded by the one after.
+        const timing = await engine.measureLayer(0, sequences, undefined, 1, 3);
+        assert.ok(timing.pinned?.prepackedPerByte !== undefined && timing.pinned.prepackedPerByte > 0);
+        assert.deepEqual({ ...timing.pinned, prepackedPerByte: 0 }, { loadBytes: last, prepacked: false, reloadBytes: last, prepackedPerByte: 0 });
+        assert.equal(engine.loading.pinned, 2, 'the head (the warm-up times it) and layer 2');
+        const request = { sequences, outputs: { loss: true, moe: true }, maxBatchTokens: 8 };
+        const unpacked = engine.loading.unpacked;
+        assertIdentical(await engine.forward(request), await resident.forward(request), 'first pass');
+        assert.deepEqual([engine.loading.pinned, engine.loading.unpacked - unpacked], [3, 3], 'layer 3 loaded unpacked, as were the streamed layers 0 and 1');
+        assertIdentical(await engine.forward({ ...request, sequences: randomSequences([7, 4], spec.vocabSize, 8) }), await resident.forward({ ...request, sequences: randomSequences([7, 4], spec.vocabSize, 8) }), 'second pass');
+        assert.equal(engine.loading.pinned, 4, 'layer 3 reloaded prepacked');
+        assert.equal((await engine.measureLayer(0, sequences, undefined, 1, 3)).pinned, undefined, 'nothing pinned left to load');
+        await engine.forward(request);
+        assert.equal(engine.loading.pinned, 4, 'prepacked pinned layers stay');
       } finally {
         await engine.close();
+        await resident.close();
       }
     });
   });
