@@ -198,7 +198,7 @@ export class ModelEngine {
         removeScratch(ahead.dir);
       }
     };
-    const residency = new LayerResidency(memory, (unit, prepack) => (unit === L ? loadHead() : loadLayer(unit, prepack)), ledger);
+    const residency = new LayerResidency(memory, (unit, prepack) => (unit === L ? loadHead() : loadLayer(unit, prepack)), (runs) => prepacksFor(memory.precision, runs), ledger);
     try {
       await residency.open();
       return new ModelEngine(spec, memory, weights, embedding, residency, options, ledger, writer);
@@ -304,8 +304,7 @@ export class ModelEngine {
     if (layerSpec.kind === 'moe') Object.assign(feeds, planFeeds(resolveLayerPlan(layer, layerSpec.moe), layerSpec));
     const loadStarted = performance.now();
     // Loaded as a pass that runs it `runsPerLoad` times would load it (prepacked or not: prepacksFor).
-    const prepack = prepacksFor(this.memory.precision, runsPerLoad);
-    const session = await this.residency.acquire(layer, prepack);
+    const session = await this.residency.acquire(layer, runsPerLoad);
     let firstRun = 0;
     let secondRun = 0;
     try {
@@ -324,7 +323,7 @@ export class ModelEngine {
     let reloadSeconds = 0;
     if (!resident) {
       const started = performance.now();
-      const again = await this.residency.acquire(layer, prepack);
+      const again = await this.residency.acquire(layer, runsPerLoad);
       try {
         await this.run(again, feeds, [LayerIO.hiddenOut]);
       } finally {
@@ -332,7 +331,7 @@ export class ModelEngine {
       }
       reloadSeconds = Math.max(0, (performance.now() - started) / 1000 - layerSeconds);
     }
-    const pinned = await this.measurePinned(prepack, passes);
+    const pinned = await this.measurePinned(runsPerLoad, passes);
     let mergeSeconds: number | undefined;
     if (mergeMatrix && layerSpec.kind === 'moe') {
       const started = performance.now();
@@ -368,26 +367,29 @@ export class ModelEngine {
   }
 
   /**
-   * What the pinned layers still cost when layers stream (see LayerResidency.open): the next pass loads
-   * the ones not loaded yet as it loads a streamed layer (`prepack`), and when that is unpacked, a pass
-   * after it reloads each prepacked. For work of several passes one pinned layer is reloaded prepacked
-   * now, timed (and kept), for the estimate's rate of those reloads.
+   * What the pinned layers still cost when layers stream (see LayerResidency.open) for work of `passes`
+   * passes of `runsPerLoad` runs: the next pass loads the ones not loaded yet as it loads a streamed
+   * layer, and when that is unpacked and the work runs them often enough to be worth prepacking, a later
+   * pass reloads each prepacked. Then one pinned layer is loaded prepacked now, timed (and kept), for the
+   * estimate's rate of those reloads.
    */
-  private async measurePinned(prepack: boolean, passes: number): Promise<LayerTiming['pinned']> {
-    const { residentLayers, layerBytes } = this.memory;
+  private async measurePinned(runsPerLoad: number, passes: number): Promise<LayerTiming['pinned']> {
+    const { residentLayers, layerBytes, precision } = this.memory;
     const bytes = (layers: number[]) => layers.reduce((sum, l) => sum + layerBytes[l], 0);
-    if (this.memory.policy === 'resident' || !residentLayers.some((l) => this.residency.needsLoad(l))) return undefined;
+    const waiting = () => residentLayers.filter((l) => this.residency.needsLoad(l, runsPerLoad * passes));
+    if (this.memory.policy === 'resident' || waiting().length === 0) return undefined;
+    const prepacked = prepacksFor(precision, runsPerLoad);
+    const reloads = !prepacked && prepacksFor(precision, runsPerLoad * passes);
     let prepackedPerByte: number | undefined;
-    if (!prepack && passes > 1) {
-      const sample = residentLayers.find((l) => this.residency.needsLoad(l))!;
+    if (reloads) {
+      const [sample] = waiting();
       const started = performance.now();
       // Loaded prepacked whether it was not loaded yet or loaded unpacked.
-      await this.residency.release(sample, await this.residency.acquire(sample, true));
+      await this.residency.release(sample, await this.residency.acquire(sample));
       prepackedPerByte = (performance.now() - started) / 1000 / layerBytes[sample];
     }
     const unloaded = residentLayers.filter((l) => this.residency.isUnloaded(l));
-    const reloaded = prepack ? [] : residentLayers.filter((l) => this.residency.needsLoad(l));
-    return { loadBytes: bytes(unloaded), prepacked: prepack, reloadBytes: bytes(reloaded), ...(prepackedPerByte !== undefined ? { prepackedPerByte } : {}) };
+    return { loadBytes: bytes(unloaded), prepacked, reloadBytes: reloads ? bytes(waiting()) : 0, ...(prepackedPerByte !== undefined ? { prepackedPerByte } : {}) };
   }
 
   /**
@@ -441,14 +443,15 @@ export class ModelEngine {
    * Asks the layer writer (when there is one) for the streamed layer a pass loads after layer `l`: the
    * next one that is not resident, or after the last the first one, since long work is a series of
    * requests (a profile's work sets, a search's generations) that each start at the first layer. One
-   * written for a request that does not come is dropped by the next `ahead` or at close.
+   * written for a request that does not come is dropped by the next `ahead` or at close. A pinned layer
+   * is written ahead while the residency would load it for `runs` runs (layer l's: the pass runs the next
+   * on the same states): not loaded yet, or unpacked and due to be reloaded prepacked.
    */
-  writeAheadAfter(l: number): void {
+  writeAheadAfter(l: number, runs: number): void {
     if (!this.writer) return;
     const L = this.spec.layers.length;
     for (let next = l + 1; next <= l + L; next++) {
-      // A pinned layer the first pass has not loaded yet is written ahead like a streamed one.
-      if (this.residency.needsLoad(next % L)) return this.writer.ahead(next % L);
+      if (this.residency.needsLoad(next % L, runs)) return this.writer.ahead(next % L);
     }
   }
 
@@ -710,8 +713,9 @@ class Pass {
       planIds: unmerged,
       acquire: async () => {
         // The next streamed layer is written on the writer's thread while this one loads and runs.
-        this.engine.writeAheadAfter(l);
-        const session = await internals.residency.acquire(l, prepacksFor(this.engine.memory.precision, this.runsAt(l, unmerged, states)));
+        const runs = this.runsAt(l, unmerged, states);
+        this.engine.writeAheadAfter(l, runs);
+        const session = await internals.residency.acquire(l, runs);
         return { session, release: () => internals.residency.release(l, session) };
       },
     };

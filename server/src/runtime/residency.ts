@@ -14,8 +14,11 @@ export interface Releasable {
  * costs, and holds each loaded unit's bytes in the engine's ledger.
  */
 export class LayerResidency<S extends Releasable> {
-  /** Loaded resident units; `prepacked` false for a pinned layer its first pass loaded without prepacking. */
-  private readonly resident = new Map<number, { session: S; unhold: () => void; prepacked: boolean }>();
+  /**
+   * Loaded resident units; `prepacked` false for a pinned layer a pass loaded without prepacking, with
+   * `unpackedRuns`, the runs passes have made of it since.
+   */
+  private readonly resident = new Map<number, { session: S; unhold: () => void; prepacked: boolean; unpackedRuns: number }>();
   private readonly streamed = new Map<S, () => void>();
   /** Loads of layers that are not resident (what streaming costs), with their time and bytes. */
   loads = 0;
@@ -34,8 +37,10 @@ export class LayerResidency<S extends Releasable> {
 
   constructor(
     memory: MemoryPlan,
-    /** `prepack`: whether onnxruntime prepacks the weights (see `prepacksFor`); a resident unit always does. */
+    /** `prepack`: whether onnxruntime prepacks the weights; a unit resident from open always does. */
     private readonly load: (unit: number, prepack: boolean) => Promise<S>,
+    /** Whether a session run `runs` times is worth prepacking (`prepacksFor`). */
+    private readonly prepacks: (runs: number) => boolean = () => true,
     private readonly ledger = new MemoryLedger(),
   ) {
     this.bytes = [...memory.layerBytes, memory.headBytes];
@@ -50,9 +55,11 @@ export class LayerResidency<S extends Releasable> {
    *   at open, one after the other, the 8 pinned int8 layers of OLMoE-1B-7B at 6 GB took 31-66 s before
    *   the first token ran (runtime README, "Pinned layers on first use");
    * - the first pass loads a pinned layer as it loads a streamed one (unpacked where `prepacksFor` says
-   *   so: a pass of a few batches does not win back prepacking's cost), and the next pass that reaches
-   *   it reloads it prepacked, for good: one pass (a profile of 16k tokens) never pays for prepacking,
-   *   work of many passes (a search) pays one extra unpacked load per pinned layer;
+   *   so: a pass of a few batches does not win back prepacking's cost), and keeps it unpacked until the
+   *   runs passes made of it, with the coming pass's, are worth prepacking; then that pass reloads it
+   *   prepacked, for good. As in renting skis until the rent paid equals the price: work of one pass
+   *   (a profile of 16k tokens) never pays for prepacking, work of many (a search) pays at most one
+   *   extra unpacked load per pinned layer, and an evaluation of a few one-sequence passes neither;
    * - work without losses or logits (a profile) never needs the head (Qwen3-30B-A3B: 1.2 GB, seconds).
    * Loading one later is priced: a pass takes one unit at a time, so the streaming slot, which holds
    * twice a layer and twice the head, is empty when it loads (a reload first releases the unpacked one).
@@ -61,9 +68,13 @@ export class LayerResidency<S extends Releasable> {
     for (const unit of this.residentUnits) if (!this.lazy.has(unit)) await this.loadResident(unit, true);
   }
 
-  /** Whether acquiring the unit now loads it: it is streamed, or pinned and not loaded (prepacked) yet. */
-  needsLoad(unit: number): boolean {
-    return !this.resident.get(unit)?.prepacked;
+  /**
+   * Whether acquiring the unit for `runs` more runs loads it: it is streamed, or pinned and not loaded
+   * yet, or loaded unpacked and now run often enough to be reloaded prepacked.
+   */
+  needsLoad(unit: number, runs = Infinity): boolean {
+    const held = this.resident.get(unit);
+    return !held || (!held.prepacked && this.prepacks(held.unpackedRuns + runs));
   }
 
   /** Whether acquiring the pinned unit now loads it for the first time (not a prepacked reload). */
@@ -72,32 +83,36 @@ export class LayerResidency<S extends Releasable> {
   }
 
   /**
-   * The layer's session, loading it when it is not resident; hand it back with `release`. `prepack`
-   * says how a layer loaded now for this pass alone is loaded (default: prepacked), and how a pass
-   * first loads a pinned one (see `open`).
+   * The layer's session for `runs` runs (default: many, so prepacked), loading it when it is not
+   * resident; hand it back with `release`. A layer loaded now for this pass alone is prepacked when
+   * `prepacks(runs)`; a pinned one as `open` says.
    */
-  async acquire(layer: number, prepack = true): Promise<S> {
+  async acquire(layer: number, runs = Infinity): Promise<S> {
     const held = this.resident.get(layer);
     if (held?.prepacked) return held.session;
-    if (!this.lazy.has(layer)) return this.timedLoad(layer, prepack);
+    if (!this.lazy.has(layer)) return this.timedLoad(layer, this.prepacks(runs));
+    if (held && !this.prepacks(held.unpackedRuns + runs)) {
+      held.unpackedRuns += runs;
+      return held.session;
+    }
     const started = performance.now();
     if (held) {
-      // A later pass: the pinned layer its first pass loaded unpacked is reloaded prepacked.
+      // Run often enough now: the unpacked session goes (the slot is empty) and the layer is reloaded prepacked.
       this.resident.delete(layer);
       await held.session.release();
       held.unhold();
     }
-    const packed = held !== undefined || prepack;
-    const session = await this.loadResident(layer, packed);
+    const packed = held !== undefined || this.prepacks(runs);
+    const session = await this.loadResident(layer, packed, packed ? 0 : runs);
     this.pinnedLoads++;
     if (!packed) this.unpackedLoads++;
     this.pinnedLoadSeconds += (performance.now() - started) / 1000;
     return session;
   }
 
-  private async loadResident(unit: number, prepacked: boolean): Promise<S> {
+  private async loadResident(unit: number, prepacked: boolean, unpackedRuns = 0): Promise<S> {
     const held = await loadHeld(this.ledger, this.bytes[unit], () => this.load(unit, prepacked));
-    this.resident.set(unit, { ...held, prepacked });
+    this.resident.set(unit, { ...held, prepacked, unpackedRuns });
     return held.session;
   }
 
