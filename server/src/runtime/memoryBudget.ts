@@ -248,7 +248,7 @@ export function planMemory(spec: ModelShape, options: MemoryPlanOptions = {}): M
   const streamedBytesPerPass = layerBytes.reduce((sum, bytes, l) => (residentLayers.includes(l) ? sum : sum + bytes), 0);
   const seconds = Math.max(1, Math.round(streamedBytesPerPass / ASSUMED_LOAD_BYTES_PER_SECOND));
   const policy: ResidencyPolicy = residentLayers.length > 0 ? 'partial' : 'streamed';
-  const kept = (residentLayers.length > 0 ? `${residentLayers.length} of ${L} layers resident, streaming ${streamed}` : `streaming ${streamed} layers`) + (headResident ? '' : ' and the head');
+  const kept = (residentLayers.length > 0 ? `${residentLayers.length} of ${L} layers resident (loaded by the first pass), streaming ${streamed}` : `streaming ${streamed} layers`) + (headResident ? '' : ' and the head');
   return {
     ...base,
     fixedBytes,

@@ -69,7 +69,7 @@ describe('memory budget', () => {
     assert.deepEqual(partial.residentLayers, [1, 2]);
     assert.equal(partial.fixedBytes, baseline + 176);
     assert.equal(partial.streamedBytesPerPass, layer);
-    assert.match(partial.summary, /: 2 of 3 layers resident, streaming 1, about 1 s of weight loading per pass$/);
+    assert.match(partial.summary, /: 2 of 3 layers resident \(loaded by the first pass\), streaming 1, about 1 s of weight loading per pass$/);
     assert.deepEqual(planMemory(tiny, { ...options, budgetBytes: probe.streamingFloorBytes + 176 + layer }).residentLayers, [2]);
 
     const headOnly = planMemory(tiny, { ...options, budgetBytes: probe.streamingFloorBytes + layer - 1 });
