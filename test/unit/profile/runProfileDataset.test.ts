@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { loadTokenizer } from '../../../server/src/checkpoint';
 import { CancelledError } from '../../../server/src/errors';
 import { compareProfiles, jensenShannon } from '../../../server/src/profile';
-import { modelIdentity, profileDataset, profileProgressMessage, RuntimePool, type ProfileProgress, type ProfileRunSettings } from '../../../server/src/profile/run';
+import { modelIdentity, profileDataset, profileProgressMessage, RuntimePool, streamedSecondsLeft, type ProfileProgress, type ProfileRunSettings } from '../../../server/src/profile/run';
 import { planMemory } from '../../../server/src/runtime/memoryBudget';
 import { ModelRuntime } from '../../../server/src/runtime';
 import { Prng } from '../../support/prng';
@@ -106,6 +106,16 @@ describe('profileDataset', () => {
     } finally {
       await streamedPool.close();
     }
+  });
+
+  it('a streamed profile\'s time left follows its estimate until two work sets are in, then the speed so far', () => {
+    // The estimate leaves 40 s; the current pass has 12 s left; the loading-heavy extrapolation says 150 s.
+    assert.equal(streamedSecondsLeft({ estimateLeft: 40, passLeft: 12, extrapolated: 150 }), 40);
+    // The pass alone needs longer than the estimate leaves: at least the pass.
+    assert.equal(streamedSecondsLeft({ estimateLeft: 5, passLeft: 12, extrapolated: 150 }), 12);
+    // The estimate has run out (it was low), or there is none (after two work sets): the extrapolation.
+    assert.equal(streamedSecondsLeft({ estimateLeft: -3, passLeft: 12, extrapolated: 150 }), 150);
+    assert.equal(streamedSecondsLeft({ passLeft: 12, extrapolated: 150 }), 150);
   });
 
   it('reuses a current profile without running the model, and recomputes with force', async () => {
