@@ -174,7 +174,7 @@ class ProfileRun {
   /** Work sets folded in so far. */
   private folded = 0;
   private firstPrepareSeconds = 0;
-  /** The estimate's total seconds and when it was made (streamed runs: see `secondsLeft`). */
+  /** The estimate's total seconds and when it was made (streamed runs: see `streamedSecondsLeft`). */
   private estimated?: { seconds: number; at: number };
 
   constructor(
