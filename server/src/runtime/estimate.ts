@@ -85,7 +85,8 @@ export interface ExtrapolationInput {
  *   of the first load (the checkpoint read from disk), later ones at the reload's rate when the streamed
  *   layers' checkpoint bytes (bf16: half their fp32 bytes) fit the page cache, else at the first rate;
  *   and the pinned layers no pass has loaded yet, by the first pass at the streamed layer's rate, and
- *   when those loads were unpacked, again by the second pass, at the warm-up's prepacked reload's rate;
+ *   when those loads were unpacked and the work runs them often enough, again by a later pass, at the
+ *   warm-up's prepacked reload's rate;
  * - merging: every merged layer the work builds, at the measured build of one like it;
  * - host: the caller's own work overlaps the runtime's, so the slower side sets the pace.
  */
@@ -110,7 +111,7 @@ export function extrapolate(input: ExtrapolationInput): WorkEstimate {
   if (input.withHead && !memory.headResident) loadingSeconds += passes * timing.headLoadSeconds;
   const pinned = timing.pinned;
   if (pinned) {
-    // The first pass loads them as it loads the streamed layers; when that was unpacked, the second reloads them prepacked.
+    // The first pass loads them as it loads the streamed layers; when that was unpacked, a later pass may reload them prepacked (reloadBytes).
     const firstPerByte = !resident.has(measured) && timing.loadSeconds > 0 ? timing.loadSeconds / memory.layerBytes[measured] : (pinned.prepackedPerByte ?? 0);
     loadingSeconds += pinned.loadBytes * firstPerByte;
     if (passes > 1) loadingSeconds += pinned.reloadBytes * (pinned.prepackedPerByte ?? firstPerByte);

@@ -66,8 +66,9 @@ export interface LayerTiming {
   mergeSeconds?: number;
   /**
    * When layers stream and pinned layers are still to load (LayerResidency.open): the bytes the next pass
-   * loads as it loads streamed layers (`prepacked` or not), the bytes a pass after it reloads prepacked
-   * (when the first loads were not), and the rate of such a reload, timed on one pinned layer.
+   * loads as it loads streamed layers (`prepacked` or not), the bytes a later pass reloads prepacked (when
+   * the first loads were not and the work's runs make prepacking pay), and the rate of such a reload,
+   * timed on one pinned layer.
    */
   pinned?: { loadBytes: number; prepacked: boolean; reloadBytes: number; prepackedPerByte?: number };
 }

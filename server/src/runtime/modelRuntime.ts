@@ -92,7 +92,7 @@ export class ModelRuntime {
     }).finally(() => signal?.removeEventListener('abort', onAbort));
   }
 
-  /** Times one layer (loading it first when it is not resident) and the head on one batch of `sequences`; with `mergeMatrix`, also building one merged session of it; a streamed layer is loaded as a pass that runs it `runsPerLoad` times loads it; `passes`: how many passes the work makes (pinned layers are reloaded prepacked after the first). */
+  /** Times one layer (loading it first when it is not resident) and the head on one batch of `sequences`; with `mergeMatrix`, also building one merged session of it; a streamed layer is loaded as a pass that runs it `runsPerLoad` times loads it; `passes`: how many passes the work makes (an unpacked pinned layer is reloaded prepacked once its runs make prepacking pay). */
   measureLayer(layer: number, sequences: Int32Array[], mergeMatrix?: number[][], runsPerLoad?: number, passes?: number): Promise<LayerTiming> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.closing) return Promise.reject(new Error('runtime is closed'));

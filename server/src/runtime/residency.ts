@@ -91,7 +91,7 @@ export class LayerResidency<S extends Releasable> {
     const held = this.resident.get(layer);
     if (held?.prepacked) return held.session;
     if (!this.lazy.has(layer)) return this.timedLoad(layer, this.prepacks(runs));
-    if (held && !this.prepacks(held.unpackedRuns + runs)) {
+    if (held && !this.needsLoad(layer, runs)) {
       held.unpackedRuns += runs;
       return held.session;
     }
